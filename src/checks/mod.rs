@@ -1,0 +1,3 @@
+//! Checks and verdicts.
+
+pub mod expr;

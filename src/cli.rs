@@ -1,0 +1,175 @@
+//! Command-line interface: argument definitions and dispatch. Each command calls into its
+//! domain module and maps the result to an [`Outcome`]; errors are shown as a chain.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit::Outcome;
+use crate::telemetry::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "drillbook",
+    version,
+    about = "Declarative chaos drills: inject faults, drive measured load, judge each phase.",
+    after_help = Outcome::TABLE,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less logging (-q warnings only, -qq errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check scenario files without running anything.
+    #[command(
+        after_help = "Example:\n  drillbook validate scenarios/\n  drillbook validate scenarios/proxy-restart.yaml scenarios/lab/\n\nExit code 0 when every file is valid, 2 otherwise."
+    )]
+    Validate(ValidateArgs),
+    /// Show what a drill would do, without changing anything.
+    #[command(
+        after_help = "Examples:\n  drillbook plan scenarios/lab/proxy-restart.yaml --offline\n  drillbook plan scenarios/proxy-restart.yaml --context staging"
+    )]
+    Plan(PlanArgs),
+    /// Run a drill and write its reports.
+    #[command(after_help = concat!(
+        "Example:\n  drillbook run scenarios/lab/proxy-restart.yaml --report-dir reports/\n",
+        "  drillbook run scenarios/proxy-restart.yaml --context staging --drill-log docs/runbook.md\n\n",
+        "Exit codes: 0 pass, 1 fail, 2 invalid, 3 inconclusive, 4 aborted, 5 refused, 130 interrupted."
+    ))]
+    Run(RunArgs),
+    /// Print the JSON Schema of the scenario format.
+    #[command(after_help = "Example:\n  drillbook schema > scenario.schema.json")]
+    Schema(SchemaArgs),
+    /// Drive measured HTTP load at a URL (open model, HDR latency).
+    #[command(
+        after_help = "Example:\n  drillbook load http://127.0.0.1:8080/ --rate 500/s --duration 30s --connections 32 --json out.json"
+    )]
+    Load(crate::load::cli::LoadArgs),
+    /// Run one part of the embedded lab (the system from the stateless-proxy cutover ticket).
+    #[command(
+        subcommand,
+        after_help = "Example:\n  drillbook lab proxy --listen 127.0.0.1:8080 --stateless-tokens true"
+    )]
+    Lab(crate::lab::LabCommand),
+    /// Render a report.json in another format.
+    #[command(
+        after_help = "Example:\n  drillbook report reports/2026-11-22-proxy-restart-ab12/report.json --format md"
+    )]
+    Report(crate::report::cli::ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Scenario files, or directories searched for `*.yaml`/`*.yml`.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    pub scenario: PathBuf,
+    /// Do not contact any cluster; show the timeline only.
+    #[arg(long)]
+    pub offline: bool,
+    /// kubeconfig context to resolve targets in (must be in the scenario's allowed_contexts).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Seed for random choices; the plan then shows exactly which pods a run with it would pick.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    pub scenario: PathBuf,
+    /// kubeconfig context (must be in the scenario's allowed_contexts).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Seed for random choices (printed at start; pass it again to replay a drill).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Parent directory of the run's report directory.
+    #[arg(long, default_value = "reports")]
+    pub report_dir: PathBuf,
+    /// Runbook whose Drill log table gets a row (default: the scenario's `runbook:`).
+    #[arg(long)]
+    pub drill_log: Option<PathBuf>,
+    /// Do not append to any drill log.
+    #[arg(long, conflicts_with = "drill_log")]
+    pub no_drill_log: bool,
+    /// Name in the drill log's operator column (default: $DRILL_OPERATOR, git user.name, $USER).
+    #[arg(long, env = "DRILL_OPERATOR")]
+    pub operator: Option<String>,
+    /// Allow a context or namespace whose name contains "prod".
+    #[arg(long)]
+    pub allow_production: bool,
+    /// Start even if an unrecovered undo journal exists for this target.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Outcome::Invalid.into()
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let verbosity = i8::try_from(i16::from(cli.verbose) - i16::from(cli.quiet)).unwrap_or(0);
+    telemetry::init(cli.log_format, verbosity);
+    telemetry::install_crypto_provider();
+    match dispatch(cli.command) {
+        Ok(outcome) => outcome.into(),
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            Outcome::Invalid.into()
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn dispatch(command: Command) -> anyhow::Result<Outcome> {
+    match command {
+        Command::Validate(args) => Ok(crate::plan::validate_paths(&args.paths)),
+        Command::Schema(args) => crate::plan::write_schema(args.output.as_deref()),
+        Command::Plan(args) => runtime()?.block_on(crate::plan::plan(&args)),
+        Command::Run(args) => runtime()?.block_on(crate::engine::run_cli(args)),
+        Command::Load(args) => runtime()?.block_on(crate::load::cli::run(args)),
+        Command::Lab(command) => runtime()?.block_on(crate::lab::run(command)),
+        Command::Report(args) => crate::report::cli::run(&args),
+    }
+}

@@ -1,0 +1,18 @@
+//! drillbook: declarative chaos drills for Kubernetes and a local lab.
+//!
+//! `main.rs` only calls [`cli::main`]. See ARCHITECTURE.md for the data flow of a drill and
+//! the code map.
+
+pub mod checks;
+pub mod cli;
+pub mod drill_log;
+pub mod engine;
+pub mod exit;
+pub mod lab;
+pub mod load;
+pub mod plan;
+pub mod report;
+pub mod scenario;
+pub mod target;
+pub mod telemetry;
+pub mod units;

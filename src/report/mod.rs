@@ -1,0 +1,3 @@
+//! Report model and renderers (issue #6). Not built yet.
+
+pub mod cli;

@@ -1,0 +1,193 @@
+//! Scenario files: reading them within strict budgets, the v1 model, and validation that
+//! points at `file:line:column` with a fix.
+
+pub mod diagnostic;
+pub mod model;
+pub mod spanned;
+pub mod tagged;
+pub mod validate;
+pub mod vars;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::{Diagnostic, FileDiagnostics, Severity};
+pub use model::*;
+pub use spanned::{Pos, Sp};
+
+/// Largest scenario file read. Real scenarios are a few KiB; this keeps a stray 50 MB file or a
+/// device from being slurped into memory.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// Deepest nesting accepted. Scenarios are at most ~6 levels deep.
+pub const MAX_DEPTH: usize = 32;
+/// Aliases accepted in one file, and the events they may replay in total (no billion laughs).
+pub const MAX_ALIASES: usize = 256;
+pub const MAX_REPLAYED_EVENTS: usize = 20_000;
+
+/// A scenario that parsed and validated, with where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedScenario {
+    pub path: PathBuf,
+    /// Directory relative paths in the scenario resolve against.
+    pub base_dir: PathBuf,
+    pub source: String,
+    pub scenario: Scenario,
+    /// Warnings found by validation (errors make loading fail).
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl LoadedScenario {
+    /// Resolves a path written in the scenario relative to the scenario file.
+    pub fn resolve(&self, relative: &str) -> PathBuf {
+        let p = Path::new(relative);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+}
+
+/// Reads, parses and validates one scenario file.
+pub fn load(path: &Path) -> Result<LoadedScenario, FileDiagnostics> {
+    let source = read_bounded(path).map_err(|d| FileDiagnostics::new(path, None, vec![d]))?;
+    let scenario = match parse_str(&source) {
+        Ok(s) => s,
+        Err(items) => return Err(FileDiagnostics::new(path, Some(source), items)),
+    };
+    let items = validate::validate(&scenario, path, &source);
+    if items.iter().any(Diagnostic::is_error) {
+        return Err(FileDiagnostics::new(path, Some(source), items));
+    }
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(LoadedScenario {
+        path: path.to_path_buf(),
+        base_dir,
+        source,
+        scenario,
+        warnings: items,
+    })
+}
+
+fn read_bounded(path: &Path) -> Result<String, Diagnostic> {
+    let unplaced = Pos::default();
+    let file = std::fs::File::open(path)
+        .map_err(|e| Diagnostic::error(unplaced, format!("cannot open the scenario: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Diagnostic::error(unplaced, format!("cannot read the scenario: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Diagnostic::error(
+            unplaced,
+            format!(
+                "the file is larger than {} KiB; a scenario is a few KiB of YAML",
+                MAX_FILE_BYTES / 1024
+            ),
+        )
+        .with_help("check that this is the scenario you meant to pass"));
+    }
+    if bytes.contains(&0) {
+        return Err(Diagnostic::error(
+            unplaced,
+            "this is a binary file, not a YAML scenario",
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        Diagnostic::error(
+            unplaced,
+            format!(
+                "the file is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+fn parse_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.max_aliases = MAX_ALIASES;
+    budget.max_anchors = MAX_ALIASES;
+    budget.max_nodes = 50_000;
+    budget.max_events = 200_000;
+    budget.max_documents = 1;
+    budget.max_total_scalar_bytes = MAX_FILE_BYTES as usize;
+    budget.max_recorded_anchor_events = MAX_REPLAYED_EVENTS;
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
+    options.alias_limits.max_replay_stack_depth = 8;
+    options.duplicate_keys = serde_saphyr::options::DuplicateKeyPolicy::Error;
+    options.with_snippet = false;
+    options
+}
+
+/// Parses scenario text into the model. Structural errors come back located.
+pub fn parse_str(source: &str) -> Result<Scenario, Vec<Diagnostic>> {
+    if source
+        .trim()
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(vec![
+            Diagnostic::error(Pos::new(1, 1), "the file is empty")
+                .with_help(format!("a scenario starts with `apiVersion: {API_VERSION}` and `name:`; see `drillbook schema`")),
+        ]);
+    }
+    serde_saphyr::from_str_with_options::<Scenario>(source, parse_options())
+        .map_err(|e| vec![structural(&e)])
+}
+
+/// Turns a serde-saphyr error into a diagnostic with a position and, where possible, a fix.
+fn structural(error: &serde_saphyr::Error) -> Diagnostic {
+    let mut pos = error.location().map(Pos::from_location).unwrap_or_default();
+    let raw = error.without_snippet().to_string();
+    let mut message = strip_location_suffix(&raw);
+    if let Some(start) = message.find("@@") {
+        if let Some((at, text)) = tagged::take_position(&message[start..]) {
+            pos = at;
+            message = text.to_string();
+        }
+    }
+    let mut diagnostic = Diagnostic::error(pos, message.clone());
+    if let Some(help) = hint_for(&message) {
+        diagnostic = diagnostic.with_help(help);
+    }
+    diagnostic
+}
+
+/// serde-saphyr appends " at line X, column Y"; the location is shown separately.
+fn strip_location_suffix(message: &str) -> String {
+    let trimmed = message.trim();
+    match trimmed.rfind(" at line ") {
+        Some(i) => trimmed[..i].trim_end_matches(':').to_string(),
+        None => trimmed.to_string(),
+    }
+}
+
+/// "unknown field `slector`, expected one of `selector`, `count`" → "did you mean `selector`?"
+fn hint_for(message: &str) -> Option<String> {
+    let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    let (unknown, expected) = quoted.split_first()?;
+    if message.starts_with("unknown field") || message.starts_with("unknown variant") {
+        if let Some(best) = tagged::did_you_mean(unknown, expected.iter().copied()) {
+            return Some(format!("did you mean `{best}`?"));
+        }
+        return Some(format!("expected one of: {}", expected.join(", ")));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_gets_a_suggestion() {
+        assert_eq!(
+            hint_for("unknown field `slector`, expected one of `selector`, `count`").as_deref(),
+            Some("did you mean `selector`?")
+        );
+    }
+}

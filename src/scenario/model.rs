@@ -1,0 +1,694 @@
+//! Scenario format v1: the types a scenario YAML file deserializes into.
+//!
+//! Design notes:
+//! - Steps and checks are mappings with a few shared keys (`name`, `at`, `phase`) plus exactly one
+//!   *kind* key (`kill_pods: {...}`, `http: "rate(401) == 0"`). They deserialize through
+//!   [`super::tagged`], so an unknown kind is reported at its own key with a "did you mean".
+//! - Every value that semantic validation must point at is wrapped in [`Sp`], which remembers
+//!   where it was written.
+//! - Durations, rates and selectors are parsed while deserializing (see [`crate::units`]), so a
+//!   bad value is reported at its exact position.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::spanned::Sp;
+use super::tagged::tagged_kinds;
+use crate::units::{HumanDuration, LabelSelector, Rate};
+
+/// The only `apiVersion` this build understands.
+pub const API_VERSION: &str = "drillbook/v1";
+
+/// A drill: what to run against, the load to drive, the faults to inject and how to judge it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "drillbook scenario v1")]
+pub struct Scenario {
+    /// Always `drillbook/v1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: Sp<String>,
+    /// Short identifier used in report paths and the drill log (letters, digits, `-`, `_`).
+    pub name: Sp<String>,
+    /// What this drill proves, in one or two sentences. Shown in reports.
+    #[serde(default)]
+    pub description: String,
+    /// Markdown runbook whose "Drill log" table receives one row per run (relative to this file).
+    #[serde(default)]
+    pub runbook: Option<Sp<String>>,
+    /// Seed for every random choice (which pods die). Omit it for a fresh seed, printed at start.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Where the faults go.
+    pub target: TargetSpec,
+    /// HTTP load driven at the service for the whole drill.
+    #[serde(default)]
+    pub load: Option<LoadSpec>,
+    /// Conditions that must hold before any fault is injected.
+    #[serde(default)]
+    pub preflight: Vec<Sp<PreflightCheck>>,
+    /// The fault timeline.
+    #[serde(default)]
+    pub steps: Vec<Sp<Step>>,
+    /// Steps that always run at the end, after registered undos, whatever happened.
+    #[serde(default)]
+    pub finally: Vec<Sp<Step>>,
+    /// Guards checked every second; when one trips the drill is aborted and undone.
+    #[serde(default)]
+    pub abort_when: Vec<Sp<Guard>>,
+    /// Assertions that decide the verdict.
+    #[serde(default)]
+    pub checks: Vec<Sp<Check>>,
+    /// Named windows of the drill. Default: baseline, fault, recovery (see README).
+    #[serde(default)]
+    pub phases: Option<Vec<Sp<PhaseSpec>>>,
+}
+
+/// Where the drill runs: a Kubernetes cluster or processes on this machine.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TargetSpec {
+    Kubernetes(KubernetesTarget),
+    Local(LocalTarget),
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesTarget {
+    /// kubeconfig context. Every API call and every helm/kubectl command is pinned to it;
+    /// the kubeconfig's current-context is never used.
+    pub context: Sp<String>,
+    /// Namespace every action works in.
+    pub namespace: Sp<String>,
+    /// Contexts this scenario may ever run against. `context` (and `--context`) must be listed.
+    pub allowed_contexts: Vec<Sp<String>>,
+    /// Namespaces this scenario may touch. Default: just `namespace`.
+    #[serde(default)]
+    pub allowed_namespaces: Vec<Sp<String>>,
+    /// kubeconfig file. Default: `$KUBECONFIG` or `~/.kube/config`.
+    #[serde(default)]
+    pub kubeconfig: Option<String>,
+    /// Upper bound on pods any one action may touch.
+    #[serde(default = "default_max_pods")]
+    pub max_pods: u32,
+}
+
+fn default_max_pods() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalTarget {
+    /// Processes drillbook starts, supervises and tears down.
+    pub processes: Vec<Sp<ProcessSpec>>,
+}
+
+/// A supervised process: a Deployment-like service or a Job-like one-shot.
+///
+/// Strings in `command`, `env` and `ready` may use `${drillbook}` (this binary) and
+/// `${port.NAME}` (a free loopback port picked once per run and shared by the whole scenario).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessSpec {
+    pub name: Sp<String>,
+    /// argv; no shell is involved.
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Labels for selectors. `app: <name>` is added when missing.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `service` restarts like a Deployment's pod; `job` runs to completion like a Job's.
+    #[serde(default)]
+    pub kind: ProcessKind,
+    /// How many copies run (each one a separate process).
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// URL that answers 2xx when the process is ready (like a readiness probe).
+    #[serde(default)]
+    pub ready: Option<String>,
+    /// Delay before a crashed or killed service is started again.
+    #[serde(default = "default_restart_delay")]
+    pub restart_delay: HumanDuration,
+    /// `immediately` (before the drill) or `on_demand` (by a `start_process` step).
+    #[serde(default)]
+    pub start: StartPolicy,
+    /// How long to wait for readiness at start-up before the drill is refused.
+    #[serde(default = "default_ready_timeout")]
+    pub ready_timeout: HumanDuration,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_restart_delay() -> HumanDuration {
+    HumanDuration::from_millis(300)
+}
+
+fn default_ready_timeout() -> HumanDuration {
+    HumanDuration::from_secs(15)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessKind {
+    #[default]
+    Service,
+    Job,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StartPolicy {
+    #[default]
+    Immediately,
+    OnDemand,
+}
+
+/// The HTTP load driven during the drill (an open model: requests are sent on schedule).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    pub url: Sp<String>,
+    #[serde(default = "default_method")]
+    pub method: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Request body, inline.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Request body from a file (relative to the scenario file).
+    #[serde(default)]
+    pub body_file: Option<String>,
+    #[serde(default)]
+    pub auth: Option<AuthSpec>,
+    /// Constant rate for the whole run. Use either `rate` or `stages`.
+    #[serde(default)]
+    pub rate: Option<Sp<Rate>>,
+    /// Rate profile: each stage ramps linearly to `target` over `duration`.
+    #[serde(default)]
+    pub stages: Vec<Sp<Stage>>,
+    /// Length of the load. With `stages`, defaults to their total.
+    #[serde(default)]
+    pub duration: Option<Sp<HumanDuration>>,
+    #[serde(default = "default_connections")]
+    pub connections: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    /// A request later than this behind schedule is counted as dropped instead of sent.
+    #[serde(default = "default_max_lag")]
+    pub max_lag: HumanDuration,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+fn default_connections() -> u32 {
+    8
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration::from_secs(2)
+}
+
+fn default_max_lag() -> HumanDuration {
+    HumanDuration::from_secs(1)
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    pub duration: HumanDuration,
+    pub target: Rate,
+}
+
+/// Bearer tokens for the load. Exactly one source: `bearer_env`, `bearer_file` or `token_url`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSpec {
+    /// Environment variable holding one token.
+    #[serde(default)]
+    pub bearer_env: Option<String>,
+    /// File holding one token per line; re-read when it changes (token rotation).
+    #[serde(default)]
+    pub bearer_file: Option<String>,
+    /// Endpoint that mints a token per POST (JSON response).
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// JSON field of the token endpoint's response that holds the token.
+    #[serde(default = "default_token_field")]
+    pub token_field: String,
+    /// Number of callers, each with its own token, used round-robin: N callers stand for N jobs.
+    #[serde(default = "one")]
+    pub callers: u32,
+    /// A caller is replaced by a new one (a new job, a fresh token) after this long.
+    #[serde(default)]
+    pub caller_lifetime: Option<HumanDuration>,
+}
+
+fn default_token_field() -> String {
+    "token".into()
+}
+
+/// One step of the timeline: shared keys plus exactly one action key.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Name other parts of the scenario refer to (phases, expected failures).
+    pub name: Option<Sp<String>>,
+    /// Offset from the start of the load. Without it the step runs after the previous one.
+    pub at: Option<Sp<HumanDuration>>,
+    /// Where the action key was written.
+    pub action_at: super::spanned::Pos,
+    pub action: Action,
+}
+
+tagged_kinds! {
+    /// What a step does.
+    pub enum Action {
+        /// Delete pods matching a selector (kubernetes).
+        KillPods("kill_pods", KillPods),
+        /// Evict pods through the policy/v1 Eviction API, honouring PodDisruptionBudgets (kubernetes).
+        Evict("evict", Evict),
+        /// Signal processes of a supervised group (local).
+        KillProcess("kill_process", KillProcess),
+        /// Start a supervised process group that has `start: on_demand` (local).
+        StartProcess("start_process", ProcessRef),
+        /// Restart a Deployment's pods like `kubectl rollout restart` (local: restart the group one by one).
+        RolloutRestart("rollout_restart", WorkloadRef),
+        /// Set a Deployment's replica count; undo restores the previous count (kubernetes).
+        Scale("scale", Scale),
+        /// Set container env vars of a Deployment (kubernetes) or process group (local) and roll it.
+        PatchEnv("patch_env", PatchEnv),
+        /// Set keys of a ConfigMap; undo restores the previous values (kubernetes).
+        PatchConfigmap("patch_configmap", PatchConfigmap),
+        /// `helm upgrade --reuse-values --set ...`, pinned to the scenario's context and namespace.
+        HelmUpgrade("helm_upgrade", HelmUpgrade),
+        /// Run a command (argv, no shell), pinned to the scenario's context when it is kubectl or helm.
+        Command("command", CommandAction),
+        /// Wait for a Deployment rollout to complete, like `kubectl rollout status`.
+        WaitRollout("wait_rollout", WaitRollout),
+        /// Wait until pods matching a selector (or a local process group) are ready.
+        WaitReady("wait_ready", WaitReady),
+        /// Do nothing for a while.
+        Wait("wait", HumanDuration),
+    }
+}
+
+/// Which pods an action picks among those matching.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PickMode {
+    #[default]
+    Random,
+    Oldest,
+    Newest,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KillPods {
+    pub selector: Sp<LabelSelector>,
+    /// How many pods to kill. Default 1. Exclusive with `percent`.
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// Share of the matching pods to kill (rounded up). Exclusive with `count`.
+    #[serde(default)]
+    pub percent: Option<Sp<u32>>,
+    #[serde(default)]
+    pub mode: PickMode,
+    /// Grace period for the deletion. Default: the pod's own.
+    #[serde(default)]
+    pub grace_period: Option<HumanDuration>,
+    /// Delete immediately (grace period 0), like `kubectl delete --force`.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Evict {
+    pub selector: Sp<LabelSelector>,
+    #[serde(default)]
+    pub count: Option<u32>,
+    #[serde(default)]
+    pub mode: PickMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum Signal {
+    #[default]
+    #[serde(rename = "SIGKILL")]
+    Kill,
+    #[serde(rename = "SIGTERM")]
+    Term,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KillProcess {
+    /// Process group name from `target.local.processes`.
+    pub name: Sp<String>,
+    #[serde(default = "one")]
+    pub count: u32,
+    #[serde(default)]
+    pub signal: Signal,
+    #[serde(default)]
+    pub mode: PickMode,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessRef {
+    pub name: Sp<String>,
+}
+
+/// A Deployment (kubernetes) or a process group (local).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadRef {
+    pub deployment: Sp<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    pub deployment: Sp<String>,
+    pub replicas: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchEnv {
+    pub deployment: Sp<String>,
+    /// Container name. Default: the first container.
+    #[serde(default)]
+    pub container: Option<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchConfigmap {
+    pub name: Sp<String>,
+    pub data: BTreeMap<String, String>,
+}
+
+/// What undoes a helm upgrade when the drill ends or is interrupted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HelmUndo {
+    /// `helm rollback <release> <previous revision>`.
+    #[default]
+    Rollback,
+    /// Leave the upgrade in place (the scenario's `finally` takes care of it).
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HelmUpgrade {
+    pub release: Sp<String>,
+    /// Chart reference. Default: the release's current chart (`helm upgrade --reuse-values`).
+    #[serde(default)]
+    pub chart: Option<String>,
+    /// `--set key=value` pairs.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// `--set` pairs whose values are redacted in logs, plans and reports.
+    #[serde(default)]
+    pub set_secret: BTreeMap<String, String>,
+    #[serde(default = "yes")]
+    pub reuse_values: bool,
+    #[serde(default)]
+    pub wait: bool,
+    #[serde(default = "default_helm_timeout")]
+    pub timeout: HumanDuration,
+    #[serde(default)]
+    pub undo: HelmUndo,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_helm_timeout() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandAction {
+    /// argv, run without a shell. `kubectl` and `helm` get the scenario's context and namespace.
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default = "default_command_timeout")]
+    pub timeout: HumanDuration,
+    /// argv that undoes this command; registered before the command runs.
+    #[serde(default)]
+    pub undo: Option<Vec<String>>,
+}
+
+fn default_command_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitRollout {
+    pub deployment: Sp<String>,
+    #[serde(default = "default_wait_timeout")]
+    pub timeout: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitReady {
+    /// Pods matching this selector (kubernetes) or processes with these labels (local).
+    #[serde(default)]
+    pub selector: Option<Sp<LabelSelector>>,
+    /// A local process group by name.
+    #[serde(default)]
+    pub name: Option<Sp<String>>,
+    #[serde(default = "default_wait_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_wait_timeout() -> HumanDuration {
+    HumanDuration::from_secs(120)
+}
+
+/// Something that must hold before the first fault.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PreflightCheck {
+    /// Jobs still running in the namespace (the helm lessons' item 7).
+    ActiveJobs(ActiveJobs),
+    /// Each selector must match at least one pod (selectors of kill steps are checked anyway).
+    PodsMatch(PodsMatch),
+    /// The helm release must exist (implied by `helm_upgrade` steps).
+    HelmRelease(HelmReleaseRef),
+    /// An HTTP endpoint must answer with the given status.
+    HttpOk(HttpOk),
+    /// A command must exit 0.
+    Command(CommandAction),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFound {
+    #[default]
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveJobs {
+    #[serde(default)]
+    pub selector: Option<Sp<LabelSelector>>,
+    #[serde(default)]
+    pub on_found: OnFound,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PodsMatch {
+    pub selector: Sp<LabelSelector>,
+    #[serde(default = "one")]
+    pub min: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HelmReleaseRef {
+    pub release: Sp<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpOk {
+    pub url: String,
+    #[serde(default = "default_status")]
+    pub status: u16,
+}
+
+fn default_status() -> u16 {
+    200
+}
+
+/// Abort the drill (and undo everything) when an expression holds for long enough.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// An http expression over each 1-second window, e.g. `rate(5xx) > 50%`.
+    pub http: Sp<String>,
+    /// How long the expression must hold before the drill aborts. Default: one window.
+    #[serde(default, rename = "for")]
+    pub for_: HumanDuration,
+}
+
+/// A named window of the drill, between two boundaries.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSpec {
+    pub name: Sp<String>,
+    /// `start`, `end`, `first_fault`, `recovered`, an offset such as `20s`, or a step name
+    /// (`flip` is when step `flip` started, `flip.end` when it finished).
+    pub from: Sp<String>,
+    pub to: Sp<String>,
+}
+
+/// One assertion: shared keys plus exactly one kind key.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: Sp<String>,
+    /// Phase the check looks at. Default: depends on the kind (http: the whole run).
+    pub phase: Option<Sp<String>>,
+    pub description: Option<String>,
+    pub kind_at: super::spanned::Pos,
+    pub kind: CheckKind,
+}
+
+tagged_kinds! {
+    /// What a check asserts.
+    pub enum CheckKind {
+        /// An expression over the load's results: `rate(401) == 0`, `p(95) <= 1.5 * baseline`.
+        Http("http", Sp<String>),
+        /// A PromQL query, once at the end or sampled (Argo Rollouts' analysis model).
+        Prometheus("prometheus", PrometheusCheck),
+        /// Job (or one-shot process) outcomes.
+        Jobs("jobs", JobsCheck),
+        /// Restarts of pods or processes.
+        Restarts("restarts", RestartsCheck),
+        /// Time from each kill until the workload is ready again.
+        ReadyWithin("ready_within", ReadyWithinCheck),
+        /// Whether a step really rolled the pods (new pod-template-hash / new processes).
+        Rolled("rolled", RolledCheck),
+        /// A command's exit code and output.
+        Command("command", CommandCheck),
+        /// A bounded, declared failure: these errors are expected, and only these.
+        ExpectedFailure("expected_failure", ExpectedFailure),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusCheck {
+    /// Prometheus base URL.
+    pub url: String,
+    pub query: Sp<String>,
+    /// Condition on the query's scalar `result`, e.g. `result < 0.05`.
+    #[serde(default)]
+    pub success_condition: Option<Sp<String>>,
+    /// Condition that counts a sample as failed, e.g. `result > 0.10`.
+    #[serde(default)]
+    pub failure_condition: Option<Sp<String>>,
+    /// Sample every `interval` for `count` samples; without it the query runs once at the end.
+    #[serde(default)]
+    pub interval: Option<HumanDuration>,
+    #[serde(default = "one")]
+    pub count: u32,
+    /// How many failed samples are tolerated.
+    #[serde(default)]
+    pub failure_limit: u32,
+    /// Extra request headers (e.g. `Authorization`); values are redacted in every output.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobsCheck {
+    /// Jobs (kubernetes) or one-shot processes (local) matching this selector.
+    pub selector: Sp<LabelSelector>,
+    /// Only jobs started after this step (by name).
+    #[serde(default)]
+    pub started_after: Option<Sp<String>>,
+    /// Only jobs started before this step (by name).
+    #[serde(default)]
+    pub started_before: Option<Sp<String>>,
+    /// Maximum number of failed jobs allowed.
+    #[serde(default)]
+    pub max_failed: Option<u32>,
+    /// Minimum number of succeeded jobs required.
+    #[serde(default)]
+    pub min_succeeded: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestartsCheck {
+    pub selector: Sp<LabelSelector>,
+    /// Maximum restarts (container restarts or process restarts) during the phase.
+    pub max: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadyWithinCheck {
+    pub selector: Sp<LabelSelector>,
+    pub within: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolledCheck {
+    /// The Deployment (or process group) that should have rolled.
+    pub deployment: Sp<String>,
+    /// The step whose effect is judged.
+    pub after: Sp<String>,
+    /// `true`: new pods must have replaced the old ones; `false`: nothing may have rolled.
+    #[serde(default = "yes")]
+    pub expect: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandCheck {
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub exit_code: i32,
+    /// Regular expression stdout must match.
+    #[serde(default)]
+    pub stdout: Option<Sp<String>>,
+    #[serde(default = "default_command_timeout")]
+    pub timeout: HumanDuration,
+}
+
+/// Which callers an expected failure may touch.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedFailure {
+    /// HTTP status (`401`) or class (`5xx`) that is expected.
+    pub status: Sp<String>,
+    /// Only callers whose token was minted before this step may see it.
+    pub callers_started_before: Sp<String>,
+    /// The failures must have stopped this long after the step (e.g. the caller lifetime).
+    #[serde(default)]
+    pub within: Option<HumanDuration>,
+}

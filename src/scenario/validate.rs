@@ -1,0 +1,730 @@
+//! Semantic validation: everything that parses but cannot work. All problems are collected,
+//! not just the first, and each points at the value at fault.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use super::diagnostic::Diagnostic;
+use super::model::*;
+use super::spanned::{Pos, Sp};
+use super::tagged::did_you_mean;
+use super::vars;
+use crate::checks::expr::{self, ExprError, Metric};
+use crate::units::Rate;
+
+/// The phases every scenario has unless it declares its own.
+pub const DEFAULT_PHASES: &[&str] = &["baseline", "fault", "recovery"];
+/// A phase name that always means the whole drill.
+pub const WHOLE_RUN: &str = "all";
+const BOUNDARY_WORDS: &[&str] = &["start", "end", "first_fault", "recovered"];
+
+struct Validator<'a> {
+    scenario: &'a Scenario,
+    scenario_path: &'a Path,
+    source: &'a str,
+    out: Vec<Diagnostic>,
+    step_names: BTreeSet<String>,
+    process_names: BTreeSet<String>,
+    phase_names: Vec<String>,
+    is_local: bool,
+}
+
+/// Validates a parsed scenario. Errors and warnings come back together.
+pub fn validate(scenario: &Scenario, scenario_path: &Path, source: &str) -> Vec<Diagnostic> {
+    let is_local = matches!(scenario.target, TargetSpec::Local(_));
+    let process_names = match &scenario.target {
+        TargetSpec::Local(local) => local
+            .processes
+            .iter()
+            .map(|p| p.name.value.clone())
+            .collect(),
+        TargetSpec::Kubernetes(_) => BTreeSet::new(),
+    };
+    let mut v = Validator {
+        scenario,
+        scenario_path,
+        source,
+        out: Vec::new(),
+        step_names: BTreeSet::new(),
+        process_names,
+        phase_names: Vec::new(),
+        is_local,
+    };
+    v.header();
+    v.target();
+    v.load();
+    v.steps();
+    v.phases();
+    v.checks();
+    v.guards();
+    v.preflight();
+    v.out
+}
+
+impl Validator<'_> {
+    fn error(&mut self, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
+        self.out.push(Diagnostic::error(pos, message));
+        self.out.last_mut().expect("just pushed")
+    }
+
+    fn warn(&mut self, pos: Pos, message: impl Into<String>) {
+        self.out.push(Diagnostic::warning(pos, message));
+    }
+
+    fn header(&mut self) {
+        let s = self.scenario;
+        if s.api_version.value != API_VERSION {
+            self.error(
+                s.api_version.pos,
+                format!("unsupported apiVersion `{}`", s.api_version.value),
+            )
+            .help = Some(format!("this drillbook reads `apiVersion: {API_VERSION}`"));
+        }
+        let name = &s.name;
+        if name.value.is_empty()
+            || name.value.len() > 63
+            || !name
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            self.error(
+                name.pos,
+                format!(
+                    "scenario name `{}` must be 1-63 letters, digits, `-` or `_`",
+                    name.value
+                ),
+            )
+            .help = Some("the name is used in report paths and the drill log".into());
+        }
+        if let Some(runbook) = &s.runbook {
+            let base = self.scenario_path.parent().unwrap_or(Path::new("."));
+            if !base.join(&runbook.value).is_file() {
+                self.warn(runbook.pos, format!("runbook `{}` does not exist (relative to this file); `run` would create it", runbook.value));
+            }
+        }
+    }
+
+    fn target(&mut self) {
+        match &self.scenario.target {
+            TargetSpec::Kubernetes(k) => {
+                let allowed: Vec<&str> = k
+                    .allowed_contexts
+                    .iter()
+                    .map(|c| c.value.as_str())
+                    .collect();
+                if allowed.is_empty() {
+                    self.error(
+                        k.context.pos,
+                        "`allowed_contexts` is empty: list the contexts this drill may run in",
+                    );
+                } else if !allowed.contains(&k.context.value.as_str()) {
+                    let hint = format!(
+                        "add `{}` to `allowed_contexts` or fix the context name",
+                        k.context.value
+                    );
+                    self.error(
+                        k.context.pos,
+                        format!(
+                            "context `{}` is not in allowed_contexts [{}]",
+                            k.context.value,
+                            allowed.join(", ")
+                        ),
+                    )
+                    .help = Some(hint);
+                }
+                if !k.allowed_namespaces.is_empty()
+                    && !k
+                        .allowed_namespaces
+                        .iter()
+                        .any(|n| n.value == k.namespace.value)
+                {
+                    self.error(
+                        k.namespace.pos,
+                        format!(
+                            "namespace `{}` is not in allowed_namespaces",
+                            k.namespace.value
+                        ),
+                    );
+                }
+                if k.max_pods == 0 {
+                    self.error(k.context.pos, "`max_pods: 0` forbids every pod action");
+                }
+            }
+            TargetSpec::Local(local) => {
+                let mut seen = BTreeSet::new();
+                for p in &local.processes {
+                    if !seen.insert(p.name.value.clone()) {
+                        self.error(
+                            p.name.pos,
+                            format!("two processes are named `{}`", p.name.value),
+                        );
+                    }
+                    if p.command.is_empty() {
+                        self.error(
+                            p.name.pos,
+                            format!("process `{}` has an empty command", p.name.value),
+                        );
+                    }
+                    let texts = p.command.iter().chain(p.env.values()).chain(p.ready.iter());
+                    for text in texts {
+                        if let Err(e) = vars::names(text) {
+                            self.error(p.name.pos, format!("process `{}`: {e}", p.name.value));
+                        }
+                    }
+                    if p.replicas == 0 && p.start == StartPolicy::Immediately {
+                        self.warn(
+                            p.name.pos,
+                            format!("process `{}` has 0 replicas and never runs", p.name.value),
+                        );
+                    }
+                }
+                if local.processes.is_empty() {
+                    self.error(Pos::default(), "a local target needs at least one process");
+                }
+            }
+        }
+    }
+
+    fn load_duration(&self) -> Option<Duration> {
+        let load = self.scenario.load.as_ref()?;
+        if let Some(d) = &load.duration {
+            return Some(d.value.0);
+        }
+        (!load.stages.is_empty()).then(|| load.stages.iter().map(|s| s.value.duration.0).sum())
+    }
+
+    fn load(&mut self) {
+        let Some(load) = &self.scenario.load else {
+            return;
+        };
+        match vars::names(&load.url.value) {
+            Err(e) => {
+                self.error(load.url.pos, e.to_string());
+            }
+            Ok(_) => {
+                let url = &load.url.value;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    self.error(
+                        load.url.pos,
+                        format!("load url `{url}` must start with http:// or https://"),
+                    );
+                }
+            }
+        }
+        if http::Method::from_bytes(load.method.as_bytes()).is_err() {
+            self.error(
+                load.url.pos,
+                format!("`{}` is not an HTTP method", load.method),
+            );
+        }
+        match (&load.rate, load.stages.is_empty()) {
+            (Some(rate), false) => {
+                self.error(rate.pos, "use either `rate` or `stages`, not both");
+            }
+            (None, true) => {
+                self.error(
+                    load.url.pos,
+                    "the load has no rate: add `rate: 100/s` or `stages:`",
+                );
+            }
+            (Some(rate), true) => {
+                if load.duration.is_none() {
+                    self.error(
+                        rate.pos,
+                        "a constant rate needs `duration:` (e.g. `duration: 60s`)",
+                    );
+                }
+                if rate.value == Rate::PerSecond(0.0) {
+                    self.warn(rate.pos, "a rate of 0/s sends nothing");
+                }
+            }
+            (None, false) => {
+                for stage in &load.stages {
+                    if stage.value.duration.0.is_zero() {
+                        self.error(stage.pos, "a stage needs a duration above 0s");
+                    }
+                    if stage.value.target == Rate::Max {
+                        self.error(
+                            stage.pos,
+                            "stages ramp between fixed rates; `max` is only for `rate:`",
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(d) = &load.duration {
+            if d.value.0.is_zero() {
+                self.error(d.pos, "the load duration must be above 0s");
+            }
+        }
+        if load.connections == 0 || load.connections > 10_000 {
+            self.error(
+                load.url.pos,
+                format!(
+                    "connections must be between 1 and 10000, not {}",
+                    load.connections
+                ),
+            );
+        }
+        if load.body.is_some() && load.body_file.is_some() {
+            self.error(load.url.pos, "use either `body` or `body_file`, not both");
+        }
+        if let Some(auth) = &load.auth {
+            let sources = [
+                auth.bearer_env.is_some(),
+                auth.bearer_file.is_some(),
+                auth.token_url.is_some(),
+            ];
+            if sources.iter().filter(|s| **s).count() != 1 {
+                self.error(
+                    load.url.pos,
+                    "`auth` needs exactly one of `bearer_env`, `bearer_file` or `token_url`",
+                );
+            }
+            if auth.callers == 0 {
+                self.error(load.url.pos, "`auth.callers` must be at least 1");
+            }
+            if auth.caller_lifetime.is_some() && auth.token_url.is_none() {
+                self.error(
+                    load.url.pos,
+                    "`caller_lifetime` needs `token_url`: a new caller fetches a new token",
+                );
+            }
+        }
+    }
+
+    fn steps(&mut self) {
+        let load_len = self.load_duration();
+        let mut previous_at: Option<Sp<crate::units::HumanDuration>> = None;
+        let all: Vec<(&Sp<Step>, bool)> = self
+            .scenario
+            .steps
+            .iter()
+            .map(|s| (s, false))
+            .chain(self.scenario.finally.iter().map(|s| (s, true)))
+            .collect();
+        for (step, is_finally) in &all {
+            if let Some(name) = &step.value.name {
+                if !self.step_names.insert(name.value.clone()) {
+                    self.error(name.pos, format!("two steps are named `{}`", name.value));
+                }
+                if BOUNDARY_WORDS.contains(&name.value.as_str()) || name.value.contains('.') {
+                    self.error(
+                        name.pos,
+                        format!(
+                            "`{}` cannot name a step: it is a phase boundary word or has a `.`",
+                            name.value
+                        ),
+                    );
+                }
+            }
+            if *is_finally {
+                if let Some(at) = &step.value.at {
+                    self.error(
+                        at.pos,
+                        "`finally` steps run in order after the drill; remove `at:`",
+                    );
+                }
+            }
+        }
+        for step in &self.scenario.steps {
+            if let Some(at) = &step.value.at {
+                if let Some(len) = load_len {
+                    if at.value.0 > len {
+                        let msg = format!(
+                            "step at {} runs after the load ends ({}): nothing would measure its effect",
+                            at.value,
+                            crate::units::HumanDuration(len)
+                        );
+                        self.error(at.pos, msg).help =
+                            Some("move the step earlier or make the load longer".into());
+                    }
+                }
+                if let Some(prev) = &previous_at {
+                    if at.value < prev.value {
+                        let msg = format!(
+                            "steps run in order, but this one is at {} and an earlier one at {}",
+                            at.value, prev.value
+                        );
+                        self.error(at.pos, msg).help =
+                            Some("reorder the steps by their `at:`".into());
+                    }
+                }
+                previous_at = Some(at.clone());
+            }
+        }
+        for (step, _) in all {
+            self.action(&step.value);
+        }
+    }
+
+    fn require_target(&mut self, step: &Step, local: bool) {
+        if local != self.is_local {
+            let (needs, other) = if local {
+                ("a local", "kubernetes")
+            } else {
+                ("a kubernetes", "local")
+            };
+            let alternative = match step.action.kind() {
+                "kill_pods" | "evict" => " (use `kill_process`)",
+                "kill_process" => " (use `kill_pods`)",
+                "helm_upgrade" => " (use `patch_env` to flip a flag)",
+                _ => "",
+            };
+            self.error(
+                step.action_at,
+                format!(
+                    "`{}` needs {needs} target, but this scenario's target is {other}{alternative}",
+                    step.action.kind()
+                ),
+            );
+        }
+    }
+
+    fn process_ref(&mut self, name: &Sp<String>) {
+        if self.is_local && !self.process_names.contains(&name.value) {
+            let suggestion =
+                did_you_mean(&name.value, self.process_names.iter().map(String::as_str))
+                    .map(str::to_string);
+            let msg = format!(
+                "no process named `{}` in target.local.processes",
+                name.value
+            );
+            let d = self.error(name.pos, msg);
+            if let Some(s) = suggestion {
+                d.help = Some(format!("did you mean `{s}`?"));
+            }
+        }
+    }
+
+    fn action(&mut self, step: &Step) {
+        let max_pods = match &self.scenario.target {
+            TargetSpec::Kubernetes(k) => k.max_pods,
+            TargetSpec::Local(_) => u32::MAX,
+        };
+        match &step.action {
+            Action::KillPods(k) => {
+                self.require_target(step, false);
+                if k.count.is_some() && k.percent.is_some() {
+                    self.error(step.action_at, "use either `count` or `percent`, not both");
+                }
+                if k.count == Some(0) {
+                    self.error(step.action_at, "`count: 0` kills nothing");
+                }
+                if let Some(p) = &k.percent {
+                    if p.value == 0 || p.value > 100 {
+                        self.error(p.pos, format!("percent must be 1-100, not {}", p.value));
+                    }
+                }
+                if let Some(count) = k.count.filter(|c| *c > max_pods) {
+                    self.error(
+                        step.action_at,
+                        format!("kills {count} pods, above the target's max_pods ({max_pods})"),
+                    );
+                }
+            }
+            Action::Evict(e) => {
+                self.require_target(step, false);
+                if let Some(count) = e.count.filter(|c| *c > max_pods) {
+                    self.error(
+                        step.action_at,
+                        format!("evicts {count} pods, above the target's max_pods ({max_pods})"),
+                    );
+                }
+            }
+            Action::Scale(_)
+            | Action::PatchConfigmap(_)
+            | Action::HelmUpgrade(_)
+            | Action::WaitRollout(_) => {
+                self.require_target(step, false);
+            }
+            Action::KillProcess(k) => {
+                self.require_target(step, true);
+                self.process_ref(&k.name);
+                if k.count == 0 {
+                    self.error(step.action_at, "`count: 0` kills nothing");
+                }
+            }
+            Action::StartProcess(p) => {
+                self.require_target(step, true);
+                self.process_ref(&p.name);
+                if let TargetSpec::Local(local) = &self.scenario.target {
+                    let immediate = local.processes.iter().any(|s| {
+                        s.name.value == p.name.value && s.start == StartPolicy::Immediately
+                    });
+                    if immediate {
+                        self.error(p.name.pos, format!("process `{}` already starts with the drill; give it `start: on_demand`", p.name.value));
+                    }
+                }
+            }
+            Action::RolloutRestart(w) => self.process_ref(&w.deployment),
+            Action::PatchEnv(p) => {
+                self.process_ref(&p.deployment);
+                if p.env.is_empty() {
+                    self.error(step.action_at, "`patch_env` with no `env` changes nothing");
+                }
+            }
+            Action::WaitReady(w) => match (&w.selector, &w.name) {
+                (None, None) | (Some(_), Some(_)) => {
+                    self.error(
+                        step.action_at,
+                        "`wait_ready` needs exactly one of `selector` or `name`",
+                    );
+                }
+                (None, Some(name)) => self.process_ref(name),
+                (Some(_), None) => {}
+            },
+            Action::Command(c) => {
+                if c.argv.is_empty() {
+                    self.error(step.action_at, "`command` needs a non-empty argv");
+                }
+            }
+            Action::Wait(_) => {}
+        }
+    }
+
+    fn phases(&mut self) {
+        let Some(phases) = &self.scenario.phases else {
+            self.phase_names = DEFAULT_PHASES.iter().map(|s| s.to_string()).collect();
+            return;
+        };
+        for phase in phases {
+            if self.phase_names.contains(&phase.name.value) || phase.name.value == WHOLE_RUN {
+                self.error(
+                    phase.name.pos,
+                    format!("phase name `{}` is already taken", phase.name.value),
+                );
+            }
+            self.phase_names.push(phase.name.value.clone());
+            for boundary in [&phase.from, &phase.to] {
+                self.boundary(boundary);
+            }
+        }
+    }
+
+    fn boundary(&mut self, boundary: &Sp<String>) {
+        let b = boundary.value.as_str();
+        if BOUNDARY_WORDS.contains(&b) || b.parse::<crate::units::HumanDuration>().is_ok() {
+            return;
+        }
+        let step = b.strip_suffix(".end").unwrap_or(b);
+        if !self.step_names.contains(step) {
+            let candidates: Vec<&str> = BOUNDARY_WORDS
+                .iter()
+                .copied()
+                .chain(self.step_names.iter().map(String::as_str))
+                .collect();
+            let hint = did_you_mean(step, candidates.iter().copied())
+                .map(|s| format!("did you mean `{s}`?"));
+            let d = self.error(boundary.pos, format!("`{b}` is not a phase boundary: use start, end, first_fault, recovered, an offset like 20s, or a step name"));
+            d.help = hint;
+        }
+    }
+
+    fn phase_ref(&mut self, phase: &Sp<String>) {
+        if phase.value == WHOLE_RUN || self.phase_names.contains(&phase.value) {
+            return;
+        }
+        let hint = did_you_mean(&phase.value, self.phase_names.iter().map(String::as_str))
+            .map(|s| format!("did you mean `{s}`?"));
+        let known = self.phase_names.join(", ");
+        let d = self.error(
+            phase.pos,
+            format!(
+                "unknown phase `{}`: phases are {known} and `{WHOLE_RUN}`",
+                phase.value
+            ),
+        );
+        d.help = hint;
+    }
+
+    fn step_ref(&mut self, name: &Sp<String>) {
+        if self.step_names.contains(&name.value) {
+            return;
+        }
+        let hint = did_you_mean(&name.value, self.step_names.iter().map(String::as_str))
+            .map(|s| format!("did you mean `{s}`?"));
+        let d = self.error(name.pos, format!("no step named `{}`", name.value));
+        d.help = hint.or_else(|| Some("give the step a `name:` and refer to it here".into()));
+    }
+
+    /// Reports an expression error at the character it refers to (single-line values).
+    fn expr_error(&mut self, at: &Sp<String>, error: &ExprError) {
+        let offset = u32::try_from(error.offset).unwrap_or(0);
+        let pos = Pos::new(
+            at.pos.line,
+            at.pos.column + self.quote_offset(at.pos) + offset,
+        );
+        self.error(pos, error.message.clone());
+    }
+
+    fn checks(&mut self) {
+        let mut names = BTreeSet::new();
+        let has_baseline = self.phase_names.iter().any(|p| p == "baseline");
+        for check in &self.scenario.checks {
+            let c = &check.value;
+            if !names.insert(c.name.value.clone()) {
+                self.error(
+                    c.name.pos,
+                    format!("two checks are named `{}`", c.name.value),
+                );
+            }
+            if let Some(phase) = &c.phase {
+                self.phase_ref(phase);
+            }
+            match &c.kind {
+                CheckKind::Http(text) => match expr::parse_http(&text.value) {
+                    Err(e) => self.expr_error(text, &e),
+                    Ok(parsed) => {
+                        if parsed.uses_baseline() && !has_baseline {
+                            self.error(text.pos, "`baseline` needs a phase named baseline");
+                        }
+                        if parsed.uses_baseline()
+                            && c.phase.as_ref().is_some_and(|p| p.value == "baseline")
+                        {
+                            self.error(
+                                text.pos,
+                                "a baseline check cannot compare the baseline with itself",
+                            );
+                        }
+                        if self.scenario.load.is_none() {
+                            self.error(check.pos, "http checks need a `load:` section to measure");
+                        }
+                    }
+                },
+                CheckKind::Prometheus(p) => {
+                    if p.success_condition.is_none() && p.failure_condition.is_none() {
+                        self.error(
+                            c.kind_at,
+                            "a prometheus check needs `success_condition` or `failure_condition`",
+                        );
+                    }
+                    for cond in [&p.success_condition, &p.failure_condition]
+                        .into_iter()
+                        .flatten()
+                    {
+                        if let Err(e) = expr::parse_condition(&cond.value) {
+                            self.expr_error(cond, &e);
+                        }
+                    }
+                    if p.query.value.trim().is_empty() {
+                        self.error(p.query.pos, "empty PromQL query");
+                    }
+                    if p.count == 0 {
+                        self.error(c.kind_at, "`count` must be at least 1");
+                    }
+                    if p.interval.is_none() && p.count > 1 {
+                        self.error(c.kind_at, "sampling `count` times needs an `interval`");
+                    }
+                }
+                CheckKind::Jobs(j) => {
+                    for step in [&j.started_after, &j.started_before].into_iter().flatten() {
+                        self.step_ref(step);
+                    }
+                    if j.max_failed.is_none() && j.min_succeeded.is_none() {
+                        self.error(
+                            c.kind_at,
+                            "a jobs check needs `max_failed` or `min_succeeded`",
+                        );
+                    }
+                }
+                CheckKind::Rolled(r) => {
+                    self.step_ref(&r.after);
+                    self.process_ref(&r.deployment);
+                }
+                CheckKind::ExpectedFailure(e) => {
+                    self.step_ref(&e.callers_started_before);
+                    if expr::StatusSel::parse(&e.status.value).is_none() {
+                        self.error(
+                            e.status.pos,
+                            format!(
+                                "`{}` is not a status: use 401, 5xx, errors or failed",
+                                e.status.value
+                            ),
+                        );
+                    }
+                    let has_callers = self
+                        .scenario
+                        .load
+                        .as_ref()
+                        .and_then(|l| l.auth.as_ref())
+                        .is_some_and(|a| a.token_url.is_some());
+                    if !has_callers {
+                        self.error(c.kind_at, "`expected_failure` needs `load.auth.token_url`: callers are told apart by their tokens");
+                    }
+                }
+                CheckKind::Command(cmd) => {
+                    if cmd.argv.is_empty() {
+                        self.error(c.kind_at, "`command` needs a non-empty argv");
+                    }
+                    if let Some(re) = &cmd.stdout {
+                        if let Err(e) = regex::Regex::new(&re.value) {
+                            self.error(re.pos, format!("invalid regular expression: {e}"));
+                        }
+                    }
+                }
+                CheckKind::Restarts(_) | CheckKind::ReadyWithin(_) => {}
+            }
+        }
+        let has_fault = self.scenario.steps.iter().any(|s| {
+            !matches!(
+                s.value.action,
+                Action::Wait(_) | Action::WaitReady(_) | Action::WaitRollout(_)
+            )
+        });
+        if has_fault && self.scenario.checks.is_empty() {
+            self.warn(
+                Pos::default(),
+                "this drill injects faults but has no checks: its verdict can only be inconclusive",
+            );
+        }
+    }
+
+    fn guards(&mut self) {
+        for guard in &self.scenario.abort_when {
+            match expr::parse_http(&guard.value.http.value) {
+                Err(e) => self.expr_error(&guard.value.http, &e),
+                Ok(parsed) => {
+                    if matches!(parsed.metric, Metric::Dropped | Metric::Requests)
+                        || parsed.uses_baseline()
+                    {
+                        self.error(guard.value.http.pos, "guards are judged per 1-second window: use rate(...), count(...), p(...) or rps, against a fixed value");
+                    }
+                }
+            }
+            if self.scenario.load.is_none() {
+                self.error(
+                    guard.pos,
+                    "`abort_when` guards need a `load:` section to watch",
+                );
+            }
+        }
+    }
+
+    fn preflight(&mut self) {
+        for item in &self.scenario.preflight {
+            let local_ok = matches!(
+                item.value,
+                PreflightCheck::HttpOk(_) | PreflightCheck::Command(_)
+            );
+            if self.is_local && !local_ok {
+                self.error(item.pos, "this pre-flight check needs a kubernetes target");
+            }
+        }
+    }
+}
+
+impl Validator<'_> {
+    /// 1 when the scalar at `pos` is quoted (`"rate(401) == 0"`): positions count from the quote.
+    fn quote_offset(&self, pos: Pos) -> u32 {
+        let line = self
+            .source
+            .lines()
+            .nth(pos.line.saturating_sub(1) as usize)
+            .unwrap_or("");
+        let first = line.chars().nth(pos.column.saturating_sub(1) as usize);
+        u32::from(matches!(first, Some('"' | '\'')))
+    }
+}

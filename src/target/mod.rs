@@ -1,0 +1,1 @@
+//! Where faults go: a Kubernetes cluster (`kube`) or supervised local processes (`local`).
