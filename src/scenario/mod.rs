@@ -51,6 +51,11 @@ impl LoadedScenario {
 /// Reads, parses and validates one scenario file.
 pub fn load(path: &Path) -> Result<LoadedScenario, FileDiagnostics> {
     let source = read_bounded(path).map_err(|d| FileDiagnostics::new(path, None, vec![d]))?;
+    load_source(path, source)
+}
+
+/// Parses and validates scenario text as if read from `path` (relative paths resolve from it).
+pub fn load_source(path: &Path, source: String) -> Result<LoadedScenario, FileDiagnostics> {
     let scenario = match parse_str(&source) {
         Ok(s) => s,
         Err(items) => return Err(FileDiagnostics::new(path, Some(source), items)),
@@ -135,6 +140,10 @@ pub fn parse_str(source: &str) -> Result<Scenario, Vec<Diagnostic>> {
                 .with_help(format!("a scenario starts with `apiVersion: {API_VERSION}` and `name:`; see `drillbook schema`")),
         ]);
     }
+    // Walk the document untyped first so the budgets (depth, aliases, size) are enforced on the
+    // whole file before a type error could stop the walk early.
+    serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(source, parse_options())
+        .map_err(|e| vec![structural(&e)])?;
     serde_saphyr::from_str_with_options::<Scenario>(source, parse_options())
         .map_err(|e| vec![structural(&e)])
 }
@@ -150,6 +159,7 @@ fn structural(error: &serde_saphyr::Error) -> Diagnostic {
             message = text.to_string();
         }
     }
+    let message = reword(&message);
     let mut diagnostic = Diagnostic::error(pos, message.clone());
     if let Some(help) = hint_for(&message) {
         diagnostic = diagnostic.with_help(help);
@@ -166,17 +176,63 @@ fn strip_location_suffix(message: &str) -> String {
     }
 }
 
-/// "unknown field `slector`, expected one of `selector`, `count`" → "did you mean `selector`?"
-fn hint_for(message: &str) -> Option<String> {
-    let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
-    let (unknown, expected) = quoted.split_first()?;
-    if message.starts_with("unknown field") || message.starts_with("unknown variant") {
-        if let Some(best) = tagged::did_you_mean(unknown, expected.iter().copied()) {
-            return Some(format!("did you mean `{best}`?"));
-        }
-        return Some(format!("expected one of: {}", expected.join(", ")));
+/// Parser wording that means little to someone writing a scenario, said plainly.
+fn reword(message: &str) -> String {
+    if let Some(breach) = message.strip_prefix("budget breached: ") {
+        let what = breach.split([' ', '{']).next().unwrap_or(breach);
+        return match what {
+            "Depth" => format!(
+                "the document nests deeper than {MAX_DEPTH} levels; a scenario needs far fewer"
+            ),
+            "Aliases"
+            | "Anchors"
+            | "AliasAnchorRatio"
+            | "ReplayedEvents"
+            | "RecordedAnchorEvents"
+            | "RecordedAnchorBytes" => {
+                format!(
+                    "too many YAML aliases (limit {MAX_ALIASES} aliases, {MAX_REPLAYED_EVENTS} replayed nodes): alias bombs are refused"
+                )
+            }
+            _ => format!("the document exceeds drillbook's YAML limits ({breach})"),
+        };
     }
-    None
+    if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
+        let key = key.split(',').next().unwrap_or(key).trim();
+        return format!("duplicate key `{key}`: each key may appear only once in a mapping");
+    }
+    if let Some(kind) = message
+        .strip_prefix("invalid ")
+        .filter(|k| k.starts_with('u') || k.starts_with('i'))
+    {
+        if kind.trim_start_matches(['u', 'i']).parse::<u32>().is_ok() {
+            return format!("expected a whole number, found text ({kind})");
+        }
+    }
+    message.to_string()
+}
+
+/// "unknown field `slector`, expected one of selector, count" → "did you mean `selector`?"
+fn hint_for(message: &str) -> Option<String> {
+    if !(message.starts_with("unknown field") || message.starts_with("unknown variant")) {
+        if message.contains("indicator") || message.contains("flow") {
+            return Some(
+                "check for an unclosed `[`, `{` or quote on this or an earlier line".into(),
+            );
+        }
+        return None;
+    }
+    let unknown = message.split('`').nth(1)?;
+    let (_, list) = message.split_once("expected one of")?;
+    let expected: Vec<&str> = list
+        .split(',')
+        .map(|c| c.trim().trim_matches('`'))
+        .filter(|c| !c.is_empty())
+        .collect();
+    match tagged::did_you_mean(unknown, expected.iter().copied()) {
+        Some(best) => Some(format!("did you mean `{best}`?")),
+        None => Some(format!("valid keys here: {}", expected.join(", "))),
+    }
 }
 
 #[cfg(test)]
@@ -186,7 +242,7 @@ mod tests {
     #[test]
     fn unknown_field_gets_a_suggestion() {
         assert_eq!(
-            hint_for("unknown field `slector`, expected one of `selector`, `count`").as_deref(),
+            hint_for("unknown field `slector`, expected one of selector, count").as_deref(),
             Some("did you mean `selector`?")
         );
     }

@@ -1,0 +1,92 @@
+//! The shipped scenarios and the committed JSON Schema.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn every_shipped_scenario_validates() {
+    let files =
+        drillbook::plan::scenario_files(&[root().join("scenarios")]).expect("list scenarios");
+    assert!(
+        files.len() >= 10,
+        "expected the seed and lab scenarios, found {}",
+        files.len()
+    );
+    for file in files {
+        if let Err(d) = drillbook::scenario::load(&file) {
+            panic!("{d}");
+        }
+        let text = std::fs::read_to_string(&file).expect("read");
+        assert!(
+            text.starts_with("# yaml-language-server: $schema="),
+            "{} lacks the schema modeline",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn committed_schema_is_current() {
+    let committed = std::fs::read_to_string(root().join("scenario.schema.json"))
+        .expect("scenario.schema.json is committed");
+    assert!(
+        committed == drillbook::plan::schema_json(),
+        "scenario.schema.json is stale: run `cargo run -- schema -o scenario.schema.json`"
+    );
+}
+
+#[test]
+fn shipped_scenarios_conform_to_the_schema() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&drillbook::plan::schema_json()).expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    for file in drillbook::plan::scenario_files(&[root().join("scenarios")]).expect("list") {
+        let text = std::fs::read_to_string(&file).expect("read");
+        let value: serde_json::Value = serde_saphyr::from_str(&text).expect("yaml");
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", file.display());
+    }
+}
+
+#[test]
+fn plan_offline_prints_the_timeline_of_every_lab_scenario() {
+    for file in drillbook::plan::scenario_files(&[root().join("scenarios/lab")]).expect("list") {
+        let out = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+            .args(["plan", "--offline"])
+            .arg(&file)
+            .output()
+            .expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("Timeline"), "{stdout}");
+        assert!(stdout.contains("t+"), "{stdout}");
+        assert!(stdout.contains("Checks"), "{stdout}");
+    }
+}
+
+#[test]
+fn help_of_every_command_has_an_example() {
+    for command in ["validate", "plan", "run", "schema", "load", "lab", "report"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+            .args([command, "--help"])
+            .output()
+            .expect("run");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("Example"),
+            "`drillbook {command} --help` has no example:\n{stdout}"
+        );
+    }
+}
