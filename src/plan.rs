@@ -235,7 +235,7 @@ fn check_when(kind: &CheckKind, phase: Option<&str>) -> String {
     }
 }
 
-fn check_what(kind: &CheckKind) -> String {
+pub fn check_what(kind: &CheckKind) -> String {
     match kind {
         CheckKind::Http(e) => e.value.clone(),
         CheckKind::Prometheus(p) => {

@@ -1,0 +1,468 @@
+//! One drill, start to finish: set up the target, drive the load, run the timeline with undos
+//! registered first, watch guards, unwind on every exit path, judge, and report.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::local::{self, Applied, ProcessLog};
+use super::phases::{self, Marks};
+use super::undo::{UndoOutcome, UndoStack};
+use super::windows::{GuardState, WindowStore};
+use crate::load::{LoadSummary, Window};
+use crate::report::model::{EventKind, TimelineEvent};
+use crate::scenario::{Action, LoadedScenario, Step, TargetSpec, vars::Vars};
+use crate::target::local::{InstanceStatus, LocalTarget, ProcessConfig};
+
+/// How long each undo may take before it is reported as failed and the next one runs.
+pub const UNDO_TIMEOUT: Duration = Duration::from_secs(120);
+/// Delay between target readiness and time zero, so the first windows are not start-up noise.
+const START_DELAY: Duration = Duration::from_millis(300);
+/// How long to wait after the load for jobs that a `jobs` check looks at.
+const JOB_GRACE: Duration = Duration::from_secs(15);
+
+/// Why a drill did not run to a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum DrillError {
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// How a drill ended before its checks were judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    Completed,
+    Aborted(String),
+    Interrupted,
+}
+
+/// One step as it ran.
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    pub name: String,
+    pub action: Action,
+    pub start: Instant,
+    pub end: Option<Instant>,
+    pub before: Vec<InstanceStatus>,
+    pub after: Vec<InstanceStatus>,
+    pub applied: Option<Applied>,
+    pub error: Option<String>,
+    pub is_fault: bool,
+}
+
+/// Everything observed during a run, handed to the judge and the report builder.
+#[derive(Debug)]
+pub struct Observed {
+    pub t0: Instant,
+    pub started: jiff::Timestamp,
+    pub ended: jiff::Timestamp,
+    pub seed: u64,
+    pub ending: Ending,
+    pub steps: Vec<StepRecord>,
+    pub windows: WindowStore,
+    pub load: Option<LoadSummary>,
+    pub load_error: Option<String>,
+    pub process_log: ProcessLog,
+    pub final_snapshot: Vec<InstanceStatus>,
+    pub undo: Vec<UndoOutcome>,
+    pub finally: Vec<StepRecord>,
+    pub prometheus: BTreeMap<String, Vec<crate::checks::prometheus::Sample>>,
+    pub events: Vec<TimelineEvent>,
+    pub marks: Marks,
+    pub warnings: Vec<String>,
+    pub vars: Vars,
+    pub preflight: Vec<crate::report::model::PreflightResult>,
+}
+
+impl Observed {
+    pub fn offset(&self, at: Instant) -> f64 {
+        offset(self.t0, at)
+    }
+}
+
+pub fn offset(t0: Instant, at: Instant) -> f64 {
+    match at.checked_duration_since(t0) {
+        Some(d) => d.as_secs_f64(),
+        None => -(t0.duration_since(at).as_secs_f64()),
+    }
+}
+
+/// Steps that change the system (as opposed to waiting or starting planned work).
+pub fn is_fault(action: &Action) -> bool {
+    !matches!(action, Action::Wait(_) | Action::WaitReady(_) | Action::WaitRollout(_) | Action::StartProcess(_))
+}
+
+fn step_name(step: &Step, index: usize, prefix: &str) -> String {
+    step.name.as_ref().map_or_else(|| format!("{prefix}{}", index + 1), |n| n.value.clone())
+}
+
+/// Every string of the scenario that may hold `${...}` variables.
+fn templated_texts(loaded: &LoadedScenario) -> Vec<String> {
+    let s = &loaded.scenario;
+    let mut texts = Vec::new();
+    if let TargetSpec::Local(local) = &s.target {
+        for p in &local.processes {
+            texts.extend(p.command.iter().cloned());
+            texts.extend(p.env.values().cloned());
+            texts.extend(p.ready.iter().cloned());
+        }
+    }
+    if let Some(load) = &s.load {
+        texts.push(load.url.value.clone());
+        texts.extend(load.headers.values().cloned());
+        if let Some(auth) = &load.auth {
+            texts.extend(auth.token_url.iter().cloned());
+        }
+    }
+    for check in &s.checks {
+        if let crate::scenario::CheckKind::Prometheus(p) = &check.value.kind {
+            texts.push(p.url.clone());
+        }
+    }
+    texts
+}
+
+/// Prints progress lines unless `-q` was given (tracing's level decides).
+fn progress(line: &str) {
+    tracing::info!("{line}");
+}
+
+/// Runs the drill. Returns what was observed; the caller judges and reports.
+pub async fn run(loaded: &LoadedScenario, seed: u64) -> Result<Observed, DrillError> {
+    let scenario = &loaded.scenario;
+    let TargetSpec::Local(local_spec) = &scenario.target else {
+        return Err(DrillError::Refused(
+            "this build cannot run Kubernetes drills yet (issue #5); `plan --offline` shows what the drill would do".into(),
+        ));
+    };
+    let texts = templated_texts(loaded);
+    let vars = Vars::allocate(texts.iter().map(String::as_str)).map_err(|e| DrillError::Setup(e.to_string()))?;
+    let configs = local_spec
+        .processes
+        .iter()
+        .map(|p| ProcessConfig::from_spec(&p.value, &vars))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| DrillError::Setup(e.to_string()))?;
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let process_log = ProcessLog::default();
+    let collector = process_log.collect(events_rx);
+    progress(&format!("starting {} local process group(s)…", configs.len()));
+    let target = LocalTarget::start(configs, events_tx)
+        .await
+        .map_err(|e| DrillError::Refused(format!("the local target did not start: {e}")))?;
+    let result = drive(loaded, seed, &vars, &target, process_log.clone()).await;
+    let report = target.shutdown().await;
+    if !report.is_clean() {
+        tracing::warn!("some processes needed SIGKILL at shutdown: {report:?}");
+    }
+    drop(collector);
+    result
+}
+
+/// The part of the run that needs a started target; the caller always shuts it down.
+async fn drive(loaded: &LoadedScenario, seed: u64, vars: &Vars, target: &LocalTarget, process_log: ProcessLog) -> Result<Observed, DrillError> {
+    let scenario = &loaded.scenario;
+    let mut warnings = Vec::new();
+    let preflight = super::preflight::run_local(scenario, vars).await;
+    if let Some(failure) = preflight.iter().find(|p| p.status == crate::report::model::PreflightStatus::Fail) {
+        return Err(DrillError::Refused(format!("pre-flight `{}` failed: {}", failure.name, failure.detail)));
+    }
+
+    let undo = UndoStack::default();
+    let interrupt = CancellationToken::new();
+    let abort = CancellationToken::new();
+    let done = CancellationToken::new();
+    super::signals::watch(interrupt.clone(), undo.clone(), done.clone());
+    let stop = CancellationToken::new(); // cancelled on interrupt or abort: stops load and steps
+    {
+        let (stop, interrupt, abort) = (stop.clone(), interrupt.clone(), abort.clone());
+        tokio::spawn(async move {
+            tokio::select! { _ = interrupt.cancelled() => {}, _ = abort.cancelled() => {} }
+            stop.cancel();
+        });
+    }
+
+    let started = jiff::Timestamp::now();
+    let t0 = Instant::now() + START_DELAY;
+    let abort_reason: Arc<Mutex<Option<String>>> = Arc::default();
+
+    // Load, windows and guards.
+    let (windows_tx, mut windows_rx) = mpsc::unbounded_channel::<Window>();
+    let load_task = match &scenario.load {
+        Some(spec) => {
+            let config = super::load_config::build(loaded, spec, vars, t0).map_err(DrillError::Setup)?;
+            let cancel = stop.clone();
+            Some(tokio::spawn(async move { crate::load::run(config, cancel, Some(windows_tx)).await }))
+        }
+        None => {
+            drop(windows_tx);
+            None
+        }
+    };
+    let guards: Vec<GuardState> = scenario.abort_when.iter().filter_map(|g| GuardState::new(&g.value.http.value, g.value.for_.0)).collect();
+    let window_task = {
+        let (abort, abort_reason) = (abort.clone(), abort_reason.clone());
+        tokio::spawn(async move {
+            let mut store = WindowStore::default();
+            let mut guards = guards;
+            while let Some(window) = windows_rx.recv().await {
+                let s = &window.stats;
+                if window.second % 2 == 1 {
+                    let p99 = s.quantile_ms(99.0, crate::load::LatencyKind::Corrected).map_or("-".into(), |v| format!("{v:.0}ms"));
+                    progress(&format!(
+                        "t+{:>3}s  {} req  401: {}  5xx: {}  errors: {}  p99 {p99}{}",
+                        window.second,
+                        s.requests,
+                        s.status_count(401),
+                        s.class_count(5),
+                        s.error_count(),
+                        if s.dropped > 0 { format!("  dropped: {}", s.dropped) } else { String::new() }
+                    ));
+                }
+                for guard in &mut guards {
+                    if let Some(why) = guard.observe(&window.stats) {
+                        if !abort.is_cancelled() {
+                            if let Ok(mut reason) = abort_reason.lock() {
+                                *reason = Some(why.clone());
+                            }
+                            tracing::error!("{why}: aborting the drill");
+                            abort.cancel();
+                        }
+                    }
+                }
+                store.insert(window);
+            }
+            store
+        })
+    };
+
+    // Prometheus checks sampled during the drill.
+    let prometheus_task = super::prometheus::spawn_sampled(scenario, vars, t0, stop.clone());
+
+    // The timeline.
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut steps = Vec::new();
+    let mut events = Vec::new();
+    tokio::time::sleep_until(t0).await;
+    progress(&format!("t+0s load started; seed {seed}"));
+    for (index, step) in scenario.steps.iter().enumerate() {
+        let step = &step.value;
+        let name = step_name(step, index, "#");
+        if let Some(at) = &step.at {
+            tokio::select! {
+                _ = tokio::time::sleep_until(t0 + at.value.0) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+        if stop.is_cancelled() {
+            break;
+        }
+        let record = run_step(target, &name, step, &undo, &mut rng, t0, &stop).await;
+        let failed = record.error.clone();
+        events.push(step_event(t0, &record, &undo));
+        steps.push(record);
+        if let Some(error) = failed {
+            if let Ok(mut reason) = abort_reason.lock() {
+                reason.get_or_insert_with(|| format!("step `{name}` failed: {error}"));
+            }
+            abort.cancel();
+            break;
+        }
+    }
+
+    // Wait for the load to finish (or be stopped).
+    let (load, load_error) = match load_task {
+        Some(task) => match task.await {
+            Ok(Ok(summary)) => (Some(summary), None),
+            Ok(Err(e)) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(format!("the load task panicked: {e}"))),
+        },
+        None => (None, None),
+    };
+    if let Some(e) = &load_error {
+        warnings.push(format!("load: {e}"));
+    }
+    let end = Instant::now();
+    let windows = window_task.await.unwrap_or_default();
+
+    // Give jobs that checks look at a moment to finish, unless the drill was stopped.
+    if !stop.is_cancelled() {
+        wait_for_jobs(target, &stop).await;
+    }
+    let final_snapshot = target.snapshot();
+
+    let ending = if interrupt.is_cancelled() {
+        Ending::Interrupted
+    } else if abort.is_cancelled() {
+        Ending::Aborted(abort_reason.lock().ok().and_then(|r| r.clone()).unwrap_or_else(|| "aborted".into()))
+    } else {
+        Ending::Completed
+    };
+
+    // Unwind: registered undos in reverse, then `finally`.
+    let pending = undo.pending().len();
+    if pending > 0 {
+        progress(&format!("undoing {pending} registered fault(s)…"));
+    }
+    let undo_outcomes = undo.unwind(UNDO_TIMEOUT, |u| local::undo(target, u)).await;
+    for outcome in &undo_outcomes {
+        events.push(TimelineEvent {
+            at_s: offset(t0, Instant::now()),
+            kind: EventKind::Undo,
+            step: Some(outcome.step.clone()),
+            description: outcome.description.clone(),
+            targets: Vec::new(),
+            undo: None,
+            outcome: Some(match &outcome.result {
+                Ok(()) => "ok".into(),
+                Err(e) => format!("error: {e}"),
+            }),
+        });
+    }
+    let mut finally = Vec::new();
+    for (index, step) in scenario.finally.iter().enumerate() {
+        let name = step_name(&step.value, index, "finally #");
+        let record = run_step(target, &name, &step.value, &undo, &mut rng, t0, &CancellationToken::new()).await;
+        events.push(step_event(t0, &record, &undo));
+        finally.push(record);
+    }
+    // `finally` steps may register undos too (e.g. a start_process); they are unwound now.
+    let late = undo.unwind(UNDO_TIMEOUT, |u| local::undo(target, u)).await;
+    done.cancel();
+
+    let prometheus = prometheus_task.await.unwrap_or_default();
+    let marks = marks_for(t0, end, &steps, &process_log);
+    Ok(Observed {
+        t0,
+        started,
+        ended: jiff::Timestamp::now(),
+        seed,
+        ending,
+        steps,
+        windows,
+        load,
+        load_error,
+        process_log,
+        final_snapshot,
+        undo: undo_outcomes.into_iter().chain(late).collect(),
+        finally,
+        prometheus,
+        events,
+        marks,
+        warnings,
+        vars: vars.clone(),
+        preflight,
+    })
+}
+
+async fn wait_for_jobs(target: &LocalTarget, stop: &CancellationToken) {
+    let deadline = Instant::now() + JOB_GRACE;
+    loop {
+        let running = local::jobs(&target.snapshot()).any(|j| j.is_live());
+        if !running || Instant::now() >= deadline {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+async fn run_step(
+    target: &LocalTarget,
+    name: &str,
+    step: &Step,
+    undo: &UndoStack,
+    rng: &mut StdRng,
+    t0: Instant,
+    stop: &CancellationToken,
+) -> StepRecord {
+    let before = target.snapshot();
+    let start = Instant::now();
+    let registered = local::undo_for(target, &step.action);
+    if let Some(u) = &registered {
+        // Registered before the change is applied: an interruption mid-step still undoes it.
+        undo.register(name, u.clone());
+    }
+    progress(&format!("t+{:.1}s ▶ {name}: {}", offset(t0, start), crate::plan::describe_action(&step.action)));
+    let result = tokio::select! {
+        r = local::apply(target, &step.action, rng) => r,
+        _ = stop.cancelled() => Err("interrupted".to_string()),
+    };
+    let end = Instant::now();
+    let (applied, error) = match result {
+        Ok(applied) => {
+            if !applied.targets.is_empty() {
+                progress(&format!("          hit: {}", applied.targets.join(", ")));
+            }
+            (Some(applied), None)
+        }
+        Err(e) => {
+            tracing::error!("step `{name}` failed: {e}");
+            (None, Some(e))
+        }
+    };
+    StepRecord {
+        name: name.to_string(),
+        action: step.action.clone(),
+        start,
+        end: Some(end),
+        before,
+        after: target.snapshot(),
+        applied,
+        error,
+        is_fault: is_fault(&step.action),
+    }
+}
+
+fn step_event(t0: Instant, record: &StepRecord, undo: &UndoStack) -> TimelineEvent {
+    let registered = undo.pending().into_iter().rev().find(|r| r.step == record.name).map(|r| r.undo.describe());
+    TimelineEvent {
+        at_s: offset(t0, record.start),
+        kind: if record.is_fault { EventKind::Fault } else { EventKind::Step },
+        step: Some(record.name.clone()),
+        description: record.applied.as_ref().map_or_else(|| crate::plan::describe_action(&record.action), |a| a.description.clone()),
+        targets: record.applied.as_ref().map(|a| a.targets.clone()).unwrap_or_default(),
+        undo: registered,
+        outcome: Some(match &record.error {
+            None => format!("ok in {:.1}s", record.end.map(|e| e.duration_since(record.start).as_secs_f64()).unwrap_or_default()),
+            Some(e) => format!("error: {e}"),
+        }),
+    }
+}
+
+/// Phase boundaries from what happened: first fault, ready again, step times.
+fn marks_for(t0: Instant, end: Instant, steps: &[StepRecord], log: &ProcessLog) -> Marks {
+    let mut marks = Marks { end_s: offset(t0, end).max(0.0), ..Marks::default() };
+    for s in steps {
+        marks.steps.insert(s.name.clone(), (offset(t0, s.start), s.end.map(|e| offset(t0, e))));
+    }
+    let Some(first) = steps.iter().find(|s| s.is_fault && s.error.is_none()) else {
+        return marks;
+    };
+    marks.first_fault_s = Some(offset(t0, first.start));
+    let disrupted = first.applied.as_ref().and_then(|a| a.disrupted_group.clone());
+    let recovered = match (&first.action, disrupted) {
+        // A kill is over when a replacement of the group is ready.
+        (Action::KillProcess(_), Some(group)) => log.ready_after(&group, first.start),
+        // Rolling changes return once the group is rolled and ready.
+        _ => first.end,
+    };
+    marks.recovered_s = recovered.map(|r| offset(t0, r));
+    marks
+}
+
+/// Where the report directory of a run goes.
+pub fn report_dir(parent: &std::path::Path, report: &crate::report::model::Report) -> PathBuf {
+    parent.join(crate::report::write::run_dir_name(report))
+}

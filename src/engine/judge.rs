@@ -1,0 +1,321 @@
+//! Judging a finished drill: every check against what was observed, per phase and overall.
+
+use std::collections::BTreeSet;
+
+use super::drill::{Observed, offset};
+use super::phases::{self, PhaseWindow, Unresolved};
+use super::windows::Span;
+use crate::checks::expr::{self, StatusSel};
+use crate::checks::{Judgement, http};
+use crate::report::model::{CheckResult, CheckVerdict};
+use crate::scenario::{Check, CheckKind, LabelSelector, Scenario, vars::Vars};
+use crate::target::local::InstanceStatus;
+
+/// Phases as resolved for this run, with the load measured in each.
+pub struct JudgedPhases {
+    pub windows: Vec<PhaseWindow>,
+    pub unresolved: Vec<Unresolved>,
+}
+
+impl JudgedPhases {
+    pub fn resolve(scenario: &Scenario, observed: &Observed) -> Self {
+        let (windows, unresolved) = phases::resolve(scenario, &observed.marks);
+        Self { windows, unresolved }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&PhaseWindow> {
+        self.windows.iter().find(|w| w.name == name)
+    }
+
+    pub fn span(&self, name: &str, observed: &Observed) -> Option<Span> {
+        let window = self.get(name)?;
+        observed.windows.span(|second| window.holds_window(second))
+    }
+
+    fn why_missing(&self, name: &str) -> String {
+        self.unresolved
+            .iter()
+            .find(|u| u.name == name)
+            .map_or_else(|| format!("phase `{name}` did not happen"), |u| format!("phase `{name}` did not happen: {}", u.why))
+    }
+}
+
+/// Judges every check of the scenario.
+pub async fn judge_all(scenario: &Scenario, observed: &Observed, phases: &JudgedPhases, vars: &Vars) -> Vec<CheckResult> {
+    let mut results = Vec::new();
+    for check in &scenario.checks {
+        let check = &check.value;
+        let judgement = judge_one(check, observed, phases, vars).await;
+        results.push(CheckResult {
+            name: check.name.value.clone(),
+            kind: check.kind.kind().to_string(),
+            phase: check.phase.as_ref().map(|p| p.value.clone()),
+            expression: expression_of(check),
+            measured: judgement.measured,
+            threshold: judgement.threshold,
+            measured_text: judgement.measured_text,
+            threshold_text: judgement.threshold_text,
+            verdict: judgement.verdict,
+            detail: judgement.detail,
+            near_threshold: judgement.near_threshold,
+        });
+    }
+    results
+}
+
+fn expression_of(check: &Check) -> String {
+    match &check.kind {
+        CheckKind::Http(e) => e.value.clone(),
+        other => crate::plan::check_what(other),
+    }
+}
+
+async fn judge_one(check: &Check, observed: &Observed, phases: &JudgedPhases, vars: &Vars) -> Judgement {
+    let phase_name = check.phase.as_ref().map_or(crate::scenario::validate::WHOLE_RUN, |p| p.value.as_str());
+    match &check.kind {
+        CheckKind::Http(text) => {
+            let Ok(parsed) = expr::parse_http(&text.value) else {
+                return Judgement::inconclusive("the expression does not parse (validation should have caught this)");
+            };
+            if phases.get(phase_name).is_none() {
+                return Judgement::inconclusive(phases.why_missing(phase_name));
+            }
+            let span = phases.span(phase_name, observed);
+            let baseline = phases.span("baseline", observed);
+            http::judge(&parsed, span.as_ref().map(|s| s as &dyn http::HttpStats), baseline.as_ref().map(|s| s as &dyn http::HttpStats))
+        }
+        CheckKind::Prometheus(p) => {
+            let samples = match observed.prometheus.get(&check.name.value) {
+                Some(samples) => samples.clone(),
+                None => super::prometheus::sample_at_end(p, vars).await,
+            };
+            crate::checks::prometheus::judge(p, &samples)
+        }
+        CheckKind::Jobs(j) => judge_jobs(j, observed),
+        CheckKind::Restarts(r) => {
+            let Some(window) = phases.get(phase_name) else {
+                return Judgement::inconclusive(phases.why_missing(phase_name));
+            };
+            let groups = groups_matching(&observed.final_snapshot, &r.selector.value);
+            if groups.is_empty() {
+                return Judgement::inconclusive(format!("no process matches `{}`", r.selector.value));
+            }
+            let from = observed.t0 + std::time::Duration::from_secs_f64(window.start_s.max(0.0));
+            let to = observed.t0 + std::time::Duration::from_secs_f64(window.end_s.max(0.0));
+            let restarts = observed.process_log.restarts(&groups, from, to);
+            Judgement::compared(
+                f64::from(restarts),
+                f64::from(r.max),
+                restarts <= r.max,
+                (restarts.to_string(), format!("≤ {}", r.max)),
+                format!("{restarts} restart(s) of {} during phase {phase_name}", groups.join(", ")),
+            )
+        }
+        CheckKind::ReadyWithin(r) => judge_ready_within(r, observed),
+        CheckKind::Rolled(r) => judge_rolled(r, observed),
+        CheckKind::Command(c) => judge_command(c).await,
+        CheckKind::ExpectedFailure(e) => judge_expected_failure(e, observed),
+    }
+}
+
+fn groups_matching(snapshot: &[InstanceStatus], selector: &LabelSelector) -> Vec<String> {
+    let names: BTreeSet<String> = snapshot.iter().filter(|i| selector.matches(&i.labels)).map(|i| i.name.clone()).collect();
+    names.into_iter().collect()
+}
+
+fn step_time(observed: &Observed, name: &str, at_end: bool) -> Option<tokio::time::Instant> {
+    let record = observed.steps.iter().find(|s| s.name == name)?;
+    if at_end { record.end } else { Some(record.start) }
+}
+
+fn judge_jobs(j: &crate::scenario::JobsCheck, observed: &Observed) -> Judgement {
+    let after = j.started_after.as_ref().map(|s| step_time(observed, &s.value, false));
+    let before = j.started_before.as_ref().map(|s| step_time(observed, &s.value, false));
+    if matches!(after, Some(None)) || matches!(before, Some(None)) {
+        return Judgement::inconclusive("the referenced step did not run");
+    }
+    let jobs: Vec<&InstanceStatus> = super::local::jobs(&observed.final_snapshot)
+        .filter(|i| j.selector.value.matches(&i.labels))
+        .filter(|i| {
+            let started = i.started_at.unwrap_or(i.created_at);
+            after.flatten().is_none_or(|a| started >= a) && before.flatten().is_none_or(|b| started < b)
+        })
+        .collect();
+    if jobs.is_empty() {
+        return Judgement::inconclusive(format!("no job matching `{}` ran", j.selector.value));
+    }
+    let succeeded = jobs.iter().filter(|i| i.exited.as_ref().is_some_and(|e| e.succeeded())).count() as u32;
+    let failed_jobs: Vec<String> = jobs
+        .iter()
+        .filter(|i| i.exited.as_ref().is_some_and(|e| !e.succeeded()))
+        .map(|i| format!("{} ({})", i.instance_name(), i.exited.as_ref().map(exit_text).unwrap_or_default()))
+        .collect();
+    let failed = failed_jobs.len() as u32;
+    let running = jobs.iter().filter(|i| i.exited.is_none()).count() as u32;
+    let too_many_failed = j.max_failed.is_some_and(|m| failed > m);
+    let too_few = j.min_succeeded.is_some_and(|m| succeeded < m);
+    let detail = format!(
+        "{} job(s): {succeeded} succeeded, {failed} failed{}{}",
+        jobs.len(),
+        if running > 0 { format!(", {running} still running") } else { String::new() },
+        if failed_jobs.is_empty() { String::new() } else { format!(": {}", failed_jobs.join(", ")) }
+    );
+    let mut judgement = if too_many_failed || (too_few && running == 0) {
+        Judgement::decided(false, detail)
+    } else if too_few {
+        Judgement::inconclusive(detail)
+    } else {
+        Judgement::decided(true, detail)
+    };
+    judgement.measured = Some(f64::from(failed));
+    judgement.measured_text = Some(format!("{failed} failed, {succeeded} succeeded"));
+    judgement.threshold_text = Some(
+        [j.max_failed.map(|m| format!("failed ≤ {m}")), j.min_succeeded.map(|m| format!("succeeded ≥ {m}"))]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    judgement
+}
+
+fn exit_text(e: &crate::target::local::ExitInfo) -> String {
+    match (e.code, e.signal) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => "unknown exit".into(),
+    }
+}
+
+fn judge_ready_within(r: &crate::scenario::ReadyWithinCheck, observed: &Observed) -> Judgement {
+    let groups = groups_matching(&observed.final_snapshot, &r.selector.value);
+    let disruptions: Vec<(&str, tokio::time::Instant)> = observed
+        .steps
+        .iter()
+        .filter(|s| s.error.is_none())
+        .filter_map(|s| {
+            let group = s.applied.as_ref()?.disrupted_group.as_deref()?;
+            groups.iter().any(|g| g == group).then_some((group, s.start))
+        })
+        .collect();
+    if disruptions.is_empty() {
+        return Judgement::inconclusive(format!("nothing matching `{}` was disrupted", r.selector.value));
+    }
+    let mut worst = 0.0f64;
+    for (group, at) in &disruptions {
+        match observed.process_log.ready_after(group, *at) {
+            Some(ready) => worst = worst.max(ready.duration_since(*at).as_secs_f64()),
+            None => return Judgement::decided(false, format!("`{group}` was never ready again after the disruption at t+{:.1}s", observed.offset(*at))),
+        }
+    }
+    let limit = r.within.0.as_secs_f64();
+    Judgement::compared(
+        worst,
+        limit,
+        worst <= limit,
+        (format!("{worst:.2}s"), format!("≤ {}", r.within)),
+        format!("slowest return to ready: {worst:.2}s over {} disruption(s)", disruptions.len()),
+    )
+}
+
+fn judge_rolled(r: &crate::scenario::RolledCheck, observed: &Observed) -> Judgement {
+    let Some(step) = observed.steps.iter().find(|s| s.name == r.after.value) else {
+        return Judgement::inconclusive(format!("step `{}` did not run", r.after.value));
+    };
+    let group = &r.deployment.value;
+    let before = super::local::live_pids(&step.before, group);
+    let after = super::local::live_pids(&step.after, group);
+    if before.is_empty() || after.is_empty() {
+        return Judgement::inconclusive(format!("`{group}` had no running process before or after `{}`", r.after.value));
+    }
+    let replaced = before.iter().filter(|p| !after.contains(p)).count();
+    let rolled = replaced == before.len();
+    let nothing = replaced == 0;
+    let detail = format!("{replaced} of {} process(es) of `{group}` replaced by `{}` (pids {before:?} → {after:?})", before.len(), r.after.value);
+    let pass = if r.expect { rolled } else { nothing };
+    let mut j = Judgement::decided(pass, detail);
+    j.measured_text = Some(if rolled { "rolled".into() } else if nothing { "nothing rolled".into() } else { "partly rolled".into() });
+    j.threshold_text = Some(if r.expect { "rolled" } else { "nothing rolled" }.into());
+    j
+}
+
+async fn judge_command(c: &crate::scenario::CommandCheck) -> Judgement {
+    match super::command::run(&c.argv, &Default::default(), c.timeout.0).await {
+        Err(e) => Judgement::inconclusive(e),
+        Ok(out) => {
+            let code_ok = out.status == Some(c.exit_code);
+            let regex_ok = match &c.stdout {
+                None => true,
+                Some(re) => regex::Regex::new(&re.value).is_ok_and(|r| r.is_match(&out.stdout)),
+            };
+            let mut j = Judgement::decided(code_ok && regex_ok, format!("exit {:?}{}", out.status, if regex_ok { "" } else { ", stdout did not match" }));
+            j.measured_text = Some(format!("exit {:?}", out.status));
+            j.threshold_text = Some(format!("exit {}", c.exit_code));
+            j
+        }
+    }
+}
+
+/// A bounded, declared failure: the status may only hit callers that started before the step,
+/// and must have stopped `within` after it.
+fn judge_expected_failure(e: &crate::scenario::ExpectedFailure, observed: &Observed) -> Judgement {
+    let Some(selector) = StatusSel::parse(&e.status.value) else {
+        return Judgement::inconclusive("bad status selector");
+    };
+    let Some(step_end) = step_time(observed, &e.callers_started_before.value, true) else {
+        return Judgement::inconclusive(format!("step `{}` did not complete", e.callers_started_before.value));
+    };
+    let Some(load) = &observed.load else {
+        return Judgement::inconclusive("no load results: callers are unknown");
+    };
+    let boundary = observed.offset(step_end);
+    let hits = |c: &crate::load::CallerStats| -> u64 {
+        c.statuses.iter().filter(|(code, _)| code.parse::<u16>().is_ok_and(|s| selector.matches_status(s))).map(|(_, n)| *n).sum::<u64>()
+            + if selector.includes_transport_errors() { c.errors } else { 0 }
+    };
+    let affected: Vec<&crate::load::CallerStats> = load.callers.iter().filter(|c| hits(c) > 0).collect();
+    let intruders: Vec<String> = affected.iter().filter(|c| c.started_at_s >= boundary).map(|c| format!("{} (started t+{:.1}s)", c.label, c.started_at_s)).collect();
+    let latest = affected.iter().filter_map(|c| c.last_failure_s).fold(None::<f64>, |m, v| Some(m.map_or(v, |m| m.max(v))));
+    let limit = e.within.map(|w| boundary + w.0.as_secs_f64());
+    let total: u64 = affected.iter().map(|c| hits(c)).sum();
+    let mut problems = Vec::new();
+    if !intruders.is_empty() {
+        problems.push(format!("callers started after `{}` also got {}: {}", e.callers_started_before.value, e.status.value, intruders.join(", ")));
+    }
+    if let (Some(latest), Some(limit)) = (latest, limit) {
+        if latest > limit {
+            problems.push(format!("{} still seen at t+{latest:.1}s, after the bound t+{limit:.1}s", e.status.value));
+        }
+    }
+    let detail = if problems.is_empty() {
+        if affected.is_empty() {
+            format!("no {} at all: the predicted failure did not occur", e.status.value)
+        } else {
+            format!(
+                "{total} × {} confined to {} caller(s) started before t+{boundary:.1}s; last at t+{:.1}s",
+                e.status.value,
+                affected.len(),
+                latest.unwrap_or_default()
+            )
+        }
+    } else {
+        problems.join("; ")
+    };
+    let mut j = Judgement::decided(problems.is_empty(), detail);
+    j.measured = latest;
+    j.measured_text = Some(format!("{total} in {} caller(s)", affected.len()));
+    j.threshold = limit;
+    j.threshold_text = Some(format!(
+        "only callers before `{}`{}",
+        e.callers_started_before.value,
+        limit.map(|l| format!(", none after t+{l:.1}s")).unwrap_or_default()
+    ));
+    let _ = offset;
+    j
+}
+
+/// Verdict of each phase: the combined verdict of the checks that look at it.
+pub fn phase_verdict(phase: &str, checks: &[CheckResult]) -> CheckVerdict {
+    let verdicts = checks.iter().filter(|c| c.phase.as_deref().unwrap_or(crate::scenario::validate::WHOLE_RUN) == phase).map(|c| c.verdict);
+    crate::checks::combine(verdicts)
+}

@@ -1,0 +1,36 @@
+//! SIGINT/SIGTERM: the first one cancels the drill (load stops, undos run, a partial report is
+//! written); later ones say what is still being undone instead of abandoning it silently.
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use super::undo::UndoStack;
+
+/// Watches for SIGINT and SIGTERM until `done` is cancelled. Returns at once if the handlers
+/// cannot be installed (the drill then simply cannot be interrupted gracefully).
+pub fn watch(interrupt: CancellationToken, undo: UndoStack, done: CancellationToken) {
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        tracing::warn!("cannot install signal handlers; Ctrl-C will not undo faults");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                _ = done.cancelled() => return,
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            if !interrupt.is_cancelled() {
+                eprintln!("\n{name}: stopping the drill, undoing faults, writing a partial report…");
+                interrupt.cancel();
+                continue;
+            }
+            let pending: Vec<String> = undo.pending().iter().rev().map(|r| r.undo.describe()).collect();
+            match undo.in_progress() {
+                Some(now) => eprintln!("{name}: still undoing: {now}; then {} more. Waiting for them to finish.", pending.len()),
+                None if pending.is_empty() => eprintln!("{name}: finishing up (reports, cleanup)…"),
+                None => eprintln!("{name}: undos pending: {}", pending.join("; ")),
+            }
+        }
+    });
+}

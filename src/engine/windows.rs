@@ -1,0 +1,115 @@
+//! Load windows as they arrive: kept for phase summaries, turned into the per-second series,
+//! and watched by the abort guards.
+
+use std::collections::BTreeMap;
+
+use crate::checks::expr::{self, Expr, LatencyKind, StatusSel};
+use crate::checks::http::{HttpStats, measure};
+use crate::load::{Stats, Window};
+
+/// A merged span of load statistics and its length.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub stats: Stats,
+    pub seconds: f64,
+}
+
+impl HttpStats for Span {
+    fn requests(&self) -> u64 {
+        self.stats.requests
+    }
+
+    fn count(&self, selector: StatusSel) -> u64 {
+        match selector {
+            StatusSel::Code(code) => self.stats.status_count(code),
+            StatusSel::Class(class) => self.stats.class_count(u16::from(class)),
+            StatusSel::Errors => self.stats.error_count(),
+            StatusSel::Failed => self.stats.failed_count(),
+        }
+    }
+
+    fn quantile_s(&self, quantile: f64, kind: LatencyKind) -> Option<f64> {
+        let kind = match kind {
+            LatencyKind::Corrected => crate::load::LatencyKind::Corrected,
+            LatencyKind::Service => crate::load::LatencyKind::Service,
+        };
+        self.stats.quantile_ms(quantile, kind).map(|ms| ms / 1000.0)
+    }
+
+    fn dropped(&self) -> u64 {
+        self.stats.dropped
+    }
+
+    fn seconds(&self) -> f64 {
+        self.seconds
+    }
+}
+
+/// Every window of the run, by second. A drill lasts minutes, so keeping them is cheap; the
+/// load engine itself keeps none.
+#[derive(Debug, Default)]
+pub struct WindowStore {
+    windows: BTreeMap<u64, Stats>,
+}
+
+impl WindowStore {
+    pub fn insert(&mut self, window: Window) {
+        match self.windows.get_mut(&window.second) {
+            Some(existing) => existing.merge(&window.stats),
+            None => {
+                self.windows.insert(window.second, window.stats);
+            }
+        }
+    }
+
+    /// Merged statistics of the windows `holds` selects; `None` when it selects no window
+    /// with traffic.
+    pub fn span(&self, holds: impl Fn(u64) -> bool) -> Option<Span> {
+        let mut merged: Option<Stats> = None;
+        let mut seconds = 0.0;
+        for (second, stats) in &self.windows {
+            if !holds(*second) {
+                continue;
+            }
+            seconds += 1.0;
+            match merged.as_mut() {
+                Some(m) => m.merge(stats),
+                None => merged = Some(stats.clone()),
+            }
+        }
+        merged.filter(|m| m.requests > 0 || m.dropped > 0).map(|stats| Span { stats, seconds })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&u64, &Stats)> {
+        self.windows.iter()
+    }
+}
+
+/// An abort guard: trips when its expression holds for `needed` consecutive windows.
+#[derive(Debug)]
+pub struct GuardState {
+    pub source: String,
+    pub expr: Expr,
+    pub needed: u32,
+    pub streak: u32,
+}
+
+impl GuardState {
+    pub fn new(source: &str, for_: std::time::Duration) -> Option<Self> {
+        let expr = expr::parse_http(source).ok()?;
+        let needed = u32::try_from(for_.as_secs().max(1)).unwrap_or(u32::MAX);
+        Some(Self { source: source.to_string(), expr, needed, streak: 0 })
+    }
+
+    /// Feeds one window; returns a description when the guard trips.
+    pub fn observe(&mut self, stats: &Stats) -> Option<String> {
+        let span = Span { stats: stats.clone(), seconds: 1.0 };
+        let threshold = match self.expr.threshold {
+            expr::Threshold::Value(v) => v,
+            expr::Threshold::Baseline { .. } => return None,
+        };
+        let holds = measure(self.expr.metric, &span).is_ok_and(|v| self.expr.cmp.holds(v, threshold));
+        self.streak = if holds { self.streak + 1 } else { 0 };
+        (self.streak >= self.needed).then(|| format!("abort guard `{}` held for {} consecutive second(s)", self.source, self.streak))
+    }
+}
