@@ -142,6 +142,35 @@ fn a_starting_proxy_answers_503_but_still_serves_metrics() {
 }
 
 #[test]
+fn sigterm_stops_accepting_finishes_the_request_in_flight_then_exits_0() {
+    let (proxy_port, jobs_port) = (free_port(), free_port());
+    let mut proxy = start_proxy(proxy_port, true, &["--upstream-delay", "3s"]);
+    let _jobs_manager = start_jobs_manager(jobs_port, proxy_port, true);
+    let (_, token) = new_job(jobs_port);
+
+    let in_flight = std::thread::spawn(move || train(proxy_port, &token));
+    // Give the request time to reach the upstream's delay before the signal.
+    std::thread::sleep(Duration::from_millis(500));
+    proxy.terminate();
+    wait_until("the listener to close", Duration::from_secs(5), || {
+        lab_support::try_request(proxy_port, "GET", "/healthz", None, "").is_err()
+    });
+    assert!(
+        !in_flight.is_finished(),
+        "the in-flight request ended before the listener closed"
+    );
+
+    let answer = in_flight.join().expect("request thread");
+    assert_eq!(
+        answer.status, 200,
+        "in-flight request cut off: {}",
+        answer.body
+    );
+    let (status, _) = proxy.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
 fn metrics_are_prometheus_text_and_counters_increase() {
     let (proxy_port, jobs_port) = (free_port(), free_port());
     let _proxy = start_proxy(proxy_port, true, &[]);

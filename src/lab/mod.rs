@@ -87,6 +87,7 @@ pub struct ProxyArgs {
     /// Address to listen on.
     #[arg(long, env = "LAB_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Token mode and signing key.
     #[command(flatten)]
     pub tokens: TokenArgs,
     /// File with one revoked job id per line, re-read when it changes (stateless mode).
@@ -109,6 +110,7 @@ pub struct JobsManagerArgs {
     /// Base URL of the requests-proxy (legacy tokens are registered there).
     #[arg(long, env = "LAB_PROXY_URL", default_value = "http://127.0.0.1:8080")]
     pub proxy_url: String,
+    /// Token mode and signing key.
     #[command(flatten)]
     pub tokens: TokenArgs,
     /// Lifetime of a stateless token (its `exp`).

@@ -73,6 +73,16 @@ impl LabProcess {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, like Kubernetes stopping a pod; does not wait.
+    pub fn terminate(&self) {
+        let pid = i32::try_from(self.child.id()).expect("pid fits in i32");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("send SIGTERM");
+    }
+
     /// SIGKILL, then start the same command again (a pod replaced by its Deployment).
     pub fn restart(&mut self) {
         self.kill();
