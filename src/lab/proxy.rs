@@ -1,0 +1,385 @@
+//! `lab proxy`: the requests-proxy. Authenticates `Authorization: Bearer` tokens in the
+//! configured mode and forwards good requests to a trivial in-process upstream.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use super::http::{self as lab_http, Response, error_response, json_response, text_response};
+use super::metrics::{self, CounterVec, DURATION_BUCKETS, Exposition, Histogram};
+use super::revoke::RevokeList;
+use super::token::{SigningKey, TokenRejection};
+use super::{LabError, ProxyArgs, TokenMode};
+
+/// How often the revoke file is checked for changes.
+const REVOKE_POLL: Duration = Duration::from_millis(200);
+
+/// Status codes whose request counters exist from the start, so `increase()` sees the first one.
+const PRESEEDED_CODES: [&str; 3] = ["200", "401", "503"];
+
+/// Reasons a token is refused, besides [`TokenRejection`]s.
+const MISSING_TOKEN: &str = "missing_token";
+const UNKNOWN_TOKEN: &str = "unknown_token";
+const REVOKED: &str = "revoked";
+
+/// Body of `POST /internal/register`.
+#[derive(Debug, Deserialize)]
+struct Registration {
+    token: String,
+    job_id: String,
+}
+
+#[derive(Debug)]
+struct ProxyMetrics {
+    requests: CounterVec,
+    duration: Histogram,
+    auth_failures: CounterVec,
+    start_time_seconds: f64,
+}
+
+/// Everything the request handler needs; shared by all connections.
+#[derive(Debug)]
+struct Proxy {
+    mode: TokenMode,
+    key: SigningKey,
+    /// Legacy mode's token → job id map. In memory only, on purpose: that is the failure mode
+    /// the stateless design removes.
+    registered: RwLock<HashMap<String, String>>,
+    revoked: Arc<RevokeList>,
+    ready_at: Instant,
+    upstream_delay: Duration,
+    metrics: ProxyMetrics,
+}
+
+/// Serves the proxy until SIGTERM/Ctrl-C, then drains in-flight requests.
+pub async fn run(args: ProxyArgs) -> Result<(), LabError> {
+    let started = Instant::now();
+    let listener = lab_http::bind(args.listen).await?;
+    let shutdown = lab_http::shutdown_signal()?;
+    let proxy = Arc::new(Proxy::new(&args, started));
+    proxy.revoked.refresh();
+    tokio::spawn(Arc::clone(&proxy.revoked).watch(REVOKE_POLL));
+    tracing::info!(
+        listen = %args.listen,
+        mode = %proxy.mode,
+        startup_delay = %args.startup_delay,
+        "requests-proxy listening"
+    );
+    let ready_at = proxy.ready_at;
+    tokio::spawn(async move {
+        tokio::time::sleep_until(ready_at.into()).await;
+        tracing::info!("requests-proxy ready");
+    });
+    lab_http::serve(
+        listener,
+        move |request| {
+            let proxy = Arc::clone(&proxy);
+            async move { proxy.handle(request).await }
+        },
+        shutdown,
+    )
+    .await;
+    tracing::info!("requests-proxy stopped");
+    Ok(())
+}
+
+impl Proxy {
+    fn new(args: &ProxyArgs, started: Instant) -> Self {
+        let mode = args.tokens.mode();
+        let metrics = ProxyMetrics {
+            requests: CounterVec::new(&["code"]),
+            duration: Histogram::new(DURATION_BUCKETS),
+            auth_failures: CounterVec::new(&["mode", "reason"]),
+            start_time_seconds: metrics::unix_now_seconds(),
+        };
+        for code in PRESEEDED_CODES {
+            metrics.requests.touch(&[code]);
+        }
+        for reason in failure_reasons(mode) {
+            metrics.auth_failures.touch(&[mode.label(), reason]);
+        }
+        Self {
+            mode,
+            key: SigningKey::from_secret(&args.tokens.signing_key),
+            registered: RwLock::new(HashMap::new()),
+            revoked: Arc::new(RevokeList::new(args.revoke_file.clone())),
+            ready_at: started + args.startup_delay.as_duration(),
+            upstream_delay: args.upstream_delay.as_duration(),
+            metrics,
+        }
+    }
+
+    async fn handle(&self, request: Request<Incoming>) -> Response {
+        match (request.method(), request.uri().path()) {
+            // Probes and scrapes are not traffic: they stay out of the request metrics.
+            (&Method::GET, "/healthz") => self.healthz(),
+            (&Method::GET, "/metrics") => self.metrics(),
+            _ => {
+                let started = Instant::now();
+                let response = self.traffic(request).await;
+                self.metrics.requests.inc(&[response.status().as_str()]);
+                self.metrics.duration.observe(started.elapsed());
+                response
+            }
+        }
+    }
+
+    fn starting(&self) -> bool {
+        Instant::now() < self.ready_at
+    }
+
+    fn healthz(&self) -> Response {
+        if self.starting() {
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "starting",
+                "proxy is starting up",
+            )
+        } else {
+            json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "ok", "mode": self.mode.label() }),
+            )
+        }
+    }
+
+    async fn traffic(&self, request: Request<Incoming>) -> Response {
+        if self.starting() {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "starting",
+                "proxy is starting up",
+            );
+        }
+        if request.method() == Method::POST && request.uri().path() == "/internal/register" {
+            return self.register(request).await;
+        }
+        match self.authenticate(&request) {
+            Ok(job_id) => self.upstream(request.uri().path(), &job_id).await,
+            Err(reason) => {
+                self.metrics.auth_failures.inc(&[self.mode.label(), reason]);
+                json_response(
+                    StatusCode::UNAUTHORIZED,
+                    &serde_json::json!({
+                        "error": "unauthorized",
+                        "reason": reason,
+                        "mode": self.mode.label(),
+                    }),
+                )
+            }
+        }
+    }
+
+    /// `POST /internal/register`: the jobs-manager hands over a legacy token. Accepted in both
+    /// modes (both code paths coexist), but only legacy mode consults the map.
+    async fn register(&self, request: Request<Incoming>) -> Response {
+        let registration: Registration = match lab_http::read_json(request).await {
+            Ok(registration) => registration,
+            Err(error) => {
+                return error_response(StatusCode::BAD_REQUEST, "bad_request", &error.to_string());
+            }
+        };
+        let count = {
+            let mut registered = self.registered_tokens_mut();
+            registered.insert(registration.token, registration.job_id.clone());
+            registered.len()
+        };
+        tracing::debug!(job_id = %registration.job_id, registered = count, "token registered");
+        json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "registered": registration.job_id }),
+        )
+    }
+
+    /// The job id behind the request's token, or the reason it is refused.
+    fn authenticate<B>(&self, request: &Request<B>) -> Result<String, &'static str> {
+        let token = lab_http::bearer_token(request).ok_or(MISSING_TOKEN)?;
+        match self.mode {
+            TokenMode::Stateless => {
+                let claims = self.key.verify(token).map_err(TokenRejection::reason)?;
+                if self.revoked.contains(&claims.sub) {
+                    return Err(REVOKED);
+                }
+                Ok(claims.sub)
+            }
+            TokenMode::Legacy => self
+                .registered
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(token)
+                .cloned()
+                .ok_or(UNKNOWN_TOKEN),
+        }
+    }
+
+    /// The in-process upstream: a trivial service that answers every authenticated call.
+    async fn upstream(&self, path: &str, job_id: &str) -> Response {
+        if !self.upstream_delay.is_zero() {
+            tokio::time::sleep(self.upstream_delay).await;
+        }
+        json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "ok": true, "path": path, "job_id": job_id }),
+        )
+    }
+
+    fn registered_tokens_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, String>> {
+        self.registered
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn metrics(&self) -> Response {
+        let registered = self
+            .registered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        let mut exposition = Exposition::new();
+        exposition.counter_vec(
+            "lab_proxy_requests_total",
+            "Requests answered, by HTTP status code (probes and scrapes excluded).",
+            &self.metrics.requests,
+        );
+        exposition.histogram(
+            "lab_proxy_request_duration_seconds",
+            "Time from request to response, in seconds.",
+            &self.metrics.duration,
+        );
+        exposition.counter_vec(
+            "lab_proxy_auth_failures_total",
+            "Requests refused with 401, by token mode and reason.",
+            &self.metrics.auth_failures,
+        );
+        exposition.gauge(
+            "lab_proxy_registered_tokens",
+            "Legacy tokens in the in-memory map (empty after a restart).",
+            registered as f64,
+        );
+        exposition.gauge(
+            "lab_proxy_revoked_jobs",
+            "Job ids in the revoke list.",
+            self.revoked.len() as f64,
+        );
+        exposition.gauge(
+            "lab_proxy_stateless_mode",
+            "1 when stateless tokens are on, 0 in legacy mode.",
+            if self.mode == TokenMode::Stateless {
+                1.0
+            } else {
+                0.0
+            },
+        );
+        exposition.gauge(
+            "lab_proxy_start_time_seconds",
+            "Start time of the process, seconds since the Unix epoch.",
+            self.metrics.start_time_seconds,
+        );
+        text_response(StatusCode::OK, metrics::CONTENT_TYPE, exposition.finish())
+    }
+}
+
+/// Every reason a token can be refused with in `mode`.
+fn failure_reasons(mode: TokenMode) -> Vec<&'static str> {
+    match mode {
+        TokenMode::Stateless => std::iter::once(MISSING_TOKEN)
+            .chain(TokenRejection::ALL.map(TokenRejection::reason))
+            .chain(std::iter::once(REVOKED))
+            .collect(),
+        TokenMode::Legacy => vec![MISSING_TOKEN, UNKNOWN_TOKEN],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::lab::TokenArgs;
+    use crate::units::HumanDuration;
+
+    fn proxy(stateless: bool) -> Proxy {
+        let args = ProxyArgs {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            tokens: TokenArgs {
+                stateless_tokens: stateless,
+                signing_key: "test-key".into(),
+            },
+            revoke_file: None,
+            startup_delay: HumanDuration::ZERO,
+            upstream_delay: HumanDuration::ZERO,
+        };
+        Proxy::new(&args, Instant::now())
+    }
+
+    fn with_bearer(token: &str) -> Request<()> {
+        Request::builder()
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .expect("request")
+    }
+
+    #[test]
+    fn stateless_mode_accepts_signed_tokens_and_ignores_the_legacy_map() {
+        let proxy = proxy(true);
+        let token = SigningKey::from_secret("test-key")
+            .mint("job-7", Duration::from_secs(60))
+            .expect("mint");
+        assert_eq!(proxy.authenticate(&with_bearer(&token)), Ok("job-7".into()));
+        proxy
+            .registered_tokens_mut()
+            .insert("opaque".into(), "job-8".into());
+        assert_eq!(proxy.authenticate(&with_bearer("opaque")), Err("malformed"));
+        assert_eq!(proxy.authenticate(&Request::new(())), Err(MISSING_TOKEN));
+    }
+
+    #[test]
+    fn legacy_mode_only_knows_registered_tokens() {
+        let proxy = proxy(false);
+        let jwt = SigningKey::from_secret("test-key")
+            .mint("job-7", Duration::from_secs(60))
+            .expect("mint");
+        assert_eq!(proxy.authenticate(&with_bearer(&jwt)), Err(UNKNOWN_TOKEN));
+        proxy
+            .registered_tokens_mut()
+            .insert("opaque".into(), "job-8".into());
+        assert_eq!(
+            proxy.authenticate(&with_bearer("opaque")),
+            Ok("job-8".into())
+        );
+    }
+
+    #[test]
+    fn failure_series_of_the_active_mode_exist_from_the_start() {
+        let proxy = proxy(true);
+        for reason in [
+            "missing_token",
+            "malformed",
+            "bad_signature",
+            "expired",
+            "revoked",
+        ] {
+            assert_eq!(proxy.metrics.auth_failures.get(&["stateless", reason]), 0);
+        }
+        let text = String::from_utf8(
+            futures::executor::block_on(http_body_util::BodyExt::collect(
+                proxy.metrics().into_body(),
+            ))
+            .expect("metrics body")
+            .to_bytes()
+            .to_vec(),
+        )
+        .expect("utf-8 exposition");
+        assert!(
+            text.contains(
+                "lab_proxy_auth_failures_total{mode=\"stateless\",reason=\"revoked\"} 0\n"
+            )
+        );
+        assert!(text.contains("lab_proxy_stateless_mode 1\n"));
+        assert!(text.contains("lab_proxy_registered_tokens 0\n"));
+    }
+}
