@@ -79,10 +79,20 @@ pub(super) fn spawn(
         .id()
         .ok_or_else(|| io::Error::other("the child exited before its pid was read"))?;
     if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(capture(stdout, instance_name.to_string(), "stdout", output.clone()));
+        tokio::spawn(capture(
+            stdout,
+            instance_name.to_string(),
+            "stdout",
+            output.clone(),
+        ));
     }
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(capture(stderr, instance_name.to_string(), "stderr", output.clone()));
+        tokio::spawn(capture(
+            stderr,
+            instance_name.to_string(),
+            "stderr",
+            output.clone(),
+        ));
     }
     Ok((child, pid))
 }

@@ -51,7 +51,10 @@ pub struct ProcessConfig {
 
 impl ProcessConfig {
     /// A one-replica service with the scenario model's defaults.
-    pub fn new(name: impl Into<String>, command: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        command: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         let name = name.into();
         let labels = BTreeMap::from([("app".to_string(), name.clone())]);
         Self {

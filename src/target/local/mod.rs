@@ -800,7 +800,12 @@ impl LocalTarget {
                 .group(name)
                 .is_ok_and(|g| g.instances.values().all(|i| i.finished))
         };
-        if self.shared.wait_until(timeout, all_finished).await.is_none() {
+        if self
+            .shared
+            .wait_until(timeout, all_finished)
+            .await
+            .is_none()
+        {
             let (ready, wanted) = self.shared.read(|state| {
                 state.group(name).map_or((0, 0), |g| {
                     let done = g.instances.values().filter(|i| i.finished).count();
@@ -889,8 +894,12 @@ impl LocalTarget {
         for (_, pid) in &running {
             let _ = child::signal_group(*pid, NixSignal::SIGTERM);
         }
-        let all_finished =
-            |state: &State| state.groups.values().all(|g| g.instances.values().all(|i| i.finished));
+        let all_finished = |state: &State| {
+            state
+                .groups
+                .values()
+                .all(|g| g.instances.values().all(|i| i.finished))
+        };
         let mut stopped = Vec::with_capacity(running.len());
         if self.shared.wait_until(grace, all_finished).await.is_none() {
             let lingering = self.shared.read(State::live_pids);

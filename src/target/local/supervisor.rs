@@ -242,7 +242,8 @@ impl Shared {
     /// Runs `change` under the state lock, then wakes every waiter.
     pub(super) fn update<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
         let result = change(&mut lock(&self.state));
-        self.changed.send_modify(|version| *version = version.wrapping_add(1));
+        self.changed
+            .send_modify(|version| *version = version.wrapping_add(1));
         result
     }
 
@@ -360,13 +361,14 @@ impl Shared {
         if instance.started_at.is_some() {
             push_marker(&instance.output, "restarted");
         }
-        let (child, pid) = child::spawn(&instance.spec, &name, &instance.output).map_err(
-            |source| LocalError::Spawn {
-                instance: name.clone(),
-                command: instance.spec.command.join(" "),
-                source,
-            },
-        )?;
+        let (child, pid) =
+            child::spawn(&instance.spec, &name, &instance.output).map_err(|source| {
+                LocalError::Spawn {
+                    instance: name.clone(),
+                    command: instance.spec.command.join(" "),
+                    source,
+                }
+            })?;
         let now = Instant::now();
         instance.pid = Some(pid);
         instance.started_at = Some(now);
