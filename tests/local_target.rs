@@ -93,6 +93,74 @@ async fn groups_gone(pgids: &[u32], within: Duration) -> Vec<u32> {
     }
 }
 
+#[test]
+fn from_spec_expands_variables_and_adds_the_app_label() {
+    let yaml = r#"
+apiVersion: drillbook/v1
+name: spec-test
+target:
+  local:
+    processes:
+      - name: proxy
+        command: ["${drillbook}", "lab", "proxy", "--listen", "127.0.0.1:${port.proxy}"]
+        env: {MODE: "x-${port.proxy}"}
+        ready: http://127.0.0.1:${port.proxy}/healthz
+      - name: trainer
+        kind: job
+        replicas: 2
+        start: on_demand
+        labels: {app: trainers, batch: late}
+        command: ["sh", "-c", "exit 0"]
+"#;
+    let scenario = drillbook::scenario::parse_str(yaml).expect("valid scenario");
+    let drillbook::scenario::TargetSpec::Local(local) = scenario.target else {
+        panic!("local target expected");
+    };
+    let vars = drillbook::scenario::vars::Vars {
+        drillbook: "/bin/drillbook".into(),
+        ports: BTreeMap::from([("proxy".into(), 4242)]),
+    };
+    let proxy = ProcessConfig::from_spec(&local.processes[0], &vars).expect("proxy config");
+    assert_eq!(
+        proxy.command,
+        [
+            "/bin/drillbook",
+            "lab",
+            "proxy",
+            "--listen",
+            "127.0.0.1:4242"
+        ]
+    );
+    assert_eq!(proxy.env["MODE"], "x-4242");
+    assert_eq!(
+        proxy.ready_url.as_deref(),
+        Some("http://127.0.0.1:4242/healthz")
+    );
+    assert_eq!(
+        proxy.labels,
+        BTreeMap::from([("app".into(), "proxy".into())])
+    );
+    assert_eq!(proxy.rollout, RolloutStrategy::Replace);
+    assert_eq!(proxy.restart_delay, Duration::from_millis(300));
+
+    let trainer = ProcessConfig::from_spec(&local.processes[1], &vars).expect("trainer config");
+    assert_eq!(
+        (trainer.kind, trainer.replicas, trainer.start),
+        (ProcessKind::Job, 2, StartPolicy::OnDemand)
+    );
+    assert_eq!(
+        trainer.labels["app"], "trainers",
+        "an explicit app label is kept"
+    );
+    assert_eq!(trainer.rollout, RolloutStrategy::Surge);
+
+    let no_ports = drillbook::scenario::vars::Vars::default();
+    assert!(matches!(
+        ProcessConfig::from_spec(&local.processes[0], &no_ports),
+        Err(LocalError::Variable { .. })
+    ));
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -538,12 +606,19 @@ async fn readiness_follows_the_http_probe_through_kill_and_rollout() {
 
 #[tokio::test]
 async fn start_fails_cleanly_on_bad_commands_and_unready_services() {
-    let (events, _receiver) = unbounded_channel();
+    let (events, mut receiver) = unbounded_channel();
     let missing = ProcessConfig::new("missing", ["/nonexistent/drillbook-test-binary"]);
     let error = LocalTarget::start(vec![sleeper("fine", 1), missing], events.clone())
         .await
         .expect_err("spawn fails");
     assert!(matches!(error, LocalError::Spawn { .. }), "{error}");
+    // The group that did start was stopped again.
+    let started = next_event(&mut receiver, |e| matches!(e, ProcessEvent::Started { .. })).await;
+    let ProcessEvent::Started { name, pid, .. } = started else {
+        unreachable!()
+    };
+    assert_eq!(name, "fine");
+    assert!(group_members(pid).is_empty());
 
     let port = free_port();
     let never_ready = ProcessConfig {
@@ -637,15 +712,22 @@ async fn dropping_the_target_kills_everything_and_restarts_nothing() {
 
 const HELPER_ENV: &str = "DRILLBOOK_TEST_PDEATHSIG_PIDS";
 
-/// Runs only as the child of `children_die_when_drillbook_is_sigkilled`: starts a group,
-/// writes its pids to the file named by the env var, then waits to be SIGKILLed.
-#[tokio::test]
+/// Runs only as the child of `children_die_when_drillbook_is_sigkilled`: starts a group on a
+/// multi-thread runtime like drillbook's, has one instance restarted by a worker thread, writes
+/// the pids to the file named by the env var, then waits to be SIGKILLed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "helper process for children_die_when_drillbook_is_sigkilled"]
 async fn pdeathsig_helper() {
     let Ok(pid_file) = std::env::var(HELPER_ENV) else {
         return;
     };
     let (target, _events) = start(vec![sleeper("svc", 2)]).await;
+    let mut rng = StdRng::seed_from_u64(5);
+    let killed = target
+        .kill("svc", 1, Signal::Kill, PickMode::Random, &mut rng)
+        .await
+        .expect("kill");
+    back_up(&target, &killed).await;
     let pids: Vec<String> = pids(&target.snapshot())
         .iter()
         .map(u32::to_string)

@@ -45,7 +45,8 @@ pub struct ProcessConfig {
     pub start: StartPolicy,
     /// How long [`super::LocalTarget::start`] waits for the group to be ready.
     pub ready_timeout: Duration,
-    /// How rollouts replace instances.
+    /// How rollouts replace instances. [`Self::from_spec`] picks `Replace` when there is a ready
+    /// URL and `Surge` otherwise; [`Self::new`] starts with `Surge`.
     pub rollout: RolloutStrategy,
 }
 

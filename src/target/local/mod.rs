@@ -7,6 +7,14 @@
 //! dropping the target kills outright (a panic, an early return). Children also carry
 //! `PR_SET_PDEATHSIG(SIGKILL)`, so they die with drillbook even when it is SIGKILLed; see
 //! `child.rs` for the caveats.
+//!
+//! Readiness is probed (every 100 ms) from the start of each process until its first 2xx;
+//! like a Kubernetes readiness probe that has passed, it is not re-checked afterwards. An
+//! instance becomes unready when its process exits.
+//!
+//! The drill engine must still call [`LocalTarget::shutdown`] (or at least drop the target)
+//! before exiting: `std::process::exit` runs no destructors, and then only PDEATHSIG remains,
+//! which reaches direct children but not what they forked.
 
 mod child;
 mod config;
@@ -114,6 +122,18 @@ pub enum LocalError {
         previous: BTreeMap<String, Option<String>>,
         /// Why the rollout failed.
         source: Box<LocalError>,
+    },
+    /// Job runs did not all finish in time.
+    #[error("process group `{group}`: {finished} of {total} runs finished after {timeout:?}")]
+    NotFinished {
+        /// Group name.
+        group: String,
+        /// How long was waited.
+        timeout: Duration,
+        /// Runs that finished.
+        finished: u32,
+        /// Runs started.
+        total: u32,
     },
     /// The action does not apply to this kind of group.
     #[error("`{action}` does not apply to `{group}`, which is a {kind:?}")]
@@ -806,21 +826,17 @@ impl LocalTarget {
             .await
             .is_none()
         {
-            let (ready, wanted) = self.shared.read(|state| {
+            let (finished, total) = self.shared.read(|state| {
                 state.group(name).map_or((0, 0), |g| {
                     let done = g.instances.values().filter(|i| i.finished).count();
-                    (
-                        u32::try_from(done).unwrap_or(u32::MAX),
-                        u32::try_from(g.instances.len()).unwrap_or(u32::MAX),
-                    )
+                    (done, g.instances.len())
                 })
             });
-            return Err(LocalError::NotReady {
+            return Err(LocalError::NotFinished {
                 group: name.to_string(),
                 timeout,
-                ready,
-                wanted,
-                output_tail: self.output_tail(name),
+                finished: u32::try_from(finished).unwrap_or(u32::MAX),
+                total: u32::try_from(total).unwrap_or(u32::MAX),
             });
         }
         Ok(self.snapshot_of(name))
