@@ -1,1 +1,3 @@
 //! Where faults go: a Kubernetes cluster (`kube`) or supervised local processes (`local`).
+
+pub mod local;
