@@ -8,12 +8,23 @@ use super::sections;
 pub fn render(report: &Report) -> String {
     let mut sentences = vec![opening(report)];
     if let Some(load) = &report.load {
-        sentences.push(format!("Load: {}.", load_numbers(load)));
+        sentences.push(format!(
+            "Load: {} requests at {:.1} rps, {}.",
+            load.requests,
+            load.rps,
+            failure_numbers(load)
+        ));
     }
-    for phase in &report.phases {
-        if let Some(load) = &phase.load {
-            sentences.push(format!("In {}: {}.", phase.name, load_numbers(load)));
-        }
+    let phases: Vec<String> = report
+        .phases
+        .iter()
+        .filter_map(|p| {
+            let load = p.load.as_ref()?;
+            Some(format!("{} {}", p.name, failure_numbers(load)))
+        })
+        .collect();
+    if !phases.is_empty() {
+        sentences.push(format!("Per phase: {}.", phases.join("; ")));
     }
     sentences.extend(callers(report));
     sentences.push(check_tally(report));
@@ -31,9 +42,9 @@ fn opening(report: &Report) -> String {
         Verdict::Interrupted => "was interrupted",
         Verdict::Aborted => "was aborted",
     };
-    let reason = report.verdict_reason.trim_end_matches('.');
+    let reason = report.verdict_reason.trim().trim_end_matches('.');
     format!(
-        "Drill `{}` (run {}, seed {}) against {} on {} ran for {} and {outcome}: {reason}.",
+        "Drill `{}` (run {}, seed {}, target {}) ran on {} for {} and {outcome}. {reason}.",
         report.scenario.name,
         report.run_id,
         report.seed,
@@ -43,11 +54,9 @@ fn opening(report: &Report) -> String {
     )
 }
 
-fn load_numbers(load: &StatsSummary) -> String {
+fn failure_numbers(load: &StatsSummary) -> String {
     format!(
-        "{} requests at {:.1} rps, {} x 401, {} x 5xx, {} without response, p99 {}",
-        load.requests,
-        load.rps,
+        "{} x 401, {} x 5xx, {} without response, p99 {}",
         load.status_count(401),
         load.status_class_count(5),
         load.error_count(),

@@ -11,7 +11,7 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(
         out,
         "# Drill `{}`: {}\n",
-        inline(&report.scenario.name),
+        report.scenario.name.replace(['`', '\r', '\n'], ""),
         report.verdict
     );
     let _ = writeln!(
@@ -61,10 +61,11 @@ pub(crate) fn cell_text(text: &str) -> String {
     inline(text).replace('|', "\\|")
 }
 
-/// Text safe on one Markdown line.
+/// Text safe on one Markdown line; `<` is escaped so `<pod>` is not taken for an HTML tag.
 fn inline(text: &str) -> String {
     text.split(['\r', '\n'])
         .filter(|part| !part.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+        .replace('<', "\\<")
 }

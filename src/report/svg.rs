@@ -139,7 +139,8 @@ fn draw_panel(
         .filter(|v| v.is_finite())
         .fold(0.0, f64::max)
         .max(1.0)
-        * 1.15;
+        // The top panel keeps room above the data for phase names and fault labels.
+        * if is_top { 1.4 } else { 1.15 };
     let mut chart = ChartBuilder::on(area)
         .margin(8)
         .x_label_area_size(if is_bottom { 36 } else { 18 })
@@ -168,11 +169,13 @@ fn draw_panel(
         }))?;
     }
 
+    let mut any_line = false;
     for line in panel.lines {
         for (i, segment) in segments(&report.series, line.value).into_iter().enumerate() {
             let drawn = chart.draw_series(LineSeries::new(segment, line.color.stroke_width(2)))?;
             // One legend entry per line, not per gap-separated segment.
             if i == 0 {
+                any_line = true;
                 drawn.label(line.label).legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], line.color.stroke_width(2))
                 });
@@ -192,17 +195,26 @@ fn draw_panel(
             let step = (i % 3) as f64;
             Text::new(
                 marker_label(event),
-                (event.at_s, y_max * (0.88 - 0.09 * step)),
+                (event.at_s, y_max * (0.92 - 0.06 * step)),
                 ("sans-serif", 12).into_font().color(&FAULT_COLOR),
             )
         }))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()?;
+    if is_top && report.series.is_empty() {
+        chart.draw_series([Text::new(
+            "no load measurements in this report",
+            (x_max * 0.35, y_max * 0.5),
+            ("sans-serif", 16).into_font().color(&BLACK.mix(0.6)),
+        )])?;
+    }
+    if any_line {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.4))
+            .draw()?;
+    }
     Ok(())
 }
 
