@@ -1,6 +1,8 @@
 //! Drill log appends against real files: column mapping, byte preservation, idempotence,
 //! locking under concurrency, and operator resolution.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 

@@ -1,5 +1,7 @@
 //! Renderers on the committed fixtures: snapshots of the text formats, structure of the SVG.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 use std::path::{Path, PathBuf};
 
 use drillbook::exit::Outcome;

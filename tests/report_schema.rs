@@ -3,6 +3,8 @@
 //!
 //! Regenerate the committed schema with `DRILLBOOK_BLESS=1 cargo test --test report_schema`.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 use std::path::{Path, PathBuf};
 
 use drillbook::report::{self, Report};
