@@ -1,20 +1,43 @@
-//! `drillbook report`. Not built yet.
+//! `drillbook report`: render a `report.json` in another format.
 
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::Args;
 
+use super::Format;
 use crate::exit::Outcome;
 
+/// Arguments of `drillbook report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// A report.json written by `drillbook run`.
     pub report: PathBuf,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
 }
 
+/// Renders the report. Exits 0 when it was rendered, whatever the drill's verdict: this
+/// command reports, it does not judge (`drillbook run` carries the verdict's exit code).
 pub fn run(args: &ReportArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!(
-        "`drillbook report {}`: renderers are not built yet (issue #6)",
-        args.report.display()
-    )
+    let report = super::load(&args.report)?;
+    let color = args.output.is_none()
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let text = super::render(&report, args.format, color)?;
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => std::io::stdout()
+            .write_all(text.as_bytes())
+            .context("cannot write to stdout")?,
+    }
+    Ok(Outcome::Pass)
 }

@@ -1,0 +1,464 @@
+//! The report model: everything a finished drill produced, serialized as `report.json`.
+//!
+//! This is a contract with other tools (CI dashboards, the committed `report.schema.json`):
+//! adding an optional field is fine, renaming or removing one needs a new [`SCHEMA_VERSION`].
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::exit::Outcome;
+
+/// Version of the `report.json` format written by this build.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One finished (or interrupted) drill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "drillbook report v1")]
+pub struct Report {
+    /// Always [`SCHEMA_VERSION`] for reports written by this build.
+    pub schema_version: u32,
+    /// `drillbook` version that ran the drill.
+    pub drillbook_version: String,
+    /// Short random identifier of this run (8 hex characters), also written to the drill log.
+    pub run_id: String,
+    /// The scenario that was run.
+    pub scenario: ScenarioInfo,
+    /// Where it ran. Never contains credentials.
+    pub target: TargetInfo,
+    /// When the drill started (UTC, RFC 3339).
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub started_at: jiff::Timestamp,
+    /// When the drill ended, undos included (UTC, RFC 3339).
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub ended_at: jiff::Timestamp,
+    /// Seed of every random choice; pass it again to replay the same choices.
+    pub seed: u64,
+    /// Who ran the drill, when known.
+    #[serde(default)]
+    pub operator: Option<String>,
+    /// Overall verdict.
+    pub verdict: Verdict,
+    /// Why the verdict is what it is, in one sentence.
+    pub verdict_reason: String,
+    /// The drill's named windows, in time order.
+    #[serde(default)]
+    pub phases: Vec<PhaseReport>,
+    /// Everything that happened, in time order.
+    #[serde(default)]
+    pub events: Vec<TimelineEvent>,
+    /// Per-second load measurements.
+    #[serde(default)]
+    pub series: Vec<SeriesPoint>,
+    /// Every check with what was measured.
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    /// Per-caller statistics from the load engine.
+    #[serde(default)]
+    pub callers: Vec<CallerStats>,
+    /// Load summary over the whole run; absent when no load was driven.
+    #[serde(default)]
+    pub load: Option<StatsSummary>,
+    /// Pre-flight results, in the order they ran.
+    #[serde(default)]
+    pub preflight: Vec<PreflightResult>,
+    /// Things the operator should know that did not change the verdict.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// The scenario a report belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ScenarioInfo {
+    /// The scenario's `name`.
+    pub name: String,
+    /// Path of the scenario file as given on the command line.
+    pub file: String,
+    /// The scenario's `description`.
+    #[serde(default)]
+    pub description: String,
+    /// `git rev-parse HEAD` of the repository holding the file, when it is in one.
+    #[serde(default)]
+    pub git_revision: Option<String>,
+}
+
+/// Where a drill ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TargetInfo {
+    /// `kubernetes` or `local`.
+    pub kind: String,
+    /// kubeconfig context (Kubernetes targets).
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Namespace (Kubernetes targets).
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+/// Overall verdict of a drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every check passed.
+    Pass,
+    /// At least one check failed.
+    Fail,
+    /// No check failed, but at least one had no data to decide on.
+    Inconclusive,
+    /// Stopped by SIGINT/SIGTERM; undos ran.
+    Interrupted,
+    /// An abort guard tripped or the drill hit an error; undos ran.
+    Aborted,
+}
+
+impl Verdict {
+    /// The lowercase word used in JSON, tables and the drill log.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Interrupted => "interrupted",
+            Verdict::Aborted => "aborted",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Verdict> for Outcome {
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Pass => Outcome::Pass,
+            Verdict::Fail => Outcome::Fail,
+            Verdict::Inconclusive => Outcome::Inconclusive,
+            Verdict::Aborted => Outcome::Aborted,
+            Verdict::Interrupted => Outcome::Interrupted,
+        }
+    }
+}
+
+/// Verdict of one check or one phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckVerdict {
+    /// The condition held.
+    Pass,
+    /// The condition did not hold.
+    Fail,
+    /// There was no data to decide on (no requests, query error, server unreachable).
+    Inconclusive,
+}
+
+impl CheckVerdict {
+    /// The lowercase word used in JSON and tables.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CheckVerdict::Pass => "pass",
+            CheckVerdict::Fail => "fail",
+            CheckVerdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+impl std::fmt::Display for CheckVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One named window of the drill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PhaseReport {
+    /// Phase name (`baseline`, `fault`, `recovery`, or the scenario's own).
+    pub name: String,
+    /// Start, in seconds since the drill started.
+    pub start_s: f64,
+    /// End, in seconds since the drill started.
+    pub end_s: f64,
+    /// Verdict of the checks judged in this phase.
+    pub verdict: CheckVerdict,
+    /// Load measured in this phase; absent when no load was driven.
+    #[serde(default)]
+    pub load: Option<StatsSummary>,
+}
+
+/// What kind of thing happened at a point of the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A fault was injected.
+    Fault,
+    /// An undo ran.
+    Undo,
+    /// A non-fault step ran (wait, helm upgrade, command).
+    Step,
+    /// Something drillbook observed (pod ready again, job finished).
+    Observation,
+    /// An abort guard tripped.
+    Guard,
+    /// Informational.
+    Note,
+    /// Something went wrong.
+    Error,
+}
+
+impl EventKind {
+    /// The lowercase word used in JSON and tables.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Fault => "fault",
+            EventKind::Undo => "undo",
+            EventKind::Step => "step",
+            EventKind::Observation => "observation",
+            EventKind::Guard => "guard",
+            EventKind::Note => "note",
+            EventKind::Error => "error",
+        }
+    }
+}
+
+/// One entry of the drill's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TimelineEvent {
+    /// Seconds since the drill started.
+    pub at_s: f64,
+    /// What kind of event this is.
+    pub kind: EventKind,
+    /// Name of the scenario step that caused it, if any.
+    #[serde(default)]
+    pub step: Option<String>,
+    /// What happened, for humans.
+    pub description: String,
+    /// What it hit: pod or process names.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// The undo registered for it, described for humans.
+    #[serde(default)]
+    pub undo: Option<String>,
+    /// How it ended (`ok`, an error message, ...).
+    #[serde(default)]
+    pub outcome: Option<String>,
+}
+
+/// Load measured during one second of the drill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SeriesPoint {
+    /// Start of the window, in seconds since the drill started.
+    pub t_s: f64,
+    /// Requests completed in the window.
+    pub requests: u64,
+    /// Requests per second.
+    pub rps: f64,
+    /// Responses with a 2xx or 3xx status.
+    pub ok: u64,
+    /// Responses with status 401.
+    pub status_401: u64,
+    /// Responses with status 403.
+    pub status_403: u64,
+    /// Responses with a 5xx status.
+    pub status_5xx: u64,
+    /// Requests that got no response (connect error, reset, timeout).
+    pub errors: u64,
+    /// Requests the open-model scheduler could not send in time.
+    pub dropped: u64,
+    /// Median latency, when there were responses.
+    #[serde(default)]
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency, when there were responses.
+    #[serde(default)]
+    pub p99_ms: Option<f64>,
+    /// The load generator could not keep up during this window.
+    pub saturated: bool,
+}
+
+/// One check with its measurement and verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CheckResult {
+    /// Check name (the scenario's `name`, or its expression).
+    pub name: String,
+    /// Kind of check: `http`, `prometheus`, `kubernetes`, `command`, ...
+    pub kind: String,
+    /// Phase it was judged in; absent for whole-run checks.
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// The condition as written in the scenario.
+    pub expression: String,
+    /// Measured value, when numeric.
+    #[serde(default)]
+    pub measured: Option<f64>,
+    /// Threshold, when numeric.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// Measured value for humans, with its unit (`741 ms`, `0.3 %`).
+    #[serde(default)]
+    pub measured_text: Option<String>,
+    /// Threshold for humans, with its unit.
+    #[serde(default)]
+    pub threshold_text: Option<String>,
+    /// The check's verdict.
+    pub verdict: CheckVerdict,
+    /// Why, for humans.
+    pub detail: String,
+    /// Passed or failed within a small margin of the threshold: worth a look.
+    #[serde(default)]
+    pub near_threshold: bool,
+}
+
+/// Result of one pre-flight check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PreflightResult {
+    /// What was checked.
+    pub name: String,
+    /// How it went.
+    pub status: PreflightStatus,
+    /// Details for humans.
+    pub detail: String,
+}
+
+/// Status of one pre-flight check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PreflightStatus {
+    /// Fine.
+    Ok,
+    /// Suspicious, but not a reason to refuse.
+    Warn,
+    /// The drill was refused.
+    Fail,
+}
+
+impl PreflightStatus {
+    /// The lowercase word used in JSON and tables.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PreflightStatus::Ok => "ok",
+            PreflightStatus::Warn => "warn",
+            PreflightStatus::Fail => "fail",
+        }
+    }
+}
+
+/// Summary statistics of load over a window (owned by the load engine).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StatsSummary {
+    /// Requests completed.
+    pub requests: u64,
+    /// Completed requests per second.
+    pub rps: f64,
+    /// Response count per status code (`"200"`, `"401"`, ...).
+    pub statuses: BTreeMap<String, u64>,
+    /// Failed-request count per error kind (`connect`, `timeout`, `reset`, ...).
+    pub errors: BTreeMap<String, u64>,
+    /// Requests the open-model scheduler could not send in time.
+    pub dropped: u64,
+    /// One-second windows in which the generator could not keep up.
+    pub saturated_windows: u64,
+    /// Latency from the intended send time (corrected for coordinated omission).
+    pub latency_ms: Quantiles,
+    /// Latency from the actual send time.
+    pub service_latency_ms: Quantiles,
+}
+
+impl StatsSummary {
+    /// Responses with exactly this status code.
+    pub fn status_count(&self, code: u16) -> u64 {
+        self.statuses.get(&code.to_string()).copied().unwrap_or(0)
+    }
+
+    /// Responses whose status code is in `class` hundreds (5 → 500..=599).
+    pub fn status_class_count(&self, class: u8) -> u64 {
+        let prefix = char::from(b'0' + class % 10);
+        self.statuses
+            .iter()
+            .filter(|(code, _)| code.len() == 3 && code.starts_with(prefix))
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// Requests that got no response, all kinds together.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// Latency quantiles in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Quantiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+/// What one simulated caller (a long-lived client, like a training job) saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CallerStats {
+    /// Stable label, e.g. `job-03#2` (slot 3, second generation).
+    pub label: String,
+    /// Slot number; a slot is reused by the next generation when a caller ends.
+    pub slot: u32,
+    /// How many callers used this slot before this one.
+    pub generation: u32,
+    /// When the caller started, in seconds since the drill started.
+    pub started_at_s: f64,
+    /// When it ended; absent when it was still running at the end.
+    #[serde(default)]
+    pub ended_at_s: Option<f64>,
+    /// Requests it completed.
+    pub requests: u64,
+    /// Response count per status code.
+    pub statuses: BTreeMap<String, u64>,
+    /// Requests that got no response.
+    pub errors: u64,
+    /// First failed request (non-2xx/3xx or no response), in seconds since the drill started.
+    #[serde(default)]
+    pub first_failure_s: Option<f64>,
+    /// Last failed request, in seconds since the drill started.
+    #[serde(default)]
+    pub last_failure_s: Option<f64>,
+}
+
+impl CallerStats {
+    /// Whether this caller saw at least one failed request.
+    pub fn saw_failures(&self) -> bool {
+        self.first_failure_s.is_some() || self.errors > 0 || self.failed_responses() > 0
+    }
+
+    /// Responses with a status of 400 or more.
+    pub fn failed_responses(&self) -> u64 {
+        self.statuses
+            .iter()
+            .filter(|(code, _)| code.parse::<u16>().is_ok_and(|c| c >= 400))
+            .map(|(_, count)| count)
+            .sum()
+    }
+}
+
+impl Report {
+    /// Wall-clock duration of the drill in seconds (0 when the clock went backwards).
+    pub fn duration_s(&self) -> f64 {
+        self.ended_at
+            .duration_since(self.started_at)
+            .as_secs_f64()
+            .max(0.0)
+    }
+
+    /// How many checks have the given verdict.
+    pub fn count_checks(&self, verdict: CheckVerdict) -> usize {
+        self.checks.iter().filter(|c| c.verdict == verdict).count()
+    }
+}
