@@ -1,0 +1,290 @@
+//! One HTTP/1.1 keep-alive connection per worker (hyper `client::conn`, rustls for https), and
+//! the mapping of transport failures to [`ErrorKind`].
+
+use std::error::Error as _;
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HOST, HeaderValue};
+use http::{Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::stats::ErrorKind;
+
+/// Where requests go: parsed once from the URL.
+#[derive(Clone)]
+pub(crate) struct Target {
+    host: String,
+    port: u16,
+    /// The `Host` header.
+    pub(crate) host_header: HeaderValue,
+    /// The request target in origin form (`/path?query`).
+    pub(crate) path: Uri,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Target {
+    /// Parses an `http://` or `https://` URL. The error says what is wrong, for users.
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("not a valid URL ({e})"))?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(other) => {
+                return Err(format!(
+                    "scheme `{other}` is not supported: use http or https"
+                ));
+            }
+            None => return Err("the URL needs a scheme: http:// or https://".to_string()),
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| "the URL has no host".to_string())?;
+        if authority.as_str().contains('@') {
+            return Err(
+                "credentials in the URL are not supported: use a bearer token option instead"
+                    .to_string(),
+            );
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let host_header = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| "the URL's host is not a valid Host header".to_string())?;
+        let path: Uri = uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .parse()
+            .map_err(|e| format!("the URL's path is not valid ({e})"))?;
+        let tls = if https {
+            let name = ServerName::try_from(host.clone())
+                .map_err(|_| format!("`{host}` is not a valid TLS server name"))?;
+            Some((TlsConnector::from(tls_config()?), name))
+        } else {
+            None
+        };
+        Ok(Self {
+            host,
+            port,
+            host_header,
+            path,
+            tls,
+        })
+    }
+
+    /// Opens a connection and performs the HTTP/1.1 handshake. The connection task runs in
+    /// the background and ends when the connection closes.
+    pub(crate) async fn connect(&self) -> Result<Sender, Failure> {
+        let stream = self.connect_tcp().await?;
+        // Small requests must not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        match &self.tls {
+            None => handshake(stream).await,
+            Some((connector, name)) => {
+                let tls = connector.connect(name.clone(), stream).await.map_err(|e| {
+                    let kind = match classify_io(&e) {
+                        ErrorKind::Reset => ErrorKind::Reset,
+                        _ => ErrorKind::Tls,
+                    };
+                    Failure::new(kind, format!("TLS handshake: {e}"))
+                })?;
+                handshake(tls).await
+            }
+        }
+    }
+
+    async fn connect_tcp(&self) -> Result<TcpStream, Failure> {
+        let addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| Failure::new(ErrorKind::Other, format!("resolve {}: {e}", self.host)))?;
+        let mut last = Failure::new(
+            ErrorKind::Other,
+            format!("{} resolved to no address", self.host),
+        );
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = Failure::new(classify_io(&e), format!("connect {addr}: {e}")),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// One TLS client configuration for the process: webpki roots, HTTP/1.1 only.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS set-up failed: {e}"))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Ok(Arc::new(config))
+        })
+        .clone()
+}
+
+/// The request half of a connection.
+pub(crate) type Sender = SendRequest<Full<Bytes>>;
+
+async fn handshake<S>(stream: S) -> Result<Sender, Failure>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| Failure::from_hyper(&e))?;
+    tokio::spawn(async move {
+        // Errors surface on the request side; the driver just ends with the connection.
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// What happened to one request on a connection.
+pub(crate) enum Exchange {
+    /// An answer, body fully read (so the connection can be reused).
+    Answered(u16),
+    /// The connection was already closed before the request was written; nothing was sent,
+    /// so the request may be retried on a fresh connection.
+    NotSent(Box<Request<Full<Bytes>>>),
+    /// The request failed after it may have been sent.
+    Failed(Failure),
+}
+
+/// Sends one request and reads the whole response body (dropping it chunk by chunk).
+pub(crate) async fn exchange(sender: &mut Sender, request: Request<Full<Bytes>>) -> Exchange {
+    if sender.ready().await.is_err() {
+        return Exchange::NotSent(Box::new(request));
+    }
+    let response = match sender.try_send_request(request).await {
+        Ok(response) => response,
+        Err(mut error) => {
+            if let Some(request) = error.take_message() {
+                return Exchange::NotSent(Box::new(request));
+            }
+            return Exchange::Failed(Failure::from_hyper(error.error()));
+        }
+    };
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    while let Some(frame) = body.frame().await {
+        if let Err(e) = frame {
+            return Exchange::Failed(Failure::from_hyper(&e));
+        }
+    }
+    Exchange::Answered(status)
+}
+
+/// Adds the `Host` header hyper's low-level client does not add by itself.
+pub(crate) fn with_host(
+    mut request: Request<Full<Bytes>>,
+    target: &Target,
+) -> Request<Full<Bytes>> {
+    request
+        .headers_mut()
+        .entry(HOST)
+        .or_insert_with(|| target.host_header.clone());
+    request
+}
+
+/// A transport failure: its kind and a description for debug logs (never contains a token:
+/// it is built from I/O and protocol errors only).
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) kind: ErrorKind,
+    pub(crate) detail: String,
+}
+
+impl Failure {
+    pub(crate) fn new(kind: ErrorKind, detail: String) -> Self {
+        Self { kind, detail }
+    }
+
+    fn from_hyper(error: &hyper::Error) -> Self {
+        let kind = if error.is_timeout() {
+            ErrorKind::Timeout
+        } else if let Some(io) = io_source(error) {
+            classify_io(io)
+        } else if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
+            ErrorKind::Reset
+        } else {
+            ErrorKind::Other
+        };
+        Self::new(kind, error.to_string())
+    }
+}
+
+fn io_source(error: &hyper::Error) -> Option<&io::Error> {
+    let mut source = error.source();
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<io::Error>() {
+            return Some(io);
+        }
+        source = current.source();
+    }
+    None
+}
+
+fn classify_io(error: &io::Error) -> ErrorKind {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::NotConnected => ErrorKind::Reset,
+        io::ErrorKind::TimedOut => ErrorKind::Timeout,
+        _ => ErrorKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_into_targets() {
+        let target =
+            Target::parse("http://127.0.0.1:8080/api/v1?x=1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(target.port, 8080);
+        assert_eq!(target.path.to_string(), "/api/v1?x=1");
+        assert_eq!(target.host_header, "127.0.0.1:8080");
+        let https = Target::parse("https://example.com").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(https.port, 443);
+        assert_eq!(https.path.to_string(), "/");
+        assert!(Target::parse("ftp://x/").is_err());
+        assert!(Target::parse("example.com/").is_err());
+        assert!(Target::parse("http://user:pw@example.com/").is_err());
+        let v6 = Target::parse("http://[::1]:9/").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v6.host, "::1");
+    }
+}

@@ -1,0 +1,214 @@
+//! `drillbook load` as a user runs it: the real binary against an in-test server. Checks the
+//! committed JSON Schema, validates `--json` against it, and greps every output and the
+//! verbose log for the bearer tokens.
+
+mod load_support;
+
+use std::path::Path;
+use std::process::Output;
+use std::sync::Arc;
+
+use load_support::{TestServer, TokenAuthority};
+
+const SCHEMA_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/load.schema.json");
+
+#[test]
+fn committed_schema_is_current() {
+    let generated = drillbook::load::report::schema_json();
+    if std::env::var_os("UPDATE_LOAD_SCHEMA").is_some() {
+        std::fs::write(SCHEMA_PATH, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(SCHEMA_PATH).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "load.schema.json is stale: regenerate it with `UPDATE_LOAD_SCHEMA=1 cargo test --test load_cli`"
+    );
+}
+
+async fn drillbook(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_drillbook"));
+    command.args(args).env_remove("RUST_LOG").kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(20), command.output())
+        .await
+        .expect("drillbook load ends on its own")
+        .unwrap()
+}
+
+fn read(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned()
+}
+
+fn assert_no_secret(secrets: &[String], name: &str, text: &str) {
+    for secret in secrets {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a token leaked into {name}"
+        );
+    }
+    assert!(!text.contains("s3cr3t"), "a token leaked into {name}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_output_matches_the_schema_and_no_token_leaks_anywhere() {
+    drillbook::telemetry::install_crypto_provider();
+    let authority = Arc::new(TokenAuthority {
+        revoke_index: Some(1),
+        ..TokenAuthority::default()
+    });
+    let server = TestServer::start(authority.handler()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("load.json");
+    let ndjson = dir.path().join("windows.ndjson");
+    let hdr = dir.path().join("latency.hlog");
+    let token_file = dir.path().join("tokens");
+    std::fs::write(&token_file, "file-s3cr3t-one\nfile-s3cr3t-two\n").unwrap();
+    let env_token = "env-s3cr3t-token";
+
+    let url = server.url("/");
+    let token_url = server.url("/token");
+    let runs: [(&str, Vec<&str>); 3] = [
+        (
+            "token endpoint",
+            vec!["--token-url", &token_url, "--callers", "3"],
+        ),
+        ("env var", vec!["--bearer-env", "LOAD_TEST_TOKEN"]),
+        (
+            "token file",
+            vec![
+                "--bearer-file",
+                token_file.to_str().unwrap(),
+                "--callers",
+                "2",
+            ],
+        ),
+    ];
+    for (name, auth) in runs {
+        let mut args = vec![
+            "-v",
+            "load",
+            &url,
+            "--rate",
+            "40/s",
+            "--duration",
+            "1s",
+            "--connections",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+            "--ndjson",
+            ndjson.to_str().unwrap(),
+            "--hdr-log",
+            hdr.to_str().unwrap(),
+            "--header",
+            "X-Drill: load-test",
+        ];
+        args.extend(auth);
+        let output = drillbook(&args, &[("LOAD_TEST_TOKEN", env_token)]).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{name}: {stderr}");
+        assert!(
+            stderr.contains("load starting"),
+            "{name}: -v logs the run: {stderr}"
+        );
+        assert!(stdout.contains("requests"), "{name}: {stdout}");
+
+        let mut secrets = authority.tokens();
+        secrets.push(env_token.to_string());
+        for (file, text) in [
+            ("stdout", stdout.to_string()),
+            ("stderr", stderr.to_string()),
+            ("--json", read(&json)),
+            ("--ndjson", read(&ndjson)),
+            ("--hdr-log", read(&hdr)),
+        ] {
+            assert_no_secret(&secrets, &format!("{file} ({name})"), &text);
+        }
+
+        let schema: serde_json::Value =
+            serde_json::from_str(&read(Path::new(SCHEMA_PATH))).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&read(&json)).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let problems: Vec<String> = validator
+            .iter_errors(&report)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            problems.is_empty(),
+            "{name}: --json does not match load.schema.json: {problems:?}"
+        );
+        assert_eq!(report["schema_version"], 1);
+        assert_eq!(report["total"]["requests"], 40, "{name}");
+
+        let lines: Vec<serde_json::Value> = read(&ndjson)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{name}: one line per window");
+        assert_eq!(lines[0]["second"], 0);
+        assert_eq!(lines[0]["requests"], 40);
+        assert!(
+            read(&hdr).contains("Tag=corrected"),
+            "{name}: HDR log has intervals"
+        );
+
+        if name == "token endpoint" {
+            // The second token issued was revoked: the report names that one caller.
+            let revoked = authority.revoked.lock().unwrap()[0].clone();
+            let label = authority.label_of(&revoked).unwrap();
+            let failing: Vec<&str> = report["callers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["statuses"]["401"].as_u64().is_some_and(|n| n > 0))
+                .map(|c| c["label"].as_str().unwrap())
+                .collect();
+            assert_eq!(failing, [label.as_str()]);
+            assert!(stdout.contains("1 saw failures"), "{stdout}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_options_fail_before_any_load_with_exit_code_2() {
+    let missing_var = drillbook(
+        &[
+            "load",
+            "http://127.0.0.1:9/",
+            "--rate",
+            "1/s",
+            "--duration",
+            "1s",
+            "--bearer-env",
+            "LOAD_TEST_UNSET_VAR",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(missing_var.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing_var.stderr).contains("LOAD_TEST_UNSET_VAR"));
+
+    let bad_rate = drillbook(&["load", "http://127.0.0.1:9/", "--rate", "fast"], &[]).await;
+    assert_eq!(bad_rate.status.code(), Some(2));
+
+    // A token with a control character cannot be sent; the error must not quote it.
+    let bad_token = drillbook(
+        &[
+            "load",
+            "http://127.0.0.1:9/",
+            "--rate",
+            "1/s",
+            "--duration",
+            "1s",
+            "--bearer-env",
+            "LOAD_TEST_TOKEN",
+        ],
+        &[("LOAD_TEST_TOKEN", "bad\u{7}s3cr3t")],
+    )
+    .await;
+    assert_eq!(bad_token.status.code(), Some(2));
+    assert_no_secret(&[], "stderr", &String::from_utf8_lossy(&bad_token.stderr));
+}
