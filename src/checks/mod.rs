@@ -5,16 +5,7 @@ pub mod expr;
 pub mod http;
 pub mod prometheus;
 
-use serde::{Deserialize, Serialize};
-
-/// The judgement of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckVerdict {
-    Pass,
-    Fail,
-    Inconclusive,
-}
+pub use crate::report::model::CheckVerdict;
 
 /// What a check measured and how it was judged.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,16 +35,30 @@ impl Judgement {
 
     pub fn decided(pass: bool, detail: impl Into<String>) -> Self {
         Self {
-            verdict: if pass { CheckVerdict::Pass } else { CheckVerdict::Fail },
+            verdict: if pass {
+                CheckVerdict::Pass
+            } else {
+                CheckVerdict::Fail
+            },
             ..Self::inconclusive(detail)
         }
     }
 
     /// A comparison of a measured value with a threshold.
-    pub fn compared(measured: f64, threshold: f64, pass: bool, texts: (String, String), detail: impl Into<String>) -> Self {
+    pub fn compared(
+        measured: f64,
+        threshold: f64,
+        pass: bool,
+        texts: (String, String),
+        detail: impl Into<String>,
+    ) -> Self {
         let near = pass && is_near(measured, threshold);
         Self {
-            verdict: if pass { CheckVerdict::Pass } else { CheckVerdict::Fail },
+            verdict: if pass {
+                CheckVerdict::Pass
+            } else {
+                CheckVerdict::Fail
+            },
             measured: Some(measured),
             threshold: Some(threshold),
             measured_text: Some(texts.0),

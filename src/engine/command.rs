@@ -21,13 +21,28 @@ impl CommandOutput {
 }
 
 /// Runs `argv` with extra `env`, killing it after `timeout`.
-pub async fn run(argv: &[String], env: &BTreeMap<String, String>, timeout: Duration) -> Result<CommandOutput, String> {
+pub async fn run(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<CommandOutput, String> {
     let (program, args) = argv.split_first().ok_or("empty argv")?;
     let mut command = tokio::process::Command::new(program);
-    command.args(args).envs(env).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    let child = command.spawn().map_err(|e| format!("cannot run `{program}`: {e}"))?;
+    command
+        .args(args)
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => Err(format!("`{}` did not finish within {timeout:?}", argv.join(" "))),
+        Err(_) => Err(format!(
+            "`{}` did not finish within {timeout:?}",
+            argv.join(" ")
+        )),
         Ok(Err(e)) => Err(format!("`{program}` failed: {e}")),
         Ok(Ok(out)) => Ok(CommandOutput {
             status: out.status.code(),

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::local::{self, Applied, ProcessLog};
-use super::phases::{self, Marks};
+use super::phases::Marks;
 use super::undo::{UndoOutcome, UndoStack};
 use super::windows::{GuardState, WindowStore};
 use crate::load::{LoadSummary, Window};
@@ -98,11 +98,16 @@ pub fn offset(t0: Instant, at: Instant) -> f64 {
 
 /// Steps that change the system (as opposed to waiting or starting planned work).
 pub fn is_fault(action: &Action) -> bool {
-    !matches!(action, Action::Wait(_) | Action::WaitReady(_) | Action::WaitRollout(_) | Action::StartProcess(_))
+    !matches!(
+        action,
+        Action::Wait(_) | Action::WaitReady(_) | Action::WaitRollout(_) | Action::StartProcess(_)
+    )
 }
 
 fn step_name(step: &Step, index: usize, prefix: &str) -> String {
-    step.name.as_ref().map_or_else(|| format!("{prefix}{}", index + 1), |n| n.value.clone())
+    step.name
+        .as_ref()
+        .map_or_else(|| format!("{prefix}{}", index + 1), |n| n.value.clone())
 }
 
 /// Every string of the scenario that may hold `${...}` variables.
@@ -145,7 +150,8 @@ pub async fn run(loaded: &LoadedScenario, seed: u64) -> Result<Observed, DrillEr
         ));
     };
     let texts = templated_texts(loaded);
-    let vars = Vars::allocate(texts.iter().map(String::as_str)).map_err(|e| DrillError::Setup(e.to_string()))?;
+    let vars = Vars::allocate(texts.iter().map(String::as_str))
+        .map_err(|e| DrillError::Setup(e.to_string()))?;
     let configs = local_spec
         .processes
         .iter()
@@ -155,7 +161,10 @@ pub async fn run(loaded: &LoadedScenario, seed: u64) -> Result<Observed, DrillEr
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let process_log = ProcessLog::default();
     let collector = process_log.collect(events_rx);
-    progress(&format!("starting {} local process group(s)…", configs.len()));
+    progress(&format!(
+        "starting {} local process group(s)…",
+        configs.len()
+    ));
     let target = LocalTarget::start(configs, events_tx)
         .await
         .map_err(|e| DrillError::Refused(format!("the local target did not start: {e}")))?;
@@ -169,12 +178,24 @@ pub async fn run(loaded: &LoadedScenario, seed: u64) -> Result<Observed, DrillEr
 }
 
 /// The part of the run that needs a started target; the caller always shuts it down.
-async fn drive(loaded: &LoadedScenario, seed: u64, vars: &Vars, target: &LocalTarget, process_log: ProcessLog) -> Result<Observed, DrillError> {
+async fn drive(
+    loaded: &LoadedScenario,
+    seed: u64,
+    vars: &Vars,
+    target: &LocalTarget,
+    process_log: ProcessLog,
+) -> Result<Observed, DrillError> {
     let scenario = &loaded.scenario;
     let mut warnings = Vec::new();
     let preflight = super::preflight::run_local(scenario, vars).await;
-    if let Some(failure) = preflight.iter().find(|p| p.status == crate::report::model::PreflightStatus::Fail) {
-        return Err(DrillError::Refused(format!("pre-flight `{}` failed: {}", failure.name, failure.detail)));
+    if let Some(failure) = preflight
+        .iter()
+        .find(|p| p.status == crate::report::model::PreflightStatus::Fail)
+    {
+        return Err(DrillError::Refused(format!(
+            "pre-flight `{}` failed: {}",
+            failure.name, failure.detail
+        )));
     }
 
     let undo = UndoStack::default();
@@ -199,16 +220,23 @@ async fn drive(loaded: &LoadedScenario, seed: u64, vars: &Vars, target: &LocalTa
     let (windows_tx, mut windows_rx) = mpsc::unbounded_channel::<Window>();
     let load_task = match &scenario.load {
         Some(spec) => {
-            let config = super::load_config::build(loaded, spec, vars, t0).map_err(DrillError::Setup)?;
+            let config =
+                super::load_config::build(loaded, spec, vars, t0).map_err(DrillError::Setup)?;
             let cancel = stop.clone();
-            Some(tokio::spawn(async move { crate::load::run(config, cancel, Some(windows_tx)).await }))
+            Some(tokio::spawn(async move {
+                crate::load::run(config, cancel, Some(windows_tx)).await
+            }))
         }
         None => {
             drop(windows_tx);
             None
         }
     };
-    let guards: Vec<GuardState> = scenario.abort_when.iter().filter_map(|g| GuardState::new(&g.value.http.value, g.value.for_.0)).collect();
+    let guards: Vec<GuardState> = scenario
+        .abort_when
+        .iter()
+        .filter_map(|g| GuardState::new(&g.value.http.value, g.value.for_.0))
+        .collect();
     let window_task = {
         let (abort, abort_reason) = (abort.clone(), abort_reason.clone());
         tokio::spawn(async move {
@@ -217,7 +245,9 @@ async fn drive(loaded: &LoadedScenario, seed: u64, vars: &Vars, target: &LocalTa
             while let Some(window) = windows_rx.recv().await {
                 let s = &window.stats;
                 if window.second % 2 == 1 {
-                    let p99 = s.quantile_ms(99.0, crate::load::LatencyKind::Corrected).map_or("-".into(), |v| format!("{v:.0}ms"));
+                    let p99 = s
+                        .quantile_ms(99.0, crate::load::LatencyKind::Corrected)
+                        .map_or("-".into(), |v| format!("{v:.0}ms"));
                     progress(&format!(
                         "t+{:>3}s  {} req  401: {}  5xx: {}  errors: {}  p99 {p99}{}",
                         window.second,
@@ -225,7 +255,11 @@ async fn drive(loaded: &LoadedScenario, seed: u64, vars: &Vars, target: &LocalTa
                         s.status_count(401),
                         s.class_count(5),
                         s.error_count(),
-                        if s.dropped > 0 { format!("  dropped: {}", s.dropped) } else { String::new() }
+                        if s.dropped > 0 {
+                            format!("  dropped: {}", s.dropped)
+                        } else {
+                            String::new()
+                        }
                     ));
                 }
                 for guard in &mut guards {
@@ -303,7 +337,13 @@ async fn drive(loaded: &LoadedScenario, seed: u64, vars: &Vars, target: &LocalTa
     let ending = if interrupt.is_cancelled() {
         Ending::Interrupted
     } else if abort.is_cancelled() {
-        Ending::Aborted(abort_reason.lock().ok().and_then(|r| r.clone()).unwrap_or_else(|| "aborted".into()))
+        Ending::Aborted(
+            abort_reason
+                .lock()
+                .ok()
+                .and_then(|r| r.clone())
+                .unwrap_or_else(|| "aborted".into()),
+        )
     } else {
         Ending::Completed
     };
@@ -331,7 +371,16 @@ async fn drive(loaded: &LoadedScenario, seed: u64, vars: &Vars, target: &LocalTa
     let mut finally = Vec::new();
     for (index, step) in scenario.finally.iter().enumerate() {
         let name = step_name(&step.value, index, "finally #");
-        let record = run_step(target, &name, &step.value, &undo, &mut rng, t0, &CancellationToken::new()).await;
+        let record = run_step(
+            target,
+            &name,
+            &step.value,
+            &undo,
+            &mut rng,
+            t0,
+            &CancellationToken::new(),
+        )
+        .await;
         events.push(step_event(t0, &record, &undo));
         finally.push(record);
     }
@@ -394,7 +443,11 @@ async fn run_step(
         // Registered before the change is applied: an interruption mid-step still undoes it.
         undo.register(name, u.clone());
     }
-    progress(&format!("t+{:.1}s ▶ {name}: {}", offset(t0, start), crate::plan::describe_action(&step.action)));
+    progress(&format!(
+        "t+{:.1}s ▶ {name}: {}",
+        offset(t0, start),
+        crate::plan::describe_action(&step.action)
+    ));
     let result = tokio::select! {
         r = local::apply(target, &step.action, rng) => r,
         _ = stop.cancelled() => Err("interrupted".to_string()),
@@ -426,16 +479,38 @@ async fn run_step(
 }
 
 fn step_event(t0: Instant, record: &StepRecord, undo: &UndoStack) -> TimelineEvent {
-    let registered = undo.pending().into_iter().rev().find(|r| r.step == record.name).map(|r| r.undo.describe());
+    let registered = undo
+        .pending()
+        .into_iter()
+        .rev()
+        .find(|r| r.step == record.name)
+        .map(|r| r.undo.describe());
     TimelineEvent {
         at_s: offset(t0, record.start),
-        kind: if record.is_fault { EventKind::Fault } else { EventKind::Step },
+        kind: if record.is_fault {
+            EventKind::Fault
+        } else {
+            EventKind::Step
+        },
         step: Some(record.name.clone()),
-        description: record.applied.as_ref().map_or_else(|| crate::plan::describe_action(&record.action), |a| a.description.clone()),
-        targets: record.applied.as_ref().map(|a| a.targets.clone()).unwrap_or_default(),
+        description: record.applied.as_ref().map_or_else(
+            || crate::plan::describe_action(&record.action),
+            |a| a.description.clone(),
+        ),
+        targets: record
+            .applied
+            .as_ref()
+            .map(|a| a.targets.clone())
+            .unwrap_or_default(),
         undo: registered,
         outcome: Some(match &record.error {
-            None => format!("ok in {:.1}s", record.end.map(|e| e.duration_since(record.start).as_secs_f64()).unwrap_or_default()),
+            None => format!(
+                "ok in {:.1}s",
+                record
+                    .end
+                    .map(|e| e.duration_since(record.start).as_secs_f64())
+                    .unwrap_or_default()
+            ),
             Some(e) => format!("error: {e}"),
         }),
     }
@@ -443,15 +518,24 @@ fn step_event(t0: Instant, record: &StepRecord, undo: &UndoStack) -> TimelineEve
 
 /// Phase boundaries from what happened: first fault, ready again, step times.
 fn marks_for(t0: Instant, end: Instant, steps: &[StepRecord], log: &ProcessLog) -> Marks {
-    let mut marks = Marks { end_s: offset(t0, end).max(0.0), ..Marks::default() };
+    let mut marks = Marks {
+        end_s: offset(t0, end).max(0.0),
+        ..Marks::default()
+    };
     for s in steps {
-        marks.steps.insert(s.name.clone(), (offset(t0, s.start), s.end.map(|e| offset(t0, e))));
+        marks.steps.insert(
+            s.name.clone(),
+            (offset(t0, s.start), s.end.map(|e| offset(t0, e))),
+        );
     }
     let Some(first) = steps.iter().find(|s| s.is_fault && s.error.is_none()) else {
         return marks;
     };
     marks.first_fault_s = Some(offset(t0, first.start));
-    let disrupted = first.applied.as_ref().and_then(|a| a.disrupted_group.clone());
+    let disrupted = first
+        .applied
+        .as_ref()
+        .and_then(|a| a.disrupted_group.clone());
     let recovered = match (&first.action, disrupted) {
         // A kill is over when a replacement of the group is ready.
         (Action::KillProcess(_), Some(group)) => log.ready_after(&group, first.start),
@@ -464,5 +548,5 @@ fn marks_for(t0: Instant, end: Instant, steps: &[StepRecord], log: &ProcessLog) 
 
 /// Where the report directory of a run goes.
 pub fn report_dir(parent: &std::path::Path, report: &crate::report::model::Report) -> PathBuf {
-    parent.join(crate::report::write::run_dir_name(report))
+    parent.join(crate::report::run_dir_name(report))
 }

@@ -8,10 +8,12 @@ use super::windows::Span;
 use crate::checks::expr::{self, StatusSel};
 use crate::checks::{Judgement, http};
 use crate::report::model::{CheckResult, CheckVerdict};
-use crate::scenario::{Check, CheckKind, LabelSelector, Scenario, vars::Vars};
+use crate::scenario::{Check, CheckKind, Scenario, vars::Vars};
 use crate::target::local::InstanceStatus;
+use crate::units::LabelSelector;
 
 /// Phases as resolved for this run, with the load measured in each.
+#[derive(Debug)]
 pub struct JudgedPhases {
     pub windows: Vec<PhaseWindow>,
     pub unresolved: Vec<Unresolved>,
@@ -20,7 +22,10 @@ pub struct JudgedPhases {
 impl JudgedPhases {
     pub fn resolve(scenario: &Scenario, observed: &Observed) -> Self {
         let (windows, unresolved) = phases::resolve(scenario, &observed.marks);
-        Self { windows, unresolved }
+        Self {
+            windows,
+            unresolved,
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&PhaseWindow> {
@@ -33,15 +38,20 @@ impl JudgedPhases {
     }
 
     fn why_missing(&self, name: &str) -> String {
-        self.unresolved
-            .iter()
-            .find(|u| u.name == name)
-            .map_or_else(|| format!("phase `{name}` did not happen"), |u| format!("phase `{name}` did not happen: {}", u.why))
+        self.unresolved.iter().find(|u| u.name == name).map_or_else(
+            || format!("phase `{name}` did not happen"),
+            |u| format!("phase `{name}` did not happen: {}", u.why),
+        )
     }
 }
 
 /// Judges every check of the scenario.
-pub async fn judge_all(scenario: &Scenario, observed: &Observed, phases: &JudgedPhases, vars: &Vars) -> Vec<CheckResult> {
+pub async fn judge_all(
+    scenario: &Scenario,
+    observed: &Observed,
+    phases: &JudgedPhases,
+    vars: &Vars,
+) -> Vec<CheckResult> {
     let mut results = Vec::new();
     for check in &scenario.checks {
         let check = &check.value;
@@ -70,19 +80,33 @@ fn expression_of(check: &Check) -> String {
     }
 }
 
-async fn judge_one(check: &Check, observed: &Observed, phases: &JudgedPhases, vars: &Vars) -> Judgement {
-    let phase_name = check.phase.as_ref().map_or(crate::scenario::validate::WHOLE_RUN, |p| p.value.as_str());
+async fn judge_one(
+    check: &Check,
+    observed: &Observed,
+    phases: &JudgedPhases,
+    vars: &Vars,
+) -> Judgement {
+    let phase_name = check
+        .phase
+        .as_ref()
+        .map_or(crate::scenario::validate::WHOLE_RUN, |p| p.value.as_str());
     match &check.kind {
         CheckKind::Http(text) => {
             let Ok(parsed) = expr::parse_http(&text.value) else {
-                return Judgement::inconclusive("the expression does not parse (validation should have caught this)");
+                return Judgement::inconclusive(
+                    "the expression does not parse (validation should have caught this)",
+                );
             };
             if phases.get(phase_name).is_none() {
                 return Judgement::inconclusive(phases.why_missing(phase_name));
             }
             let span = phases.span(phase_name, observed);
             let baseline = phases.span("baseline", observed);
-            http::judge(&parsed, span.as_ref().map(|s| s as &dyn http::HttpStats), baseline.as_ref().map(|s| s as &dyn http::HttpStats))
+            http::judge(
+                &parsed,
+                span.as_ref().map(|s| s as &dyn http::HttpStats),
+                baseline.as_ref().map(|s| s as &dyn http::HttpStats),
+            )
         }
         CheckKind::Prometheus(p) => {
             let samples = match observed.prometheus.get(&check.name.value) {
@@ -98,7 +122,10 @@ async fn judge_one(check: &Check, observed: &Observed, phases: &JudgedPhases, va
             };
             let groups = groups_matching(&observed.final_snapshot, &r.selector.value);
             if groups.is_empty() {
-                return Judgement::inconclusive(format!("no process matches `{}`", r.selector.value));
+                return Judgement::inconclusive(format!(
+                    "no process matches `{}`",
+                    r.selector.value
+                ));
             }
             let from = observed.t0 + std::time::Duration::from_secs_f64(window.start_s.max(0.0));
             let to = observed.t0 + std::time::Duration::from_secs_f64(window.end_s.max(0.0));
@@ -108,7 +135,10 @@ async fn judge_one(check: &Check, observed: &Observed, phases: &JudgedPhases, va
                 f64::from(r.max),
                 restarts <= r.max,
                 (restarts.to_string(), format!("≤ {}", r.max)),
-                format!("{restarts} restart(s) of {} during phase {phase_name}", groups.join(", ")),
+                format!(
+                    "{restarts} restart(s) of {} during phase {phase_name}",
+                    groups.join(", ")
+                ),
             )
         }
         CheckKind::ReadyWithin(r) => judge_ready_within(r, observed),
@@ -119,18 +149,32 @@ async fn judge_one(check: &Check, observed: &Observed, phases: &JudgedPhases, va
 }
 
 fn groups_matching(snapshot: &[InstanceStatus], selector: &LabelSelector) -> Vec<String> {
-    let names: BTreeSet<String> = snapshot.iter().filter(|i| selector.matches(&i.labels)).map(|i| i.name.clone()).collect();
+    let names: BTreeSet<String> = snapshot
+        .iter()
+        .filter(|i| selector.matches(&i.labels))
+        .map(|i| i.name.clone())
+        .collect();
     names.into_iter().collect()
 }
 
 fn step_time(observed: &Observed, name: &str, at_end: bool) -> Option<tokio::time::Instant> {
     let record = observed.steps.iter().find(|s| s.name == name)?;
-    if at_end { record.end } else { Some(record.start) }
+    if at_end {
+        record.end
+    } else {
+        Some(record.start)
+    }
 }
 
 fn judge_jobs(j: &crate::scenario::JobsCheck, observed: &Observed) -> Judgement {
-    let after = j.started_after.as_ref().map(|s| step_time(observed, &s.value, false));
-    let before = j.started_before.as_ref().map(|s| step_time(observed, &s.value, false));
+    let after = j
+        .started_after
+        .as_ref()
+        .map(|s| step_time(observed, &s.value, false));
+    let before = j
+        .started_before
+        .as_ref()
+        .map(|s| step_time(observed, &s.value, false));
     if matches!(after, Some(None)) || matches!(before, Some(None)) {
         return Judgement::inconclusive("the referenced step did not run");
     }
@@ -138,17 +182,27 @@ fn judge_jobs(j: &crate::scenario::JobsCheck, observed: &Observed) -> Judgement 
         .filter(|i| j.selector.value.matches(&i.labels))
         .filter(|i| {
             let started = i.started_at.unwrap_or(i.created_at);
-            after.flatten().is_none_or(|a| started >= a) && before.flatten().is_none_or(|b| started < b)
+            after.flatten().is_none_or(|a| started >= a)
+                && before.flatten().is_none_or(|b| started < b)
         })
         .collect();
     if jobs.is_empty() {
         return Judgement::inconclusive(format!("no job matching `{}` ran", j.selector.value));
     }
-    let succeeded = jobs.iter().filter(|i| i.exited.as_ref().is_some_and(|e| e.succeeded())).count() as u32;
+    let succeeded = jobs
+        .iter()
+        .filter(|i| i.exited.as_ref().is_some_and(|e| e.succeeded()))
+        .count() as u32;
     let failed_jobs: Vec<String> = jobs
         .iter()
         .filter(|i| i.exited.as_ref().is_some_and(|e| !e.succeeded()))
-        .map(|i| format!("{} ({})", i.instance_name(), i.exited.as_ref().map(exit_text).unwrap_or_default()))
+        .map(|i| {
+            format!(
+                "{} ({})",
+                i.instance_name(),
+                i.exited.as_ref().map(exit_text).unwrap_or_default()
+            )
+        })
         .collect();
     let failed = failed_jobs.len() as u32;
     let running = jobs.iter().filter(|i| i.exited.is_none()).count() as u32;
@@ -157,8 +211,16 @@ fn judge_jobs(j: &crate::scenario::JobsCheck, observed: &Observed) -> Judgement 
     let detail = format!(
         "{} job(s): {succeeded} succeeded, {failed} failed{}{}",
         jobs.len(),
-        if running > 0 { format!(", {running} still running") } else { String::new() },
-        if failed_jobs.is_empty() { String::new() } else { format!(": {}", failed_jobs.join(", ")) }
+        if running > 0 {
+            format!(", {running} still running")
+        } else {
+            String::new()
+        },
+        if failed_jobs.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", failed_jobs.join(", "))
+        }
     );
     let mut judgement = if too_many_failed || (too_few && running == 0) {
         Judgement::decided(false, detail)
@@ -170,11 +232,14 @@ fn judge_jobs(j: &crate::scenario::JobsCheck, observed: &Observed) -> Judgement 
     judgement.measured = Some(f64::from(failed));
     judgement.measured_text = Some(format!("{failed} failed, {succeeded} succeeded"));
     judgement.threshold_text = Some(
-        [j.max_failed.map(|m| format!("failed ≤ {m}")), j.min_succeeded.map(|m| format!("succeeded ≥ {m}"))]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(", "),
+        [
+            j.max_failed.map(|m| format!("failed ≤ {m}")),
+            j.min_succeeded.map(|m| format!("succeeded ≥ {m}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", "),
     );
     judgement
 }
@@ -195,17 +260,31 @@ fn judge_ready_within(r: &crate::scenario::ReadyWithinCheck, observed: &Observed
         .filter(|s| s.error.is_none())
         .filter_map(|s| {
             let group = s.applied.as_ref()?.disrupted_group.as_deref()?;
-            groups.iter().any(|g| g == group).then_some((group, s.start))
+            groups
+                .iter()
+                .any(|g| g == group)
+                .then_some((group, s.start))
         })
         .collect();
     if disruptions.is_empty() {
-        return Judgement::inconclusive(format!("nothing matching `{}` was disrupted", r.selector.value));
+        return Judgement::inconclusive(format!(
+            "nothing matching `{}` was disrupted",
+            r.selector.value
+        ));
     }
     let mut worst = 0.0f64;
     for (group, at) in &disruptions {
         match observed.process_log.ready_after(group, *at) {
             Some(ready) => worst = worst.max(ready.duration_since(*at).as_secs_f64()),
-            None => return Judgement::decided(false, format!("`{group}` was never ready again after the disruption at t+{:.1}s", observed.offset(*at))),
+            None => {
+                return Judgement::decided(
+                    false,
+                    format!(
+                        "`{group}` was never ready again after the disruption at t+{:.1}s",
+                        observed.offset(*at)
+                    ),
+                );
+            }
         }
     }
     let limit = r.within.0.as_secs_f64();
@@ -214,7 +293,10 @@ fn judge_ready_within(r: &crate::scenario::ReadyWithinCheck, observed: &Observed
         limit,
         worst <= limit,
         (format!("{worst:.2}s"), format!("≤ {}", r.within)),
-        format!("slowest return to ready: {worst:.2}s over {} disruption(s)", disruptions.len()),
+        format!(
+            "slowest return to ready: {worst:.2}s over {} disruption(s)",
+            disruptions.len()
+        ),
     )
 }
 
@@ -226,15 +308,28 @@ fn judge_rolled(r: &crate::scenario::RolledCheck, observed: &Observed) -> Judgem
     let before = super::local::live_pids(&step.before, group);
     let after = super::local::live_pids(&step.after, group);
     if before.is_empty() || after.is_empty() {
-        return Judgement::inconclusive(format!("`{group}` had no running process before or after `{}`", r.after.value));
+        return Judgement::inconclusive(format!(
+            "`{group}` had no running process before or after `{}`",
+            r.after.value
+        ));
     }
     let replaced = before.iter().filter(|p| !after.contains(p)).count();
     let rolled = replaced == before.len();
     let nothing = replaced == 0;
-    let detail = format!("{replaced} of {} process(es) of `{group}` replaced by `{}` (pids {before:?} → {after:?})", before.len(), r.after.value);
+    let detail = format!(
+        "{replaced} of {} process(es) of `{group}` replaced by `{}` (pids {before:?} → {after:?})",
+        before.len(),
+        r.after.value
+    );
     let pass = if r.expect { rolled } else { nothing };
     let mut j = Judgement::decided(pass, detail);
-    j.measured_text = Some(if rolled { "rolled".into() } else if nothing { "nothing rolled".into() } else { "partly rolled".into() });
+    j.measured_text = Some(if rolled {
+        "rolled".into()
+    } else if nothing {
+        "nothing rolled".into()
+    } else {
+        "partly rolled".into()
+    });
     j.threshold_text = Some(if r.expect { "rolled" } else { "nothing rolled" }.into());
     j
 }
@@ -248,7 +343,18 @@ async fn judge_command(c: &crate::scenario::CommandCheck) -> Judgement {
                 None => true,
                 Some(re) => regex::Regex::new(&re.value).is_ok_and(|r| r.is_match(&out.stdout)),
             };
-            let mut j = Judgement::decided(code_ok && regex_ok, format!("exit {:?}{}", out.status, if regex_ok { "" } else { ", stdout did not match" }));
+            let mut j = Judgement::decided(
+                code_ok && regex_ok,
+                format!(
+                    "exit {:?}{}",
+                    out.status,
+                    if regex_ok {
+                        ""
+                    } else {
+                        ", stdout did not match"
+                    }
+                ),
+            );
             j.measured_text = Some(format!("exit {:?}", out.status));
             j.threshold_text = Some(format!("exit {}", c.exit_code));
             j
@@ -263,33 +369,66 @@ fn judge_expected_failure(e: &crate::scenario::ExpectedFailure, observed: &Obser
         return Judgement::inconclusive("bad status selector");
     };
     let Some(step_end) = step_time(observed, &e.callers_started_before.value, true) else {
-        return Judgement::inconclusive(format!("step `{}` did not complete", e.callers_started_before.value));
+        return Judgement::inconclusive(format!(
+            "step `{}` did not complete",
+            e.callers_started_before.value
+        ));
     };
     let Some(load) = &observed.load else {
         return Judgement::inconclusive("no load results: callers are unknown");
     };
     let boundary = observed.offset(step_end);
     let hits = |c: &crate::load::CallerStats| -> u64 {
-        c.statuses.iter().filter(|(code, _)| code.parse::<u16>().is_ok_and(|s| selector.matches_status(s))).map(|(_, n)| *n).sum::<u64>()
-            + if selector.includes_transport_errors() { c.errors } else { 0 }
+        c.statuses
+            .iter()
+            .filter(|(code, _)| {
+                code.parse::<u16>()
+                    .is_ok_and(|s| selector.matches_status(s))
+            })
+            .map(|(_, n)| *n)
+            .sum::<u64>()
+            + if selector.includes_transport_errors() {
+                c.errors
+            } else {
+                0
+            }
     };
-    let affected: Vec<&crate::load::CallerStats> = load.callers.iter().filter(|c| hits(c) > 0).collect();
-    let intruders: Vec<String> = affected.iter().filter(|c| c.started_at_s >= boundary).map(|c| format!("{} (started t+{:.1}s)", c.label, c.started_at_s)).collect();
-    let latest = affected.iter().filter_map(|c| c.last_failure_s).fold(None::<f64>, |m, v| Some(m.map_or(v, |m| m.max(v))));
+    let affected: Vec<&crate::load::CallerStats> =
+        load.callers.iter().filter(|c| hits(c) > 0).collect();
+    let intruders: Vec<String> = affected
+        .iter()
+        .filter(|c| c.started_at_s >= boundary)
+        .map(|c| format!("{} (started t+{:.1}s)", c.label, c.started_at_s))
+        .collect();
+    let latest = affected
+        .iter()
+        .filter_map(|c| c.last_failure_s)
+        .fold(None::<f64>, |m, v| Some(m.map_or(v, |m| m.max(v))));
     let limit = e.within.map(|w| boundary + w.0.as_secs_f64());
     let total: u64 = affected.iter().map(|c| hits(c)).sum();
     let mut problems = Vec::new();
     if !intruders.is_empty() {
-        problems.push(format!("callers started after `{}` also got {}: {}", e.callers_started_before.value, e.status.value, intruders.join(", ")));
+        problems.push(format!(
+            "callers started after `{}` also got {}: {}",
+            e.callers_started_before.value,
+            e.status.value,
+            intruders.join(", ")
+        ));
     }
     if let (Some(latest), Some(limit)) = (latest, limit) {
         if latest > limit {
-            problems.push(format!("{} still seen at t+{latest:.1}s, after the bound t+{limit:.1}s", e.status.value));
+            problems.push(format!(
+                "{} still seen at t+{latest:.1}s, after the bound t+{limit:.1}s",
+                e.status.value
+            ));
         }
     }
     let detail = if problems.is_empty() {
         if affected.is_empty() {
-            format!("no {} at all: the predicted failure did not occur", e.status.value)
+            format!(
+                "no {} at all: the predicted failure did not occur",
+                e.status.value
+            )
         } else {
             format!(
                 "{total} × {} confined to {} caller(s) started before t+{boundary:.1}s; last at t+{:.1}s",
@@ -308,7 +447,9 @@ fn judge_expected_failure(e: &crate::scenario::ExpectedFailure, observed: &Obser
     j.threshold_text = Some(format!(
         "only callers before `{}`{}",
         e.callers_started_before.value,
-        limit.map(|l| format!(", none after t+{l:.1}s")).unwrap_or_default()
+        limit
+            .map(|l| format!(", none after t+{l:.1}s"))
+            .unwrap_or_default()
     ));
     let _ = offset;
     j
@@ -316,6 +457,14 @@ fn judge_expected_failure(e: &crate::scenario::ExpectedFailure, observed: &Obser
 
 /// Verdict of each phase: the combined verdict of the checks that look at it.
 pub fn phase_verdict(phase: &str, checks: &[CheckResult]) -> CheckVerdict {
-    let verdicts = checks.iter().filter(|c| c.phase.as_deref().unwrap_or(crate::scenario::validate::WHOLE_RUN) == phase).map(|c| c.verdict);
+    let verdicts = checks
+        .iter()
+        .filter(|c| {
+            c.phase
+                .as_deref()
+                .unwrap_or(crate::scenario::validate::WHOLE_RUN)
+                == phase
+        })
+        .map(|c| c.verdict);
     crate::checks::combine(verdicts)
 }

@@ -19,7 +19,10 @@ pub struct ProcessLog {
 
 impl ProcessLog {
     /// Receives events until the sender side closes.
-    pub fn collect(&self, mut rx: tokio::sync::mpsc::UnboundedReceiver<ProcessEvent>) -> tokio::task::JoinHandle<()> {
+    pub fn collect(
+        &self,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<ProcessEvent>,
+    ) -> tokio::task::JoinHandle<()> {
         let events = self.events.clone();
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
@@ -67,71 +70,144 @@ pub fn undo_for(target: &LocalTarget, action: &Action) -> Option<Undo> {
     match action {
         Action::PatchEnv(p) => {
             let current = target.env_of(&p.deployment.value).unwrap_or_default();
-            let previous: BTreeMap<String, Option<String>> = p.env.keys().map(|k| (k.clone(), current.get(k).cloned())).collect();
-            Some(Undo::LocalRestoreEnv { group: p.deployment.value.clone(), previous })
+            let previous: BTreeMap<String, Option<String>> = p
+                .env
+                .keys()
+                .map(|k| (k.clone(), current.get(k).cloned()))
+                .collect();
+            Some(Undo::LocalRestoreEnv {
+                group: p.deployment.value.clone(),
+                previous,
+            })
         }
-        Action::StartProcess(p) => Some(Undo::LocalStopGroup { group: p.name.value.clone() }),
+        Action::StartProcess(p) => Some(Undo::LocalStopGroup {
+            group: p.name.value.clone(),
+        }),
         Action::Command(c) => c.undo.clone().map(|argv| Undo::Command { argv }),
         _ => None,
     }
 }
 
 /// Applies one step to the local target.
-pub async fn apply(target: &LocalTarget, action: &Action, rng: &mut StdRng) -> Result<Applied, String> {
+pub async fn apply(
+    target: &LocalTarget,
+    action: &Action,
+    rng: &mut StdRng,
+) -> Result<Applied, String> {
     match action {
         Action::KillProcess(k) => {
-            let killed = target.kill(&k.name.value, k.count, k.signal, k.mode, rng).await.map_err(|e| e.to_string())?;
+            let killed = target
+                .kill(&k.name.value, k.count, k.signal, k.mode, rng)
+                .await
+                .map_err(|e| e.to_string())?;
             if killed.is_empty() {
                 return Err(format!("no running process of `{}` to kill", k.name.value));
             }
             Ok(Applied {
                 description: crate::plan::describe_action(action),
-                targets: killed.iter().map(|i| format!("{}#{} (pid {})", i.name, i.instance, i.pid)).collect(),
+                targets: killed
+                    .iter()
+                    .map(|i| format!("{}#{} (pid {})", i.name, i.instance, i.pid))
+                    .collect(),
                 disrupted_group: Some(k.name.value.clone()),
             })
         }
         Action::StartProcess(p) => {
-            target.start_group(&p.name.value).await.map_err(|e| e.to_string())?;
-            Ok(Applied { description: crate::plan::describe_action(action), targets: pids_of(target, &p.name.value), disrupted_group: None })
+            target
+                .start_group(&p.name.value)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Applied {
+                description: crate::plan::describe_action(action),
+                targets: pids_of(target, &p.name.value),
+                disrupted_group: None,
+            })
         }
         Action::RolloutRestart(w) => {
-            target.rollout_restart(&w.deployment.value, Duration::from_secs(120)).await.map_err(|e| e.to_string())?;
-            Ok(Applied { description: crate::plan::describe_action(action), targets: pids_of(target, &w.deployment.value), disrupted_group: Some(w.deployment.value.clone()) })
+            target
+                .rollout_restart(&w.deployment.value, Duration::from_secs(120))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Applied {
+                description: crate::plan::describe_action(action),
+                targets: pids_of(target, &w.deployment.value),
+                disrupted_group: Some(w.deployment.value.clone()),
+            })
         }
         Action::PatchEnv(p) => {
-            target.patch_env(&p.deployment.value, &p.env, Duration::from_secs(120)).await.map_err(|e| e.to_string())?;
-            Ok(Applied { description: crate::plan::describe_action(action), targets: pids_of(target, &p.deployment.value), disrupted_group: Some(p.deployment.value.clone()) })
+            target
+                .patch_env(&p.deployment.value, &p.env, Duration::from_secs(120))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Applied {
+                description: crate::plan::describe_action(action),
+                targets: pids_of(target, &p.deployment.value),
+                disrupted_group: Some(p.deployment.value.clone()),
+            })
         }
         Action::WaitReady(w) => {
-            let name = w.name.as_ref().map(|n| n.value.clone()).ok_or("wait_ready on a local target needs `name`")?;
-            let waited = target.wait_ready(&name, w.timeout.0).await.map_err(|e| e.to_string())?;
-            Ok(Applied { description: format!("`{name}` ready after {:.1}s", waited.as_secs_f64()), ..Applied::default() })
+            let name = w
+                .name
+                .as_ref()
+                .map(|n| n.value.clone())
+                .ok_or("wait_ready on a local target needs `name`")?;
+            let waited = target
+                .wait_ready(&name, w.timeout.0)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Applied {
+                description: format!("`{name}` ready after {:.1}s", waited.as_secs_f64()),
+                ..Applied::default()
+            })
         }
         Action::Wait(d) => {
             tokio::time::sleep(d.0).await;
-            Ok(Applied { description: crate::plan::describe_action(action), ..Applied::default() })
+            Ok(Applied {
+                description: crate::plan::describe_action(action),
+                ..Applied::default()
+            })
         }
         Action::Command(c) => {
             let output = super::command::run(&c.argv, &c.env, c.timeout.0).await?;
             if output.status != Some(0) {
-                return Err(format!("`{}` exited with {:?}: {}", c.argv.join(" "), output.status, output.stderr_tail()));
+                return Err(format!(
+                    "`{}` exited with {:?}: {}",
+                    c.argv.join(" "),
+                    output.status,
+                    output.stderr_tail()
+                ));
             }
-            Ok(Applied { description: crate::plan::describe_action(action), ..Applied::default() })
+            Ok(Applied {
+                description: crate::plan::describe_action(action),
+                ..Applied::default()
+            })
         }
-        other => Err(format!("`{}` is not available on a local target", other.kind())),
+        other => Err(format!(
+            "`{}` is not available on a local target",
+            other.kind()
+        )),
     }
 }
 
 /// Applies an undo to the local target.
 pub async fn undo(target: &LocalTarget, undo: Undo) -> Result<(), String> {
     match undo {
-        Undo::LocalRestoreEnv { group, previous } => {
-            target.set_env(&group, &previous, Duration::from_secs(120)).await.map(drop).map_err(|e| e.to_string())
+        Undo::LocalRestoreEnv { group, previous } => target
+            .set_env(&group, &previous, Duration::from_secs(120))
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Undo::LocalStopGroup { group } => {
+            target.stop_group(&group).await.map_err(|e| e.to_string())
         }
-        Undo::LocalStopGroup { group } => target.stop_group(&group).await.map_err(|e| e.to_string()),
         Undo::Command { argv } => {
-            let output = super::command::run(&argv, &BTreeMap::new(), Duration::from_secs(60)).await?;
-            if output.status == Some(0) { Ok(()) } else { Err(format!("exited with {:?}", output.status)) }
+            let output =
+                super::command::run(&argv, &BTreeMap::new(), Duration::from_secs(60)).await?;
+            if output.status == Some(0) {
+                Ok(())
+            } else {
+                Err(format!("exited with {:?}", output.status))
+            }
         }
     }
 }
@@ -147,7 +223,11 @@ fn pids_of(target: &LocalTarget, group: &str) -> Vec<String> {
 
 /// Live pids of a group (to tell whether a step really rolled it).
 pub fn live_pids(snapshot: &[InstanceStatus], group: &str) -> Vec<u32> {
-    snapshot.iter().filter(|i| i.name == group && i.is_live()).filter_map(|i| i.pid).collect()
+    snapshot
+        .iter()
+        .filter(|i| i.name == group && i.is_live())
+        .filter_map(|i| i.pid)
+        .collect()
 }
 
 /// Job instances, for the jobs check.

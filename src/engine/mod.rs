@@ -19,7 +19,6 @@ use std::path::PathBuf;
 use crate::cli::RunArgs;
 use crate::drill_log::{self, AppendOutcome, DrillLogEntry};
 use crate::exit::Outcome;
-use crate::report::model::Verdict;
 
 /// `drillbook run`.
 pub async fn run_cli(args: RunArgs) -> anyhow::Result<Outcome> {
@@ -31,10 +30,23 @@ pub async fn run_cli(args: RunArgs) -> anyhow::Result<Outcome> {
         }
     };
     if !loaded.warnings.is_empty() {
-        eprint!("{}", crate::scenario::FileDiagnostics::new(&loaded.path, Some(loaded.source.clone()), loaded.warnings.clone()));
+        eprint!(
+            "{}",
+            crate::scenario::FileDiagnostics::new(
+                &loaded.path,
+                Some(loaded.source.clone()),
+                loaded.warnings.clone()
+            )
+        );
     }
-    let seed = args.seed.or(loaded.scenario.seed).unwrap_or_else(rand::random);
-    eprintln!("drill `{}`: seed {seed} (replay with --seed {seed})", loaded.scenario.name.value);
+    let seed = args
+        .seed
+        .or(loaded.scenario.seed)
+        .unwrap_or_else(rand::random);
+    eprintln!(
+        "drill `{}`: seed {seed} (replay with --seed {seed})",
+        loaded.scenario.name.value
+    );
 
     let vars_and_observed = match drill::run(&loaded, seed).await {
         Ok(observed) => observed,
@@ -47,41 +59,53 @@ pub async fn run_cli(args: RunArgs) -> anyhow::Result<Outcome> {
     let report = report_build::build(&loaded, &vars_and_observed, args.operator.as_deref()).await;
 
     let dir = drill::report_dir(&args.report_dir, &report);
-    let files = crate::report::write::write_all(&report, &dir)?;
-    let color = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
+    let files = crate::report::write_all(&report, &dir)?;
+    let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none();
     println!("{}", crate::report::table::render(&report, color));
-    println!("reports: {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "));
+    println!(
+        "reports: {}",
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     if !args.no_drill_log {
-        let runbook: Option<PathBuf> = args.drill_log.clone().or_else(|| loaded.scenario.runbook.as_ref().map(|r| loaded.resolve(&r.value)));
+        let runbook: Option<PathBuf> = args.drill_log.clone().or_else(|| {
+            loaded
+                .scenario
+                .runbook
+                .as_ref()
+                .map(|r| loaded.resolve(&r.value))
+        });
         if let Some(runbook) = runbook {
             let entry = DrillLogEntry {
                 run_id: report.run_id.clone(),
                 date: report.started_at.strftime("%Y-%m-%d %H:%M UTC").to_string(),
                 scenario: report.scenario.name.clone(),
-                verdict: report.verdict.to_string(),
-                operator: report.operator.clone().unwrap_or_else(|| drill_log::resolve_operator(None)),
+                verdict: report.verdict.as_str().to_string(),
+                operator: report
+                    .operator
+                    .clone()
+                    .unwrap_or_else(|| drill_log::resolve_operator(None)),
                 notes: report.verdict_reason.clone(),
                 report_link: Some(dir.join("report.md").display().to_string()),
             };
             match drill_log::append(&runbook, &entry) {
-                Ok(AppendOutcome::AlreadyPresent) => println!("drill log: run {} already in {}", report.run_id, runbook.display()),
+                Ok(AppendOutcome::AlreadyPresent) => println!(
+                    "drill log: run {} already in {}",
+                    report.run_id,
+                    runbook.display()
+                ),
                 Ok(_) => println!("drill log: appended a row to {}", runbook.display()),
-                Err(e) => eprintln!("warning: could not append to the drill log {}: {e}", runbook.display()),
+                Err(e) => eprintln!(
+                    "warning: could not append to the drill log {}: {e}",
+                    runbook.display()
+                ),
             }
         }
     }
     Ok(Outcome::from(report.verdict))
-}
-
-impl From<Verdict> for Outcome {
-    fn from(v: Verdict) -> Self {
-        match v {
-            Verdict::Pass => Outcome::Pass,
-            Verdict::Fail => Outcome::Fail,
-            Verdict::Inconclusive => Outcome::Inconclusive,
-            Verdict::Aborted => Outcome::Aborted,
-            Verdict::Interrupted => Outcome::Interrupted,
-        }
-    }
 }

@@ -14,18 +14,34 @@ pub async fn run_local(scenario: &Scenario, vars: &Vars) -> Vec<PreflightResult>
             PreflightCheck::HttpOk(h) => {
                 let url = vars.expand(&h.url).unwrap_or_else(|_| h.url.clone());
                 match http_status(&url).await {
-                    Ok(status) if status == h.status => ok(format!("http_ok {url}"), format!("answered {status}")),
-                    Ok(status) => fail(format!("http_ok {url}"), format!("answered {status}, expected {}", h.status)),
+                    Ok(status) if status == h.status => {
+                        ok(format!("http_ok {url}"), format!("answered {status}"))
+                    }
+                    Ok(status) => fail(
+                        format!("http_ok {url}"),
+                        format!("answered {status}, expected {}", h.status),
+                    ),
                     Err(e) => fail(format!("http_ok {url}"), e),
                 }
             }
-            PreflightCheck::Command(c) => match super::command::run(&c.argv, &c.env, c.timeout.0).await {
-                Ok(out) if out.status == Some(0) => ok(format!("command {}", c.argv.join(" ")), "exit 0".into()),
-                Ok(out) => fail(format!("command {}", c.argv.join(" ")), format!("exit {:?}: {}", out.status, out.stderr_tail())),
-                Err(e) => fail(format!("command {}", c.argv.join(" ")), e),
-            },
+            PreflightCheck::Command(c) => {
+                match super::command::run(&c.argv, &c.env, c.timeout.0).await {
+                    Ok(out) if out.status == Some(0) => {
+                        ok(format!("command {}", c.argv.join(" ")), "exit 0".into())
+                    }
+                    Ok(out) => fail(
+                        format!("command {}", c.argv.join(" ")),
+                        format!("exit {:?}: {}", out.status, out.stderr_tail()),
+                    ),
+                    Err(e) => fail(format!("command {}", c.argv.join(" ")), e),
+                }
+            }
             other => PreflightResult {
-                name: format!("{other:?}").split('(').next().unwrap_or("check").to_lowercase(),
+                name: format!("{other:?}")
+                    .split('(')
+                    .next()
+                    .unwrap_or("check")
+                    .to_lowercase(),
                 status: PreflightStatus::Warn,
                 detail: "needs a kubernetes target; skipped".into(),
             },
@@ -36,11 +52,19 @@ pub async fn run_local(scenario: &Scenario, vars: &Vars) -> Vec<PreflightResult>
 }
 
 fn ok(name: String, detail: String) -> PreflightResult {
-    PreflightResult { name, status: PreflightStatus::Ok, detail }
+    PreflightResult {
+        name,
+        status: PreflightStatus::Ok,
+        detail,
+    }
 }
 
 fn fail(name: String, detail: String) -> PreflightResult {
-    PreflightResult { name, status: PreflightStatus::Fail, detail }
+    PreflightResult {
+        name,
+        status: PreflightStatus::Fail,
+        detail,
+    }
 }
 
 /// Status of a GET to `url` (loopback-only use in the lab; 5 s timeout).
@@ -50,6 +74,10 @@ async fn http_status(url: &str) -> Result<u16, String> {
         .no_proxy()
         .build()
         .map_err(|e| e.to_string())?;
-    let response = client.get(url).send().await.map_err(|e| format!("no answer: {e}"))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("no answer: {e}"))?;
     Ok(response.status().as_u16())
 }

@@ -14,16 +14,29 @@ use crate::scenario::{CheckKind, PrometheusCheck, Scenario, vars::Vars};
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn expanded_url(check: &PrometheusCheck, vars: &Vars) -> String {
-    vars.expand(&check.url).unwrap_or_else(|_| check.url.clone())
+    vars.expand(&check.url)
+        .unwrap_or_else(|_| check.url.clone())
 }
 
 /// Starts the sampling of every check with an `interval`; the handle yields samples by check.
-pub fn spawn_sampled(scenario: &Scenario, vars: &Vars, t0: Instant, stop: CancellationToken) -> JoinHandle<BTreeMap<String, Vec<Sample>>> {
+pub fn spawn_sampled(
+    scenario: &Scenario,
+    vars: &Vars,
+    t0: Instant,
+    stop: CancellationToken,
+) -> JoinHandle<BTreeMap<String, Vec<Sample>>> {
     let sampled: Vec<(String, String, PrometheusCheck, Duration)> = scenario
         .checks
         .iter()
         .filter_map(|c| match &c.value.kind {
-            CheckKind::Prometheus(p) => p.interval.map(|i| (c.value.name.value.clone(), expanded_url(p, vars), p.clone(), i.0)),
+            CheckKind::Prometheus(p) => p.interval.map(|i| {
+                (
+                    c.value.name.value.clone(),
+                    expanded_url(p, vars),
+                    p.clone(),
+                    i.0,
+                )
+            }),
             _ => None,
         })
         .collect();
@@ -39,7 +52,9 @@ pub fn spawn_sampled(scenario: &Scenario, vars: &Vars, t0: Instant, stop: Cancel
                             _ = tokio::time::sleep_until(t0 + interval * i) => {}
                             _ = stop.cancelled() => break,
                         }
-                        samples.push(sample(&url, &check.query.value, &check.headers, QUERY_TIMEOUT).await);
+                        samples.push(
+                            sample(&url, &check.query.value, &check.headers, QUERY_TIMEOUT).await,
+                        );
                     }
                     (name, samples)
                 })
@@ -57,5 +72,13 @@ pub fn spawn_sampled(scenario: &Scenario, vars: &Vars, t0: Instant, stop: Cancel
 
 /// The single end-of-run sample of a check without `interval`.
 pub async fn sample_at_end(check: &PrometheusCheck, vars: &Vars) -> Vec<Sample> {
-    vec![sample(&expanded_url(check, vars), &check.query.value, &check.headers, QUERY_TIMEOUT).await]
+    vec![
+        sample(
+            &expanded_url(check, vars),
+            &check.query.value,
+            &check.headers,
+            QUERY_TIMEOUT,
+        )
+        .await,
+    ]
 }

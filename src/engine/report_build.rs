@@ -3,7 +3,8 @@
 use super::drill::{Ending, Observed};
 use super::judge::{self, JudgedPhases};
 use crate::report::model::{
-    CheckVerdict, PhaseReport, Report, ScenarioInfo, SeriesPoint, TargetInfo, Verdict, SCHEMA_VERSION,
+    CheckVerdict, PhaseReport, Report, SCHEMA_VERSION, ScenarioInfo, SeriesPoint, TargetInfo,
+    Verdict,
 };
 use crate::scenario::{LoadedScenario, TargetSpec};
 
@@ -14,9 +15,21 @@ pub fn new_run_id() -> String {
 
 /// The git revision of the scenario file, when it is in a repository.
 fn git_revision(loaded: &LoadedScenario) -> Option<String> {
-    let dir = if loaded.base_dir.as_os_str().is_empty() { std::path::Path::new(".") } else { loaded.base_dir.as_path() };
-    let out = std::process::Command::new("git").arg("-C").arg(dir).args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+    let dir = if loaded.base_dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        loaded.base_dir.as_path()
+    };
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 pub async fn build(loaded: &LoadedScenario, observed: &Observed, operator: Option<&str>) -> Report {
@@ -24,15 +37,47 @@ pub async fn build(loaded: &LoadedScenario, observed: &Observed, operator: Optio
     let phases = JudgedPhases::resolve(scenario, observed);
     let checks = judge::judge_all(scenario, observed, &phases, &observed.vars).await;
     let checks_verdict = crate::checks::combine(checks.iter().map(|c| c.verdict));
-    let failed: Vec<&str> = checks.iter().filter(|c| c.verdict == CheckVerdict::Fail).map(|c| c.name.as_str()).collect();
-    let unsure: Vec<&str> = checks.iter().filter(|c| c.verdict == CheckVerdict::Inconclusive).map(|c| c.name.as_str()).collect();
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.verdict == CheckVerdict::Fail)
+        .map(|c| c.name.as_str())
+        .collect();
+    let unsure: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.verdict == CheckVerdict::Inconclusive)
+        .map(|c| c.name.as_str())
+        .collect();
     let (verdict, verdict_reason) = match &observed.ending {
-        Ending::Interrupted => (Verdict::Interrupted, "interrupted by a signal; registered undos ran".to_string()),
-        Ending::Aborted(why) => (Verdict::Aborted, format!("aborted: {why}; registered undos ran")),
+        Ending::Interrupted => (
+            Verdict::Interrupted,
+            "interrupted by a signal; registered undos ran".to_string(),
+        ),
+        Ending::Aborted(why) => (
+            Verdict::Aborted,
+            format!("aborted: {why}; registered undos ran"),
+        ),
         Ending::Completed => match checks_verdict {
-            CheckVerdict::Fail => (Verdict::Fail, format!("{} of {} checks failed: {}", failed.len(), checks.len(), failed.join(", "))),
-            CheckVerdict::Inconclusive => (Verdict::Inconclusive, format!("no check failed, but {} had no data: {}", unsure.len(), unsure.join(", "))),
-            CheckVerdict::Pass if checks.is_empty() => (Verdict::Inconclusive, "the scenario has no checks".to_string()),
+            CheckVerdict::Fail => (
+                Verdict::Fail,
+                format!(
+                    "{} of {} checks failed: {}",
+                    failed.len(),
+                    checks.len(),
+                    failed.join(", ")
+                ),
+            ),
+            CheckVerdict::Inconclusive => (
+                Verdict::Inconclusive,
+                format!(
+                    "no check failed, but {} had no data: {}",
+                    unsure.len(),
+                    unsure.join(", ")
+                ),
+            ),
+            CheckVerdict::Pass if checks.is_empty() => (
+                Verdict::Inconclusive,
+                "the scenario has no checks".to_string(),
+            ),
             CheckVerdict::Pass => (Verdict::Pass, format!("all {} checks passed", checks.len())),
         },
     };
@@ -41,7 +86,12 @@ pub async fn build(loaded: &LoadedScenario, observed: &Observed, operator: Optio
         warnings.push(format!("phase `{}` did not happen: {}", u.name, u.why));
     }
     for u in observed.undo.iter().filter(|u| u.result.is_err()) {
-        warnings.push(format!("undo of `{}` failed: {} ({})", u.step, u.description, u.result.as_ref().err().cloned().unwrap_or_default()));
+        warnings.push(format!(
+            "undo of `{}` failed: {} ({})",
+            u.step,
+            u.description,
+            u.result.as_ref().err().cloned().unwrap_or_default()
+        ));
     }
     let phase_reports = phases
         .windows
@@ -51,7 +101,10 @@ pub async fn build(loaded: &LoadedScenario, observed: &Observed, operator: Optio
             start_s: w.start_s,
             end_s: w.end_s,
             verdict: judge::phase_verdict(&w.name, &checks),
-            load: observed.windows.span(|s| w.holds_window(s)).map(|span| span.stats.summary(span.seconds)),
+            load: observed
+                .windows
+                .span(|s| w.holds_window(s))
+                .map(|span| span.stats.summary(span.seconds)),
         })
         .collect();
     let series = observed
@@ -73,8 +126,16 @@ pub async fn build(loaded: &LoadedScenario, observed: &Observed, operator: Optio
         })
         .collect();
     let target = match &scenario.target {
-        TargetSpec::Kubernetes(k) => TargetInfo { kind: "kubernetes".into(), context: Some(k.context.value.clone()), namespace: Some(k.namespace.value.clone()) },
-        TargetSpec::Local(_) => TargetInfo { kind: "local".into(), context: None, namespace: None },
+        TargetSpec::Kubernetes(k) => TargetInfo {
+            kind: "kubernetes".into(),
+            context: Some(k.context.value.clone()),
+            namespace: Some(k.namespace.value.clone()),
+        },
+        TargetSpec::Local(_) => TargetInfo {
+            kind: "local".into(),
+            context: None,
+            namespace: None,
+        },
     };
     Report {
         schema_version: SCHEMA_VERSION,
@@ -97,8 +158,15 @@ pub async fn build(loaded: &LoadedScenario, observed: &Observed, operator: Optio
         events: observed.events.clone(),
         series,
         checks,
-        callers: observed.load.as_ref().map(|l| l.callers.clone()).unwrap_or_default(),
-        load: observed.load.as_ref().map(|l| l.total.summary(l.duration.as_secs_f64())),
+        callers: observed
+            .load
+            .as_ref()
+            .map(|l| l.callers.clone())
+            .unwrap_or_default(),
+        load: observed
+            .load
+            .as_ref()
+            .map(|l| l.total.summary(l.duration.as_secs_f64())),
         preflight: observed.preflight.clone(),
         warnings,
     }

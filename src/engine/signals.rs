@@ -9,7 +9,10 @@ use super::undo::UndoStack;
 /// Watches for SIGINT and SIGTERM until `done` is cancelled. Returns at once if the handlers
 /// cannot be installed (the drill then simply cannot be interrupted gracefully).
 pub fn watch(interrupt: CancellationToken, undo: UndoStack, done: CancellationToken) {
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         tracing::warn!("cannot install signal handlers; Ctrl-C will not undo faults");
         return;
     };
@@ -21,13 +24,23 @@ pub fn watch(interrupt: CancellationToken, undo: UndoStack, done: CancellationTo
                 _ = term.recv() => "SIGTERM",
             };
             if !interrupt.is_cancelled() {
-                eprintln!("\n{name}: stopping the drill, undoing faults, writing a partial report…");
+                eprintln!(
+                    "\n{name}: stopping the drill, undoing faults, writing a partial report…"
+                );
                 interrupt.cancel();
                 continue;
             }
-            let pending: Vec<String> = undo.pending().iter().rev().map(|r| r.undo.describe()).collect();
+            let pending: Vec<String> = undo
+                .pending()
+                .iter()
+                .rev()
+                .map(|r| r.undo.describe())
+                .collect();
             match undo.in_progress() {
-                Some(now) => eprintln!("{name}: still undoing: {now}; then {} more. Waiting for them to finish.", pending.len()),
+                Some(now) => eprintln!(
+                    "{name}: still undoing: {now}; then {} more. Waiting for them to finish.",
+                    pending.len()
+                ),
                 None if pending.is_empty() => eprintln!("{name}: finishing up (reports, cleanup)…"),
                 None => eprintln!("{name}: undos pending: {}", pending.join("; ")),
             }

@@ -10,7 +10,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Undo {
     /// Restore env vars of a local process group (None = unset) and roll it.
-    LocalRestoreEnv { group: String, previous: BTreeMap<String, Option<String>> },
+    LocalRestoreEnv {
+        group: String,
+        previous: BTreeMap<String, Option<String>>,
+    },
     /// Stop a local process group that a step started.
     LocalStopGroup { group: String },
     /// Run a command (argv, no shell).
@@ -62,7 +65,10 @@ pub struct UndoStack {
 impl UndoStack {
     pub fn register(&self, step: &str, undo: Undo) {
         if let Ok(mut stack) = self.inner.lock() {
-            stack.push(Registered { step: step.to_string(), undo });
+            stack.push(Registered {
+                step: step.to_string(),
+                undo,
+            });
         }
     }
 
@@ -86,7 +92,7 @@ impl UndoStack {
     pub async fn unwind<F, Fut>(&self, timeout: Duration, mut apply: F) -> Vec<UndoOutcome>
     where
         F: FnMut(Undo) -> Fut,
-        Fut: std::future::Future<Output = Result<(), String>>,
+        Fut: Future<Output = Result<(), String>>,
     {
         let mut outcomes = Vec::new();
         loop {
@@ -106,7 +112,12 @@ impl UndoStack {
             } else {
                 tracing::info!(step = %registered.step, "undone: {description}");
             }
-            outcomes.push(UndoOutcome { step: registered.step, description, result, elapsed: started.elapsed() });
+            outcomes.push(UndoOutcome {
+                step: registered.step,
+                description,
+                result,
+                elapsed: started.elapsed(),
+            });
         }
         if let Ok(mut current) = self.current.lock() {
             *current = None;
@@ -123,7 +134,12 @@ mod tests {
     async fn undos_run_in_reverse_and_a_failure_does_not_stop_the_rest() {
         let stack = UndoStack::default();
         for i in 0..3 {
-            stack.register(&format!("s{i}"), Undo::Command { argv: vec![format!("u{i}")] });
+            stack.register(
+                &format!("s{i}"),
+                Undo::Command {
+                    argv: vec![format!("u{i}")],
+                },
+            );
         }
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
@@ -131,9 +147,15 @@ mod tests {
             .unwind(Duration::from_secs(1), move |undo| {
                 let log = log.clone();
                 async move {
-                    let Undo::Command { argv } = undo else { return Ok(()) };
+                    let Undo::Command { argv } = undo else {
+                        return Ok(());
+                    };
                     log.lock().map_err(|e| e.to_string())?.push(argv[0].clone());
-                    if argv[0] == "u1" { Err("boom".to_string()) } else { Ok(()) }
+                    if argv[0] == "u1" {
+                        Err("boom".to_string())
+                    } else {
+                        Ok(())
+                    }
                 }
             })
             .await;
@@ -152,6 +174,11 @@ mod tests {
                 Ok(())
             })
             .await;
-        assert!(outcomes[0].result.as_ref().is_err_and(|e| e.contains("timed out")));
+        assert!(
+            outcomes[0]
+                .result
+                .as_ref()
+                .is_err_and(|e| e.contains("timed out"))
+        );
     }
 }

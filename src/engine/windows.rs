@@ -77,7 +77,9 @@ impl WindowStore {
                 None => merged = Some(stats.clone()),
             }
         }
-        merged.filter(|m| m.requests > 0 || m.dropped > 0).map(|stats| Span { stats, seconds })
+        merged
+            .filter(|m| m.requests > 0 || m.dropped > 0)
+            .map(|stats| Span { stats, seconds })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&u64, &Stats)> {
@@ -98,18 +100,32 @@ impl GuardState {
     pub fn new(source: &str, for_: std::time::Duration) -> Option<Self> {
         let expr = expr::parse_http(source).ok()?;
         let needed = u32::try_from(for_.as_secs().max(1)).unwrap_or(u32::MAX);
-        Some(Self { source: source.to_string(), expr, needed, streak: 0 })
+        Some(Self {
+            source: source.to_string(),
+            expr,
+            needed,
+            streak: 0,
+        })
     }
 
     /// Feeds one window; returns a description when the guard trips.
     pub fn observe(&mut self, stats: &Stats) -> Option<String> {
-        let span = Span { stats: stats.clone(), seconds: 1.0 };
+        let span = Span {
+            stats: stats.clone(),
+            seconds: 1.0,
+        };
         let threshold = match self.expr.threshold {
             expr::Threshold::Value(v) => v,
             expr::Threshold::Baseline { .. } => return None,
         };
-        let holds = measure(self.expr.metric, &span).is_ok_and(|v| self.expr.cmp.holds(v, threshold));
+        let holds =
+            measure(self.expr.metric, &span).is_ok_and(|v| self.expr.cmp.holds(v, threshold));
         self.streak = if holds { self.streak + 1 } else { 0 };
-        (self.streak >= self.needed).then(|| format!("abort guard `{}` held for {} consecutive second(s)", self.source, self.streak))
+        (self.streak >= self.needed).then(|| {
+            format!(
+                "abort guard `{}` held for {} consecutive second(s)",
+                self.source, self.streak
+            )
+        })
     }
 }

@@ -239,6 +239,7 @@ pub struct StatsSummary {
     /// Answered requests by status code (`"200"`, `"401"`, ...).
     pub statuses: BTreeMap<String, u64>,
     /// Answered requests by status class (`"2xx"`, `"5xx"`, ...).
+    #[serde(default)]
     pub classes: BTreeMap<String, u64>,
     /// Requests without an answer by kind (`connect_refused`, `reset`, `timeout`, `tls`, `other`).
     pub errors: BTreeMap<String, u64>,
@@ -251,11 +252,34 @@ pub struct StatsSummary {
     /// Service latency (from the actual send time), milliseconds.
     pub service_latency_ms: Quantiles,
     /// Largest lag behind schedule, milliseconds.
+    #[serde(default)]
     pub max_lag_ms: f64,
 }
 
+impl StatsSummary {
+    /// Responses with exactly this status code.
+    pub fn status_count(&self, code: u16) -> u64 {
+        self.statuses.get(&code.to_string()).copied().unwrap_or(0)
+    }
+
+    /// Responses whose status code is in `class` hundreds (5 → 500..=599).
+    pub fn status_class_count(&self, class: u8) -> u64 {
+        let prefix = char::from(b'0' + class % 10);
+        self.statuses
+            .iter()
+            .filter(|(code, _)| code.len() == 3 && code.starts_with(prefix))
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// Requests that got no response, all kinds together.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
 /// Latency quantiles in milliseconds; all zero when nothing was answered.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Quantiles {
     /// Median.
     pub p50: f64,
@@ -351,6 +375,20 @@ impl CallerStats {
             first_failure_s: None,
             last_failure_s: None,
         }
+    }
+
+    /// Whether this caller saw at least one failed request.
+    pub fn saw_failures(&self) -> bool {
+        self.first_failure_s.is_some() || self.errors > 0 || self.failed_responses() > 0
+    }
+
+    /// Responses with a status of 400 or more.
+    pub fn failed_responses(&self) -> u64 {
+        self.statuses
+            .iter()
+            .filter(|(code, _)| code.parse::<u16>().is_ok_and(|c| c >= 400))
+            .map(|(_, count)| count)
+            .sum()
     }
 
     /// Requests answered with a non-2xx status or failed without an answer.

@@ -3,12 +3,13 @@
 //! This is a contract with other tools (CI dashboards, the committed `report.schema.json`):
 //! adding an optional field is fine, renaming or removing one needs a new [`SCHEMA_VERSION`].
 
-use std::collections::BTreeMap;
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::exit::Outcome;
+
+/// Load statistics are defined by the load engine; reports embed them as they are.
+pub use crate::load::{CallerStats, Quantiles, StatsSummary};
 
 /// Version of the `report.json` format written by this build.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -341,110 +342,6 @@ impl PreflightStatus {
             PreflightStatus::Warn => "warn",
             PreflightStatus::Fail => "fail",
         }
-    }
-}
-
-/// Summary statistics of load over a window (owned by the load engine).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct StatsSummary {
-    /// Requests completed.
-    pub requests: u64,
-    /// Completed requests per second.
-    pub rps: f64,
-    /// Response count per status code (`"200"`, `"401"`, ...).
-    pub statuses: BTreeMap<String, u64>,
-    /// Failed-request count per error kind (`connect`, `timeout`, `reset`, ...).
-    pub errors: BTreeMap<String, u64>,
-    /// Requests the open-model scheduler could not send in time.
-    pub dropped: u64,
-    /// One-second windows in which the generator could not keep up.
-    pub saturated_windows: u64,
-    /// Latency from the intended send time (corrected for coordinated omission).
-    pub latency_ms: Quantiles,
-    /// Latency from the actual send time.
-    pub service_latency_ms: Quantiles,
-}
-
-impl StatsSummary {
-    /// Responses with exactly this status code.
-    pub fn status_count(&self, code: u16) -> u64 {
-        self.statuses.get(&code.to_string()).copied().unwrap_or(0)
-    }
-
-    /// Responses whose status code is in `class` hundreds (5 → 500..=599).
-    pub fn status_class_count(&self, class: u8) -> u64 {
-        let prefix = char::from(b'0' + class % 10);
-        self.statuses
-            .iter()
-            .filter(|(code, _)| code.len() == 3 && code.starts_with(prefix))
-            .map(|(_, count)| count)
-            .sum()
-    }
-
-    /// Requests that got no response, all kinds together.
-    pub fn error_count(&self) -> u64 {
-        self.errors.values().sum()
-    }
-}
-
-/// Latency quantiles in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-pub struct Quantiles {
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// 95th percentile.
-    pub p95: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// 99.9th percentile.
-    pub p999: f64,
-    /// Maximum.
-    pub max: f64,
-}
-
-/// What one simulated caller (a long-lived client, like a training job) saw.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct CallerStats {
-    /// Stable label, e.g. `job-03#2` (slot 3, second generation).
-    pub label: String,
-    /// Slot number; a slot is reused by the next generation when a caller ends.
-    pub slot: u32,
-    /// How many callers used this slot before this one.
-    pub generation: u32,
-    /// When the caller started, in seconds since the drill started.
-    pub started_at_s: f64,
-    /// When it ended; absent when it was still running at the end.
-    #[serde(default)]
-    pub ended_at_s: Option<f64>,
-    /// Requests it completed.
-    pub requests: u64,
-    /// Response count per status code.
-    pub statuses: BTreeMap<String, u64>,
-    /// Requests that got no response.
-    pub errors: u64,
-    /// First failed request (non-2xx/3xx or no response), in seconds since the drill started.
-    #[serde(default)]
-    pub first_failure_s: Option<f64>,
-    /// Last failed request, in seconds since the drill started.
-    #[serde(default)]
-    pub last_failure_s: Option<f64>,
-}
-
-impl CallerStats {
-    /// Whether this caller saw at least one failed request.
-    pub fn saw_failures(&self) -> bool {
-        self.first_failure_s.is_some() || self.errors > 0 || self.failed_responses() > 0
-    }
-
-    /// Responses with a status of 400 or more.
-    pub fn failed_responses(&self) -> u64 {
-        self.statuses
-            .iter()
-            .filter(|(code, _)| code.parse::<u16>().is_ok_and(|c| c >= 400))
-            .map(|(_, count)| count)
-            .sum()
     }
 }
 

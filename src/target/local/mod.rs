@@ -885,6 +885,46 @@ impl LocalTarget {
         self.shutdown_with_grace(grace).await
     }
 
+    /// Stops every instance of one group for good (SIGTERM, then SIGKILL after the stop grace):
+    /// the undo of a step that started it. Services are not restarted afterwards.
+    pub async fn stop_group(&self, name: &str) -> Result<(), LocalError> {
+        let running = self
+            .shared
+            .update(|state| -> Result<Vec<u32>, LocalError> {
+                let ids: Vec<u32> = state.group(name)?.instances.keys().copied().collect();
+                Ok(ids
+                    .into_iter()
+                    .filter_map(|id| {
+                        state.begin_stop(&InstanceKey {
+                            group: name.to_string(),
+                            id,
+                        })
+                    })
+                    .collect())
+            })?;
+        for pid in &running {
+            let _ = child::signal_group(*pid, NixSignal::SIGTERM);
+        }
+        let finished = |state: &State| {
+            state
+                .groups
+                .get(name)
+                .is_none_or(|g| g.instances.values().all(|i| i.finished || i.pid.is_none()))
+        };
+        if self
+            .shared
+            .wait_until(self.stop_grace, finished)
+            .await
+            .is_none()
+        {
+            for pid in &running {
+                let _ = child::signal_group(*pid, NixSignal::SIGKILL);
+            }
+            self.shared.wait_until(KILL_WAIT, finished).await;
+        }
+        Ok(())
+    }
+
     /// Stops everything: no restarts from now on, SIGTERM to every process group, SIGKILL to
     /// those still running after `grace`.
     pub async fn shutdown_with_grace(self, grace: Duration) -> ShutdownReport {

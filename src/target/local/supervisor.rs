@@ -210,6 +210,9 @@ impl State {
     /// Records that the running process of `key` is being signalled by a fault injection.
     pub(super) fn note_killed(&mut self, key: &InstanceKey, cause: ExitCause) {
         if let Some(instance) = self.instance_mut(key) {
+            // Not ready from the moment it is signalled: a `wait_ready` right after the kill
+            // must wait for the replacement, not see the dying process.
+            instance.ready = false;
             instance.pending_cause = Some(cause);
         }
     }

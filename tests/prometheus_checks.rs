@@ -1,0 +1,106 @@
+//! Prometheus checks against a real Prometheus: pass, fail, and inconclusive when the query
+//! comes back empty or Prometheus is stopped.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use drillbook::checks::prometheus::{judge, sample};
+use drillbook::report::model::CheckVerdict;
+use drillbook::scenario::{PrometheusCheck, Sp};
+
+fn check(query: &str, success: &str) -> PrometheusCheck {
+    PrometheusCheck {
+        url: String::new(),
+        query: Sp::unplaced(query.to_string()),
+        success_condition: Some(Sp::unplaced(success.to_string())),
+        failure_condition: None,
+        interval: None,
+        count: 1,
+        failure_limit: 0,
+        headers: BTreeMap::new(),
+    }
+}
+
+/// Polls until Prometheus returns `expected` for `query` (it scrapes every second).
+async fn wait_for_value(url: &str, query: &str, expected: f64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = sample(url, query, &BTreeMap::new(), Duration::from_secs(2)).await;
+        if s.as_ref()
+            .is_ok_and(|v| (*v - expected).abs() < f64::EPSILON)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never reported {expected} for {query}: last {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_pass_fail_and_go_inconclusive_against_a_real_prometheus() {
+    drillbook::telemetry::install_crypto_provider();
+    let metrics = support::MetricsServer::start("drill_auth_failures_total").await;
+    let Some(mut prometheus) = support::Prometheus::start(&[metrics.addr.to_string()]) else {
+        return;
+    };
+    let query = "sum(drill_auth_failures_total)";
+
+    // Pass: no auth failures.
+    wait_for_value(&prometheus.url, query, 0.0).await;
+    let samples = vec![
+        sample(
+            &prometheus.url,
+            query,
+            &BTreeMap::new(),
+            Duration::from_secs(5),
+        )
+        .await,
+    ];
+    let j = judge(&check(query, "result == 0"), &samples);
+    assert_eq!(j.verdict, CheckVerdict::Pass, "{}", j.detail);
+
+    // Fail: the counter moves, Prometheus scrapes it, the same check fails.
+    metrics.value.store(7, Ordering::SeqCst);
+    wait_for_value(&prometheus.url, query, 7.0).await;
+    let samples = vec![
+        sample(
+            &prometheus.url,
+            query,
+            &BTreeMap::new(),
+            Duration::from_secs(5),
+        )
+        .await,
+    ];
+    let j = judge(&check(query, "result == 0"), &samples);
+    assert_eq!(j.verdict, CheckVerdict::Fail, "{}", j.detail);
+    assert_eq!(j.measured, Some(7.0));
+
+    // Inconclusive: a query with no series is missing data, not a pass.
+    let empty = "sum(no_such_metric_total) or absent_over_time(nothing[1s])";
+    let samples = vec![
+        sample(
+            &prometheus.url,
+            "no_such_metric_total",
+            &BTreeMap::new(),
+            Duration::from_secs(5),
+        )
+        .await,
+    ];
+    let j = judge(&check(empty, "result == 0"), &samples);
+    assert_eq!(j.verdict, CheckVerdict::Inconclusive, "{}", j.detail);
+    assert!(j.detail.contains("empty result"), "{}", j.detail);
+
+    // Inconclusive: Prometheus is gone.
+    let url = prometheus.url.clone();
+    prometheus.stop();
+    let samples = vec![sample(&url, query, &BTreeMap::new(), Duration::from_secs(2)).await];
+    let j = judge(&check(query, "result == 0"), &samples);
+    assert_eq!(j.verdict, CheckVerdict::Inconclusive, "{}", j.detail);
+    assert!(j.detail.contains("query failed"), "{}", j.detail);
+}

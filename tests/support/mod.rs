@@ -1,0 +1,169 @@
+//! Test support shared by integration tests: free loopback ports, a tiny metrics server and a
+//! real Prometheus (Debian's `prometheus` binary) on an ephemeral loopback port.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Serves `/metrics` with one counter whose value the test sets.
+pub struct MetricsServer {
+    pub addr: SocketAddr,
+    pub value: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MetricsServer {
+    pub async fn start(metric: &'static str) -> Self {
+        use hyper::service::service_fn;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let value = Arc::new(AtomicU64::new(0));
+        let shared = value.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |_req| {
+                        let body = format!(
+                            "# TYPE {metric} counter\n{metric} {}\n",
+                            shared.load(Ordering::SeqCst)
+                        );
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(body)),
+                            ))
+                        }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, value, task }
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A real Prometheus scraping the given loopback targets every second.
+pub struct Prometheus {
+    pub url: String,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+/// Finds Debian's prometheus binary. Outside CI a missing binary skips the test loudly; in CI
+/// (`DRILLBOOK_REQUIRE_PROMETHEUS=1`, set by `.ci/run`) it fails it.
+pub fn prometheus_binary() -> Option<PathBuf> {
+    let found = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var_os("DRILLBOOK_REQUIRE_PROMETHEUS").is_some() {
+            panic!(
+                "prometheus is required here (DRILLBOOK_REQUIRE_PROMETHEUS is set): apt-get install prometheus"
+            );
+        }
+        eprintln!(
+            "\n!!! SKIPPING: Debian's `prometheus` binary is not installed (apt-get install prometheus) !!!\n"
+        );
+    }
+    found
+}
+
+impl Prometheus {
+    pub fn start(targets: &[String]) -> Option<Self> {
+        let binary = prometheus_binary()?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: drill\n    static_configs:\n      - targets: [{}]\n",
+            targets
+                .iter()
+                .map(|t| format!("'{t}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("write config");
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        let prometheus = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+            _dir: dir,
+        };
+        prometheus.wait_ready(Duration::from_secs(30));
+        Some(prometheus)
+    }
+
+    fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let addr: SocketAddr = self
+            .url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("addr");
+        while Instant::now() < deadline {
+            if let Ok(mut stream) =
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+            {
+                use std::io::{Read, Write};
+                let _ = stream.write_all(b"GET /-/ready HTTP/1.0\r\n\r\n");
+                let mut response = String::new();
+                let _ = stream.read_to_string(&mut response);
+                if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("prometheus did not become ready within {timeout:?}");
+    }
+
+    /// Stops Prometheus (to test what checks do when it is gone).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
