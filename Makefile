@@ -28,8 +28,10 @@ lint: ## formatting and clippy, as CI runs them
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-schema: build ## regenerate the committed JSON Schemas
-	$(BIN) schema -o scenario.schema.json
+schema: build ## regenerate the committed JSON Schemas (scenario, report, load)
+	$(BIN) schema --kind scenario -o scenario.schema.json
+	$(BIN) schema --kind report -o report.schema.json
+	$(BIN) schema --kind load -o load.schema.json
 
 bench: ## load-engine benchmark against wrk and oha (see bench/README.md)
 	./bench/run.sh

@@ -50,8 +50,8 @@ pub enum Command {
         "Exit codes: 0 pass, 1 fail, 2 invalid, 3 inconclusive, 4 aborted, 5 refused, 130 interrupted."
     ))]
     Run(RunArgs),
-    /// Print the JSON Schema of the scenario format.
-    #[command(after_help = "Example:\n  drillbook schema > scenario.schema.json")]
+    /// Print a JSON Schema: the scenario format (default), report.json, or `load --json` output.
+    #[command(after_help = "Examples:\n  drillbook schema > scenario.schema.json\n  drillbook schema --kind report -o report.schema.json")]
     Schema(SchemaArgs),
     /// Drive measured HTTP load at a URL (open model, HDR latency).
     #[command(
@@ -123,9 +123,23 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
+    /// Which document: scenario files, run reports (report.json) or `load --json` output.
+    #[arg(long, value_enum, default_value_t = SchemaKind::Scenario)]
+    pub kind: SchemaKind,
     /// Write to this file instead of stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+}
+
+/// The JSON Schemas drillbook publishes (each committed at the repository root).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaKind {
+    /// scenario.schema.json
+    Scenario,
+    /// report.schema.json
+    Report,
+    /// load.schema.json
+    Load,
 }
 
 /// Entry point used by `main.rs`.
@@ -165,7 +179,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn dispatch(command: Command) -> anyhow::Result<Outcome> {
     match command {
         Command::Validate(args) => Ok(crate::plan::validate_paths(&args.paths)),
-        Command::Schema(args) => crate::plan::write_schema(args.output.as_deref()),
+        Command::Schema(args) => crate::plan::write_schema(args.kind, args.output.as_deref()),
         Command::Plan(args) => runtime()?.block_on(crate::plan::plan(&args)),
         Command::Run(args) => runtime()?.block_on(crate::engine::run_cli(args)),
         Command::Load(args) => runtime()?.block_on(crate::load::cli::run(args)),

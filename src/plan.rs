@@ -99,8 +99,12 @@ pub fn schema_json() -> String {
 }
 
 /// `drillbook schema`.
-pub fn write_schema(output: Option<&Path>) -> anyhow::Result<Outcome> {
-    let text = schema_json();
+pub fn write_schema(kind: crate::cli::SchemaKind, output: Option<&Path>) -> anyhow::Result<Outcome> {
+    let text = match kind {
+        crate::cli::SchemaKind::Scenario => schema_json(),
+        crate::cli::SchemaKind::Report => crate::report::schema_json(),
+        crate::cli::SchemaKind::Load => crate::load::report::schema_json(),
+    };
     match output {
         Some(path) => std::fs::write(path, text)?,
         None => std::io::stdout().write_all(text.as_bytes())?,

@@ -15,13 +15,10 @@ const SCHEMA_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/load.schema.json
 #[test]
 fn committed_schema_is_current() {
     let generated = drillbook::load::report::schema_json();
-    if std::env::var_os("UPDATE_LOAD_SCHEMA").is_some() {
-        std::fs::write(SCHEMA_PATH, &generated).unwrap();
-    }
     let committed = std::fs::read_to_string(SCHEMA_PATH).unwrap_or_default();
     assert!(
         committed == generated,
-        "load.schema.json is stale: regenerate it with `UPDATE_LOAD_SCHEMA=1 cargo test --test load_cli`"
+        "load.schema.json is stale: run `make schema`"
     );
 }
 

@@ -1,7 +1,7 @@
 //! `report.json` format: fixtures round-trip, the committed schema is current and the
 //! fixtures validate against it.
 //!
-//! Regenerate the committed schema with `DRILLBOOK_BLESS=1 cargo test --test report_schema`.
+//! Regenerate the committed schemas with `make schema`.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
@@ -27,12 +27,7 @@ fn fixture_path(name: &str) -> PathBuf {
 }
 
 fn committed_schema() -> serde_json::Value {
-    // While blessing, the file may be rewritten by a test running in parallel.
-    let text = if std::env::var_os("DRILLBOOK_BLESS").is_some() {
-        report::schema_json()
-    } else {
-        std::fs::read_to_string(root().join("report.schema.json")).unwrap()
-    };
+    let text = std::fs::read_to_string(root().join("report.schema.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -40,13 +35,10 @@ fn committed_schema() -> serde_json::Value {
 fn committed_schema_is_current() {
     let generated = report::schema_json();
     let path = root().join("report.schema.json");
-    if std::env::var_os("DRILLBOOK_BLESS").is_some() {
-        std::fs::write(&path, &generated).unwrap();
-    }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "report.schema.json is stale; run DRILLBOOK_BLESS=1 cargo test --test report_schema"
+        "report.schema.json is stale; run `make schema`"
     );
 }
 

@@ -35,7 +35,7 @@ fn committed_schema_is_current() {
         .expect("scenario.schema.json is committed");
     assert!(
         committed == drillbook::plan::schema_json(),
-        "scenario.schema.json is stale: run `cargo run -- schema -o scenario.schema.json`"
+        "scenario.schema.json is stale: run `make schema`"
     );
 }
 
