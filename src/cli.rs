@@ -51,13 +51,15 @@ pub enum Command {
     ))]
     Run(RunArgs),
     /// Print a JSON Schema: the scenario format (default), report.json, or `load --json` output.
-    #[command(after_help = "Examples:\n  drillbook schema > scenario.schema.json\n  drillbook schema --kind report -o report.schema.json")]
+    #[command(
+        after_help = "Examples:\n  drillbook schema > scenario.schema.json\n  drillbook schema --kind report -o report.schema.json"
+    )]
     Schema(SchemaArgs),
     /// Drive measured HTTP load at a URL (open model, HDR latency).
     #[command(
         after_help = "Example:\n  drillbook load http://127.0.0.1:8080/ --rate 500/s --duration 30s --connections 32 --json out.json"
     )]
-    Load(crate::load::cli::LoadArgs),
+    Load(Box<crate::load::cli::LoadArgs>),
     /// Run one part of the embedded lab (the system from the stateless-proxy cutover ticket).
     #[command(
         subcommand,
@@ -182,7 +184,7 @@ fn dispatch(command: Command) -> anyhow::Result<Outcome> {
         Command::Schema(args) => crate::plan::write_schema(args.kind, args.output.as_deref()),
         Command::Plan(args) => runtime()?.block_on(crate::plan::plan(&args)),
         Command::Run(args) => runtime()?.block_on(crate::engine::run_cli(args)),
-        Command::Load(args) => runtime()?.block_on(crate::load::cli::run(args)),
+        Command::Load(args) => runtime()?.block_on(crate::load::cli::run(*args)),
         Command::Lab(command) => runtime()?.block_on(crate::lab::run(command)),
         Command::Report(args) => crate::report::cli::run(&args),
     }

@@ -99,7 +99,10 @@ pub fn schema_json() -> String {
 }
 
 /// `drillbook schema`.
-pub fn write_schema(kind: crate::cli::SchemaKind, output: Option<&Path>) -> anyhow::Result<Outcome> {
+pub fn write_schema(
+    kind: crate::cli::SchemaKind,
+    output: Option<&Path>,
+) -> anyhow::Result<Outcome> {
     let text = match kind {
         crate::cli::SchemaKind::Scenario => schema_json(),
         crate::cli::SchemaKind::Report => crate::report::schema_json(),

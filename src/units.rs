@@ -120,7 +120,7 @@ impl fmt::Display for HumanDuration {
         if ms == 0 {
             return f.write_str("0s");
         }
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             return write!(f, "{ms}ms");
         }
         let secs = ms / 1000;
@@ -518,7 +518,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         assert!(sel.matches(&labels));
-        let mut legacy = labels.clone();
+        let mut legacy = labels;
         legacy.insert("legacy".into(), "true".into());
         assert!(!sel.matches(&legacy));
     }

@@ -145,29 +145,26 @@ fn oversized_binary_and_unreadable_files_are_refused_without_reading_them_whole(
     file.set_len(50 * 1024 * 1024).expect("size");
     std::fs::write(dir.path().join("prefix.yaml"), line).expect("write");
     let err = scenario::load(&big)
-        .err()
-        .expect("50 MB must be refused")
+        .expect_err("50 MB must be refused")
         .to_string();
     assert!(err.contains("larger than 1024 KiB"), "{err}");
 
     let binary = dir.path().join("garbage.yaml");
     std::fs::write(&binary, [0x7f, b'E', b'L', b'F', 0, 1, 2, 0xff, 0xfe]).expect("write");
     let err = scenario::load(&binary)
-        .err()
-        .expect("binary must be refused")
+        .expect_err("binary must be refused")
         .to_string();
     assert!(err.contains("binary file"), "{err}");
 
     let latin1 = dir.path().join("latin1.yaml");
     std::fs::write(&latin1, b"name: caf\xe9\n").expect("write");
     let err = scenario::load(&latin1)
-        .err()
-        .expect("non-UTF-8 must be refused")
+        .expect_err("non-UTF-8 must be refused")
         .to_string();
     assert!(err.contains("not UTF-8"), "{err}");
 
     let missing = dir.path().join("missing.yaml");
-    let err = scenario::load(&missing).err().expect("missing").to_string();
+    let err = scenario::load(&missing).expect_err("missing").to_string();
     assert!(err.contains("cannot open"), "{err}");
 }
 

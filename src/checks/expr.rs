@@ -272,10 +272,9 @@ fn leading(s: &str) -> usize {
 }
 
 fn find_comparison(text: &str) -> Option<(usize, Cmp, usize)> {
-    let bytes = text.as_bytes();
-    for i in 0..bytes.len() {
+    for (i, byte) in text.bytes().enumerate() {
         let two = text.get(i..i + 2);
-        let found = match (two, bytes[i]) {
+        let found = match (two, byte) {
             (Some("<="), _) => Some((Cmp::Le, 2)),
             (Some(">="), _) => Some((Cmp::Ge, 2)),
             (Some("=="), _) => Some((Cmp::Eq, 2)),

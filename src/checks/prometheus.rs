@@ -130,18 +130,17 @@ pub fn judge(check: &PrometheusCheck, samples: &[Sample]) -> Judgement {
     j.measured = last;
     j.measured_text = last.map(|v| format!("{v}"));
     j.threshold_text = Some(condition);
-    if j.verdict == CheckVerdict::Pass {
-        if let (
+    if j.verdict == CheckVerdict::Pass
+        && let (
             Some(v),
             Some(Expr {
                 threshold: expr::Threshold::Value(t),
                 ..
             }),
         ) = (last, success.as_ref())
-        {
-            j.threshold = Some(*t);
-            j.near_threshold = *t != 0.0 && ((t - v).abs() / t.abs()) < 0.10;
-        }
+    {
+        j.threshold = Some(*t);
+        j.near_threshold = *t != 0.0 && ((t - v).abs() / t.abs()) < 0.10;
     }
     j
 }

@@ -263,14 +263,14 @@ async fn drive(
                     ));
                 }
                 for guard in &mut guards {
-                    if let Some(why) = guard.observe(&window.stats) {
-                        if !abort.is_cancelled() {
-                            if let Ok(mut reason) = abort_reason.lock() {
-                                *reason = Some(why.clone());
-                            }
-                            tracing::error!("{why}: aborting the drill");
-                            abort.cancel();
+                    if let Some(why) = guard.observe(&window.stats)
+                        && !abort.is_cancelled()
+                    {
+                        if let Ok(mut reason) = abort_reason.lock() {
+                            *reason = Some(why.clone());
                         }
+                        tracing::error!("{why}: aborting the drill");
+                        abort.cancel();
                     }
                 }
                 store.insert(window);

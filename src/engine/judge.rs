@@ -415,13 +415,13 @@ fn judge_expected_failure(e: &crate::scenario::ExpectedFailure, observed: &Obser
             intruders.join(", ")
         ));
     }
-    if let (Some(latest), Some(limit)) = (latest, limit) {
-        if latest > limit {
-            problems.push(format!(
-                "{} still seen at t+{latest:.1}s, after the bound t+{limit:.1}s",
-                e.status.value
-            ));
-        }
+    if let (Some(latest), Some(limit)) = (latest, limit)
+        && latest > limit
+    {
+        problems.push(format!(
+            "{} still seen at t+{latest:.1}s, after the bound t+{limit:.1}s",
+            e.status.value
+        ));
     }
     let detail = if problems.is_empty() {
         if affected.is_empty() {

@@ -153,11 +153,11 @@ fn structural(error: &serde_saphyr::Error) -> Diagnostic {
     let mut pos = error.location().map(Pos::from_location).unwrap_or_default();
     let raw = error.without_snippet().to_string();
     let mut message = strip_location_suffix(&raw);
-    if let Some(start) = message.find("@@") {
-        if let Some((at, text)) = tagged::take_position(&message[start..]) {
-            pos = at;
-            message = text.to_string();
-        }
+    if let Some(start) = message.find("@@")
+        && let Some((at, text)) = tagged::take_position(&message[start..])
+    {
+        pos = at;
+        message = text.to_string();
     }
     let message = reword(&message);
     let mut diagnostic = Diagnostic::error(pos, message.clone());
@@ -204,10 +204,9 @@ fn reword(message: &str) -> String {
     if let Some(kind) = message
         .strip_prefix("invalid ")
         .filter(|k| k.starts_with('u') || k.starts_with('i'))
+        && kind.trim_start_matches(['u', 'i']).parse::<u32>().is_ok()
     {
-        if kind.trim_start_matches(['u', 'i']).parse::<u32>().is_ok() {
-            return format!("expected a whole number, found text ({kind})");
-        }
+        return format!("expected a whole number, found text ({kind})");
     }
     message.to_string()
 }

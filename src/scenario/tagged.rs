@@ -80,7 +80,7 @@ fn set_once<T, E: de::Error>(slot: &mut Option<T>, key: &Sp<String>, value: T) -
     if slot.is_some() {
         return Err(E::custom(at_key(
             key.pos,
-            format!("duplicate key `{}`", key.value),
+            &format!("duplicate key `{}`", key.value),
         )));
     }
     *slot = Some(value);
@@ -91,7 +91,7 @@ fn set_once<T, E: de::Error>(slot: &mut Option<T>, key: &Sp<String>, value: T) -
 /// the message and [`super::parse_str`] moves it back out (see [`take_position`]).
 const POS_MARK: &str = "@@";
 
-fn at_key(pos: Pos, message: String) -> String {
+fn at_key(pos: Pos, message: &str) -> String {
     format!("{POS_MARK}{}:{}{POS_MARK}{message}", pos.line, pos.column)
 }
 
@@ -113,7 +113,7 @@ fn unknown_kind<E: de::Error>(what: &str, key: &Sp<String>, kinds: &[&str], shar
     };
     E::custom(at_key(
         pos,
-        format!(
+        &format!(
             "unknown {what} key `{key}`: {hint}{what} kinds are {}",
             kinds
                 .iter()
@@ -127,7 +127,7 @@ fn unknown_kind<E: de::Error>(what: &str, key: &Sp<String>, kinds: &[&str], shar
 fn second_kind<E: de::Error>(what: &str, first: &str, second: &Sp<String>) -> E {
     E::custom(at_key(
         second.pos,
-        format!(
+        &format!(
             "a {what} has exactly one kind, but both `{first}` and `{}` are given: split them into two {what}s",
             second.value
         ),
@@ -245,7 +245,7 @@ impl<'de> serde::Deserialize<'de> for Check {
 fn one_kind_of(
     generator: &mut SchemaGenerator,
     description: &str,
-    shared: BTreeMap<&'static str, Schema>,
+    shared: &BTreeMap<&'static str, Schema>,
     required_shared: &[&str],
     kinds: Vec<(&'static str, Schema)>,
 ) -> Schema {
@@ -290,7 +290,7 @@ impl schemars::JsonSchema for Step {
         one_kind_of(
             generator,
             "A timeline step: `at`/`name` plus exactly one action.",
-            shared,
+            &shared,
             &[],
             kinds,
         )
@@ -315,7 +315,7 @@ impl schemars::JsonSchema for Check {
         one_kind_of(
             generator,
             "An assertion: `name` plus exactly one kind.",
-            shared,
+            &shared,
             &["name"],
             kinds,
         )

@@ -254,10 +254,10 @@ impl Validator<'_> {
                 }
             }
         }
-        if let Some(d) = &load.duration {
-            if d.value.0.is_zero() {
-                self.error(d.pos, "the load duration must be above 0s");
-            }
+        if let Some(d) = &load.duration
+            && d.value.0.is_zero()
+        {
+            self.error(d.pos, "the load duration must be above 0s");
         }
         if load.connections == 0 || load.connections > 10_000 {
             self.error(
@@ -320,37 +320,34 @@ impl Validator<'_> {
                     );
                 }
             }
-            if *is_finally {
-                if let Some(at) = &step.value.at {
-                    self.error(
-                        at.pos,
-                        "`finally` steps run in order after the drill; remove `at:`",
-                    );
-                }
+            if *is_finally && let Some(at) = &step.value.at {
+                self.error(
+                    at.pos,
+                    "`finally` steps run in order after the drill; remove `at:`",
+                );
             }
         }
         for step in &self.scenario.steps {
             if let Some(at) = &step.value.at {
-                if let Some(len) = load_len {
-                    if at.value.0 > len {
-                        let msg = format!(
-                            "step at {} runs after the load ends ({}): nothing would measure its effect",
-                            at.value,
-                            crate::units::HumanDuration(len)
-                        );
-                        self.error(at.pos, msg).help =
-                            Some("move the step earlier or make the load longer".into());
-                    }
+                if let Some(len) = load_len
+                    && at.value.0 > len
+                {
+                    let msg = format!(
+                        "step at {} runs after the load ends ({}): nothing would measure its effect",
+                        at.value,
+                        crate::units::HumanDuration(len)
+                    );
+                    self.error(at.pos, msg).help =
+                        Some("move the step earlier or make the load longer".into());
                 }
-                if let Some(prev) = &previous_at {
-                    if at.value < prev.value {
-                        let msg = format!(
-                            "steps run in order, but this one is at {} and an earlier one at {}",
-                            at.value, prev.value
-                        );
-                        self.error(at.pos, msg).help =
-                            Some("reorder the steps by their `at:`".into());
-                    }
+                if let Some(prev) = &previous_at
+                    && at.value < prev.value
+                {
+                    let msg = format!(
+                        "steps run in order, but this one is at {} and an earlier one at {}",
+                        at.value, prev.value
+                    );
+                    self.error(at.pos, msg).help = Some("reorder the steps by their `at:`".into());
                 }
                 previous_at = Some(at.clone());
             }
@@ -413,10 +410,10 @@ impl Validator<'_> {
                 if k.count == Some(0) {
                     self.error(step.action_at, "`count: 0` kills nothing");
                 }
-                if let Some(p) = &k.percent {
-                    if p.value == 0 || p.value > 100 {
-                        self.error(p.pos, format!("percent must be 1-100, not {}", p.value));
-                    }
+                if let Some(p) = &k.percent
+                    && (p.value == 0 || p.value > 100)
+                {
+                    self.error(p.pos, format!("percent must be 1-100, not {}", p.value));
                 }
                 if let Some(count) = k.count.filter(|c| *c > max_pods) {
                     self.error(
@@ -659,10 +656,10 @@ impl Validator<'_> {
                     if cmd.argv.is_empty() {
                         self.error(c.kind_at, "`command` needs a non-empty argv");
                     }
-                    if let Some(re) = &cmd.stdout {
-                        if let Err(e) = regex::Regex::new(&re.value) {
-                            self.error(re.pos, format!("invalid regular expression: {e}"));
-                        }
+                    if let Some(re) = &cmd.stdout
+                        && let Err(e) = regex::Regex::new(&re.value)
+                    {
+                        self.error(re.pos, format!("invalid regular expression: {e}"));
                     }
                 }
                 CheckKind::Restarts(_) | CheckKind::ReadyWithin(_) => {}

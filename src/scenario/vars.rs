@@ -25,7 +25,7 @@ pub fn names(text: &str) -> Result<Vec<String>, VarError> {
             .find('}')
             .ok_or_else(|| VarError::Unclosed(text.to_string()))?;
         let name = &after[..end];
-        if name != "drillbook" && !name.strip_prefix("port.").is_some_and(|p| !p.is_empty()) {
+        if name != "drillbook" && name.strip_prefix("port.").is_none_or(|p| p.is_empty()) {
             return Err(VarError::Unknown {
                 name: name.to_string(),
             });
