@@ -1,6 +1,8 @@
 //! SIGINT/SIGTERM: the first one cancels the drill (load stops, undos run, a partial report is
 //! written); later ones say what is still being undone instead of abandoning it silently.
 
+use std::io::Write as _;
+
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -24,9 +26,9 @@ pub fn watch(interrupt: CancellationToken, undo: UndoStack, done: CancellationTo
                 _ = term.recv() => "SIGTERM",
             };
             if !interrupt.is_cancelled() {
-                eprintln!(
+                say(&format!(
                     "\n{name}: stopping the drill, undoing faults, writing a partial report…"
-                );
+                ));
                 interrupt.cancel();
                 continue;
             }
@@ -37,13 +39,20 @@ pub fn watch(interrupt: CancellationToken, undo: UndoStack, done: CancellationTo
                 .map(|r| r.undo.describe())
                 .collect();
             match undo.in_progress() {
-                Some(now) => eprintln!(
+                Some(now) => say(&format!(
                     "{name}: still undoing: {now}; then {} more. Waiting for them to finish.",
                     pending.len()
-                ),
-                None if pending.is_empty() => eprintln!("{name}: finishing up (reports, cleanup)…"),
-                None => eprintln!("{name}: undos pending: {}", pending.join("; ")),
+                )),
+                None if pending.is_empty() => {
+                    say(&format!("{name}: finishing up (reports, cleanup)…"))
+                }
+                None => say(&format!("{name}: undos pending: {}", pending.join("; "))),
             }
         }
     });
+}
+
+/// Writes to stderr, ignoring a closed pipe: losing a message must never stop the unwinding.
+fn say(message: &str) {
+    let _ = writeln!(std::io::stderr(), "{message}");
 }

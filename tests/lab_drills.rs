@@ -1,0 +1,399 @@
+//! The lab drills end to end through the real binary: real processes, real signals, real load.
+//! Each run is checked for its verdict, its reports, its drill-log row, and for leaving no
+//! process behind (every child inherits a per-test marker that is looked for in /proc).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use drillbook::report::model::{CheckVerdict, EventKind, Report, Verdict};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Drill {
+    dir: tempfile::TempDir,
+    marker: String,
+}
+
+impl Drill {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(
+            root().join("docs/RUNBOOK.md"),
+            dir.path().join("RUNBOOK.md"),
+        )
+        .expect("copy runbook");
+        let marker = format!("drillbook-test-{}", rand::random::<u64>());
+        Self { dir, marker }
+    }
+
+    fn command(&self, scenario: &str) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_drillbook"));
+        command
+            .arg("run")
+            .arg(root().join("scenarios/lab").join(scenario))
+            .arg("--report-dir")
+            .arg(self.dir.path().join("reports"))
+            .arg("--drill-log")
+            .arg(self.dir.path().join("RUNBOOK.md"))
+            .args(["--operator", "lab-drills-test"])
+            .env("DRILLBOOK_TEST_MARKER", &self.marker)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn run(&self, scenario: &str) -> (Output, Report) {
+        let output = self.command(scenario).output().expect("run drillbook");
+        (output, self.report())
+    }
+
+    fn report_dir(&self) -> PathBuf {
+        let reports = self.dir.path().join("reports");
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&reports)
+            .expect("reports dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(dirs.len(), 1, "one report directory per run: {dirs:?}");
+        dirs.remove(0)
+    }
+
+    fn report(&self) -> Report {
+        drillbook::report::load(&self.report_dir().join("report.json")).expect("report.json parses")
+    }
+
+    fn runbook(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("RUNBOOK.md")).expect("runbook")
+    }
+
+    /// Processes still alive that inherited this test's marker (zombies excluded).
+    fn survivors(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let path = entry.path();
+            let Some(pid) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(environ) = std::fs::read(path.join("environ")) else {
+                continue;
+            };
+            if !environ
+                .windows(self.marker.len())
+                .any(|w| w == self.marker.as_bytes())
+            {
+                continue;
+            }
+            let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+            if stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+            {
+                continue;
+            }
+            let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+            found.push(format!(
+                "{pid}: {}",
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            ));
+        }
+        found
+    }
+
+    fn assert_no_survivors(&self) {
+        // Children get a moment to be reaped after drillbook exits.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let survivors = self.survivors();
+            if survivors.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "processes left behind: {survivors:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn check<'a>(report: &'a Report, name: &str) -> &'a drillbook::report::model::CheckResult {
+    report
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no check {name}"))
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_reports_written(drill: &Drill, report: &Report, step: &str) {
+    let dir = drill.report_dir();
+    for file in ["report.json", "report.md", "junit.xml", "timeline.svg"] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    let svg = std::fs::read_to_string(dir.join("timeline.svg")).expect("svg");
+    assert!(svg.contains(step), "the SVG timeline marks step {step}");
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).expect("junit");
+    assert_eq!(
+        junit.matches("<testcase").count(),
+        report.checks.len(),
+        "one testcase per check"
+    );
+    // Exactly one drill-log row for this run.
+    let runbook = drill.runbook();
+    assert_eq!(
+        runbook
+            .lines()
+            .filter(|l| l.contains(&report.run_id))
+            .count(),
+        1,
+        "one drill-log row for run {}",
+        report.run_id
+    );
+    assert!(
+        runbook.contains("| pending | initial lab setup |"),
+        "the placeholder row is kept"
+    );
+}
+
+#[test]
+fn proxy_restart_in_stateless_mode_passes() {
+    let drill = Drill::new();
+    let (output, report) = drill.run("proxy-restart.yaml");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.verdict_reason);
+    let fault = report
+        .phases
+        .iter()
+        .find(|p| p.name == "fault")
+        .expect("fault phase");
+    let load = fault.load.as_ref().expect("load in the fault phase");
+    assert_eq!(load.status_count(401), 0);
+    assert!(load.requests > 0);
+    assert_eq!(
+        check(&report, "trainers-finished").verdict,
+        CheckVerdict::Pass
+    );
+    let kill = report
+        .events
+        .iter()
+        .find(|e| e.kind == EventKind::Fault)
+        .expect("the kill is on the timeline");
+    assert!(
+        kill.targets.iter().any(|t| t.starts_with("requests-proxy")),
+        "{:?}",
+        kill.targets
+    );
+    assert!(stderr(&output).contains("seed"), "the seed is printed");
+    assert_reports_written(&drill, &report, "kill-proxy");
+    drill.assert_no_survivors();
+}
+
+#[test]
+fn proxy_restart_in_legacy_mode_fails_with_401s_and_stranded_trainers() {
+    let drill = Drill::new();
+    let (output, report) = drill.run("proxy-restart-legacy.yaml");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(report.verdict, Verdict::Fail);
+    assert_eq!(
+        check(&report, "no-401-in-recovery").verdict,
+        CheckVerdict::Fail
+    );
+    let trainers = check(&report, "trainers-finished");
+    assert_eq!(trainers.verdict, CheckVerdict::Fail);
+    assert!(
+        trainers.detail.contains("exit 3"),
+        "stranded trainers exit 3: {}",
+        trainers.detail
+    );
+    // Every in-flight caller lost its registered token with the proxy's memory.
+    assert!(!report.callers.is_empty());
+    for caller in &report.callers {
+        assert!(
+            caller.statuses.get("401").copied().unwrap_or(0) > 0,
+            "{} saw no 401",
+            caller.label
+        );
+    }
+    assert_reports_written(&drill, &report, "kill-proxy");
+    drill.assert_no_survivors();
+}
+
+#[test]
+fn jobs_manager_restart_keeps_tokens_valid() {
+    let drill = Drill::new();
+    let (output, report) = drill.run("jobs-manager-restart.yaml");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.verdict_reason);
+    assert_eq!(report.load.as_ref().expect("load").status_count(401), 0);
+    drill.assert_no_survivors();
+}
+
+#[test]
+fn midflight_rollback_strands_only_callers_holding_jwts() {
+    let drill = Drill::new();
+    let (output, report) = drill.run("midflight-rollback.yaml");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.verdict_reason);
+    let rollback_end = report
+        .events
+        .iter()
+        .find(|e| e.step.as_deref() == Some("rollback") && e.kind == EventKind::Fault)
+        .map(|e| e.at_s)
+        .expect("rollback step");
+    let stranded: Vec<_> = report
+        .callers
+        .iter()
+        .filter(|c| c.statuses.contains_key("401"))
+        .collect();
+    assert!(
+        !stranded.is_empty(),
+        "the rollback must strand the callers holding JWTs"
+    );
+    for caller in &stranded {
+        assert!(
+            caller.started_at_s < rollback_end + 1.0,
+            "{} started after the rollback and still got 401",
+            caller.label
+        );
+    }
+    assert!(report.callers.iter().any(|c| c.started_at_s > rollback_end
+        && c.requests > 0
+        && !c.statuses.contains_key("401")));
+    // The rollback was undone: both groups were rolled back to stateless mode.
+    let undos: Vec<_> = report
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Undo)
+        .collect();
+    assert!(
+        undos
+            .iter()
+            .any(|u| u.description.contains("LAB_STATELESS_TOKENS=true")
+                && u.outcome.as_deref() == Some("ok"))
+    );
+    drill.assert_no_survivors();
+}
+
+/// Waits for `needle` on the child's stderr (its progress log), bounded.
+fn wait_for_stderr(child: &mut Child, needle: &str, timeout: Duration) -> String {
+    use std::io::Read;
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        // Keep draining after the waiter is gone, so drillbook never writes into a closed pipe.
+        while let Ok(n) = stderr.read(&mut buffer) {
+            if n == 0 {
+                return;
+            }
+            let _ = tx.send(String::from_utf8_lossy(&buffer[..n]).into_owned());
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push_str(&chunk);
+            if seen.contains(needle) {
+                return seen;
+            }
+        }
+    }
+    panic!("`{needle}` did not appear within {timeout:?}:\n{seen}");
+}
+
+fn interrupt_mid_drill(signal: nix::sys::signal::Signal) {
+    let drill = Drill::new();
+    let mut child = drill
+        .command("midflight-rollback.yaml")
+        .spawn()
+        .expect("spawn");
+    // Interrupt once the rollback has been applied, so there is something to undo.
+    wait_for_stderr(&mut child, "new-jobs", Duration::from_secs(60));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, signal).expect("signal drillbook");
+    let status = wait_bounded(&mut child, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(130), "interrupted runs exit 130");
+    let report = drill.report();
+    assert_eq!(report.verdict, Verdict::Interrupted);
+    let undos: Vec<_> = report
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Undo)
+        .collect();
+    assert_eq!(
+        undos.len(),
+        3,
+        "start_process and both env flips are undone: {undos:#?}"
+    );
+    assert!(
+        undos.iter().all(|u| u.outcome.as_deref() == Some("ok")),
+        "{undos:#?}"
+    );
+    let runbook = drill.runbook();
+    let row = runbook
+        .lines()
+        .find(|l| l.contains(&report.run_id))
+        .expect("a drill-log row for the interrupted run");
+    assert!(row.contains("interrupted"), "{row}");
+    drill.assert_no_survivors();
+}
+
+fn wait_bounded(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("drillbook did not exit within {timeout:?} of the signal");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigint_mid_drill_undoes_the_rollback_and_reports_interrupted() {
+    interrupt_mid_drill(nix::sys::signal::Signal::SIGINT);
+}
+
+#[test]
+fn sigterm_mid_drill_undoes_the_rollback_and_reports_interrupted() {
+    interrupt_mid_drill(nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn markers_are_seen_by_the_survivor_scan() {
+    // The orphan check must be able to fail: a process carrying the marker is found.
+    let drill = Drill::new();
+    let mut child = Command::new("sleep")
+        .arg("30")
+        .env("DRILLBOOK_TEST_MARKER", &drill.marker)
+        .spawn()
+        .expect("sleep");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while drill.survivors().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the scan never saw the marked process"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    drill.assert_no_survivors();
+    let _ = Path::new("/");
+}
