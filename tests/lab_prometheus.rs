@@ -13,13 +13,19 @@ const CHECK: &str = "auth-failures-in-prometheus";
 /// The shipped lab scenario with fixed ports (Prometheus must know the proxy's port before the
 /// drill starts) and a Prometheus check appended.
 fn scenario(mode_stateless: bool, proxy: u16, jobs: u16, prometheus_url: &str) -> String {
-    let base = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/lab/proxy-restart.yaml")).expect("scenario");
+    let base = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/lab/proxy-restart.yaml"),
+    )
+    .expect("scenario");
     let mut text = base
         .replace("${port.proxy}", &proxy.to_string())
         .replace("${port.jobs}", &jobs.to_string())
         .replace("runbook: ../../docs/RUNBOOK.md\n", "");
     if !mode_stateless {
-        text = text.replace("LAB_STATELESS_TOKENS: \"true\"", "LAB_STATELESS_TOKENS: \"false\"");
+        text = text.replace(
+            "LAB_STATELESS_TOKENS: \"true\"",
+            "LAB_STATELESS_TOKENS: \"false\"",
+        );
     }
     let abort_at = text.find("abort_when:").expect("abort_when section");
     text.insert_str(
@@ -36,7 +42,8 @@ fn run_with_prometheus(stateless: bool) -> Option<Report> {
     let prometheus = support::Prometheus::start(&[format!("127.0.0.1:{proxy}")])?;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("drill.yaml");
-    std::fs::write(&file, scenario(stateless, proxy, jobs, &prometheus.url)).expect("write scenario");
+    std::fs::write(&file, scenario(stateless, proxy, jobs, &prometheus.url))
+        .expect("write scenario");
     let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
         .args(["-q", "run"])
         .arg(&file)
@@ -46,19 +53,34 @@ fn run_with_prometheus(stateless: bool) -> Option<Report> {
         .output()
         .expect("run drillbook");
     let reports = dir.path().join("reports");
-    let run_dir = std::fs::read_dir(&reports).expect("reports").next().expect("one run").expect("entry").path();
+    let run_dir = std::fs::read_dir(&reports)
+        .expect("reports")
+        .next()
+        .expect("one run")
+        .expect("entry")
+        .path();
     let report = drillbook::report::load(&run_dir.join("report.json")).expect("report");
-    assert!(matches!(output.status.code(), Some(0 | 1)), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     Some(report)
 }
 
 fn prometheus_check(report: &Report) -> &drillbook::report::model::CheckResult {
-    report.checks.iter().find(|c| c.name == CHECK).expect("the prometheus check ran")
+    report
+        .checks
+        .iter()
+        .find(|c| c.name == CHECK)
+        .expect("the prometheus check ran")
 }
 
 #[test]
 fn prometheus_sees_no_auth_failures_in_stateless_mode() {
-    let Some(report) = run_with_prometheus(true) else { return };
+    let Some(report) = run_with_prometheus(true) else {
+        return;
+    };
     let check = prometheus_check(&report);
     assert_eq!(check.verdict, CheckVerdict::Pass, "{}", check.detail);
     assert_eq!(check.measured, Some(0.0));
@@ -66,8 +88,14 @@ fn prometheus_sees_no_auth_failures_in_stateless_mode() {
 
 #[test]
 fn prometheus_sees_the_legacy_401s() {
-    let Some(report) = run_with_prometheus(false) else { return };
+    let Some(report) = run_with_prometheus(false) else {
+        return;
+    };
     let check = prometheus_check(&report);
     assert_eq!(check.verdict, CheckVerdict::Fail, "{}", check.detail);
-    assert!(check.measured.is_some_and(|v| v > 100.0), "hundreds of auth failures: {:?}", check.measured);
+    assert!(
+        check.measured.is_some_and(|v| v > 100.0),
+        "hundreds of auth failures: {:?}",
+        check.measured
+    );
 }

@@ -91,7 +91,7 @@ pub async fn run_cli(args: RunArgs) -> anyhow::Result<Outcome> {
                     .clone()
                     .unwrap_or_else(|| drill_log::resolve_operator(None)),
                 notes: report.verdict_reason.clone(),
-                report_link: Some(dir.join("report.md").display().to_string()),
+                report_link: Some(relative_link(&runbook, &dir.join("report.md"))),
             };
             match drill_log::append(&runbook, &entry) {
                 Ok(AppendOutcome::AlreadyPresent) => println!(
@@ -108,4 +108,52 @@ pub async fn run_cli(args: RunArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::from(report.verdict))
+}
+
+/// `target` as a link that works from the runbook's directory (relative when they share a
+/// root, absolute otherwise).
+fn relative_link(runbook: &std::path::Path, target: &std::path::Path) -> String {
+    use std::path::{Component, Path};
+    let (Ok(from), Ok(to)) = (std::path::absolute(runbook), std::path::absolute(target)) else {
+        return target.display().to_string();
+    };
+    let from: Vec<Component> = from
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .components()
+        .collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut link = std::path::PathBuf::new();
+    for _ in common..from.len() {
+        link.push("..");
+    }
+    for part in &to[common..] {
+        link.push(part);
+    }
+    link.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative_link;
+    use std::path::Path;
+
+    #[test]
+    fn report_links_are_relative_to_the_runbook() {
+        assert_eq!(
+            relative_link(
+                Path::new("/a/reports/RUNBOOK.md"),
+                Path::new("/a/reports/x/report.md")
+            ),
+            "x/report.md"
+        );
+        assert_eq!(
+            relative_link(
+                Path::new("/a/docs/RUNBOOK.md"),
+                Path::new("/a/reports/x/report.md")
+            ),
+            "../reports/x/report.md"
+        );
+    }
 }

@@ -153,17 +153,21 @@ fn draw_panel(
         .x_desc(if is_bottom { "seconds since start" } else { "" })
         .draw()?;
 
-    chart.draw_series(report.phases.iter().map(|phase| {
+    // `all` spans the whole run: shading it would hide the phases that matter.
+    let shaded: Vec<_> = report.phases.iter().filter(|p| p.name != "all").collect();
+    chart.draw_series(shaded.iter().map(|phase| {
         Rectangle::new(
             [(phase.start_s, 0.0), (phase.end_s, y_max)],
             phase_shade(phase.verdict).filled(),
         )
     }))?;
     if is_top {
-        chart.draw_series(report.phases.iter().map(|phase| {
+        // Alternate label heights so a short phase (a sub-second fault) does not hide the next.
+        chart.draw_series(shaded.iter().enumerate().map(|(i, phase)| {
+            let height = if i % 2 == 0 { 0.99 } else { 0.93 };
             Text::new(
                 format!("{} ({})", phase.name, phase.verdict),
-                (phase.start_s, y_max * 0.99),
+                (phase.start_s, y_max * height),
                 ("sans-serif", 13).into_font().color(&BLACK.mix(0.7)),
             )
         }))?;
