@@ -318,4 +318,8 @@ async fn closed_loop_mode_and_the_request_cap() {
     config.max_requests = Some(25);
     let (capped, _) = run_collecting(config).await;
     assert_eq!(capped.total.requests, 25);
+    assert!(
+        capped.duration < Duration::from_millis(800),
+        "a capped run ends when the cap is hit"
+    );
 }

@@ -228,10 +228,17 @@ pub async fn run(
         stop.cancel();
         join_all(&mut workers).await;
     }
-    // An exhausted schedule (or a zero rate) still lasts the whole profile.
-    tokio::select! {
-        () = cancel.cancelled() => {}
-        () = sleep_until(shared.end) => {}
+    // An exhausted schedule (or a zero rate) still lasts the whole profile; a run that hit
+    // its request cap ends now.
+    let capped = match &shared.schedule {
+        Some(schedule) => cap < schedule.total(),
+        None => shared.next.load(std::sync::atomic::Ordering::Relaxed) >= cap,
+    };
+    if !capped {
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            () = sleep_until(shared.end) => {}
+        }
     }
     let ended = Instant::now();
     let cancelled = cancel.is_cancelled() && ended < shared.end;
@@ -248,7 +255,7 @@ pub async fn run(
         .await
         .map_err(|e| LoadError::Internal(format!("aggregator: {e}")))?;
 
-    let covered = if cancelled {
+    let covered = if cancelled || capped {
         ended.saturating_duration_since(zero).min(duration)
     } else {
         duration
