@@ -42,8 +42,9 @@ use engine::{AggMsg, Aggregator, Shared};
 /// Extra time granted after `duration + timeout` before workers are stopped forcibly.
 const END_GRACE: Duration = Duration::from_millis(500);
 
-/// What to load and how.
-#[derive(Debug, Clone)]
+/// What to load and how. Its `Debug` output names the headers but not their values (an
+/// `Authorization` header may hold a token).
+#[derive(Clone)]
 pub struct LoadConfig {
     /// `http://` or `https://` URL.
     pub url: String,
@@ -67,6 +68,25 @@ pub struct LoadConfig {
     pub start_at: Option<Instant>,
     /// Hard cap on requests (safety bound); None = no cap beyond the profile.
     pub max_requests: Option<u64>,
+}
+
+impl std::fmt::Debug for LoadConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("LoadConfig")
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("headers", &header_names)
+            .field("body_bytes", &self.body.len())
+            .field("profile", &self.profile)
+            .field("connections", &self.connections)
+            .field("timeout", &self.timeout)
+            .field("max_lag", &self.max_lag)
+            .field("auth", &self.auth)
+            .field("start_at", &self.start_at)
+            .field("max_requests", &self.max_requests)
+            .finish()
+    }
 }
 
 impl LoadConfig {
@@ -304,7 +324,12 @@ fn prepare(config: &LoadConfig) -> Result<Prepared, LoadError> {
     for (name, value) in &config.headers {
         let invalid = || LoadError::Header { name: name.clone() };
         let header_name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| invalid())?;
-        let header_value = HeaderValue::from_str(value.trim()).map_err(|_| invalid())?;
+        let mut header_value = HeaderValue::from_str(value.trim()).map_err(|_| invalid())?;
+        // Credentials passed as plain headers get the same protection as bearer tokens.
+        header_value.set_sensitive(matches!(
+            header_name.as_str(),
+            "authorization" | "proxy-authorization" | "cookie" | "x-api-key"
+        ));
         headers.append(header_name, header_value);
     }
     headers
@@ -335,4 +360,42 @@ fn wall_clock_of(at: Instant) -> jiff::Timestamp {
             .and_then(|d| now_wall.checked_sub(d).ok())
     };
     shifted.unwrap_or(now_wall)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_hides_header_values() {
+        let mut config = LoadConfig::new(
+            "http://127.0.0.1:1/",
+            RateProfile::Max {
+                duration: Duration::from_secs(1),
+            },
+        );
+        config.headers = vec![("Authorization".into(), "Bearer hunter2".into())];
+        let printed = format!("{config:?}");
+        assert!(printed.contains("Authorization"));
+        assert!(!printed.contains("hunter2"));
+        let prepared = prepare(&config).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!format!("{:?}", prepared.headers).contains("hunter2"));
+    }
+
+    #[test]
+    fn invalid_configs_are_refused_before_running() {
+        let profile = RateProfile::Constant {
+            per_second: 1.0,
+            duration: Duration::from_secs(1),
+        };
+        let mut config = LoadConfig::new("http://127.0.0.1:1/", profile);
+        config.connections = 0;
+        assert!(matches!(prepare(&config), Err(LoadError::Config(_))));
+        config.connections = 1;
+        config.headers = vec![("bad header".into(), "x".into())];
+        assert!(matches!(prepare(&config), Err(LoadError::Header { .. })));
+        config.headers.clear();
+        config.url = "gopher://x/".into();
+        assert!(matches!(prepare(&config), Err(LoadError::Url { .. })));
+    }
 }
