@@ -1,6 +1,8 @@
 //! Load engine behaviour against in-test servers on loopback ephemeral ports. Every run is
 //! bounded by its profile and an outer timeout.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod load_support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
