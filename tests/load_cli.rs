@@ -2,6 +2,8 @@
 //! committed JSON Schema, validates `--json` against it, and greps every output and the
 //! verbose log for the bearer tokens.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod load_support;
 
 use std::path::Path;

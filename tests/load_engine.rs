@@ -1,6 +1,8 @@
 //! Load engine behaviour against in-test servers on loopback ephemeral ports. Every run is
 //! bounded by its profile and an outer timeout.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod load_support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -318,4 +320,29 @@ async fn closed_loop_mode_and_the_request_cap() {
     config.max_requests = Some(25);
     let (capped, _) = run_collecting(config).await;
     assert_eq!(capped.total.requests, 25);
+    assert!(
+        capped.duration < Duration::from_millis(800),
+        "a capped run ends when the cap is hit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_ramp_then_hold_by_intended_time() {
+    let server = TestServer::start(ok_handler()).await;
+    let profile = RateProfile::Stages(vec![
+        load::Stage {
+            duration: Duration::from_secs(1),
+            target_per_second: 100.0,
+        },
+        load::Stage {
+            duration: Duration::from_secs(1),
+            target_per_second: 100.0,
+        },
+    ]);
+    let (summary, windows) = run_collecting(LoadConfig::new(server.url("/"), profile)).await;
+    // Ramp 0→100/s over 1 s is 50 requests, the hold 100.
+    let per_window: Vec<u64> = windows.iter().map(|w| w.stats.requests).collect();
+    assert_eq!(per_window, [50, 100]);
+    assert_eq!(summary.total.status_count(200), 150);
+    assert_eq!(summary.duration, Duration::from_secs(2));
 }

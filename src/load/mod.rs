@@ -37,13 +37,14 @@ pub use stats::{
 };
 
 use auth::TokenManager;
-use engine::{AggMsg, Aggregator, Shared};
+use engine::{AggMsg, Aggregator, Shared, StatsPool};
 
 /// Extra time granted after `duration + timeout` before workers are stopped forcibly.
 const END_GRACE: Duration = Duration::from_millis(500);
 
-/// What to load and how.
-#[derive(Debug, Clone)]
+/// What to load and how. Its `Debug` output names the headers but not their values (an
+/// `Authorization` header may hold a token).
+#[derive(Clone)]
 pub struct LoadConfig {
     /// `http://` or `https://` URL.
     pub url: String,
@@ -67,6 +68,25 @@ pub struct LoadConfig {
     pub start_at: Option<Instant>,
     /// Hard cap on requests (safety bound); None = no cap beyond the profile.
     pub max_requests: Option<u64>,
+}
+
+impl std::fmt::Debug for LoadConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("LoadConfig")
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("headers", &header_names)
+            .field("body_bytes", &self.body.len())
+            .field("profile", &self.profile)
+            .field("connections", &self.connections)
+            .field("timeout", &self.timeout)
+            .field("max_lag", &self.max_lag)
+            .field("auth", &self.auth)
+            .field("start_at", &self.start_at)
+            .field("max_requests", &self.max_requests)
+            .finish()
+    }
 }
 
 impl LoadConfig {
@@ -191,10 +211,19 @@ pub async fn run(
         total,
         next: AtomicU64::new(0),
         pool: token_manager.as_ref().map(TokenManager::pool),
+        spare_stats: Arc::new(StatsPool::new(connections + 2)),
     });
 
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let aggregator = tokio::spawn(Aggregator::new(connections, windows, config.max_lag).run(rx));
+    let aggregator = tokio::spawn(
+        Aggregator::new(
+            connections,
+            windows,
+            config.max_lag,
+            Arc::clone(&shared.spare_stats),
+        )
+        .run(rx),
+    );
 
     let auth_stop = CancellationToken::new();
     let token_task = token_manager.map(|manager| {
@@ -228,10 +257,17 @@ pub async fn run(
         stop.cancel();
         join_all(&mut workers).await;
     }
-    // An exhausted schedule (or a zero rate) still lasts the whole profile.
-    tokio::select! {
-        () = cancel.cancelled() => {}
-        () = sleep_until(shared.end) => {}
+    // An exhausted schedule (or a zero rate) still lasts the whole profile; a run that hit
+    // its request cap ends now.
+    let capped = match &shared.schedule {
+        Some(schedule) => cap < schedule.total(),
+        None => shared.next.load(std::sync::atomic::Ordering::Relaxed) >= cap,
+    };
+    if !capped {
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            () = sleep_until(shared.end) => {}
+        }
     }
     let ended = Instant::now();
     let cancelled = cancel.is_cancelled() && ended < shared.end;
@@ -248,7 +284,7 @@ pub async fn run(
         .await
         .map_err(|e| LoadError::Internal(format!("aggregator: {e}")))?;
 
-    let covered = if cancelled {
+    let covered = if cancelled || capped {
         ended.saturating_duration_since(zero).min(duration)
     } else {
         duration
@@ -297,7 +333,12 @@ fn prepare(config: &LoadConfig) -> Result<Prepared, LoadError> {
     for (name, value) in &config.headers {
         let invalid = || LoadError::Header { name: name.clone() };
         let header_name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| invalid())?;
-        let header_value = HeaderValue::from_str(value.trim()).map_err(|_| invalid())?;
+        let mut header_value = HeaderValue::from_str(value.trim()).map_err(|_| invalid())?;
+        // Credentials passed as plain headers get the same protection as bearer tokens.
+        header_value.set_sensitive(matches!(
+            header_name.as_str(),
+            "authorization" | "proxy-authorization" | "cookie" | "x-api-key"
+        ));
         headers.append(header_name, header_value);
     }
     headers
@@ -328,4 +369,42 @@ fn wall_clock_of(at: Instant) -> jiff::Timestamp {
             .and_then(|d| now_wall.checked_sub(d).ok())
     };
     shifted.unwrap_or(now_wall)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_hides_header_values() {
+        let mut config = LoadConfig::new(
+            "http://127.0.0.1:1/",
+            RateProfile::Max {
+                duration: Duration::from_secs(1),
+            },
+        );
+        config.headers = vec![("Authorization".into(), "Bearer hunter2".into())];
+        let printed = format!("{config:?}");
+        assert!(printed.contains("Authorization"));
+        assert!(!printed.contains("hunter2"));
+        let prepared = prepare(&config).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!format!("{:?}", prepared.headers).contains("hunter2"));
+    }
+
+    #[test]
+    fn invalid_configs_are_refused_before_running() {
+        let profile = RateProfile::Constant {
+            per_second: 1.0,
+            duration: Duration::from_secs(1),
+        };
+        let mut config = LoadConfig::new("http://127.0.0.1:1/", profile);
+        config.connections = 0;
+        assert!(matches!(prepare(&config), Err(LoadError::Config(_))));
+        config.connections = 1;
+        config.headers = vec![("bad header".into(), "x".into())];
+        assert!(matches!(prepare(&config), Err(LoadError::Header { .. })));
+        config.headers.clear();
+        config.url = "gopher://x/".into();
+        assert!(matches!(prepare(&config), Err(LoadError::Url { .. })));
+    }
 }

@@ -110,6 +110,18 @@ impl Stats {
         }
     }
 
+    /// Empties the stats, keeping the histograms' memory for reuse.
+    pub fn clear(&mut self) {
+        self.requests = 0;
+        self.statuses.clear();
+        self.errors.clear();
+        self.dropped = 0;
+        self.saturated_windows = 0;
+        self.corrected.reset();
+        self.service.reset();
+        self.max_lag = Duration::ZERO;
+    }
+
     /// Records an answered request.
     pub fn record_response(&mut self, status: u16, corrected: Duration, service: Duration) {
         self.requests += 1;
@@ -445,6 +457,19 @@ mod tests {
         assert_eq!(summary.rps, 50.5);
         assert_eq!(summary.classes.get("5xx"), Some(&1));
         assert_eq!(summary.errors.get("reset"), Some(&1));
+    }
+
+    #[test]
+    fn cleared_stats_are_empty() {
+        let mut stats = Stats::new();
+        stats.record_response(200, Duration::from_millis(3), Duration::from_millis(1));
+        stats.record_error(ErrorKind::Timeout);
+        stats.dropped = 2;
+        stats.clear();
+        assert_eq!(stats.requests, 0);
+        assert!(stats.statuses.is_empty() && stats.errors.is_empty());
+        assert_eq!(stats.dropped, 0);
+        assert!(stats.corrected.is_empty() && stats.service.is_empty());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! can be killed (listener and every connection dropped) and restarted on the same port.
 
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)] // Test support fails loudly on purpose.
 
 use std::future::Future;
 use std::net::SocketAddr;
