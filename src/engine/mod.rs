@@ -124,7 +124,7 @@ fn relative_link(runbook: &std::path::Path, target: &std::path::Path) -> String 
         .collect();
     let to: Vec<Component> = to.components().collect();
     let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut link = std::path::PathBuf::new();
+    let mut link = PathBuf::new();
     for _ in common..from.len() {
         link.push("..");
     }

@@ -44,7 +44,7 @@ pub fn watch(interrupt: CancellationToken, undo: UndoStack, done: CancellationTo
                     pending.len()
                 )),
                 None if pending.is_empty() => {
-                    say(&format!("{name}: finishing up (reports, cleanup)…"))
+                    say(&format!("{name}: finishing up (reports, cleanup)…"));
                 }
                 None => say(&format!("{name}: undos pending: {}", pending.join("; "))),
             }

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Builds (once) a real Kubernetes control plane from Debian bookworm's `kubernetes` source
+# package (1.20.2, vendored) and caches the binaries under ~/.cache/drillbook/k8s-<version>/.
+# There is no kind/k3d and no internet here; Debian's sources and Go toolchain are what we have.
+# Prints the cache directory on success. Idempotent: a complete cache is reused as is.
+set -euo pipefail
+
+VERSION=1.20.2
+CACHE="${DRILLBOOK_CACHE:-$HOME/.cache/drillbook}/k8s-$VERSION"
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
+
+have_all() {
+  for b in "${BINARIES[@]}"; do [ -x "$CACHE/bin/$b" ] || return 1; done
+  command -v etcd >/dev/null 2>&1
+}
+
+if have_all; then
+  echo "$CACHE"
+  exit 0
+fi
+
+log() { printf '==> %s\n' "$*" >&2; }
+export DEBIAN_FRONTEND=noninteractive
+
+if ! grep -rqs 'deb-src' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null; then
+  log "adding a deb-src entry for bookworm main"
+  cat > /etc/apt/sources.list.d/drillbook-src.sources <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  apt-get update -qq >&2
+fi
+
+log "installing build tools and etcd"
+apt-get install -y -qq --no-install-recommends golang-go rsync etcd-server dpkg-dev make >&2
+# The Debian package starts etcd on :2379; tests run their own on ephemeral ports.
+(systemctl stop etcd 2>/dev/null || service etcd stop 2>/dev/null || true) >/dev/null 2>&1
+
+work="${DRILLBOOK_CACHE:-$HOME/.cache/drillbook}/k8s-src"
+mkdir -p "$work"
+cd "$work"
+if ! ls -d kubernetes-*/ >/dev/null 2>&1; then
+  log "fetching the kubernetes $VERSION source package"
+  apt-get source -qq kubernetes >&2
+fi
+src=$(ls -d kubernetes-*/ | head -n1)
+cd "$src"
+
+log "building ${BINARIES[*]} (15-25 minutes on 2 cores)"
+export GOFLAGS=-mod=vendor GO111MODULE=on GOCACHE="$work/go-cache" GOPATH="$work/gopath"
+make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" >&2
+
+mkdir -p "$CACHE/bin"
+for b in "${BINARIES[@]}"; do
+  found=$(find _output -type f -name "$b" -perm -u+x | head -n1)
+  [ -n "$found" ] || { echo "build produced no $b" >&2; exit 1; }
+  cp "$found" "$CACHE/bin/$b"
+done
+have_all
+echo "$CACHE"
