@@ -1,7 +1,7 @@
 //! One drill, start to finish: set up the target, drive the load, run the timeline with undos
 //! registered first, watch guards, unwind on every exit path, judge, and report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,14 +12,16 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::local::{self, Applied, ProcessLog};
+use super::local::{Applied, ProcessLog};
+use super::observe::{Observations, same_workload};
 use super::phases::Marks;
+use super::target::Target;
 use super::undo::{UndoOutcome, UndoStack};
 use super::windows::{GuardState, WindowStore};
 use crate::load::{LoadSummary, Window};
 use crate::report::model::{EventKind, TimelineEvent};
 use crate::scenario::{Action, LoadedScenario, Step, TargetSpec, vars::Vars};
-use crate::target::local::{InstanceStatus, LocalTarget, ProcessConfig};
+use crate::target::local::{LocalTarget, ProcessConfig};
 
 /// How long each undo may take before it is reported as failed and the next one runs.
 pub const UNDO_TIMEOUT: Duration = Duration::from_secs(120);
@@ -52,8 +54,9 @@ pub struct StepRecord {
     pub action: Action,
     pub start: Instant,
     pub end: Option<Instant>,
-    pub before: Vec<InstanceStatus>,
-    pub after: Vec<InstanceStatus>,
+    /// Identities of the workloads `rolled` checks look at, before and after the step.
+    pub before: BTreeMap<String, BTreeSet<String>>,
+    pub after: BTreeMap<String, BTreeSet<String>>,
     pub applied: Option<Applied>,
     pub error: Option<String>,
     pub is_fault: bool,
@@ -71,8 +74,7 @@ pub struct Observed {
     pub windows: WindowStore,
     pub load: Option<LoadSummary>,
     pub load_error: Option<String>,
-    pub process_log: ProcessLog,
-    pub final_snapshot: Vec<InstanceStatus>,
+    pub observations: Observations,
     pub undo: Vec<UndoOutcome>,
     pub finally: Vec<StepRecord>,
     pub prometheus: BTreeMap<String, Vec<crate::checks::prometheus::Sample>>,
@@ -165,14 +167,15 @@ pub async fn run(loaded: &LoadedScenario, seed: u64) -> Result<Observed, DrillEr
         "starting {} local process group(s)…",
         configs.len()
     ));
-    let target = LocalTarget::start(configs, events_tx)
+    let local = LocalTarget::start(configs, events_tx)
         .await
         .map_err(|e| DrillError::Refused(format!("the local target did not start: {e}")))?;
-    let result = drive(loaded, seed, &vars, &target, process_log.clone()).await;
-    let report = target.shutdown().await;
-    if !report.is_clean() {
-        tracing::warn!("some processes needed SIGKILL at shutdown: {report:?}");
-    }
+    let target = Target::Local {
+        target: local,
+        log: process_log,
+    };
+    let result = drive(loaded, seed, &vars, &target).await;
+    target.shutdown().await;
     drop(collector);
     result
 }
@@ -182,8 +185,7 @@ async fn drive(
     loaded: &LoadedScenario,
     seed: u64,
     vars: &Vars,
-    target: &LocalTarget,
-    process_log: ProcessLog,
+    target: &Target,
 ) -> Result<Observed, DrillError> {
     let scenario = &loaded.scenario;
     let mut warnings = Vec::new();
@@ -283,6 +285,14 @@ async fn drive(
     let prometheus_task = super::prometheus::spawn_sampled(scenario, vars, t0, stop.clone());
 
     // The timeline.
+    let watched: Vec<String> = scenario
+        .checks
+        .iter()
+        .filter_map(|c| match &c.value.kind {
+            crate::scenario::CheckKind::Rolled(r) => Some(r.deployment.value.clone()),
+            _ => None,
+        })
+        .collect();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut steps = Vec::new();
     let mut events = Vec::new();
@@ -300,7 +310,7 @@ async fn drive(
         if stop.is_cancelled() {
             break;
         }
-        let record = run_step(target, &name, step, &undo, &mut rng, t0, &stop).await;
+        let record = run_step(target, &name, step, &undo, &mut rng, t0, &stop, &watched).await;
         let failed = record.error.clone();
         events.push(step_event(t0, &record, &undo));
         steps.push(record);
@@ -332,7 +342,7 @@ async fn drive(
     if !stop.is_cancelled() {
         wait_for_jobs(target, &stop).await;
     }
-    let final_snapshot = target.snapshot();
+    let observations = target.observations().await;
 
     let ending = if interrupt.is_cancelled() {
         Ending::Interrupted
@@ -353,7 +363,7 @@ async fn drive(
     if pending > 0 {
         progress(&format!("undoing {pending} registered fault(s)…"));
     }
-    let undo_outcomes = undo.unwind(UNDO_TIMEOUT, |u| local::undo(target, u)).await;
+    let undo_outcomes = undo.unwind(UNDO_TIMEOUT, |u| target.undo(u)).await;
     for outcome in &undo_outcomes {
         events.push(TimelineEvent {
             at_s: offset(t0, Instant::now()),
@@ -379,17 +389,18 @@ async fn drive(
             &mut rng,
             t0,
             &CancellationToken::new(),
+            &watched,
         )
         .await;
         events.push(step_event(t0, &record, &undo));
         finally.push(record);
     }
     // `finally` steps may register undos too (e.g. a start_process); they are unwound now.
-    let late = undo.unwind(UNDO_TIMEOUT, |u| local::undo(target, u)).await;
+    let late = undo.unwind(UNDO_TIMEOUT, |u| target.undo(u)).await;
     done.cancel();
 
     let prometheus = prometheus_task.await.unwrap_or_default();
-    let marks = marks_for(t0, end, &steps, &process_log);
+    let marks = marks_for(t0, end, &steps, &observations);
     Ok(Observed {
         t0,
         started,
@@ -400,8 +411,7 @@ async fn drive(
         windows,
         load,
         load_error,
-        process_log,
-        final_snapshot,
+        observations,
         undo: undo_outcomes.into_iter().chain(late).collect(),
         finally,
         prometheus,
@@ -413,10 +423,10 @@ async fn drive(
     })
 }
 
-async fn wait_for_jobs(target: &LocalTarget, stop: &CancellationToken) {
+async fn wait_for_jobs(target: &Target, stop: &CancellationToken) {
     let deadline = Instant::now() + JOB_GRACE;
     loop {
-        let running = local::jobs(&target.snapshot()).any(|j| j.is_live());
+        let running = target.jobs_running().await;
         if !running || Instant::now() >= deadline {
             return;
         }
@@ -427,18 +437,48 @@ async fn wait_for_jobs(target: &LocalTarget, stop: &CancellationToken) {
     }
 }
 
+/// Identities of the workloads that `rolled` checks look at.
+async fn identities(target: &Target, workloads: &[String]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut all = BTreeMap::new();
+    for w in workloads {
+        all.insert(w.clone(), target.identities(w).await);
+    }
+    all
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_step(
-    target: &LocalTarget,
+    target: &Target,
     name: &str,
     step: &Step,
     undo: &UndoStack,
     rng: &mut StdRng,
     t0: Instant,
     stop: &CancellationToken,
+    watched: &[String],
 ) -> StepRecord {
-    let before = target.snapshot();
+    let before = identities(target, watched).await;
     let start = Instant::now();
-    let registered = local::undo_for(target, &step.action);
+    let registered = match target.undo_for(&step.action).await {
+        Ok(u) => u,
+        Err(e) => {
+            // Without a known way back the step must not run.
+            tracing::error!("step `{name}` not applied: cannot prepare its undo: {e}");
+            return StepRecord {
+                name: name.to_string(),
+                action: step.action.clone(),
+                start,
+                end: Some(Instant::now()),
+                before: before.clone(),
+                after: before,
+                applied: None,
+                error: Some(format!(
+                    "cannot prepare its undo, so it was not applied: {e}"
+                )),
+                is_fault: is_fault(&step.action),
+            };
+        }
+    };
     if let Some(u) = &registered {
         // Registered before the change is applied: an interruption mid-step still undoes it.
         undo.register(name, u.clone());
@@ -449,7 +489,7 @@ async fn run_step(
         crate::plan::describe_action(&step.action)
     ));
     let result = tokio::select! {
-        r = local::apply(target, &step.action, rng) => r,
+        r = target.apply(&step.action, rng) => r,
         _ = stop.cancelled() => Err("interrupted".to_string()),
     };
     let end = Instant::now();
@@ -471,7 +511,7 @@ async fn run_step(
         start,
         end: Some(end),
         before,
-        after: target.snapshot(),
+        after: identities(target, watched).await,
         applied,
         error,
         is_fault: is_fault(&step.action),
@@ -517,7 +557,12 @@ fn step_event(t0: Instant, record: &StepRecord, undo: &UndoStack) -> TimelineEve
 }
 
 /// Phase boundaries from what happened: first fault, ready again, step times.
-fn marks_for(t0: Instant, end: Instant, steps: &[StepRecord], log: &ProcessLog) -> Marks {
+fn marks_for(
+    t0: Instant,
+    end: Instant,
+    steps: &[StepRecord],
+    observations: &Observations,
+) -> Marks {
     let mut marks = Marks {
         end_s: offset(t0, end).max(0.0),
         ..Marks::default()
@@ -535,11 +580,15 @@ fn marks_for(t0: Instant, end: Instant, steps: &[StepRecord], log: &ProcessLog) 
     let disrupted = first
         .applied
         .as_ref()
-        .and_then(|a| a.disrupted_group.clone());
-    let recovered = match (&first.action, disrupted) {
-        // A kill is over when a replacement of the group is ready.
-        (Action::KillProcess(_), Some(group)) => log.ready_after(&group, first.start),
-        // Rolling changes return once the group is rolled and ready.
+        .map(|a| a.disrupted.clone())
+        .unwrap_or_default();
+    let recovered = match &first.action {
+        // A kill is over when a replacement of the same workload is ready.
+        Action::KillProcess(_) | Action::KillPods(_) | Action::Evict(_) => observations
+            .ready_after(first.start, |labels| {
+                disrupted.iter().any(|d| same_workload(d, labels))
+            }),
+        // Rolling changes return once the workload is rolled and ready.
         _ => first.end,
     };
     marks.recovered_s = recovered.map(|r| offset(t0, r));

@@ -3,14 +3,13 @@
 use std::collections::BTreeSet;
 
 use super::drill::{Observed, offset};
+use super::observe::{JobRecord, JobState};
 use super::phases::{self, PhaseWindow, Unresolved};
 use super::windows::Span;
 use crate::checks::expr::{self, StatusSel};
 use crate::checks::{Judgement, http};
 use crate::report::model::{CheckResult, CheckVerdict};
 use crate::scenario::{Check, CheckKind, Scenario, vars::Vars};
-use crate::target::local::InstanceStatus;
-use crate::units::LabelSelector;
 
 /// Phases as resolved for this run, with the load measured in each.
 #[derive(Debug)]
@@ -120,24 +119,28 @@ async fn judge_one(
             let Some(window) = phases.get(phase_name) else {
                 return Judgement::inconclusive(phases.why_missing(phase_name));
             };
-            let groups = groups_matching(&observed.final_snapshot, &r.selector.value);
-            if groups.is_empty() {
+            if !observed.observations.knows(&r.selector.value) {
                 return Judgement::inconclusive(format!(
-                    "no process matches `{}`",
+                    "nothing matching `{}` was observed",
                     r.selector.value
                 ));
             }
             let from = observed.t0 + std::time::Duration::from_secs_f64(window.start_s.max(0.0));
             let to = observed.t0 + std::time::Duration::from_secs_f64(window.end_s.max(0.0));
-            let restarts = observed.process_log.restarts(&groups, from, to);
+            let (restarts, names) = observed.observations.restarts(&r.selector.value, from, to);
+            let who = if names.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", names.into_iter().collect::<Vec<_>>().join(", "))
+            };
             Judgement::compared(
                 f64::from(restarts),
                 f64::from(r.max),
                 restarts <= r.max,
                 (restarts.to_string(), format!("≤ {}", r.max)),
                 format!(
-                    "{restarts} restart(s) of {} during phase {phase_name}",
-                    groups.join(", ")
+                    "{restarts} restart(s) of `{}` during phase {phase_name}{who}",
+                    r.selector.value
                 ),
             )
         }
@@ -146,15 +149,6 @@ async fn judge_one(
         CheckKind::Command(c) => judge_command(c).await,
         CheckKind::ExpectedFailure(e) => judge_expected_failure(e, observed),
     }
-}
-
-fn groups_matching(snapshot: &[InstanceStatus], selector: &LabelSelector) -> Vec<String> {
-    let names: BTreeSet<String> = snapshot
-        .iter()
-        .filter(|i| selector.matches(&i.labels))
-        .map(|i| i.name.clone())
-        .collect();
-    names.into_iter().collect()
 }
 
 fn step_time(observed: &Observed, name: &str, at_end: bool) -> Option<tokio::time::Instant> {
@@ -178,12 +172,19 @@ fn judge_jobs(j: &crate::scenario::JobsCheck, observed: &Observed) -> Judgement 
     if matches!(after, Some(None)) || matches!(before, Some(None)) {
         return Judgement::inconclusive("the referenced step did not run");
     }
-    let jobs: Vec<&InstanceStatus> = super::local::jobs(&observed.final_snapshot)
-        .filter(|i| j.selector.value.matches(&i.labels))
-        .filter(|i| {
-            let started = i.started_at.unwrap_or(i.created_at);
-            after.flatten().is_none_or(|a| started >= a)
-                && before.flatten().is_none_or(|b| started < b)
+    let jobs: Vec<&JobRecord> = observed
+        .observations
+        .jobs
+        .iter()
+        .filter(|job| j.selector.value.matches(&job.labels))
+        .filter(|job| {
+            let started = job.started;
+            after
+                .flatten()
+                .is_none_or(|a| started.is_some_and(|s| s >= a))
+                && before
+                    .flatten()
+                    .is_none_or(|b| started.is_some_and(|s| s < b))
         })
         .collect();
     if jobs.is_empty() {
@@ -191,21 +192,20 @@ fn judge_jobs(j: &crate::scenario::JobsCheck, observed: &Observed) -> Judgement 
     }
     let succeeded = jobs
         .iter()
-        .filter(|i| i.exited.as_ref().is_some_and(|e| e.succeeded()))
+        .filter(|job| job.state == JobState::Succeeded)
         .count() as u32;
     let failed_jobs: Vec<String> = jobs
         .iter()
-        .filter(|i| i.exited.as_ref().is_some_and(|e| !e.succeeded()))
-        .map(|i| {
-            format!(
-                "{} ({})",
-                i.instance_name(),
-                i.exited.as_ref().map(exit_text).unwrap_or_default()
-            )
+        .filter_map(|job| match &job.state {
+            JobState::Failed(why) => Some(format!("{} ({why})", job.name)),
+            _ => None,
         })
         .collect();
     let failed = failed_jobs.len() as u32;
-    let running = jobs.iter().filter(|i| i.exited.is_none()).count() as u32;
+    let running = jobs
+        .iter()
+        .filter(|job| job.state == JobState::Running)
+        .count() as u32;
     let too_many_failed = j.max_failed.is_some_and(|m| failed > m);
     let too_few = j.min_succeeded.is_some_and(|m| succeeded < m);
     let detail = format!(
@@ -244,43 +244,34 @@ fn judge_jobs(j: &crate::scenario::JobsCheck, observed: &Observed) -> Judgement 
     judgement
 }
 
-fn exit_text(e: &crate::target::local::ExitInfo) -> String {
-    match (e.code, e.signal) {
-        (Some(code), _) => format!("exit {code}"),
-        (None, Some(signal)) => format!("signal {signal}"),
-        (None, None) => "unknown exit".into(),
-    }
-}
-
 fn judge_ready_within(r: &crate::scenario::ReadyWithinCheck, observed: &Observed) -> Judgement {
-    let groups = groups_matching(&observed.final_snapshot, &r.selector.value);
-    let disruptions: Vec<(&str, tokio::time::Instant)> = observed
+    let selector = &r.selector.value;
+    let disruptions: Vec<tokio::time::Instant> = observed
         .steps
         .iter()
         .filter(|s| s.error.is_none())
-        .filter_map(|s| {
-            let group = s.applied.as_ref()?.disrupted_group.as_deref()?;
-            groups
-                .iter()
-                .any(|g| g == group)
-                .then_some((group, s.start))
+        .filter(|s| {
+            s.applied
+                .as_ref()
+                .is_some_and(|a| a.disrupted.iter().any(|labels| selector.matches(labels)))
         })
+        .map(|s| s.start)
         .collect();
     if disruptions.is_empty() {
-        return Judgement::inconclusive(format!(
-            "nothing matching `{}` was disrupted",
-            r.selector.value
-        ));
+        return Judgement::inconclusive(format!("nothing matching `{selector}` was disrupted"));
     }
     let mut worst = 0.0f64;
-    for (group, at) in &disruptions {
-        match observed.process_log.ready_after(group, *at) {
+    for at in &disruptions {
+        match observed
+            .observations
+            .ready_after(*at, |labels| selector.matches(labels))
+        {
             Some(ready) => worst = worst.max(ready.duration_since(*at).as_secs_f64()),
             None => {
                 return Judgement::decided(
                     false,
                     format!(
-                        "`{group}` was never ready again after the disruption at t+{:.1}s",
+                        "`{selector}` was never ready again after the disruption at t+{:.1}s",
                         observed.offset(*at)
                     ),
                 );
@@ -305,15 +296,16 @@ fn judge_rolled(r: &crate::scenario::RolledCheck, observed: &Observed) -> Judgem
         return Judgement::inconclusive(format!("step `{}` did not run", r.after.value));
     };
     let group = &r.deployment.value;
-    let before = super::local::live_pids(&step.before, group);
-    let after = super::local::live_pids(&step.after, group);
+    let empty = BTreeSet::new();
+    let before = step.before.get(group).unwrap_or(&empty);
+    let after = step.after.get(group).unwrap_or(&empty);
     if before.is_empty() || after.is_empty() {
         return Judgement::inconclusive(format!(
             "`{group}` had no running process before or after `{}`",
             r.after.value
         ));
     }
-    let replaced = before.iter().filter(|p| !after.contains(p)).count();
+    let replaced = before.iter().filter(|p| !after.contains(*p)).count();
     let rolled = replaced == before.len();
     let nothing = replaced == 0;
     let detail = format!(

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use tokio::time::Instant;
 
+use super::observe::{JobRecord, JobState, Labels, Obs, ObsKind, Observations};
 use super::undo::Undo;
 use crate::scenario::{Action, ProcessKind};
 use crate::target::local::{InstanceStatus, LocalTarget, ProcessEvent};
@@ -36,24 +36,6 @@ impl ProcessLog {
     pub fn events(&self) -> Vec<ProcessEvent> {
         self.events.lock().map(|e| e.clone()).unwrap_or_default()
     }
-
-    /// First time a process of `group` became ready at or after `after`.
-    pub fn ready_after(&self, group: &str, after: Instant) -> Option<Instant> {
-        self.events().into_iter().find_map(|e| match e {
-            ProcessEvent::Ready { name, at, .. } if name == group && at >= after => Some(at),
-            _ => None,
-        })
-    }
-
-    /// Restarts of instances whose labels `matches`, between two instants.
-    pub fn restarts(&self, groups: &[String], from: Instant, to: Instant) -> u32 {
-        let count = self
-            .events()
-            .iter()
-            .filter(|e| matches!(e, ProcessEvent::Restarting { name, at, .. } if groups.contains(name) && *at >= from && *at < to))
-            .count();
-        u32::try_from(count).unwrap_or(u32::MAX)
-    }
 }
 
 /// What one applied step did, for the timeline.
@@ -61,8 +43,8 @@ impl ProcessLog {
 pub struct Applied {
     pub description: String,
     pub targets: Vec<String>,
-    /// The group the step disrupted, used to find when it was ready again.
-    pub disrupted_group: Option<String>,
+    /// Labels of what the step disrupted, to find when that workload was ready again.
+    pub disrupted: Vec<Labels>,
 }
 
 /// The undo a step needs, computed *before* the step runs.
@@ -109,7 +91,7 @@ pub async fn apply(
                     .iter()
                     .map(|i| format!("{}#{} (pid {})", i.name, i.instance, i.pid))
                     .collect(),
-                disrupted_group: Some(k.name.value.clone()),
+                disrupted: group_labels(target, &k.name.value),
             })
         }
         Action::StartProcess(p) => {
@@ -120,7 +102,7 @@ pub async fn apply(
             Ok(Applied {
                 description: crate::plan::describe_action(action),
                 targets: pids_of(target, &p.name.value),
-                disrupted_group: None,
+                disrupted: Vec::new(),
             })
         }
         Action::RolloutRestart(w) => {
@@ -131,7 +113,7 @@ pub async fn apply(
             Ok(Applied {
                 description: crate::plan::describe_action(action),
                 targets: pids_of(target, &w.deployment.value),
-                disrupted_group: Some(w.deployment.value.clone()),
+                disrupted: group_labels(target, &w.deployment.value),
             })
         }
         Action::PatchEnv(p) => {
@@ -142,7 +124,7 @@ pub async fn apply(
             Ok(Applied {
                 description: crate::plan::describe_action(action),
                 targets: pids_of(target, &p.deployment.value),
-                disrupted_group: Some(p.deployment.value.clone()),
+                disrupted: group_labels(target, &p.deployment.value),
             })
         }
         Action::WaitReady(w) => {
@@ -233,4 +215,61 @@ pub fn live_pids(snapshot: &[InstanceStatus], group: &str) -> Vec<u32> {
 /// Job instances, for the jobs check.
 pub fn jobs(snapshot: &[InstanceStatus]) -> impl Iterator<Item = &InstanceStatus> {
     snapshot.iter().filter(|i| i.kind == ProcessKind::Job)
+}
+
+fn group_labels(target: &LocalTarget, group: &str) -> Vec<Labels> {
+    target
+        .config_of(group)
+        .map(|c| vec![c.labels])
+        .unwrap_or_default()
+}
+
+/// The process log and the final state, in target-neutral terms.
+pub fn observations(target: &LocalTarget, log: &ProcessLog) -> Observations {
+    let labels_of = |group: &str| {
+        target
+            .config_of(group)
+            .map(|c| c.labels)
+            .unwrap_or_default()
+    };
+    let events = log
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ProcessEvent::Ready {
+                name, instance, at, ..
+            } => Some(Obs {
+                at,
+                kind: ObsKind::Ready,
+                labels: labels_of(&name),
+                name: format!("{name}-{instance}"),
+            }),
+            ProcessEvent::Restarting {
+                name, instance, at, ..
+            } => Some(Obs {
+                at,
+                kind: ObsKind::Restart,
+                labels: labels_of(&name),
+                name: format!("{name}-{instance}"),
+            }),
+            _ => None,
+        })
+        .collect();
+    let jobs = jobs(&target.snapshot())
+        .map(|i| JobRecord {
+            name: i.instance_name(),
+            labels: i.labels.clone(),
+            started: i.started_at.or(Some(i.created_at)),
+            state: match &i.exited {
+                None => JobState::Running,
+                Some(e) if e.succeeded() => JobState::Succeeded,
+                Some(e) => JobState::Failed(match (e.code, e.signal) {
+                    (Some(code), _) => format!("exit {code}"),
+                    (None, Some(signal)) => format!("signal {signal}"),
+                    (None, None) => "unknown exit".into(),
+                }),
+            },
+        })
+        .collect();
+    Observations { events, jobs }
 }

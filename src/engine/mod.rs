@@ -6,11 +6,13 @@ pub mod drill;
 pub mod judge;
 pub mod load_config;
 pub mod local;
+pub mod observe;
 pub mod phases;
 pub mod preflight;
 pub mod prometheus;
 pub mod report_build;
 pub mod signals;
+pub mod target;
 pub mod undo;
 pub mod windows;
 
