@@ -107,6 +107,7 @@ fixed_dropped=$(jq '.total.dropped' "$WORK/fixed.json")
 fixed_saturated=$(jq '.total.saturated_windows' "$WORK/fixed.json")
 fixed_p99=$(jq '.total.latency_ms.p99' "$WORK/fixed.json")
 fixed_requests=$(jq '.total.requests' "$WORK/fixed.json")
+fixed_lag=$(jq '.total.max_lag_ms' "$WORK/fixed.json")
 
 echo "bench: RSS after $SMALL_REQUESTS vs $BIG_REQUESTS requests (max rate)" >&2
 measure small "$DRILLBOOK" -q load "$URL" --rate max --duration 24h --max-requests "$SMALL_REQUESTS" \
@@ -128,6 +129,7 @@ echo "  RPS drillbook/oha: $(ratio "$db_rps" "$oha_rps") (target >= 1.0)   drill
 echo "  CPU per request drillbook: $(cpu_us_per_request drillbook "$db_requests") µs (target <= 15)"
 fixed_error=$(awk -v a="$fixed_rps" -v r="$FIXED_RATE" 'BEGIN { d = (a - r) / r * 100; if (d < 0) d = -d; printf "%.2f", d }')
 echo "fixed ${FIXED_RATE}/s for ${FIXED_SECONDS}s: achieved $(printf '%.1f' "$fixed_rps")/s (error ${fixed_error} %, target <= 1 %),"
-echo "  requests $fixed_requests, dropped $fixed_dropped, saturated windows $fixed_saturated, corrected p99 ${fixed_p99} ms, CPU $(cpu_us_per_request fixed "$fixed_requests") µs/req"
+echo "  requests $fixed_requests, dropped $fixed_dropped, saturated windows $fixed_saturated, max lag $(printf '%.2f' "$fixed_lag") ms,"
+echo "  corrected p99 ${fixed_p99} ms, CPU $(cpu_us_per_request fixed "$fixed_requests") µs/req, peak RSS $(rss_mb fixed) MB"
 echo "RSS: $(rss_mb small) MB after $SMALL_REQUESTS requests, $(rss_mb big) MB after $BIG_REQUESTS requests:" \
     "ratio $(ratio "$(awk '{print $3}' "$WORK/big.time")" "$(awk '{print $3}' "$WORK/small.time")") (target <= 1.2)"

@@ -4,10 +4,9 @@
 //! them into the running total and emits them. Nothing per request is kept.
 
 use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
 use std::mem;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,39 +31,76 @@ pub const SATURATION_LAG: Duration = Duration::from_millis(50);
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_millis(100);
 
-/// Emptied per-worker stats waiting to be reused. Each worker flushes a whole `Stats` (two
-/// ~140 KB histograms) every second; recycling them keeps the allocator from fragmenting
-/// over a long run. The lock is taken once per worker per second, never per request.
-#[derive(Debug)]
-pub(crate) struct StatsPool {
-    spare: Mutex<Vec<Box<Stats>>>,
-    keep: usize,
+/// What one worker recorded in one window, in a compact form: counters plus only the
+/// non-empty histogram buckets. The worker keeps its own two histograms for the whole run and
+/// clears them after each flush, so no histogram is allocated per window per worker and the
+/// memory in use stays flat however long the run.
+#[derive(Debug, Default)]
+pub(crate) struct WindowPart {
+    requests: u64,
+    statuses: BTreeMap<u16, u64>,
+    errors: BTreeMap<ErrorKind, u64>,
+    dropped: u64,
+    max_lag: Duration,
+    /// `(value, count)` of each non-empty bucket, microseconds.
+    corrected: Vec<(u64, u64)>,
+    service: Vec<(u64, u64)>,
 }
 
-impl StatsPool {
-    pub(crate) fn new(keep: usize) -> Self {
-        Self {
-            spare: Mutex::new(Vec::with_capacity(keep)),
-            keep,
+impl WindowPart {
+    /// Moves what `stats` holds into a part and leaves `stats` empty.
+    pub(crate) fn drain(stats: &mut Stats) -> Self {
+        let part = Self {
+            requests: stats.requests,
+            statuses: mem::take(&mut stats.statuses),
+            errors: mem::take(&mut stats.errors),
+            dropped: stats.dropped,
+            max_lag: stats.max_lag,
+            corrected: buckets(&stats.corrected),
+            service: buckets(&stats.service),
+        };
+        if part.requests > 0 {
+            stats.clear();
+        } else {
+            stats.dropped = 0;
+            stats.max_lag = Duration::ZERO;
         }
+        part
     }
 
-    fn take(&self) -> Box<Stats> {
-        let spare = self
-            .spare
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        spare.unwrap_or_default()
+    fn has_data(&self) -> bool {
+        self.requests > 0 || self.dropped > 0
     }
 
-    fn give(&self, mut stats: Box<Stats>) {
-        stats.clear();
-        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
-        if spare.len() < self.keep {
-            spare.push(stats);
+    /// Adds the part into window stats; bucket values map back to the same buckets, so the
+    /// result is exactly what recording every request there would have given.
+    fn add_to(&self, stats: &mut Stats) {
+        stats.requests += self.requests;
+        for (code, n) in &self.statuses {
+            *stats.statuses.entry(*code).or_insert(0) += n;
+        }
+        for (kind, n) in &self.errors {
+            *stats.errors.entry(*kind).or_insert(0) += n;
+        }
+        stats.dropped += self.dropped;
+        stats.max_lag = stats.max_lag.max(self.max_lag);
+        for &(value, count) in &self.corrected {
+            stats.corrected.saturating_record_n(value, count);
+        }
+        for &(value, count) in &self.service {
+            stats.service.saturating_record_n(value, count);
         }
     }
+}
+
+fn buckets(histogram: &hdrhistogram::Histogram<u64>) -> Vec<(u64, u64)> {
+    if histogram.is_empty() {
+        return Vec::new();
+    }
+    histogram
+        .iter_recorded()
+        .map(|bucket| (bucket.value_iterated_to(), bucket.count_at_value()))
+        .collect()
 }
 
 /// What every worker shares (read-only apart from the request counter).
@@ -86,7 +122,6 @@ pub(crate) struct Shared {
     pub(crate) total: u64,
     pub(crate) next: AtomicU64,
     pub(crate) pool: Option<Arc<CallerPool>>,
-    pub(crate) spare_stats: Arc<StatsPool>,
 }
 
 impl Shared {
@@ -108,7 +143,7 @@ pub(crate) enum AggMsg {
         worker: usize,
         second: u64,
         next: u64,
-        stats: Box<Stats>,
+        part: WindowPart,
         callers: Vec<CallerDelta>,
     },
     /// A caller started or ended.
@@ -185,21 +220,19 @@ impl CallerAcc {
 struct Accumulator {
     worker: usize,
     second: u64,
-    stats: Box<Stats>,
+    stats: Stats,
     callers: CallerAcc,
     tx: UnboundedSender<AggMsg>,
-    spare: Arc<StatsPool>,
 }
 
 impl Accumulator {
-    fn new(worker: usize, tx: UnboundedSender<AggMsg>, spare: Arc<StatsPool>) -> Self {
+    fn new(worker: usize, tx: UnboundedSender<AggMsg>) -> Self {
         Self {
             worker,
             second: 0,
-            stats: spare.take(),
+            stats: Stats::new(),
             callers: CallerAcc::default(),
             tx,
-            spare,
         }
     }
 
@@ -211,12 +244,11 @@ impl Accumulator {
     }
 
     fn flush(&mut self, next: u64) {
-        let stats = mem::replace(&mut self.stats, self.spare.take());
         let message = AggMsg::Flush {
             worker: self.worker,
             second: self.second,
             next,
-            stats,
+            part: WindowPart::drain(&mut self.stats),
             callers: self.callers.take(),
         };
         // The aggregator outlives the workers; a send can only fail if it panicked.
@@ -269,7 +301,7 @@ pub(crate) async fn worker(
     tx: UnboundedSender<AggMsg>,
     stop: CancellationToken,
 ) {
-    let mut acc = Accumulator::new(id, tx, Arc::clone(&shared.spare_stats));
+    let mut acc = Accumulator::new(id, tx);
     // Cancellation drops the loop mid-request; the accumulator survives it.
     tokio::select! {
         () = stop.cancelled() => {}
@@ -427,7 +459,6 @@ pub(crate) struct Aggregator {
     pub(crate) callers: BTreeMap<(u32, u32), CallerStats>,
     windows: Option<UnboundedSender<Window>>,
     saturation_lag: Duration,
-    spare: Arc<StatsPool>,
 }
 
 impl Aggregator {
@@ -435,7 +466,6 @@ impl Aggregator {
         workers: usize,
         windows: Option<UnboundedSender<Window>>,
         max_lag: Duration,
-        spare: Arc<StatsPool>,
     ) -> Self {
         Self {
             watermarks: vec![0; workers],
@@ -445,7 +475,6 @@ impl Aggregator {
             callers: BTreeMap::new(),
             windows,
             saturation_lag: SATURATION_LAG.min(max_lag),
-            spare,
         }
     }
 
@@ -463,22 +492,11 @@ impl Aggregator {
                 worker,
                 second,
                 next,
-                stats,
+                part,
                 callers,
             } => {
-                if stats.requests == 0 && stats.dropped == 0 {
-                    self.spare.give(stats);
-                } else {
-                    match self.open.entry(second) {
-                        // The first part of a window becomes the window (it is emitted later).
-                        Entry::Vacant(vacant) => {
-                            vacant.insert(*stats);
-                        }
-                        Entry::Occupied(occupied) => {
-                            occupied.into_mut().merge(&stats);
-                            self.spare.give(stats);
-                        }
-                    }
+                if part.has_data() {
+                    part.add_to(self.open.entry(second).or_default());
                 }
                 for delta in callers {
                     self.add_caller_delta(delta);
@@ -562,6 +580,7 @@ impl Aggregator {
 
 #[cfg(test)]
 mod tests {
+    use super::super::stats::LatencyKind;
     use super::*;
 
     fn flush(worker: usize, second: u64, next: u64, requests: u64) -> AggMsg {
@@ -573,7 +592,7 @@ mod tests {
             worker,
             second,
             next,
-            stats: Box::new(stats),
+            part: WindowPart::drain(&mut stats),
             callers: Vec::new(),
         }
     }
@@ -581,12 +600,7 @@ mod tests {
     #[test]
     fn windows_close_only_when_every_worker_moved_past_them() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut agg = Aggregator::new(
-            2,
-            Some(tx),
-            Duration::from_secs(1),
-            Arc::new(StatsPool::new(2)),
-        );
+        let mut agg = Aggregator::new(2, Some(tx), Duration::from_secs(1));
         agg.handle(flush(0, 0, 1, 5));
         assert!(rx.try_recv().is_err(), "worker 1 may still write window 0");
         agg.handle(flush(1, 0, 3, 7));
@@ -609,12 +623,7 @@ mod tests {
     #[test]
     fn lag_and_drops_flag_saturation() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut agg = Aggregator::new(
-            1,
-            Some(tx),
-            Duration::from_secs(1),
-            Arc::new(StatsPool::new(2)),
-        );
+        let mut agg = Aggregator::new(1, Some(tx), Duration::from_secs(1));
         let mut late = Stats::new();
         late.record_response(200, Duration::from_millis(300), Duration::from_millis(1));
         late.max_lag = Duration::from_millis(299);
@@ -622,7 +631,7 @@ mod tests {
             worker: 0,
             second: 0,
             next: 1,
-            stats: Box::new(late),
+            part: WindowPart::drain(&mut late),
             callers: Vec::new(),
         });
         agg.handle(flush(0, 1, u64::MAX, 3));
@@ -635,13 +644,43 @@ mod tests {
     }
 
     #[test]
+    fn window_parts_carry_histograms_exactly() {
+        let mut worker = Stats::new();
+        let mut direct = Stats::new();
+        for ms in [1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 1_000, 30_000] {
+            let latency = Duration::from_micros(ms * 997);
+            worker.record_response(200, latency, latency / 2);
+            direct.record_response(200, latency, latency / 2);
+        }
+        worker.record_error(ErrorKind::Reset);
+        direct.record_error(ErrorKind::Reset);
+        let part = WindowPart::drain(&mut worker);
+        assert_eq!(worker.requests, 0);
+        assert!(worker.corrected.is_empty() && worker.statuses.is_empty());
+        let mut window = Stats::new();
+        part.add_to(&mut window);
+        assert_eq!(window.requests, direct.requests);
+        assert_eq!(window.errors, direct.errors);
+        for q in [0.0, 50.0, 90.0, 99.0, 99.9, 100.0] {
+            for kind in [LatencyKind::Corrected, LatencyKind::Service] {
+                assert_eq!(
+                    window.quantile_ms(q, kind),
+                    direct.quantile_ms(q, kind),
+                    "{q}"
+                );
+            }
+        }
+        assert_eq!(window.corrected.len(), direct.corrected.len());
+    }
+
+    #[test]
     fn caller_deltas_accumulate_failures() {
         let mut acc = CallerAcc::default();
         acc.record(1, 0, Some(200), Duration::from_millis(100));
         acc.record(1, 0, Some(401), Duration::from_millis(200));
         acc.record(1, 0, None, Duration::from_millis(300));
         acc.record(1, 1, Some(401), Duration::from_millis(400));
-        let mut agg = Aggregator::new(1, None, Duration::from_secs(1), Arc::new(StatsPool::new(2)));
+        let mut agg = Aggregator::new(1, None, Duration::from_secs(1));
         for delta in acc.take() {
             agg.add_caller_delta(delta);
         }

@@ -37,7 +37,7 @@ pub use stats::{
 };
 
 use auth::TokenManager;
-use engine::{AggMsg, Aggregator, Shared, StatsPool};
+use engine::{AggMsg, Aggregator, Shared};
 
 /// Extra time granted after `duration + timeout` before workers are stopped forcibly.
 const END_GRACE: Duration = Duration::from_millis(500);
@@ -211,19 +211,10 @@ pub async fn run(
         total,
         next: AtomicU64::new(0),
         pool: token_manager.as_ref().map(TokenManager::pool),
-        spare_stats: Arc::new(StatsPool::new(connections + 2)),
     });
 
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let aggregator = tokio::spawn(
-        Aggregator::new(
-            connections,
-            windows,
-            config.max_lag,
-            Arc::clone(&shared.spare_stats),
-        )
-        .run(rx),
-    );
+    let aggregator = tokio::spawn(Aggregator::new(connections, windows, config.max_lag).run(rx));
 
     let auth_stop = CancellationToken::new();
     let token_task = token_manager.map(|manager| {
