@@ -83,7 +83,11 @@ proptest! {
 #[test]
 fn a_deep_flow_and_a_wide_alias_fan_out_are_refused_quickly() {
     let started = std::time::Instant::now();
-    load(format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000)));
+    load(format!(
+        "a: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    ));
     let mut fan = String::from("a: &a [x]\n");
     for i in 0..200 {
         fan.push_str(&format!("b{i}: [*a, *a, *a, *a, *a, *a, *a, *a]\n"));
