@@ -30,7 +30,7 @@ use control_plane::{Layout, Processes};
 use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
-use kubelet::KubeletLog;
+use kubelet::{AbortOnDrop, KubeletLog};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Generous: the first start after a build also warms the page cache on a busy 2-core machine.
@@ -88,7 +88,10 @@ async fn run(command: Vec<OsString>) -> anyhow::Result<ExitCode> {
     processes.stop_all();
 
     let keep = std::env::var_os("DRILLBOOK_E2E_KEEP").is_some_and(|value| value == "1");
-    if !matches!(outcome, Ok(0)) {
+    let interrupted = outcome
+        .as_ref()
+        .is_err_and(|error| error.downcast_ref::<Interrupted>().is_some());
+    if !matches!(outcome, Ok(0)) && !interrupted {
         print_log_tails(&processes, &layout);
         if !keep {
             eprintln!("e2e_cluster: DRILLBOOK_E2E_KEEP=1 keeps the logs and keys after the run");
@@ -305,14 +308,6 @@ impl Drop for CommandGroup {
                 matches!(child.try_wait(), Ok(Some(_)))
             });
         }
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

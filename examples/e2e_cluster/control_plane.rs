@@ -59,15 +59,13 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// A component exited while it should be running.
-    #[error("{name} exited early ({status}); see its log {log}")]
+    /// A component exited while it should be running (its log's tail is printed on failure).
+    #[error("{name} exited early ({status})")]
     Exited {
         /// The component.
         name: &'static str,
         /// Its exit status.
         status: String,
-        /// Its log file.
-        log: PathBuf,
     },
 }
 
@@ -454,13 +452,13 @@ impl Processes {
 
     /// Fails naming the first component that is no longer running.
     pub fn check_running(&mut self) -> Result<(), StartError> {
-        for component in &mut self.components {
+        // A component already reported (or stopped on purpose) is not reported again.
+        for component in self.components.iter_mut().filter(|c| !c.stopped) {
             if let Ok(Some(status)) = component.child.try_wait() {
                 component.stopped = true;
                 return Err(StartError::Exited {
                     name: component.name,
                     status: status.to_string(),
-                    log: component.log.clone(),
                 });
             }
         }

@@ -229,7 +229,8 @@ struct Tracked {
 pub async fn run(client: Client, log: KubeletLog) {
     let heartbeat_client = client.clone();
     let heartbeat_log = log.clone();
-    let heartbeats = tokio::spawn(async move {
+    // Aborted with this task: dropping the guard is the only way `run` ends in practice.
+    let _heartbeats = AbortOnDrop(tokio::spawn(async move {
         let mut every = tokio::time::interval(HEARTBEAT_EVERY);
         loop {
             every.tick().await;
@@ -237,7 +238,7 @@ pub async fn run(client: Client, log: KubeletLog) {
                 heartbeat_log.line(format_args!("heartbeat failed: {error}"));
             }
         }
-    });
+    }));
     let kubelet = Kubelet {
         client: client.clone(),
         log: log.clone(),
@@ -261,7 +262,16 @@ pub async fn run(client: Client, log: KubeletLog) {
             Err(error) => log.line(format_args!("pod watch error (retrying): {error}")),
         }
     }
-    heartbeats.abort();
+}
+
+/// A spawned task that is aborted when this handle is dropped.
+#[derive(Debug)]
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[derive(Clone)]

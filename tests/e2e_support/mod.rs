@@ -4,6 +4,8 @@
 //!
 //! Outside `make e2e` the environment is absent and [`cluster`] skips the test loudly — unless
 //! `DRILLBOOK_REQUIRE_E2E=1` (CI), where a skip would hide a broken harness, so it panics.
+//! `DRILLBOOK_E2E_DEFERRED=1` (set by `make test` for its first, cluster-less pass, which is
+//! followed by `make e2e`) skips quietly.
 
 #![allow(dead_code)] // Each test file uses a different subset.
 
@@ -52,7 +54,7 @@ pub struct Cluster {
 }
 
 /// The cluster, or `None` (after a loud message) outside `make e2e`. Panics instead of skipping
-/// when `DRILLBOOK_REQUIRE_E2E=1`.
+/// when `DRILLBOOK_REQUIRE_E2E=1`; skips quietly when `DRILLBOOK_E2E_DEFERRED=1`.
 pub fn cluster() -> Option<Cluster> {
     let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
     let found = (|| {
@@ -64,6 +66,11 @@ pub fn cluster() -> Option<Cluster> {
         })
     })();
     if found.is_none() {
+        // `make test` runs every target once without the cluster, then these tests again under
+        // `make e2e`: the first pass is not a skip worth shouting about.
+        if var("DRILLBOOK_E2E_DEFERRED").as_deref() == Some("1") {
+            return None;
+        }
         assert!(
             var("DRILLBOOK_REQUIRE_E2E").as_deref() != Some("1"),
             "DRILLBOOK_REQUIRE_E2E=1 but no e2e cluster in the environment: run through `make e2e`"
