@@ -35,6 +35,7 @@ SRC
 fi
 
 log "installing build tools and etcd"
+apt-get update -qq >&2
 apt-get install -y -qq --no-install-recommends golang-go rsync etcd-server dpkg-dev make >&2
 # The Debian package starts etcd on :2379; tests run their own on ephemeral ports.
 (systemctl stop etcd 2>/dev/null || service etcd stop 2>/dev/null || true) >/dev/null 2>&1
