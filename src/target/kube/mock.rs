@@ -80,7 +80,7 @@ impl ApiServer {
     }
 
     /// Whether the client is done (dropped) without sending anything more.
-    pub async fn is_silent(mut self) -> bool {
+    pub async fn sent_nothing_more(mut self) -> bool {
         self.0.next_request().await.is_none()
     }
 }

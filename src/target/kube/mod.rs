@@ -250,6 +250,7 @@ impl KubeTarget {
         allow_production: bool,
     ) -> Result<Self, KubeError> {
         let pinned = check_safety(spec, context_override, allow_production)?;
+        crate::telemetry::install_crypto_provider();
         let kubeconfig_path = spec.kubeconfig.as_ref().map(PathBuf::from);
         let describe_path = kubeconfig_path.as_ref().map_or_else(
             || "($KUBECONFIG or ~/.kube/config)".to_string(),

@@ -39,19 +39,19 @@ fn pod(name: &str, created: &str) -> Value {
     })
 }
 
-fn pod_list(pods: Vec<Value>) -> Value {
+fn pod_list(pods: &[Value]) -> Value {
     json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": pods})
 }
 
 fn three_pods() -> Value {
-    pod_list(vec![
+    pod_list(&[
         pod("proxy-b", "2026-01-01T00:00:02Z"),
         pod("proxy-a", "2026-01-01T00:00:01Z"),
         pod("proxy-c", "2026-01-01T00:00:03Z"),
     ])
 }
 
-fn deployment(env: Value) -> Value {
+fn deployment(env: &Value) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "proxy", "namespace": "ns", "generation": 1},
@@ -145,7 +145,10 @@ async fn over_max_pods_is_refused_before_any_delete() {
         "{err}"
     );
     assert!(err.to_string().contains("nothing was touched"));
-    assert!(server.is_silent().await, "a request followed the refusal");
+    assert!(
+        server.sent_nothing_more().await,
+        "a request followed the refusal"
+    );
 }
 
 #[tokio::test]
@@ -209,7 +212,7 @@ async fn terminating_pods_are_not_picked() {
 async fn scale_sends_a_merge_patch_on_spec_replicas() {
     let (target, mut server) = mock::target(5);
     let run = tokio::spawn(async move { target.scale("proxy", 3).await });
-    let patch = server.answer(200, deployment(json!([]))).await;
+    let patch = server.answer(200, deployment(&json!([]))).await;
     assert_eq!(patch.method, http::Method::PATCH);
     assert_eq!(patch.uri, "/apis/apps/v1/namespaces/ns/deployments/proxy?");
     assert_eq!(
@@ -229,7 +232,7 @@ async fn replicas_reads_spec_and_a_missing_deployment_is_named() {
             target.replicas("nope").await,
         )
     });
-    let get = server.answer(200, deployment(json!([]))).await;
+    let get = server.answer(200, deployment(&json!([]))).await;
     assert_eq!(get.uri, "/apis/apps/v1/namespaces/ns/deployments/proxy");
     server
         .answer(404, status(404, "NotFound", "not found"))
@@ -247,7 +250,7 @@ async fn replicas_reads_spec_and_a_missing_deployment_is_named() {
 async fn rollout_restart_sets_the_kubectl_annotation_with_a_merge_patch() {
     let (target, mut server) = mock::target(5);
     let run = tokio::spawn(async move { target.rollout_restart("proxy").await });
-    let patch = server.answer(200, deployment(json!([]))).await;
+    let patch = server.answer(200, deployment(&json!([]))).await;
     assert_eq!(
         patch.content_type.as_deref(),
         Some("application/merge-patch+json")
@@ -272,9 +275,9 @@ async fn patch_env_sends_a_strategic_merge_patch_for_the_named_container() {
         Ok::<_, KubeError>(before)
     });
     let current = json!([{"name": "STATELESS", "value": "false"}, {"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]);
-    server.answer(200, deployment(current.clone())).await;
-    server.answer(200, deployment(current.clone())).await;
-    let patch = server.answer(200, deployment(current)).await;
+    server.answer(200, deployment(&current)).await;
+    server.answer(200, deployment(&current)).await;
+    let patch = server.answer(200, deployment(&current)).await;
     assert_eq!(patch.method, http::Method::PATCH);
     assert_eq!(
         patch.content_type.as_deref(),
@@ -306,8 +309,8 @@ async fn patch_env_refuses_value_from_vars_and_unknown_containers() {
     });
     let current =
         json!([{"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]);
-    server.answer(200, deployment(current.clone())).await;
-    server.answer(200, deployment(current)).await;
+    server.answer(200, deployment(&current)).await;
+    server.answer(200, deployment(&current)).await;
     let (unknown, from_secret) = run.await.unwrap();
     let err = unknown.unwrap_err();
     assert!(
@@ -318,7 +321,7 @@ async fn patch_env_refuses_value_from_vars_and_unknown_containers() {
         matches!(from_secret, Err(KubeError::EnvFromReference { ref var, .. }) if var == "KEY"),
         "{from_secret:?}"
     );
-    assert!(server.is_silent().await, "nothing may be patched");
+    assert!(server.sent_nothing_more().await, "nothing may be patched");
 }
 
 #[tokio::test]
@@ -443,7 +446,7 @@ async fn eviction_blocked_by_a_budget_is_reported_not_retried() {
     let err = run.await.unwrap().unwrap_err();
     assert!(matches!(err, KubeError::EvictionRefused { .. }), "{err}");
     assert!(err.to_string().contains("disruption budget"), "{err}");
-    assert!(server.is_silent().await);
+    assert!(server.sent_nothing_more().await);
 }
 
 #[tokio::test(start_paused = true)]
@@ -459,7 +462,7 @@ async fn reads_are_retried_on_transient_errors() {
     server
         .answer(429, status(429, "TooManyRequests", "slow down"))
         .await;
-    server.answer(200, deployment(json!([]))).await;
+    server.answer(200, deployment(&json!([]))).await;
     assert_eq!(run.await.unwrap().unwrap(), 2);
 }
 
@@ -467,14 +470,14 @@ async fn reads_are_retried_on_transient_errors() {
 async fn template_hashes_use_the_deployment_selector_and_skip_terminating_pods() {
     let (target, mut server) = mock::target(5);
     let run = tokio::spawn(async move { target.template_hashes("proxy").await });
-    server.answer(200, deployment(json!([]))).await;
+    server.answer(200, deployment(&json!([]))).await;
     let mut old = pod("proxy-old", "2026-01-01T00:00:00Z");
     old["metadata"]["labels"]["pod-template-hash"] = json!("old");
     old["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:01:00Z");
     let list = server
         .answer(
             200,
-            pod_list(vec![old, pod("proxy-new", "2026-01-01T00:00:30Z")]),
+            pod_list(&[old, pod("proxy-new", "2026-01-01T00:00:30Z")]),
         )
         .await;
     assert_eq!(
