@@ -434,3 +434,78 @@ async fn scale_and_its_undo_restore_the_replicas() {
     .await;
     assert!(settled, "{:?}", pod_names(&cluster, &namespace).await);
 }
+
+#[tokio::test]
+async fn eviction_on_a_1_20_server_falls_back_to_policy_v1beta1() {
+    let Some((cluster, namespace, target)) = setup("evict", 2, &[], 5).await else {
+        return;
+    };
+    let before = pod_names(&cluster, &namespace).await;
+    let evict = drillbook::scenario::Evict {
+        selector: Sp::unplaced(proxy()),
+        count: Some(1),
+        mode: PickMode::Oldest,
+    };
+    let evicted = target
+        .evict(&evict, &mut StdRng::seed_from_u64(3))
+        .await
+        .unwrap();
+    assert_eq!(evicted.len(), 1);
+    assert_eq!(
+        evicted[0].method,
+        drillbook::target::kube::KillMethod::Evict {
+            api_version: "policy/v1beta1"
+        }
+    );
+    assert!(before.contains(&evicted[0].pod.name));
+    let gone = wait_until(WAIT, || async {
+        !pod_names(&cluster, &namespace)
+            .await
+            .contains(&evicted[0].pod.name)
+    })
+    .await;
+    assert!(gone, "the evicted pod is still there");
+    target.wait_pods_ready(&proxy(), WAIT).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_observer_sees_container_restarts_and_warning_events() {
+    let Some((cluster, namespace, target)) = setup("observe", 1, &[], 5).await else {
+        return;
+    };
+    let observer = target.observe(vec![proxy()], Vec::new());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = cluster.client().await;
+    let pod = target.matching_pods(&proxy()).await.unwrap().remove(0);
+    let pods_api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), &namespace);
+    let restart = serde_json::json!({"metadata": {"annotations": {e2e_support::RESTART: "1"}}});
+    pods_api
+        .patch(
+            &pod.name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&restart),
+        )
+        .await
+        .unwrap();
+    let warning: k8s_openapi::api::core::v1::Event = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "proxy-warning"},
+        "type": "Warning",
+        "reason": "BackOff",
+        "message": "Back-off restarting failed container",
+        "involvedObject": {"kind": "Pod", "name": pod.name, "namespace": namespace},
+    }))
+    .unwrap();
+    kube::Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), &namespace)
+        .create(&Default::default(), &warning)
+        .await
+        .unwrap();
+    let seen = wait_until(WAIT, || async {
+        let events = observer.events();
+        let restarted = events.iter().any(|e| matches!(&e.kind, KubeEventKind::ContainerRestarted { pod: p, count: 1, .. } if *p == pod.name));
+        let warned = events.iter().any(|e| matches!(&e.kind, KubeEventKind::WarningEvent { reason, object, .. } if reason == "BackOff" && *object == format!("Pod/{}", pod.name)));
+        restarted && warned
+    })
+    .await;
+    assert!(seen, "{:#?}", observer.events());
+}

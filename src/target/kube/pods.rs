@@ -232,31 +232,31 @@ impl KubeTarget {
     }
 
     /// `policy/v1` when the server has it, else `policy/v1beta1`, else an error naming
-    /// `kill_pods` as the alternative.
+    /// `kill_pods` as the alternative. The core discovery document lists the `pods/eviction`
+    /// subresource with the policy version it accepts.
     async fn eviction_version(&self) -> Result<&'static str, KubeError> {
-        for (version, is_fallback) in [("policy/v1", false), ("policy/v1beta1", true)] {
-            let resources = retrying("discover policy API", || {
-                self.client.list_api_group_resources(version)
-            })
-            .await;
-            match resources {
-                Ok(list) if list.resources.iter().any(|r| r.name == "pods/eviction") => {
-                    if is_fallback {
-                        tracing::warn!(
-                            context = %self.context,
-                            "the API server has no policy/v1 Eviction (Kubernetes < 1.22); evicting through policy/v1beta1"
-                        );
-                    }
-                    return Ok(version);
-                }
-                Ok(_) => {}
-                Err(e) if status_code(&e) == Some(404) => {}
-                Err(e) => return Err(self.api_error(format!("discover {version}"), e)),
-            }
-        }
-        Err(KubeError::EvictionUnsupported {
-            context: self.context.clone(),
+        let resources = retrying("discover the core API", || {
+            self.client.list_core_api_resources("v1")
         })
+        .await
+        .map_err(|e| self.api_error("discover the core API (v1)", e))?;
+        let eviction = resources
+            .resources
+            .iter()
+            .find(|r| r.name == "pods/eviction");
+        match eviction.and_then(|r| r.version.as_deref()) {
+            Some("v1") => Ok("policy/v1"),
+            Some("v1beta1") => {
+                tracing::warn!(
+                    context = %self.context,
+                    "the API server has no policy/v1 Eviction (Kubernetes < 1.22); evicting through policy/v1beta1"
+                );
+                Ok("policy/v1beta1")
+            }
+            _ => Err(KubeError::EvictionUnsupported {
+                context: self.context.clone(),
+            }),
+        }
     }
 
     /// POSTs one Eviction. Returns whether the pod was already gone. Not retried on 429: for

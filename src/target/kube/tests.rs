@@ -51,6 +51,14 @@ fn three_pods() -> Value {
     ])
 }
 
+/// The core discovery document with `pods/eviction` served by policy/`version`.
+fn core_resources(version: &str) -> Value {
+    json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+        {"name": "pods", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]},
+        {"name": "pods/eviction", "singularName": "", "namespaced": true, "group": "policy", "version": version, "kind": "Eviction", "verbs": ["create"]},
+    ]})
+}
+
 fn deployment(env: &Value) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -370,26 +378,8 @@ async fn evict_falls_back_to_v1beta1_on_an_old_server() {
         target.evict(&e, &mut rng).await
     });
     server.answer(200, three_pods()).await;
-    let v1 = server
-        .answer(
-            404,
-            status(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ),
-        )
-        .await;
-    assert_eq!(v1.uri, "/apis/policy/v1");
-    let v1beta1 = server
-        .answer(
-            200,
-            json!({"kind": "APIResourceList", "groupVersion": "policy/v1beta1", "resources": [
-                {"name": "pods/eviction", "singularName": "", "namespaced": true, "kind": "Eviction", "verbs": ["create"]}
-            ]}),
-        )
-        .await;
-    assert_eq!(v1beta1.uri, "/apis/policy/v1beta1");
+    let discovery = server.answer(200, core_resources("v1beta1")).await;
+    assert_eq!(discovery.uri, "/api/v1");
     let post = server
         .answer(
             201,
@@ -424,14 +414,7 @@ async fn eviction_blocked_by_a_budget_is_reported_not_retried() {
         target.evict(&e, &mut rng).await
     });
     server.answer(200, three_pods()).await;
-    server
-        .answer(
-            200,
-            json!({"kind": "APIResourceList", "groupVersion": "policy/v1", "resources": [
-                {"name": "pods/eviction", "singularName": "", "namespaced": true, "kind": "Eviction", "verbs": ["create"]}
-            ]}),
-        )
-        .await;
+    server.answer(200, core_resources("v1")).await;
     let post = server
         .answer(
             429,
@@ -488,5 +471,35 @@ async fn template_hashes_use_the_deployment_selector_and_skip_terminating_pods()
     assert_eq!(
         hashes.into_iter().collect::<Vec<_>>(),
         vec!["abc".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn evict_without_any_eviction_api_names_the_alternative() {
+    let (target, mut server) = mock::target(5);
+    let run = tokio::spawn(async move {
+        let e = Evict {
+            selector: selector("app=proxy"),
+            count: Some(1),
+            mode: PickMode::Oldest,
+        };
+        target.evict(&e, &mut StdRng::seed_from_u64(0)).await
+    });
+    server.answer(200, three_pods()).await;
+    server
+        .answer(
+            200,
+            json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": []}),
+        )
+        .await;
+    let err = run.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, KubeError::EvictionUnsupported { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("use `kill_pods` instead"), "{err}");
+    assert!(
+        server.sent_nothing_more().await,
+        "no eviction may be posted"
     );
 }
