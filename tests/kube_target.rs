@@ -48,7 +48,7 @@ async fn setup(
         false,
     )
     .await
-    .unwrap();
+    .expect("connect to the e2e context");
     if replicas > 0 {
         create_deployment(
             &client,
@@ -59,13 +59,16 @@ async fn setup(
             env,
         )
         .await;
-        target.wait_rollout("proxy", WAIT).await.unwrap();
+        target
+            .wait_rollout("proxy", WAIT)
+            .await
+            .expect("the new deployment rolls out");
     }
     Some((cluster, namespace, target))
 }
 
 fn proxy() -> LabelSelector {
-    "app=proxy".parse().unwrap()
+    "app=proxy".parse().expect("a valid selector")
 }
 
 async fn pod_names(cluster: &Cluster, namespace: &str) -> BTreeSet<String> {
@@ -296,7 +299,7 @@ fn scenario(context: &str, namespace: &str, on_found: &str) -> drillbook::scenar
     let source = format!(
         "apiVersion: drillbook/v1\nname: preflight\ntarget:\n  kubernetes:\n    context: {context}\n    namespace: {namespace}\n    allowed_contexts: [{context}]\npreflight:\n  - active_jobs: {{selector: app=trainer, on_found: {on_found}}}\nsteps:\n  - kill_pods: {{selector: app=proxy}}\n  - scale: {{deployment: proxy, replicas: 1}}\n"
     );
-    drillbook::scenario::parse_str(&source).unwrap()
+    drillbook::scenario::parse_str(&source).expect("a valid scenario")
 }
 
 #[tokio::test]

@@ -312,15 +312,17 @@ fn job_condition(job: &Job, type_: &str) -> Option<String> {
         .map(|c| c.reason.clone().unwrap_or_default())
 }
 
-/// One watcher over the namespace's Jobs; each Job is reported once per phase it reaches.
+/// One watcher over the namespace's Jobs; each Job is reported once per phase it reaches after
+/// the observer started.
 async fn watch_jobs(api: kube::Api<Job>, selectors: Vec<LabelSelector>, sink: Sink) {
     let mut phases: BTreeMap<String, JobPhase> = BTreeMap::new();
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
     while let Some(event) = stream.next().await {
-        let job = match event {
-            Ok(Event::InitApply(job) | Event::Apply(job)) => job,
+        let (job, listed) = match event {
+            Ok(Event::InitApply(job)) => (job, true),
+            Ok(Event::Apply(job)) => (job, false),
             Ok(Event::Init | Event::InitDone | Event::Delete(_)) => continue,
             Err(e) => {
                 sink.push(KubeEventKind::WatchError {
@@ -378,7 +380,12 @@ async fn watch_jobs(api: kube::Api<Job>, selectors: Vec<LabelSelector>, sink: Si
             && phase > before
         {
             phases.insert(key, phase);
-            sink.push(kind);
+            // A Job first seen already finished (in the watch's initial list) ended before the
+            // drill: not news. One still running is (the in-flight Jobs a drill must not break),
+            // and so is the end of a Job seen running before a relist.
+            if !(listed && phase == JobPhase::Finished && before == JobPhase::Pending) {
+                sink.push(kind);
+            }
         }
     }
 }
