@@ -68,7 +68,7 @@ fn fail(name: String, detail: String) -> PreflightResult {
 }
 
 /// Status of a GET to `url` (loopback-only use in the lab; 5 s timeout).
-async fn http_status(url: &str) -> Result<u16, String> {
+pub(crate) async fn http_status(url: &str) -> Result<u16, String> {
     let client = prometheus_http_query::reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .no_proxy()
