@@ -143,37 +143,49 @@ fn progress(line: &str) {
     tracing::info!("{line}");
 }
 
+/// Choices made on the command line that the scenario cannot make for itself.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `--context`: must be one of the scenario's allowed contexts.
+    pub context: Option<String>,
+    /// `--allow-production`: accept a context or namespace whose name contains "prod".
+    pub allow_production: bool,
+}
+
+/// Connects to (Kubernetes) or starts (local) the scenario's target.
+async fn start_target(loaded: &LoadedScenario, vars: &Vars, options: &RunOptions) -> Result<(Target, Option<tokio::task::JoinHandle<()>>), DrillError> {
+    match &loaded.scenario.target {
+        TargetSpec::Kubernetes(spec) => {
+            let target = crate::target::kube::KubeTarget::connect(spec, options.context.as_deref(), options.allow_production)
+                .await
+                .map_err(|e| DrillError::Refused(e.to_string()))?;
+            progress(&format!("kubernetes target: context `{}`, namespace `{}`", target.context(), target.namespace()));
+            Ok((Target::Kube(Box::new(super::kube::KubeRun::start(target, &loaded.scenario))), None))
+        }
+        TargetSpec::Local(local_spec) => {
+            let configs = local_spec
+                .processes
+                .iter()
+                .map(|p| ProcessConfig::from_spec(&p.value, vars))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DrillError::Setup(e.to_string()))?;
+            let (events_tx, events_rx) = mpsc::unbounded_channel();
+            let log = ProcessLog::default();
+            let collector = log.collect(events_rx);
+            progress(&format!("starting {} local process group(s)…", configs.len()));
+            let target = LocalTarget::start(configs, events_tx)
+                .await
+                .map_err(|e| DrillError::Refused(format!("the local target did not start: {e}")))?;
+            Ok((Target::Local { target, log }, Some(collector)))
+        }
+    }
+}
+
 /// Runs the drill. Returns what was observed; the caller judges and reports.
-pub async fn run(loaded: &LoadedScenario, seed: u64) -> Result<Observed, DrillError> {
-    let scenario = &loaded.scenario;
-    let TargetSpec::Local(local_spec) = &scenario.target else {
-        return Err(DrillError::Refused(
-            "this build cannot run Kubernetes drills yet (issue #5); `plan --offline` shows what the drill would do".into(),
-        ));
-    };
+pub async fn run(loaded: &LoadedScenario, seed: u64, options: &RunOptions) -> Result<Observed, DrillError> {
     let texts = templated_texts(loaded);
-    let vars = Vars::allocate(texts.iter().map(String::as_str))
-        .map_err(|e| DrillError::Setup(e.to_string()))?;
-    let configs = local_spec
-        .processes
-        .iter()
-        .map(|p| ProcessConfig::from_spec(&p.value, &vars))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| DrillError::Setup(e.to_string()))?;
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let process_log = ProcessLog::default();
-    let collector = process_log.collect(events_rx);
-    progress(&format!(
-        "starting {} local process group(s)…",
-        configs.len()
-    ));
-    let local = LocalTarget::start(configs, events_tx)
-        .await
-        .map_err(|e| DrillError::Refused(format!("the local target did not start: {e}")))?;
-    let target = Target::Local {
-        target: local,
-        log: process_log,
-    };
+    let vars = Vars::allocate(texts.iter().map(String::as_str)).map_err(|e| DrillError::Setup(e.to_string()))?;
+    let (target, collector) = start_target(loaded, &vars, options).await?;
     let result = drive(loaded, seed, &vars, &target).await;
     target.shutdown().await;
     drop(collector);
@@ -189,7 +201,10 @@ async fn drive(
 ) -> Result<Observed, DrillError> {
     let scenario = &loaded.scenario;
     let mut warnings = Vec::new();
-    let preflight = super::preflight::run_local(scenario, vars).await;
+    let preflight = target.preflight(scenario, vars).await;
+    for p in &preflight {
+        progress(&format!("pre-flight {}: {} {}", p.status.as_str(), p.name, p.detail));
+    }
     if let Some(failure) = preflight
         .iter()
         .find(|p| p.status == crate::report::model::PreflightStatus::Fail)

@@ -9,7 +9,7 @@ use super::windows::Span;
 use crate::checks::expr::{self, StatusSel};
 use crate::checks::{Judgement, http};
 use crate::report::model::{CheckResult, CheckVerdict};
-use crate::scenario::{Check, CheckKind, Scenario, vars::Vars};
+use crate::scenario::{Action, Check, CheckKind, Scenario, vars::Vars};
 
 /// Phases as resolved for this run, with the load measured in each.
 #[derive(Debug)]
@@ -291,14 +291,21 @@ fn judge_ready_within(r: &crate::scenario::ReadyWithinCheck, observed: &Observed
     )
 }
 
+/// A step's effect on a workload is judged once it has settled: after the step and the wait
+/// steps right after it (a Kubernetes env patch returns before its rollout does).
 fn judge_rolled(r: &crate::scenario::RolledCheck, observed: &Observed) -> Judgement {
-    let Some(step) = observed.steps.iter().find(|s| s.name == r.after.value) else {
+    let Some(index) = observed.steps.iter().position(|s| s.name == r.after.value) else {
         return Judgement::inconclusive(format!("step `{}` did not run", r.after.value));
     };
+    let waits = observed.steps[index + 1..]
+        .iter()
+        .take_while(|s| matches!(s.action, Action::Wait(_) | Action::WaitReady(_) | Action::WaitRollout(_)))
+        .count();
+    let (step, settled) = (&observed.steps[index], &observed.steps[index + waits]);
     let group = &r.deployment.value;
     let empty = BTreeSet::new();
     let before = step.before.get(group).unwrap_or(&empty);
-    let after = step.after.get(group).unwrap_or(&empty);
+    let after = settled.after.get(group).unwrap_or(&empty);
     if before.is_empty() || after.is_empty() {
         return Judgement::inconclusive(format!(
             "`{group}` had no running process before or after `{}`",

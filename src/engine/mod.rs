@@ -4,6 +4,7 @@
 pub mod command;
 pub mod drill;
 pub mod judge;
+pub mod kube;
 pub mod load_config;
 pub mod local;
 pub mod observe;
@@ -50,7 +51,8 @@ pub async fn run_cli(args: RunArgs) -> anyhow::Result<Outcome> {
         loaded.scenario.name.value
     );
 
-    let vars_and_observed = match drill::run(&loaded, seed).await {
+    let options = drill::RunOptions { context: args.context.clone(), allow_production: args.allow_production };
+    let vars_and_observed = match drill::run(&loaded, seed, &options).await {
         Ok(observed) => observed,
         Err(drill::DrillError::Refused(why)) => {
             eprintln!("refused: {why}");

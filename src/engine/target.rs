@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use rand::rngs::StdRng;
 
+use super::kube::KubeRun;
 use super::local::{self, Applied, ProcessLog};
 use super::observe::Observations;
 use super::undo::Undo;
@@ -18,6 +19,7 @@ pub enum Target {
         target: LocalTarget,
         log: ProcessLog,
     },
+    Kube(Box<KubeRun>),
 }
 
 impl Target {
@@ -25,18 +27,21 @@ impl Target {
     pub async fn undo_for(&self, action: &Action) -> Result<Option<Undo>, String> {
         match self {
             Target::Local { target, .. } => Ok(local::undo_for(target, action)),
+            Target::Kube(run) => run.undo_for(action).await,
         }
     }
 
     pub async fn apply(&self, action: &Action, rng: &mut StdRng) -> Result<Applied, String> {
         match self {
             Target::Local { target, .. } => local::apply(target, action, rng).await,
+            Target::Kube(run) => run.apply(action, rng).await,
         }
     }
 
     pub async fn undo(&self, undo: Undo) -> Result<(), String> {
         match self {
             Target::Local { target, .. } => local::undo(target, undo).await,
+            Target::Kube(run) => run.undo(undo).await,
         }
     }
 
@@ -48,12 +53,14 @@ impl Target {
                 .into_iter()
                 .map(|p| p.to_string())
                 .collect(),
+            Target::Kube(run) => run.identities(workload).await,
         }
     }
 
     pub async fn observations(&self) -> Observations {
         match self {
             Target::Local { target, log } => local::observations(target, log),
+            Target::Kube(run) => run.observations(),
         }
     }
 
@@ -61,6 +68,15 @@ impl Target {
     pub async fn jobs_running(&self) -> bool {
         match self {
             Target::Local { target, .. } => local::jobs(&target.snapshot()).any(|j| j.is_live()),
+            Target::Kube(run) => run.jobs_running(),
+        }
+    }
+
+    /// Pre-flight checks for this target (before any fault).
+    pub async fn preflight(&self, scenario: &crate::scenario::Scenario, vars: &crate::scenario::vars::Vars) -> Vec<crate::report::model::PreflightResult> {
+        match self {
+            Target::Local { .. } => super::preflight::run_local(scenario, vars).await,
+            Target::Kube(run) => run.target.preflight(scenario).await,
         }
     }
 
@@ -72,6 +88,7 @@ impl Target {
                     tracing::warn!("some processes needed SIGKILL at shutdown: {report:?}");
                 }
             }
+            Target::Kube(run) => run.observer.stop(),
         }
     }
 }

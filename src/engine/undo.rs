@@ -16,23 +16,44 @@ pub enum Undo {
     },
     /// Stop a local process group that a step started.
     LocalStopGroup { group: String },
-    /// Run a command (argv, no shell).
+    /// Run a command (argv, no shell; already pinned to the scenario's context).
     Command { argv: Vec<String> },
+    /// Scale a Deployment back to its previous replica count.
+    KubeScale { deployment: String, replicas: i32 },
+    /// Restore container env vars of a Deployment (None = remove).
+    KubeRestoreEnv { deployment: String, container: Option<String>, previous: BTreeMap<String, Option<String>> },
+    /// Restore ConfigMap keys (None = remove).
+    KubeRestoreConfigMap { name: String, previous: BTreeMap<String, Option<String>> },
+    /// `helm rollback <release> <revision>`.
+    HelmRollback { release: String, revision: u32 },
+}
+
+fn assignments(values: &BTreeMap<String, Option<String>>) -> String {
+    values
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => format!("unset {k}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Undo {
     pub fn describe(&self) -> String {
         match self {
             Undo::LocalRestoreEnv { group, previous } => {
-                let vars: Vec<String> = previous
-                    .iter()
-                    .map(|(k, v)| match v {
-                        Some(v) => format!("{k}={v}"),
-                        None => format!("unset {k}"),
-                    })
-                    .collect();
-                format!("restore env {} on `{group}` and roll it", vars.join(" "))
+                format!("restore env {} on `{group}` and roll it", assignments(previous))
             }
+            Undo::KubeScale { deployment, replicas } => format!("scale `{deployment}` back to {replicas} replicas"),
+            Undo::KubeRestoreEnv { deployment, previous, .. } => {
+                format!("restore env {} on deployment `{deployment}`", assignments(previous))
+            }
+            Undo::KubeRestoreConfigMap { name, previous } => {
+                let keys: Vec<&str> = previous.keys().map(String::as_str).collect();
+                format!("restore keys {} of configmap `{name}`", keys.join(", "))
+            }
+            Undo::HelmRollback { release, revision } => format!("helm rollback `{release}` to revision {revision}"),
             Undo::LocalStopGroup { group } => format!("stop `{group}`"),
             Undo::Command { argv } => format!("run `{}`", argv.join(" ")),
         }
