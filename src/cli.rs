@@ -92,6 +92,9 @@ pub struct PlanArgs {
     /// Seed for random choices; the plan then shows exactly which pods a run with it would pick.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Allow a context or namespace whose name contains "prod".
+    #[arg(long)]
+    pub allow_production: bool,
 }
 
 #[derive(Debug, Args)]

@@ -420,11 +420,159 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<Outcome> {
         }
     };
     print!("{}", render_offline(&loaded, args.seed));
-    let is_kube = matches!(loaded.scenario.target, TargetSpec::Kubernetes(_));
-    if is_kube && !args.offline {
-        println!(
-            "\nCluster resolution is not available yet: the Kubernetes target is not built (issue #5). Showing the offline plan only."
-        );
+    if let TargetSpec::Kubernetes(spec) = &loaded.scenario.target {
+        if args.offline {
+            println!("\n(--offline: the cluster was not contacted)");
+        } else {
+            return resolve_in_cluster(&loaded, spec, args).await;
+        }
     }
     Ok(Outcome::Pass)
+}
+
+/// The read-only part of a plan: which pods each step would hit right now, the values each undo
+/// would restore, the exact (pinned, redacted) helm/kubectl argv, and pre-flight.
+async fn resolve_in_cluster(
+    loaded: &LoadedScenario,
+    spec: &scenario::KubernetesTarget,
+    args: &PlanArgs,
+) -> anyhow::Result<Outcome> {
+    use rand::SeedableRng;
+
+    use crate::target::kube::KubeTarget;
+
+    let target =
+        match KubeTarget::connect(spec, args.context.as_deref(), args.allow_production).await {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("refused: {e}");
+                return Ok(Outcome::Refused);
+            }
+        };
+    println!(
+        "\nCluster  context `{}`, namespace `{}` (read-only: nothing is changed)",
+        target.context(),
+        target.namespace()
+    );
+    let seed = args.seed.or(loaded.scenario.seed);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed.unwrap_or_default());
+    let mut rows: Vec<[String; 2]> = Vec::new();
+    for (i, step) in loaded.scenario.steps.iter().enumerate() {
+        let name = step
+            .value
+            .name
+            .as_ref()
+            .map_or_else(|| format!("#{}", i + 1), |n| n.value.clone());
+        let resolved = match &step.value.action {
+            Action::KillPods(k) => pick_pods(&target, k, seed.is_some(), &mut rng).await,
+            Action::Evict(e) => {
+                let as_kill = scenario::KillPods {
+                    selector: e.selector.clone(),
+                    count: e.count,
+                    percent: None,
+                    mode: e.mode,
+                    grace_period: None,
+                    force: false,
+                };
+                pick_pods(&target, &as_kill, seed.is_some(), &mut rng).await
+            }
+            Action::Scale(sc) => match target.replicas(&sc.deployment.value).await {
+                Ok(now) => format!("replicas {now} → {} (undo restores {now})", sc.replicas),
+                Err(e) => format!("error: {e}"),
+            },
+            Action::PatchEnv(p) => match target
+                .env_of(&p.deployment.value, p.container.as_deref())
+                .await
+            {
+                Ok(now) => p
+                    .env
+                    .iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "{k}: {} → {v}",
+                            now.get(k)
+                                .cloned()
+                                .flatten()
+                                .unwrap_or_else(|| "(unset)".into())
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Err(e) => format!("error: {e}"),
+            },
+            Action::HelmUpgrade(h) => match target.helm_upgrade_argv(h) {
+                Ok(argv) => KubeTarget::redacted(&argv, h).join(" "),
+                Err(e) => format!("error: {e}"),
+            },
+            Action::Command(c) => match target.pin_command(&c.argv) {
+                Ok(argv) => argv.join(" "),
+                Err(e) => format!("refused: {e}"),
+            },
+            Action::WaitReady(w) => match &w.selector {
+                Some(sel) => match target.matching_pods(&sel.value).await {
+                    Ok(pods) => format!("{} pod(s) match `{}` now", pods.len(), sel.value),
+                    Err(e) => format!("error: {e}"),
+                },
+                None => "—".into(),
+            },
+            _ => "—".into(),
+        };
+        rows.push([name, resolved]);
+    }
+    let mut builder = tabled::builder::Builder::default();
+    builder.push_record(["step", "in the cluster now"]);
+    for r in rows {
+        builder.push_record(r);
+    }
+    println!("{}", builder.build().with(Style::rounded()));
+    if seed.is_none() {
+        println!(
+            "No seed given: the pods above are the candidates. Pass --seed N to see exactly which `run --seed N` would pick."
+        );
+    }
+    let preflight = target.preflight(&loaded.scenario).await;
+    let mut refused = false;
+    println!("\nPre-flight");
+    for p in &preflight {
+        refused |= p.status == crate::report::model::PreflightStatus::Fail;
+        println!("  {:<5} {}: {}", p.status.as_str(), p.name, p.detail);
+    }
+    Ok(if refused {
+        Outcome::Refused
+    } else {
+        Outcome::Pass
+    })
+}
+
+/// The pods a kill step would pick (with a seed) or could pick (without).
+async fn pick_pods(
+    target: &crate::target::kube::KubeTarget,
+    k: &scenario::KillPods,
+    seeded: bool,
+    rng: &mut rand::rngs::StdRng,
+) -> String {
+    let pods = match target.matching_pods(&k.selector.value).await {
+        Ok(p) => p,
+        Err(e) => return format!("error: {e}"),
+    };
+    if !seeded {
+        let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+        return format!(
+            "{} candidate(s) for `{}`: {}",
+            names.len(),
+            k.selector.value,
+            names.join(", ")
+        );
+    }
+    match target.pick(&pods, k, rng) {
+        Ok(picked) => format!(
+            "would delete: {}",
+            picked
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Err(e) => format!("refused: {e}"),
+    }
 }

@@ -153,14 +153,32 @@ pub struct RunOptions {
 }
 
 /// Connects to (Kubernetes) or starts (local) the scenario's target.
-async fn start_target(loaded: &LoadedScenario, vars: &Vars, options: &RunOptions) -> Result<(Target, Option<tokio::task::JoinHandle<()>>), DrillError> {
+async fn start_target(
+    loaded: &LoadedScenario,
+    vars: &Vars,
+    options: &RunOptions,
+) -> Result<(Target, Option<tokio::task::JoinHandle<()>>), DrillError> {
     match &loaded.scenario.target {
         TargetSpec::Kubernetes(spec) => {
-            let target = crate::target::kube::KubeTarget::connect(spec, options.context.as_deref(), options.allow_production)
-                .await
-                .map_err(|e| DrillError::Refused(e.to_string()))?;
-            progress(&format!("kubernetes target: context `{}`, namespace `{}`", target.context(), target.namespace()));
-            Ok((Target::Kube(Box::new(super::kube::KubeRun::start(target, &loaded.scenario))), None))
+            let target = crate::target::kube::KubeTarget::connect(
+                spec,
+                options.context.as_deref(),
+                options.allow_production,
+            )
+            .await
+            .map_err(|e| DrillError::Refused(e.to_string()))?;
+            progress(&format!(
+                "kubernetes target: context `{}`, namespace `{}`",
+                target.context(),
+                target.namespace()
+            ));
+            Ok((
+                Target::Kube(Box::new(super::kube::KubeRun::start(
+                    target,
+                    &loaded.scenario,
+                ))),
+                None,
+            ))
         }
         TargetSpec::Local(local_spec) => {
             let configs = local_spec
@@ -172,7 +190,10 @@ async fn start_target(loaded: &LoadedScenario, vars: &Vars, options: &RunOptions
             let (events_tx, events_rx) = mpsc::unbounded_channel();
             let log = ProcessLog::default();
             let collector = log.collect(events_rx);
-            progress(&format!("starting {} local process group(s)…", configs.len()));
+            progress(&format!(
+                "starting {} local process group(s)…",
+                configs.len()
+            ));
             let target = LocalTarget::start(configs, events_tx)
                 .await
                 .map_err(|e| DrillError::Refused(format!("the local target did not start: {e}")))?;
@@ -182,9 +203,14 @@ async fn start_target(loaded: &LoadedScenario, vars: &Vars, options: &RunOptions
 }
 
 /// Runs the drill. Returns what was observed; the caller judges and reports.
-pub async fn run(loaded: &LoadedScenario, seed: u64, options: &RunOptions) -> Result<Observed, DrillError> {
+pub async fn run(
+    loaded: &LoadedScenario,
+    seed: u64,
+    options: &RunOptions,
+) -> Result<Observed, DrillError> {
     let texts = templated_texts(loaded);
-    let vars = Vars::allocate(texts.iter().map(String::as_str)).map_err(|e| DrillError::Setup(e.to_string()))?;
+    let vars = Vars::allocate(texts.iter().map(String::as_str))
+        .map_err(|e| DrillError::Setup(e.to_string()))?;
     let (target, collector) = start_target(loaded, &vars, options).await?;
     let result = drive(loaded, seed, &vars, &target).await;
     target.shutdown().await;
@@ -203,7 +229,12 @@ async fn drive(
     let mut warnings = Vec::new();
     let preflight = target.preflight(scenario, vars).await;
     for p in &preflight {
-        progress(&format!("pre-flight {}: {} {}", p.status.as_str(), p.name, p.detail));
+        progress(&format!(
+            "pre-flight {}: {} {}",
+            p.status.as_str(),
+            p.name,
+            p.detail
+        ));
     }
     if let Some(failure) = preflight
         .iter()

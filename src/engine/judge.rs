@@ -299,7 +299,12 @@ fn judge_rolled(r: &crate::scenario::RolledCheck, observed: &Observed) -> Judgem
     };
     let waits = observed.steps[index + 1..]
         .iter()
-        .take_while(|s| matches!(s.action, Action::Wait(_) | Action::WaitReady(_) | Action::WaitRollout(_)))
+        .take_while(|s| {
+            matches!(
+                s.action,
+                Action::Wait(_) | Action::WaitReady(_) | Action::WaitRollout(_)
+            )
+        })
         .count();
     let (step, settled) = (&observed.steps[index], &observed.steps[index + waits]);
     let group = &r.deployment.value;

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use tokio::time::Instant;
 
 use super::local::Applied;
-use super::observe::{JobRecord, JobState, ObsKind, Observations, Obs};
+use super::observe::{JobRecord, JobState, Obs, ObsKind, Observations};
 use super::undo::Undo;
 use crate::scenario::{Action, CheckKind, HelmUndo, Scenario};
 use crate::target::kube::{KilledPod, KubeEventKind, KubeTarget, Observer};
@@ -56,7 +56,11 @@ impl KubeRun {
     pub fn start(target: KubeTarget, scenario: &Scenario) -> Self {
         let (pods, jobs) = watched_selectors(scenario);
         let observer = target.observe(pods, jobs);
-        Self { target, observer, reference: (Instant::now(), Timestamp::now()) }
+        Self {
+            target,
+            observer,
+            reference: (Instant::now(), Timestamp::now()),
+        }
     }
 
     fn instant_of(&self, wall: Timestamp) -> Instant {
@@ -65,7 +69,9 @@ impl KubeRun {
         if delta >= 0.0 {
             instant + Duration::from_secs_f64(delta)
         } else {
-            instant.checked_sub(Duration::from_secs_f64(-delta)).unwrap_or(instant)
+            instant
+                .checked_sub(Duration::from_secs_f64(-delta))
+                .unwrap_or(instant)
         }
     }
 
@@ -75,24 +81,49 @@ impl KubeRun {
         let undo = match action {
             Action::Scale(s) => Some(Undo::KubeScale {
                 deployment: s.deployment.value.clone(),
-                replicas: t.replicas(&s.deployment.value).await.map_err(|e| e.to_string())?,
+                replicas: t
+                    .replicas(&s.deployment.value)
+                    .await
+                    .map_err(|e| e.to_string())?,
             }),
             Action::PatchEnv(p) => {
-                let current = t.env_of(&p.deployment.value, p.container.as_deref()).await.map_err(|e| e.to_string())?;
-                let previous = p.env.keys().map(|k| (k.clone(), current.get(k).cloned().flatten())).collect();
-                Some(Undo::KubeRestoreEnv { deployment: p.deployment.value.clone(), container: p.container.clone(), previous })
+                let current = t
+                    .env_of(&p.deployment.value, p.container.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let previous = p
+                    .env
+                    .keys()
+                    .map(|k| (k.clone(), current.get(k).cloned().flatten()))
+                    .collect();
+                Some(Undo::KubeRestoreEnv {
+                    deployment: p.deployment.value.clone(),
+                    container: p.container.clone(),
+                    previous,
+                })
             }
             Action::PatchConfigmap(c) => {
                 let keys: Vec<String> = c.data.keys().cloned().collect();
-                let previous = t.configmap_data(&c.name.value, &keys).await.map_err(|e| e.to_string())?;
-                Some(Undo::KubeRestoreConfigMap { name: c.name.value.clone(), previous })
+                let previous = t
+                    .configmap_data(&c.name.value, &keys)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Some(Undo::KubeRestoreConfigMap {
+                    name: c.name.value.clone(),
+                    previous,
+                })
             }
             Action::HelmUpgrade(h) if h.undo == HelmUndo::Rollback => Some(Undo::HelmRollback {
                 release: h.release.value.clone(),
-                revision: t.helm_revision(&h.release.value).await.map_err(|e| e.to_string())?,
+                revision: t
+                    .helm_revision(&h.release.value)
+                    .await
+                    .map_err(|e| e.to_string())?,
             }),
             Action::Command(c) => match &c.undo {
-                Some(argv) => Some(Undo::Command { argv: t.pin_command(argv).map_err(|e| e.to_string())? }),
+                Some(argv) => Some(Undo::Command {
+                    argv: t.pin_command(argv).map_err(|e| e.to_string())?,
+                }),
                 None => None,
             },
             _ => None,
@@ -103,83 +134,162 @@ impl KubeRun {
     pub async fn apply(&self, action: &Action, rng: &mut StdRng) -> Result<Applied, String> {
         let t = &self.target;
         let described = crate::plan::describe_action(action);
-        let plain = |description: String| Applied { description, ..Applied::default() };
+        let plain = |description: String| Applied {
+            description,
+            ..Applied::default()
+        };
         match action {
-            Action::KillPods(k) => Ok(killed(described, t.kill_pods(k, rng).await.map_err(|e| e.to_string())?)),
-            Action::Evict(e) => Ok(killed(described, t.evict(e, rng).await.map_err(|e| e.to_string())?)),
+            Action::KillPods(k) => Ok(killed(
+                described,
+                t.kill_pods(k, rng).await.map_err(|e| e.to_string())?,
+            )),
+            Action::Evict(e) => Ok(killed(
+                described,
+                t.evict(e, rng).await.map_err(|e| e.to_string())?,
+            )),
             Action::RolloutRestart(w) => {
-                t.rollout_restart(&w.deployment.value).await.map_err(|e| e.to_string())?;
+                t.rollout_restart(&w.deployment.value)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(plain(described))
             }
             Action::Scale(s) => {
-                let replicas = i32::try_from(s.replicas).map_err(|_| "replicas out of range".to_string())?;
-                t.scale(&s.deployment.value, replicas).await.map_err(|e| e.to_string())?;
+                let replicas =
+                    i32::try_from(s.replicas).map_err(|_| "replicas out of range".to_string())?;
+                t.scale(&s.deployment.value, replicas)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(plain(described))
             }
             Action::PatchEnv(p) => {
-                let env = p.env.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
-                t.patch_env(&p.deployment.value, p.container.as_deref(), &env).await.map_err(|e| e.to_string())?;
+                let env = p
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Some(v.clone())))
+                    .collect();
+                t.patch_env(&p.deployment.value, p.container.as_deref(), &env)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(plain(described))
             }
             Action::PatchConfigmap(c) => {
-                let data = c.data.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
-                t.patch_configmap(&c.name.value, &data).await.map_err(|e| e.to_string())?;
+                let data = c
+                    .data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Some(v.clone())))
+                    .collect();
+                t.patch_configmap(&c.name.value, &data)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(plain(described))
             }
             Action::HelmUpgrade(h) => {
                 let argv = t.helm_upgrade_argv(h).map_err(|e| e.to_string())?;
                 let shown = KubeTarget::redacted(&argv, h).join(" ");
-                let out = t.run_tool(&argv, &BTreeMap::new(), h.timeout.0 + HELM_GRACE).await.map_err(|e| e.to_string())?;
+                let out = t
+                    .run_tool(&argv, &BTreeMap::new(), h.timeout.0 + HELM_GRACE)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if out.status != Some(0) {
-                    return Err(format!("`{shown}` exited with {:?}: {}", out.status, out.stderr_tail()));
+                    return Err(format!(
+                        "`{shown}` exited with {:?}: {}",
+                        out.status,
+                        out.stderr_tail()
+                    ));
                 }
                 Ok(plain(format!("ran `{shown}`")))
             }
             Action::Command(c) => {
                 let argv = t.pin_command(&c.argv).map_err(|e| e.to_string())?;
-                let out = t.run_tool(&argv, &c.env, c.timeout.0).await.map_err(|e| e.to_string())?;
+                let out = t
+                    .run_tool(&argv, &c.env, c.timeout.0)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if out.status != Some(0) {
-                    return Err(format!("`{}` exited with {:?}: {}", argv.join(" "), out.status, out.stderr_tail()));
+                    return Err(format!(
+                        "`{}` exited with {:?}: {}",
+                        argv.join(" "),
+                        out.status,
+                        out.stderr_tail()
+                    ));
                 }
                 Ok(plain(format!("ran `{}`", argv.join(" "))))
             }
             Action::WaitRollout(w) => {
-                let took = t.wait_rollout(&w.deployment.value, w.timeout.0).await.map_err(|e| e.to_string())?;
-                Ok(plain(format!("rollout of `{}` complete after {:.1}s", w.deployment.value, took.as_secs_f64())))
+                let took = t
+                    .wait_rollout(&w.deployment.value, w.timeout.0)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(plain(format!(
+                    "rollout of `{}` complete after {:.1}s",
+                    w.deployment.value,
+                    took.as_secs_f64()
+                )))
             }
             Action::WaitReady(w) => {
-                let selector = w.selector.as_ref().ok_or("wait_ready on a Kubernetes target needs `selector`")?;
-                let took = t.wait_pods_ready(&selector.value, w.timeout.0).await.map_err(|e| e.to_string())?;
-                Ok(plain(format!("`{}` ready after {:.1}s", selector.value, took.as_secs_f64())))
+                let selector = w
+                    .selector
+                    .as_ref()
+                    .ok_or("wait_ready on a Kubernetes target needs `selector`")?;
+                let took = t
+                    .wait_pods_ready(&selector.value, w.timeout.0)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(plain(format!(
+                    "`{}` ready after {:.1}s",
+                    selector.value,
+                    took.as_secs_f64()
+                )))
             }
             Action::Wait(d) => {
                 tokio::time::sleep(d.0).await;
                 Ok(plain(described))
             }
-            Action::KillProcess(_) | Action::StartProcess(_) => Err(format!("`{}` needs a local target", action.kind())),
+            Action::KillProcess(_) | Action::StartProcess(_) => {
+                Err(format!("`{}` needs a local target", action.kind()))
+            }
         }
     }
 
     pub async fn undo(&self, undo: Undo) -> Result<(), String> {
         let t = &self.target;
         match undo {
-            Undo::KubeScale { deployment, replicas } => t.scale(&deployment, replicas).await.map_err(|e| e.to_string()),
-            Undo::KubeRestoreEnv { deployment, container, previous } => {
-                t.patch_env(&deployment, container.as_deref(), &previous).await.map_err(|e| e.to_string())
-            }
-            Undo::KubeRestoreConfigMap { name, previous } => t.patch_configmap(&name, &previous).await.map_err(|e| e.to_string()),
+            Undo::KubeScale {
+                deployment,
+                replicas,
+            } => t
+                .scale(&deployment, replicas)
+                .await
+                .map_err(|e| e.to_string()),
+            Undo::KubeRestoreEnv {
+                deployment,
+                container,
+                previous,
+            } => t
+                .patch_env(&deployment, container.as_deref(), &previous)
+                .await
+                .map_err(|e| e.to_string()),
+            Undo::KubeRestoreConfigMap { name, previous } => t
+                .patch_configmap(&name, &previous)
+                .await
+                .map_err(|e| e.to_string()),
             Undo::HelmRollback { release, revision } => {
                 let argv = t.helm_rollback_argv(&release, revision);
                 run_ok(t, &argv).await
             }
             Undo::Command { argv } => run_ok(t, &argv).await,
-            Undo::LocalRestoreEnv { .. } | Undo::LocalStopGroup { .. } => Err("a local undo cannot run on a Kubernetes target".into()),
+            Undo::LocalRestoreEnv { .. } | Undo::LocalStopGroup { .. } => {
+                Err("a local undo cannot run on a Kubernetes target".into())
+            }
         }
     }
 
     /// Pod-template hashes of a Deployment's current pods.
     pub async fn identities(&self, deployment: &str) -> BTreeSet<String> {
-        self.target.template_hashes(deployment).await.unwrap_or_default()
+        self.target
+            .template_hashes(deployment)
+            .await
+            .unwrap_or_default()
     }
 
     pub fn observations(&self) -> Observations {
@@ -187,11 +297,25 @@ impl KubeRun {
         let mut jobs: BTreeMap<String, JobRecord> = BTreeMap::new();
         for event in self.observer.events() {
             match event.kind {
-                KubeEventKind::PodReady { name, labels } => events.push(Obs { at: event.at, kind: ObsKind::Ready, name, labels }),
+                KubeEventKind::PodReady { name, labels } => events.push(Obs {
+                    at: event.at,
+                    kind: ObsKind::Ready,
+                    name,
+                    labels,
+                }),
                 KubeEventKind::ContainerRestarted { pod, labels, .. } => {
-                    events.push(Obs { at: event.at, kind: ObsKind::Restart, name: pod, labels });
+                    events.push(Obs {
+                        at: event.at,
+                        kind: ObsKind::Restart,
+                        name: pod,
+                        labels,
+                    });
                 }
-                KubeEventKind::JobActive { name, labels, started } => {
+                KubeEventKind::JobActive {
+                    name,
+                    labels,
+                    started,
+                } => {
                     jobs.entry(name.clone()).or_insert(JobRecord {
                         name,
                         labels,
@@ -199,34 +323,86 @@ impl KubeRun {
                         state: JobState::Running,
                     });
                 }
-                KubeEventKind::JobSucceeded { name, labels, started } => {
+                KubeEventKind::JobSucceeded {
+                    name,
+                    labels,
+                    started,
+                } => {
                     let started = started.map(|s| self.instant_of(s));
-                    jobs.insert(name.clone(), JobRecord { name, labels, started, state: JobState::Succeeded });
+                    jobs.insert(
+                        name.clone(),
+                        JobRecord {
+                            name,
+                            labels,
+                            started,
+                            state: JobState::Succeeded,
+                        },
+                    );
                 }
-                KubeEventKind::JobFailed { name, labels, started, reason } => {
+                KubeEventKind::JobFailed {
+                    name,
+                    labels,
+                    started,
+                    reason,
+                } => {
                     let started = started.map(|s| self.instant_of(s));
-                    jobs.insert(name.clone(), JobRecord { name, labels, started, state: JobState::Failed(reason) });
+                    jobs.insert(
+                        name.clone(),
+                        JobRecord {
+                            name,
+                            labels,
+                            started,
+                            state: JobState::Failed(reason),
+                        },
+                    );
                 }
                 _ => {}
             }
         }
-        Observations { events, jobs: jobs.into_values().collect() }
+        Observations {
+            events,
+            jobs: jobs.into_values().collect(),
+        }
     }
 
     pub fn jobs_running(&self) -> bool {
-        self.observations().jobs.iter().any(|j| j.state == JobState::Running)
+        self.observations()
+            .jobs
+            .iter()
+            .any(|j| j.state == JobState::Running)
     }
 }
 
 fn killed(description: String, pods: Vec<KilledPod>) -> Applied {
     Applied {
         description,
-        targets: pods.iter().map(|k| if k.already_gone { format!("{} (already gone)", k.pod.name) } else { k.pod.name.clone() }).collect(),
+        targets: pods
+            .iter()
+            .map(|k| {
+                if k.already_gone {
+                    format!("{} (already gone)", k.pod.name)
+                } else {
+                    k.pod.name.clone()
+                }
+            })
+            .collect(),
         disrupted: pods.iter().map(|k| k.pod.labels.clone()).collect(),
     }
 }
 
 async fn run_ok(t: &KubeTarget, argv: &[String]) -> Result<(), String> {
-    let out = t.run_tool(argv, &BTreeMap::new(), Duration::from_secs(300)).await.map_err(|e| e.to_string())?;
-    if out.status == Some(0) { Ok(()) } else { Err(format!("`{}` exited with {:?}: {}", argv.join(" "), out.status, out.stderr_tail())) }
+    let out = t
+        .run_tool(argv, &BTreeMap::new(), Duration::from_secs(300))
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.status == Some(0) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` exited with {:?}: {}",
+            argv.join(" "),
+            out.status,
+            out.stderr_tail()
+        ))
+    }
 }

@@ -191,7 +191,10 @@ pub async fn undo(target: &LocalTarget, undo: Undo) -> Result<(), String> {
                 Err(format!("exited with {:?}", output.status))
             }
         }
-        other => Err(format!("`{}` cannot run on a local target", other.describe())),
+        other => Err(format!(
+            "`{}` cannot run on a local target",
+            other.describe()
+        )),
     }
 }
 

@@ -51,7 +51,10 @@ pub async fn run_cli(args: RunArgs) -> anyhow::Result<Outcome> {
         loaded.scenario.name.value
     );
 
-    let options = drill::RunOptions { context: args.context.clone(), allow_production: args.allow_production };
+    let options = drill::RunOptions {
+        context: args.context.clone(),
+        allow_production: args.allow_production,
+    };
     let vars_and_observed = match drill::run(&loaded, seed, &options).await {
         Ok(observed) => observed,
         Err(drill::DrillError::Refused(why)) => {

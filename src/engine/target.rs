@@ -73,7 +73,11 @@ impl Target {
     }
 
     /// Pre-flight checks for this target (before any fault).
-    pub async fn preflight(&self, scenario: &crate::scenario::Scenario, vars: &crate::scenario::vars::Vars) -> Vec<crate::report::model::PreflightResult> {
+    pub async fn preflight(
+        &self,
+        scenario: &crate::scenario::Scenario,
+        vars: &crate::scenario::vars::Vars,
+    ) -> Vec<crate::report::model::PreflightResult> {
         match self {
             Target::Local { .. } => super::preflight::run_local(scenario, vars).await,
             Target::Kube(run) => run.target.preflight(scenario).await,

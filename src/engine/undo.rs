@@ -21,9 +21,16 @@ pub enum Undo {
     /// Scale a Deployment back to its previous replica count.
     KubeScale { deployment: String, replicas: i32 },
     /// Restore container env vars of a Deployment (None = remove).
-    KubeRestoreEnv { deployment: String, container: Option<String>, previous: BTreeMap<String, Option<String>> },
+    KubeRestoreEnv {
+        deployment: String,
+        container: Option<String>,
+        previous: BTreeMap<String, Option<String>>,
+    },
     /// Restore ConfigMap keys (None = remove).
-    KubeRestoreConfigMap { name: String, previous: BTreeMap<String, Option<String>> },
+    KubeRestoreConfigMap {
+        name: String,
+        previous: BTreeMap<String, Option<String>>,
+    },
     /// `helm rollback <release> <revision>`.
     HelmRollback { release: String, revision: u32 },
 }
@@ -43,17 +50,32 @@ impl Undo {
     pub fn describe(&self) -> String {
         match self {
             Undo::LocalRestoreEnv { group, previous } => {
-                format!("restore env {} on `{group}` and roll it", assignments(previous))
+                format!(
+                    "restore env {} on `{group}` and roll it",
+                    assignments(previous)
+                )
             }
-            Undo::KubeScale { deployment, replicas } => format!("scale `{deployment}` back to {replicas} replicas"),
-            Undo::KubeRestoreEnv { deployment, previous, .. } => {
-                format!("restore env {} on deployment `{deployment}`", assignments(previous))
+            Undo::KubeScale {
+                deployment,
+                replicas,
+            } => format!("scale `{deployment}` back to {replicas} replicas"),
+            Undo::KubeRestoreEnv {
+                deployment,
+                previous,
+                ..
+            } => {
+                format!(
+                    "restore env {} on deployment `{deployment}`",
+                    assignments(previous)
+                )
             }
             Undo::KubeRestoreConfigMap { name, previous } => {
                 let keys: Vec<&str> = previous.keys().map(String::as_str).collect();
                 format!("restore keys {} of configmap `{name}`", keys.join(", "))
             }
-            Undo::HelmRollback { release, revision } => format!("helm rollback `{release}` to revision {revision}"),
+            Undo::HelmRollback { release, revision } => {
+                format!("helm rollback `{release}` to revision {revision}")
+            }
             Undo::LocalStopGroup { group } => format!("stop `{group}`"),
             Undo::Command { argv } => format!("run `{}`", argv.join(" ")),
         }
