@@ -50,6 +50,11 @@ pub enum Command {
         "Exit codes: 0 pass, 1 fail, 2 invalid, 3 inconclusive, 4 aborted, 5 refused, 130 interrupted."
     ))]
     Run(RunArgs),
+    /// Apply the undos a crashed or killed run left behind (its undo journal).
+    #[command(
+        after_help = "Examples:\n  drillbook recover --dry-run\n  drillbook recover\n\nExit code 0 when everything was put back (or nothing was pending), 1 when an undo failed (it stays journaled)."
+    )]
+    Recover(RecoverArgs),
     /// Print a JSON Schema: the scenario format (default), report.json, or `load --json` output.
     #[command(
         after_help = "Examples:\n  drillbook schema > scenario.schema.json\n  drillbook schema --kind report -o report.schema.json"
@@ -127,6 +132,16 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// Show what would be undone without doing it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Journal directory (default: $DRILLBOOK_STATE_DIR, $XDG_STATE_HOME/drillbook or ~/.local/state/drillbook).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct SchemaArgs {
     /// Which document: scenario files, run reports (report.json) or `load --json` output.
     #[arg(long, value_enum, default_value_t = SchemaKind::Scenario)]
@@ -187,6 +202,10 @@ fn dispatch(command: Command) -> anyhow::Result<Outcome> {
         Command::Schema(args) => crate::plan::write_schema(args.kind, args.output.as_deref()),
         Command::Plan(args) => runtime()?.block_on(crate::plan::plan(&args)),
         Command::Run(args) => runtime()?.block_on(crate::engine::run_cli(args)),
+        Command::Recover(args) => runtime()?.block_on(crate::engine::recover::recover_cli(
+            args.state_dir,
+            args.dry_run,
+        )),
         Command::Load(args) => runtime()?.block_on(crate::load::cli::run(*args)),
         Command::Lab(command) => runtime()?.block_on(crate::lab::run(command)),
         Command::Report(args) => crate::report::cli::run(&args),

@@ -65,8 +65,13 @@ impl Setup {
         path
     }
 
+    fn state_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("state")
+    }
+
     fn command(&self, scenario: &Path, extra: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_drillbook"));
+        c.env("DRILLBOOK_STATE_DIR", self.state_dir());
         c.arg("run")
             .arg(scenario)
             .arg("--report-dir")
@@ -296,4 +301,75 @@ async fn disallowed_and_production_contexts_are_refused_before_anything_changes(
         stderr(&out)
     );
     assert_eq!(s.replicas().await, 2, "nothing was changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_sigkill_recover_applies_the_journaled_undo() {
+    let Some(s) = setup("drill-recover").await else {
+        return;
+    };
+    let body = "steps:\n  - name: scale-up\n    scale: {deployment: requests-proxy, replicas: 4}\n  - name: hold\n    wait: 60s\n";
+    let file = s.scenario("recover", body);
+    let mut child = s.command(&file, &[]).spawn().expect("spawn");
+    let scaled = e2e_support::wait_until(Duration::from_secs(60), || async {
+        s.replicas().await == 4
+    })
+    .await;
+    assert!(scaled, "the scale step never ran");
+    child.kill().expect("SIGKILL drillbook");
+    let _ = child.wait();
+    assert_eq!(
+        s.replicas().await,
+        4,
+        "nothing undid the scale: drillbook was killed"
+    );
+    let journals: Vec<_> = std::fs::read_dir(s.state_dir())
+        .expect("state dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(journals.len(), 1, "{journals:?}");
+
+    // A new run against the same target is refused until the old one is recovered.
+    let out = s.run(&file, &[]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("drillbook recover"),
+        "{}",
+        stderr(&out)
+    );
+
+    let recover = |dry: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_drillbook"));
+        c.arg("recover")
+            .env("DRILLBOOK_STATE_DIR", s.state_dir())
+            .env_remove("KUBECONFIG");
+        if dry {
+            c.arg("--dry-run");
+        }
+        c.output().expect("recover")
+    };
+    let dry = recover(true);
+    assert_eq!(dry.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&dry.stdout).contains("scale `requests-proxy` back to 2 replicas"),
+        "{}",
+        String::from_utf8_lossy(&dry.stdout)
+    );
+    assert_eq!(s.replicas().await, 4, "--dry-run changes nothing");
+
+    let done = recover(false);
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&done.stdout),
+        stderr(&done)
+    );
+    assert_eq!(s.replicas().await, 2, "recover restored the replicas");
+    assert_eq!(
+        std::fs::read_dir(s.state_dir()).expect("state dir").count(),
+        0,
+        "the journal is gone"
+    );
 }

@@ -78,7 +78,9 @@ fn plan_offline_prints_the_timeline_of_every_lab_scenario() {
 
 #[test]
 fn help_of_every_command_has_an_example() {
-    for command in ["validate", "plan", "run", "schema", "load", "lab", "report"] {
+    for command in [
+        "validate", "plan", "run", "recover", "schema", "load", "lab", "report",
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_drillbook"))
             .args([command, "--help"])
             .output()

@@ -83,6 +83,9 @@ pub struct Observed {
     pub warnings: Vec<String>,
     pub vars: Vars,
     pub preflight: Vec<crate::report::model::PreflightResult>,
+    pub run_id: String,
+    /// Undos that failed and stay in the journal for `drillbook recover`.
+    pub undo_failed: usize,
 }
 
 impl Observed {
@@ -150,6 +153,71 @@ pub struct RunOptions {
     pub context: Option<String>,
     /// `--allow-production`: accept a context or namespace whose name contains "prod".
     pub allow_production: bool,
+    /// `--force`: start even if an unrecovered undo journal exists for the target.
+    pub force: bool,
+    /// This run's id (report directory, drill-log row, journal).
+    pub run_id: String,
+}
+
+/// The undo stack for a run: journaled for a Kubernetes target, after making sure no earlier
+/// run left undos behind for the same target.
+fn undo_stack(
+    loaded: &LoadedScenario,
+    target: &Target,
+    options: &RunOptions,
+) -> Result<UndoStack, DrillError> {
+    let Target::Kube(run) = target else {
+        return Ok(UndoStack::default());
+    };
+    let journal_target = super::journal::JournalTarget {
+        context: run.target.context().to_string(),
+        namespace: run.target.namespace().to_string(),
+        kubeconfig: match &loaded.scenario.target {
+            TargetSpec::Kubernetes(k) => k.kubeconfig.clone(),
+            TargetSpec::Local(_) => None,
+        },
+    };
+    let dir = super::journal::state_dir();
+    let leftovers = super::journal::list(&dir).map_err(|e| DrillError::Refused(e.to_string()))?;
+    for (path, doc) in leftovers.iter().filter(|(_, d)| {
+        d.target.context == journal_target.context && d.target.namespace == journal_target.namespace
+    }) {
+        let what = format!(
+            "run {} of `{}` (started {}) left {} undo(s) pending for context `{}`, namespace `{}` in {}",
+            doc.run_id,
+            doc.scenario,
+            doc.started_at,
+            doc.pending.len(),
+            doc.target.context,
+            doc.target.namespace,
+            path.display()
+        );
+        if super::journal::writer_alive(doc) {
+            return Err(DrillError::Refused(format!(
+                "{what}, and that drillbook (pid {}) is still running",
+                doc.pid
+            )));
+        }
+        if !options.force {
+            return Err(DrillError::Refused(format!(
+                "{what}: run `drillbook recover` first, or pass --force"
+            )));
+        }
+        tracing::warn!(
+            "{what}; starting anyway (--force); `drillbook recover` can still apply them"
+        );
+    }
+    let doc = super::journal::JournalDoc {
+        version: super::journal::JOURNAL_VERSION,
+        run_id: options.run_id.clone(),
+        scenario: loaded.scenario.name.value.clone(),
+        started_at: jiff::Timestamp::now(),
+        pid: std::process::id(),
+        target: journal_target.clone(),
+        pending: Vec::new(),
+    };
+    let path = super::journal::path_for(&dir, &journal_target, &options.run_id);
+    Ok(UndoStack::journaled(super::journal::Journal { path, doc }))
 }
 
 /// Connects to (Kubernetes) or starts (local) the scenario's target.
@@ -212,7 +280,10 @@ pub async fn run(
     let vars = Vars::allocate(texts.iter().map(String::as_str))
         .map_err(|e| DrillError::Setup(e.to_string()))?;
     let (target, collector) = start_target(loaded, &vars, options).await?;
-    let result = drive(loaded, seed, &vars, &target).await;
+    let result = match undo_stack(loaded, &target, options) {
+        Ok(undo) => drive(loaded, seed, &vars, &target, undo, options).await,
+        Err(e) => Err(e),
+    };
     target.shutdown().await;
     drop(collector);
     result
@@ -224,6 +295,8 @@ async fn drive(
     seed: u64,
     vars: &Vars,
     target: &Target,
+    undo: UndoStack,
+    options: &RunOptions,
 ) -> Result<Observed, DrillError> {
     let scenario = &loaded.scenario;
     let mut warnings = Vec::new();
@@ -246,7 +319,6 @@ async fn drive(
         )));
     }
 
-    let undo = UndoStack::default();
     let interrupt = CancellationToken::new();
     let abort = CancellationToken::new();
     let done = CancellationToken::new();
@@ -466,6 +538,8 @@ async fn drive(
         warnings,
         vars: vars.clone(),
         preflight,
+        run_id: options.run_id.clone(),
+        undo_failed: undo.failed().len(),
     })
 }
 
@@ -505,29 +579,31 @@ async fn run_step(
 ) -> StepRecord {
     let before = identities(target, watched).await;
     let start = Instant::now();
-    let registered = match target.undo_for(&step.action).await {
-        Ok(u) => u,
-        Err(e) => {
-            // Without a known way back the step must not run.
-            tracing::error!("step `{name}` not applied: cannot prepare its undo: {e}");
-            return StepRecord {
-                name: name.to_string(),
-                action: step.action.clone(),
-                start,
-                end: Some(Instant::now()),
-                before: before.clone(),
-                after: before,
-                applied: None,
-                error: Some(format!(
-                    "cannot prepare its undo, so it was not applied: {e}"
-                )),
-                is_fault: is_fault(&step.action),
-            };
+    let not_applied = |why: String| {
+        tracing::error!("step `{name}` not applied: {why}");
+        StepRecord {
+            name: name.to_string(),
+            action: step.action.clone(),
+            start,
+            end: Some(Instant::now()),
+            before: before.clone(),
+            after: before.clone(),
+            applied: None,
+            error: Some(format!("not applied: {why}")),
+            is_fault: is_fault(&step.action),
         }
     };
+    let registered = match target.undo_for(&step.action).await {
+        Ok(u) => u,
+        // Without a known way back the step must not run.
+        Err(e) => return not_applied(format!("its undo could not be prepared: {e}")),
+    };
     if let Some(u) = &registered {
-        // Registered before the change is applied: an interruption mid-step still undoes it.
-        undo.register(name, u.clone());
+        // Registered (and journaled) before the change is applied: an interruption mid-step,
+        // or drillbook's own death, still undoes it.
+        if let Err(e) = undo.register(name, u.clone()) {
+            return not_applied(format!("its undo could not be recorded: {e}"));
+        }
     }
     progress(&format!(
         "t+{:.1}s ▶ {name}: {}",

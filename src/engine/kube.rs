@@ -141,11 +141,11 @@ impl KubeRun {
         match action {
             Action::KillPods(k) => Ok(killed(
                 described,
-                t.kill_pods(k, rng).await.map_err(|e| e.to_string())?,
+                &t.kill_pods(k, rng).await.map_err(|e| e.to_string())?,
             )),
             Action::Evict(e) => Ok(killed(
                 described,
-                t.evict(e, rng).await.map_err(|e| e.to_string())?,
+                &t.evict(e, rng).await.map_err(|e| e.to_string())?,
             )),
             Action::RolloutRestart(w) => {
                 t.rollout_restart(&w.deployment.value)
@@ -252,36 +252,7 @@ impl KubeRun {
     }
 
     pub async fn undo(&self, undo: Undo) -> Result<(), String> {
-        let t = &self.target;
-        match undo {
-            Undo::KubeScale {
-                deployment,
-                replicas,
-            } => t
-                .scale(&deployment, replicas)
-                .await
-                .map_err(|e| e.to_string()),
-            Undo::KubeRestoreEnv {
-                deployment,
-                container,
-                previous,
-            } => t
-                .patch_env(&deployment, container.as_deref(), &previous)
-                .await
-                .map_err(|e| e.to_string()),
-            Undo::KubeRestoreConfigMap { name, previous } => t
-                .patch_configmap(&name, &previous)
-                .await
-                .map_err(|e| e.to_string()),
-            Undo::HelmRollback { release, revision } => {
-                let argv = t.helm_rollback_argv(&release, revision);
-                run_ok(t, &argv).await
-            }
-            Undo::Command { argv } => run_ok(t, &argv).await,
-            Undo::LocalRestoreEnv { .. } | Undo::LocalStopGroup { .. } => {
-                Err("a local undo cannot run on a Kubernetes target".into())
-            }
-        }
+        apply_undo(&self.target, undo).await
     }
 
     /// Pod-template hashes of a Deployment's current pods.
@@ -373,7 +344,7 @@ impl KubeRun {
     }
 }
 
-fn killed(description: String, pods: Vec<KilledPod>) -> Applied {
+fn killed(description: String, pods: &[KilledPod]) -> Applied {
     Applied {
         description,
         targets: pods
@@ -404,5 +375,37 @@ async fn run_ok(t: &KubeTarget, argv: &[String]) -> Result<(), String> {
             out.status,
             out.stderr_tail()
         ))
+    }
+}
+
+/// Applies one undo to a Kubernetes target (during a run's unwind, or from `drillbook recover`).
+pub async fn apply_undo(t: &KubeTarget, undo: Undo) -> Result<(), String> {
+    match undo {
+        Undo::KubeScale {
+            deployment,
+            replicas,
+        } => t
+            .scale(&deployment, replicas)
+            .await
+            .map_err(|e| e.to_string()),
+        Undo::KubeRestoreEnv {
+            deployment,
+            container,
+            previous,
+        } => t
+            .patch_env(&deployment, container.as_deref(), &previous)
+            .await
+            .map_err(|e| e.to_string()),
+        Undo::KubeRestoreConfigMap { name, previous } => t
+            .patch_configmap(&name, &previous)
+            .await
+            .map_err(|e| e.to_string()),
+        Undo::HelmRollback { release, revision } => {
+            run_ok(t, &t.helm_rollback_argv(&release, revision)).await
+        }
+        Undo::Command { argv } => run_ok(t, &argv).await,
+        Undo::LocalRestoreEnv { .. } | Undo::LocalStopGroup { .. } => {
+            Err("a local undo cannot run on a Kubernetes target".into())
+        }
     }
 }

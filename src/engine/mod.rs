@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod drill;
+pub mod journal;
 pub mod judge;
 pub mod kube;
 pub mod load_config;
@@ -11,6 +12,7 @@ pub mod observe;
 pub mod phases;
 pub mod preflight;
 pub mod prometheus;
+pub mod recover;
 pub mod report_build;
 pub mod signals;
 pub mod target;
@@ -54,6 +56,8 @@ pub async fn run_cli(args: RunArgs) -> anyhow::Result<Outcome> {
     let options = drill::RunOptions {
         context: args.context.clone(),
         allow_production: args.allow_production,
+        force: args.force,
+        run_id: report_build::new_run_id(),
     };
     let vars_and_observed = match drill::run(&loaded, seed, &options).await {
         Ok(observed) => observed,

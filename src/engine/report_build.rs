@@ -85,6 +85,12 @@ pub async fn build(loaded: &LoadedScenario, observed: &Observed, operator: Optio
     for u in &phases.unresolved {
         warnings.push(format!("phase `{}` did not happen: {}", u.name, u.why));
     }
+    if observed.undo_failed > 0 {
+        warnings.push(format!(
+            "{} undo(s) failed and stay in the undo journal: run `drillbook recover` once the cause is fixed",
+            observed.undo_failed
+        ));
+    }
     for u in observed.undo.iter().filter(|u| u.result.is_err()) {
         warnings.push(format!(
             "undo of `{}` failed: {} ({})",
@@ -140,7 +146,7 @@ pub async fn build(loaded: &LoadedScenario, observed: &Observed, operator: Optio
     Report {
         schema_version: SCHEMA_VERSION,
         drillbook_version: env!("CARGO_PKG_VERSION").to_string(),
-        run_id: new_run_id(),
+        run_id: observed.run_id.clone(),
         scenario: ScenarioInfo {
             name: scenario.name.value.clone(),
             file: loaded.path.display().to_string(),

@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How to revert one applied fault.
-#[derive(Debug, Clone, PartialEq)]
+use super::journal::Journal;
+
+/// How to revert one applied fault. Serialisable: it is written to the undo journal.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Undo {
     /// Restore env vars of a local process group (None = unset) and roll it.
     LocalRestoreEnv {
@@ -83,7 +86,7 @@ impl Undo {
 }
 
 /// An undo and the step that registered it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Registered {
     pub step: String,
     pub undo: Undo,
@@ -103,23 +106,58 @@ pub struct UndoOutcome {
 pub struct UndoStack {
     inner: Arc<Mutex<Vec<Registered>>>,
     current: Arc<Mutex<Option<String>>>,
+    /// Undos that failed: kept in the journal so `drillbook recover` can retry them.
+    failed: Arc<Mutex<Vec<Registered>>>,
+    /// When set, every change to the stack is persisted before it takes effect.
+    journal: Option<Arc<Mutex<Journal>>>,
 }
 
 impl UndoStack {
-    pub fn register(&self, step: &str, undo: Undo) {
-        if let Ok(mut stack) = self.inner.lock() {
-            stack.push(Registered {
-                step: step.to_string(),
-                undo,
-            });
+    /// A stack that persists itself to `journal`, starting with the undos it already holds
+    /// (empty for a new run; a crashed run's leftovers for `recover`).
+    pub fn journaled(journal: Journal) -> Self {
+        let pending = journal.doc.pending.clone();
+        Self {
+            inner: Arc::new(Mutex::new(pending)),
+            journal: Some(Arc::new(Mutex::new(journal))),
+            ..Self::default()
         }
     }
 
-    /// Drops the most recent registration (its step failed before changing anything).
-    pub fn forget_last(&self) {
-        if let Ok(mut stack) = self.inner.lock() {
+    /// Undos that failed while unwinding (still journaled).
+    pub fn failed(&self) -> Vec<Registered> {
+        self.failed.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// Registers an undo. With a journal, it is on disk (fsync'd) when this returns `Ok`; on
+    /// `Err` nothing was registered and the step must not run.
+    pub fn register(&self, step: &str, undo: Undo) -> Result<(), String> {
+        let mut stack = self
+            .inner
+            .lock()
+            .map_err(|_| "undo stack poisoned".to_string())?;
+        stack.push(Registered {
+            step: step.to_string(),
+            undo,
+        });
+        if let Err(e) = self.persist(&stack) {
             stack.pop();
+            return Err(e);
         }
+        Ok(())
+    }
+
+    fn persist(&self, stack: &[Registered]) -> Result<(), String> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        let mut all = self.failed();
+        all.extend_from_slice(stack);
+        journal
+            .lock()
+            .map_err(|_| "undo journal poisoned".to_string())?
+            .sync(&all)
+            .map_err(|e| e.to_string())
     }
 
     pub fn pending(&self) -> Vec<Registered> {
@@ -139,14 +177,15 @@ impl UndoStack {
     {
         let mut outcomes = Vec::new();
         loop {
-            let next = self.inner.lock().ok().and_then(|mut s| s.pop());
+            // Peek, apply, then pop: if drillbook dies mid-undo the journal still holds it.
+            let next = self.inner.lock().ok().and_then(|s| s.last().cloned());
             let Some(registered) = next else { break };
             let description = registered.undo.describe();
             if let Ok(mut current) = self.current.lock() {
                 *current = Some(description.clone());
             }
             let started = tokio::time::Instant::now();
-            let result = match tokio::time::timeout(timeout, apply(registered.undo)).await {
+            let result = match tokio::time::timeout(timeout, apply(registered.undo.clone())).await {
                 Ok(r) => r,
                 Err(_) => Err(format!("timed out after {timeout:?}")),
             };
@@ -154,6 +193,17 @@ impl UndoStack {
                 tracing::error!(step = %registered.step, "undo failed: {description}: {e}");
             } else {
                 tracing::info!(step = %registered.step, "undone: {description}");
+            }
+            if result.is_err()
+                && let Ok(mut failed) = self.failed.lock()
+            {
+                failed.push(registered.clone());
+            }
+            if let Ok(mut stack) = self.inner.lock() {
+                stack.pop();
+                if let Err(e) = self.persist(&stack) {
+                    tracing::error!("{e}");
+                }
             }
             outcomes.push(UndoOutcome {
                 step: registered.step,
@@ -177,12 +227,14 @@ mod tests {
     async fn undos_run_in_reverse_and_a_failure_does_not_stop_the_rest() {
         let stack = UndoStack::default();
         for i in 0..3 {
-            stack.register(
-                &format!("s{i}"),
-                Undo::Command {
-                    argv: vec![format!("u{i}")],
-                },
-            );
+            stack
+                .register(
+                    &format!("s{i}"),
+                    Undo::Command {
+                        argv: vec![format!("u{i}")],
+                    },
+                )
+                .expect("register");
         }
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
@@ -210,7 +262,9 @@ mod tests {
     #[tokio::test]
     async fn a_hanging_undo_times_out() {
         let stack = UndoStack::default();
-        stack.register("s", Undo::LocalStopGroup { group: "g".into() });
+        stack
+            .register("s", Undo::LocalStopGroup { group: "g".into() })
+            .expect("register");
         let outcomes = stack
             .unwind(Duration::from_millis(50), |_| async {
                 tokio::time::sleep(Duration::from_secs(60)).await;
@@ -223,5 +277,68 @@ mod tests {
                 .as_ref()
                 .is_err_and(|e| e.contains("timed out"))
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_undo_stays_in_the_journal_for_recover() {
+        use super::super::journal::{self, Journal, JournalDoc, JournalTarget};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = JournalTarget {
+            context: "c".into(),
+            namespace: "n".into(),
+            kubeconfig: None,
+        };
+        let path = journal::path_for(dir.path(), &target, "r1");
+        let doc = JournalDoc {
+            version: journal::JOURNAL_VERSION,
+            run_id: "r1".into(),
+            scenario: "s".into(),
+            started_at: jiff::Timestamp::UNIX_EPOCH,
+            pid: std::process::id(),
+            target,
+            pending: Vec::new(),
+        };
+        let stack = UndoStack::journaled(Journal {
+            path: path.clone(),
+            doc,
+        });
+        stack
+            .register(
+                "ok",
+                Undo::KubeScale {
+                    deployment: "a".into(),
+                    replicas: 1,
+                },
+            )
+            .expect("register");
+        stack
+            .register(
+                "bad",
+                Undo::KubeScale {
+                    deployment: "b".into(),
+                    replicas: 2,
+                },
+            )
+            .expect("register");
+        assert_eq!(
+            journal::read(&path)
+                .expect("journaled before apply")
+                .pending
+                .len(),
+            2
+        );
+        stack
+            .unwind(Duration::from_secs(1), |undo| async move {
+                match undo {
+                    Undo::KubeScale { deployment, .. } if deployment == "b" => {
+                        Err("api down".to_string())
+                    }
+                    _ => Ok(()),
+                }
+            })
+            .await;
+        let left = journal::read(&path).expect("the failed undo is still journaled");
+        assert_eq!(left.pending.len(), 1);
+        assert_eq!(left.pending[0].step, "bad");
     }
 }
