@@ -465,17 +465,7 @@ async fn resolve_in_cluster(
             .map_or_else(|| format!("#{}", i + 1), |n| n.value.clone());
         let resolved = match &step.value.action {
             Action::KillPods(k) => pick_pods(&target, k, seed.is_some(), &mut rng).await,
-            Action::Evict(e) => {
-                let as_kill = scenario::KillPods {
-                    selector: e.selector.clone(),
-                    count: e.count,
-                    percent: None,
-                    mode: e.mode,
-                    grace_period: None,
-                    force: false,
-                };
-                pick_pods(&target, &as_kill, seed.is_some(), &mut rng).await
-            }
+            Action::Evict(e) => pick_pods(&target, &e.as_kill(), seed.is_some(), &mut rng).await,
             Action::Scale(sc) => match target.replicas(&sc.deployment.value).await {
                 Ok(now) => format!("replicas {now} → {} (undo restores {now})", sc.replicas),
                 Err(e) => format!("error: {e}"),

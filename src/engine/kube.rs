@@ -162,22 +162,14 @@ impl KubeRun {
                 Ok(plain(described))
             }
             Action::PatchEnv(p) => {
-                let env = p
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Some(v.clone())))
-                    .collect();
+                let env = set_all(&p.env);
                 t.patch_env(&p.deployment.value, p.container.as_deref(), &env)
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(plain(described))
             }
             Action::PatchConfigmap(c) => {
-                let data = c
-                    .data
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Some(v.clone())))
-                    .collect();
+                let data = set_all(&c.data);
                 t.patch_configmap(&c.name.value, &data)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -408,4 +400,12 @@ pub async fn apply_undo(t: &KubeTarget, undo: Undo) -> Result<(), String> {
             Err("a local undo cannot run on a Kubernetes target".into())
         }
     }
+}
+
+/// `key=value` assignments in the form the patch functions take (`None` would remove a key).
+fn set_all(values: &BTreeMap<String, String>) -> BTreeMap<String, Option<String>> {
+    values
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect()
 }

@@ -338,6 +338,20 @@ pub struct Evict {
     pub mode: PickMode,
 }
 
+impl Evict {
+    /// The same pick as a kill: evictions choose their pods exactly like `kill_pods`.
+    pub fn as_kill(&self) -> KillPods {
+        KillPods {
+            selector: self.selector.clone(),
+            count: self.count,
+            percent: None,
+            mode: self.mode,
+            grace_period: None,
+            force: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum Signal {
     #[default]

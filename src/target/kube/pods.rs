@@ -201,14 +201,7 @@ impl KubeTarget {
         e: &Evict,
         rng: &mut impl rand::Rng,
     ) -> Result<Vec<KilledPod>, KubeError> {
-        let as_kill = KillPods {
-            selector: e.selector.clone(),
-            count: e.count,
-            percent: None,
-            mode: e.mode,
-            grace_period: None,
-            force: false,
-        };
+        let as_kill = e.as_kill();
         let pods = self.matching_pods(&e.selector).await?;
         let picked = self.pick(&pods, &as_kill, rng)?;
         if picked.is_empty() {
