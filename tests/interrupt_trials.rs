@@ -12,33 +12,24 @@
 mod trial_support;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::Write as _;
-use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use drillbook::exit::Outcome;
-use drillbook::report::model::{EventKind, Report, Verdict};
+use drillbook::report::model::Verdict;
 use drillbook::scenario::{Action, TargetSpec};
 use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng as _};
-use trial_support::{RunDir, tail, wait_bounded};
+use trial_support::{
+    EARLIEST_S, EXIT_TIMEOUT, Landed, RunDir, START_DELAY_S, UndoExpectations, ensure, tail,
+    wait_bounded,
+};
 
 /// Trials per signal (each signal is tried on both scenarios).
 const TRIALS_PER_SIGNAL: usize = 20;
 /// Trials running at once: enough to keep the file around a minute, few enough for 2 cores.
 const CONCURRENT_TRIALS: usize = 4;
-/// The earliest moment a signal is sent, after spawning drillbook.
-const EARLIEST_S: f64 = 0.2;
-/// A signalled drill has this long to undo, report and exit.
-const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Slack for "the signal came before the load could have ended, so the drill must say
-/// interrupted": signal delivery and the watcher task are asynchronous.
-const LATE_SLACK_S: f64 = 1.0;
-/// drillbook's delay between target readiness (`started_at`) and the load's time zero.
-const START_DELAY_S: f64 = 0.3;
 
 /// A shortened lab scenario and what the trials need to know about it.
 struct TrialScenario {
@@ -46,10 +37,9 @@ struct TrialScenario {
     path: PathBuf,
     /// Length of its load.
     load_s: f64,
-    /// Steps whose action registers an undo (patch_env, start_process), by name.
-    undoable_steps: Vec<String>,
-    /// For each patch_env step: `KEY=VALUE` texts of the initial env its undo must restore.
-    restores: BTreeMap<String, Vec<String>>,
+    /// Steps whose action registers an undo (patch_env, start_process); for env patches, the
+    /// `KEY=VALUE` texts of the initial env their undo must restore.
+    undos: UndoExpectations,
     /// Wall time of an uninterrupted run: the end of the range moments are drawn from.
     end_s: f64,
 }
@@ -135,8 +125,10 @@ fn describe(label: &'static str, path: PathBuf) -> TrialScenario {
         label,
         path,
         load_s,
-        undoable_steps,
-        restores,
+        undos: UndoExpectations {
+            steps: undoable_steps,
+            restores,
+        },
         end_s: 0.0,
     }
 }
@@ -158,29 +150,12 @@ fn plan_trials(seed: u64, scenarios: usize) -> Vec<Trial> {
         .map(|index| Trial {
             index,
             // Alternate signals, and scenarios within each signal, so both get every kind.
-            signal: if index % 2 == 0 {
-                Signal::SIGINT
-            } else {
-                Signal::SIGTERM
-            },
+            signal: trial_support::alternating_signal(index),
             scenario: (index / 2) % scenarios,
             fraction: rng.random::<f64>(),
             drill_seed: rng.random(),
         })
         .collect()
-}
-
-/// How a trial ended, when all its assertions held.
-#[derive(Debug)]
-enum Landed {
-    Interrupted,
-    /// The signal came after the drill had finished its work; the normal verdict stands.
-    AfterTheDrill(Verdict),
-}
-
-/// Returns `Err(what)` unless `condition` holds.
-fn ensure(condition: bool, what: impl FnOnce() -> String) -> Result<(), String> {
-    if condition { Ok(()) } else { Err(what()) }
 }
 
 /// Runs one uninterrupted drill of `scenario`; returns its wall time in seconds.
@@ -201,12 +176,21 @@ fn calibrate(scenario: &TrialScenario, drill_seed: u64) -> Result<f64, String> {
         )
     };
     let report = run.report().map_err(|e| format!("{e}\n{}", context()))?;
-    ensure(report.verdict != Verdict::Interrupted, || {
-        format!("an unsignalled run says interrupted\n{}", context())
-    })?;
-    check_exit_code(status, &report).map_err(|e| format!("{e}\n{}", context()))?;
-    check_undos(scenario, &report).map_err(|e| format!("{e}\n{}", context()))?;
-    check_drill_log(&run, &report).map_err(|e| format!("{e}\n{}", context()))?;
+    ensure(
+        !matches!(report.verdict, Verdict::Interrupted | Verdict::Aborted),
+        || {
+            format!(
+                "an unsignalled run says {}: {}\n{}",
+                report.verdict.as_str(),
+                report.verdict_reason,
+                context()
+            )
+        },
+    )?;
+    trial_support::check_exit_code(status, &report).map_err(|e| format!("{e}\n{}", context()))?;
+    trial_support::check_undos(&scenario.undos, &report)
+        .map_err(|e| format!("{e}\n{}", context()))?;
+    trial_support::check_drill_log(&run, &report).map_err(|e| format!("{e}\n{}", context()))?;
     run.no_survivors()?;
     Ok(wall)
 }
@@ -221,11 +205,7 @@ fn run_trial(scenario: &TrialScenario, trial: Trial) -> Result<Landed, String> {
         .spawn()
         .map_err(|e| format!("spawn: {e}"))?;
     std::thread::sleep(moment.saturating_sub(spawned.elapsed()));
-    // Until it is reaped the child's pid cannot be reused, so this never hits another process;
-    // if drillbook already exited, the signal goes to its zombie and changes nothing.
-    let signalled_at = jiff::Timestamp::now();
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"));
-    nix::sys::signal::kill(pid, trial.signal).map_err(|e| format!("kill: {e}"))?;
+    let signalled_at = trial_support::send_signal(&child, trial.signal);
     let status = wait_bounded(&mut child, EXIT_TIMEOUT);
     let survivors = run.no_survivors();
     let context = || {
@@ -236,34 +216,21 @@ fn run_trial(scenario: &TrialScenario, trial: Trial) -> Result<Landed, String> {
         )
     };
     let checked: Result<Landed, String> = (|| {
+        let signalled_at = signalled_at?;
         let status = status?;
         survivors?;
-        ensure(status.signal().is_none(), || {
-            format!(
-                "drillbook was killed by {:?} itself ({status}): the signal arrived before \
-                 drillbook handled it, so no report and no drill-log row were written",
-                trial.signal
-            )
-        })?;
+        trial_support::ensure_handled(status, trial.signal)?;
         let report = run.report()?;
-        check_exit_code(status, &report)?;
-        check_undos(scenario, &report)?;
-        check_drill_log(&run, &report)?;
-        if report.verdict == Verdict::Interrupted {
-            return Ok(Landed::Interrupted);
-        }
-        // A signal sent while the load was surely still running must interrupt the drill.
-        let load_end =
-            report.started_at.as_duration().as_secs_f64() + START_DELAY_S + scenario.load_s;
-        let sent = signalled_at.as_duration().as_secs_f64();
-        ensure(sent >= load_end - LATE_SLACK_S, || {
-            format!(
-                "the signal was sent {:.1}s before the load could have ended, yet the verdict is {}",
-                load_end - sent,
-                report.verdict.as_str()
-            )
-        })?;
-        Ok(Landed::AfterTheDrill(report.verdict))
+        trial_support::check_drill_log(&run, &report)?;
+        // The drill's work ends with its load (steps are within it): a signal before that must
+        // interrupt the drill.
+        trial_support::judge_trial(
+            status,
+            &report,
+            &scenario.undos,
+            signalled_at,
+            START_DELAY_S + scenario.load_s,
+        )
     })();
     checked.map_err(|e| {
         format!(
@@ -278,104 +245,9 @@ fn run_trial(scenario: &TrialScenario, trial: Trial) -> Result<Landed, String> {
     })
 }
 
-/// 130 when interrupted; otherwise the code of the report's own verdict.
-fn check_exit_code(status: std::process::ExitStatus, report: &Report) -> Result<(), String> {
-    let expected = i32::from(Outcome::from(report.verdict).code());
-    ensure(status.code() == Some(expected), || {
-        format!(
-            "exit {status} but the report's verdict is {} (exit code {expected})",
-            report.verdict.as_str()
-        )
-    })
-}
-
-/// Every step that registers an undo and started has exactly one undo event, with outcome ok
-/// (and, for env patches, restoring the initial values); nothing else was undone.
-fn check_undos(scenario: &TrialScenario, report: &Report) -> Result<(), String> {
-    let started: Vec<&str> = report
-        .events
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::Fault | EventKind::Step))
-        .filter_map(|e| e.step.as_deref())
-        .filter(|step| scenario.undoable_steps.iter().any(|s| s == step))
-        .collect();
-    let undos: Vec<_> = report
-        .events
-        .iter()
-        .filter(|e| e.kind == EventKind::Undo)
-        .collect();
-    let describe = || format!("steps started: {started:?}\nundo events: {undos:#?}");
-    ensure(undos.len() == started.len(), || {
-        format!(
-            "{} undo event(s) for {} undoable step(s)\n{}",
-            undos.len(),
-            started.len(),
-            describe()
-        )
-    })?;
-    for step in &started {
-        let matching: Vec<_> = undos
-            .iter()
-            .filter(|u| u.step.as_deref() == Some(*step))
-            .collect();
-        ensure(matching.len() == 1, || {
-            format!(
-                "step `{step}`: {} undo events\n{}",
-                matching.len(),
-                describe()
-            )
-        })?;
-        let undo = matching[0];
-        ensure(undo.outcome.as_deref() == Some("ok"), || {
-            format!("the undo of `{step}` did not succeed\n{}", describe())
-        })?;
-        for restored in scenario.restores.get(*step).into_iter().flatten() {
-            ensure(undo.description.contains(restored.as_str()), || {
-                format!(
-                    "the undo of `{step}` does not restore {restored}\n{}",
-                    describe()
-                )
-            })?;
-        }
-    }
-    Ok(())
-}
-
-/// Exactly one drill-log row names the run, and it says how the run ended.
-fn check_drill_log(run: &RunDir, report: &Report) -> Result<(), String> {
-    let runbook = run.runbook();
-    let rows: Vec<&str> = runbook
-        .lines()
-        .filter(|line| line.contains(&report.run_id))
-        .collect();
-    ensure(rows.len() == 1, || {
-        format!(
-            "{} drill-log rows for run {}: {rows:#?}",
-            rows.len(),
-            report.run_id
-        )
-    })?;
-    let verdict = report.verdict.as_str();
-    ensure(rows[0].contains(verdict), || {
-        format!("the drill-log row does not say `{verdict}`: {}", rows[0])
-    })
-}
-
-/// Printed straight to stderr: libtest captures `eprintln!`, and the seed must be seen even
-/// when the test passes (to compare runs) and when it fails.
-fn announce(text: &str) {
-    let _ = writeln!(std::io::stderr(), "{text}");
-}
-
 #[test]
 fn sigint_and_sigterm_at_seeded_random_moments_leave_nothing_behind() {
-    let seed = std::env::var("DRILLBOOK_TRIAL_SEED")
-        .ok()
-        .map(|s| s.parse::<u64>().expect("DRILLBOOK_TRIAL_SEED is a u64"))
-        .unwrap_or_else(rand::random);
-    announce(&format!(
-        "interrupt trials: seed {seed} (replay with DRILLBOOK_TRIAL_SEED={seed})"
-    ));
+    let seed = trial_support::trial_seed("lab interrupt trials");
     let scenario_dir = tempfile::tempdir().expect("tempdir");
     let mut scenarios = shortened_scenarios(scenario_dir.path());
 
@@ -413,51 +285,26 @@ fn sigint_and_sigterm_at_seeded_random_moments_leave_nothing_behind() {
     let results = results.into_inner().expect("results");
     assert_eq!(results.len(), trials.len(), "every trial ran");
 
-    let failures: Vec<&String> = results
-        .iter()
-        .filter_map(|(_, r)| r.as_ref().err())
-        .collect();
-    let mut summary = BTreeMap::<String, (usize, Vec<&str>)>::new();
-    for (trial, result) in &results {
-        let key = format!("{:?} {}", trial.signal, scenarios[trial.scenario].label);
-        let entry = summary.entry(key).or_default();
-        match result {
-            Ok(Landed::Interrupted) => entry.0 += 1,
-            Ok(Landed::AfterTheDrill(verdict)) => entry.1.push(verdict.as_str()),
-            Err(_) => {}
-        }
-    }
-    announce(&format!(
-        "interrupt trials (seed {seed}): drill ends {} ; (interrupted, verdicts of signals after the drill) per kind: {summary:?}",
+    let summary = trial_support::summarize(results.iter().map(|(trial, result)| {
+        (
+            format!("{:?} {}", trial.signal, scenarios[trial.scenario].label),
+            result,
+        )
+    }));
+    trial_support::announce(&format!(
+        "lab interrupt trials (seed {seed}): drill ends {}; (interrupted, verdicts of signals \
+         after the drill) per kind: {summary:?}",
         scenarios
             .iter()
             .map(|s| format!("{} {:.1}s", s.label, s.end_s))
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    assert!(
-        failures.is_empty(),
-        "{} of {} trials failed (replay with DRILLBOOK_TRIAL_SEED={seed}):\n\n{}",
-        failures.len(),
-        results.len(),
-        failures
-            .iter()
-            .map(|f| f.as_str())
-            .collect::<Vec<_>>()
-            .join("\n\n")
+    trial_support::assert_no_failures(seed, results.iter().map(|(_, result)| result));
+    trial_support::assert_mostly_interrupted(
+        seed,
+        results.iter().map(|(trial, result)| (trial.signal, result)),
     );
-    // Moments are drawn up to the measured end, so most trials must really interrupt a drill;
-    // otherwise the trials would not be testing interruption at all.
-    for signal in [Signal::SIGINT, Signal::SIGTERM] {
-        let interrupted = results
-            .iter()
-            .filter(|(t, r)| t.signal == signal && matches!(r, Ok(Landed::Interrupted)))
-            .count();
-        assert!(
-            interrupted >= TRIALS_PER_SIGNAL / 2,
-            "only {interrupted} of {TRIALS_PER_SIGNAL} {signal:?} trials interrupted a drill (seed {seed})"
-        );
-    }
 }
 
 #[test]

@@ -1,15 +1,22 @@
 //! What the interruption trials and the secret-leak tests share: shortened copies of the shipped
 //! lab scenarios, a per-run directory (runbook copy, reports, captured output), running the
-//! binary with a per-run environment marker, and the /proc scan that finds processes left
-//! behind by that run.
+//! binary with a per-run environment marker, the /proc scan that finds processes left behind
+//! by that run, and the checks every interruption trial makes (exit code against the report's
+//! verdict, undos, drill-log row, a signal that came too late).
 
 #![allow(dead_code)] // Each test file uses a different subset.
 
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use drillbook::report::model::Report;
+use drillbook::exit::Outcome;
+use drillbook::report::model::{EventKind, Report, Verdict};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 /// The crate root (scenarios, docs).
 pub fn root() -> PathBuf {
@@ -195,10 +202,7 @@ impl RunDir {
 fn kill_all(survivors: &[String]) {
     for line in survivors {
         if let Some(pid) = line.split(':').next().and_then(|p| p.parse::<i32>().ok()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
 }
@@ -223,4 +227,263 @@ pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Result<ExitStatus, 
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The earliest moment a trial sends its signal, after spawning drillbook.
+pub const EARLIEST_S: f64 = 0.2;
+/// A signalled drill has this long to undo, report and exit.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Slack for "the signal came before the drill's work could have ended, so it must say
+/// interrupted": signal delivery and drillbook's watcher task are asynchronous.
+pub const LATE_SLACK_S: f64 = 1.0;
+/// drillbook's delay between target readiness (`started_at`) and time zero of the timeline.
+pub const START_DELAY_S: f64 = 0.3;
+
+/// The trial generator's seed: `DRILLBOOK_TRIAL_SEED` or a random one; printed either way.
+pub fn trial_seed(what: &str) -> u64 {
+    let seed = std::env::var("DRILLBOOK_TRIAL_SEED")
+        .ok()
+        .map(|s| s.parse::<u64>().expect("DRILLBOOK_TRIAL_SEED is a u64"))
+        .unwrap_or_else(rand::random);
+    announce(&format!(
+        "{what}: seed {seed} (replay with DRILLBOOK_TRIAL_SEED={seed})"
+    ));
+    seed
+}
+
+/// Printed straight to stderr: libtest captures `eprintln!`, and the seed must be seen even
+/// when the test passes (to compare runs) and when it fails.
+pub fn announce(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// Trial `index` sends SIGINT when even, SIGTERM when odd.
+pub fn alternating_signal(index: usize) -> Signal {
+    if index % 2 == 0 {
+        Signal::SIGINT
+    } else {
+        Signal::SIGTERM
+    }
+}
+
+/// Sends `signal` to `child`; returns when it was sent. Until the child is reaped its pid
+/// cannot be reused, so this never hits another process; if drillbook already exited, the
+/// signal goes to its zombie and changes nothing.
+pub fn send_signal(child: &Child, signal: Signal) -> Result<jiff::Timestamp, String> {
+    let pid = i32::try_from(child.id()).map_err(|e| format!("pid: {e}"))?;
+    let sent = jiff::Timestamp::now();
+    nix::sys::signal::kill(Pid::from_raw(pid), signal).map_err(|e| format!("kill: {e}"))?;
+    Ok(sent)
+}
+
+/// How a trial ended, when all its assertions held.
+#[derive(Debug)]
+pub enum Landed {
+    Interrupted,
+    /// The signal came after the drill had finished its work; the normal verdict stands.
+    AfterTheDrill(Verdict),
+}
+
+/// Returns `Err(what)` unless `condition` holds.
+pub fn ensure(condition: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if condition { Ok(()) } else { Err(what()) }
+}
+
+/// drillbook exited by itself rather than being killed by the trial's signal (which happens
+/// when the signal arrives before drillbook handles it: no report, no drill-log row).
+pub fn ensure_handled(status: ExitStatus, signal: Signal) -> Result<(), String> {
+    ensure(status.signal().is_none(), || {
+        format!(
+            "drillbook was killed by {signal:?} itself ({status}): the signal arrived before \
+             drillbook handled it, so no report and no drill-log row were written"
+        )
+    })
+}
+
+/// The checks every trial shares once drillbook exited by itself: its exit code is its
+/// report's verdict's (130 when interrupted), and the undos match. When the report does not
+/// say interrupted, the signal must have been sent no earlier than `work_ends_s` after
+/// `started_at` (minus slack): a signal during the drill's work that does not interrupt it
+/// would be a signal ignored.
+pub fn judge_trial(
+    status: ExitStatus,
+    report: &Report,
+    undos: &UndoExpectations,
+    signalled_at: jiff::Timestamp,
+    work_ends_s: f64,
+) -> Result<Landed, String> {
+    check_exit_code(status, report)?;
+    check_undos(undos, report)?;
+    if report.verdict == Verdict::Interrupted {
+        return Ok(Landed::Interrupted);
+    }
+    // Nothing in the trial scenarios may abort a drill: a failed step or a tripped guard would
+    // mean the trial did not test what it meant to.
+    ensure(report.verdict != Verdict::Aborted, || {
+        format!("the drill aborted: {}", report.verdict_reason)
+    })?;
+    let work_end = seconds(report.started_at) + work_ends_s;
+    let sent = seconds(signalled_at);
+    ensure(sent >= work_end - LATE_SLACK_S, || {
+        format!(
+            "the signal was sent {:.1}s before the drill's work could have ended, yet the \
+             verdict is {}",
+            work_end - sent,
+            report.verdict.as_str()
+        )
+    })?;
+    Ok(Landed::AfterTheDrill(report.verdict))
+}
+
+fn seconds(at: jiff::Timestamp) -> f64 {
+    at.as_duration().as_secs_f64()
+}
+
+/// 130 when interrupted; otherwise the code of the report's own verdict.
+pub fn check_exit_code(status: ExitStatus, report: &Report) -> Result<(), String> {
+    let expected = i32::from(Outcome::from(report.verdict).code());
+    ensure(status.code() == Some(expected), || {
+        format!(
+            "exit {status} but the report's verdict is {} (exit code {expected})",
+            report.verdict.as_str()
+        )
+    })
+}
+
+/// What a scenario's undos must look like in its report.
+#[derive(Debug, Clone, Default)]
+pub struct UndoExpectations {
+    /// Names of the steps whose action registers an undo.
+    pub steps: Vec<String>,
+    /// Texts the undo of a step must mention (`KEY=initial`, `back to 2 replicas`), by step.
+    pub restores: BTreeMap<String, Vec<String>>,
+}
+
+/// Every undoable step that started has exactly one undo event, with outcome ok and
+/// mentioning what it restores; nothing else was undone.
+pub fn check_undos(expected: &UndoExpectations, report: &Report) -> Result<(), String> {
+    let started: Vec<&str> = report
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Fault | EventKind::Step))
+        .filter_map(|e| e.step.as_deref())
+        .filter(|step| expected.steps.iter().any(|s| s == step))
+        .collect();
+    let undos: Vec<_> = report
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Undo)
+        .collect();
+    let describe = || format!("steps started: {started:?}\nundo events: {undos:#?}");
+    ensure(undos.len() == started.len(), || {
+        format!(
+            "{} undo event(s) for {} undoable step(s)\n{}",
+            undos.len(),
+            started.len(),
+            describe()
+        )
+    })?;
+    for step in &started {
+        let matching: Vec<_> = undos
+            .iter()
+            .filter(|u| u.step.as_deref() == Some(*step))
+            .collect();
+        ensure(matching.len() == 1, || {
+            format!(
+                "step `{step}`: {} undo events\n{}",
+                matching.len(),
+                describe()
+            )
+        })?;
+        let undo = matching[0];
+        ensure(undo.outcome.as_deref() == Some("ok"), || {
+            format!("the undo of `{step}` did not succeed\n{}", describe())
+        })?;
+        for restored in expected.restores.get(*step).into_iter().flatten() {
+            ensure(undo.description.contains(restored.as_str()), || {
+                format!(
+                    "the undo of `{step}` does not mention `{restored}`\n{}",
+                    describe()
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Exactly one drill-log row names the run, and it says how the run ended.
+pub fn check_drill_log(run: &RunDir, report: &Report) -> Result<(), String> {
+    let runbook = run.runbook();
+    let rows: Vec<&str> = runbook
+        .lines()
+        .filter(|line| line.contains(&report.run_id))
+        .collect();
+    ensure(rows.len() == 1, || {
+        format!(
+            "{} drill-log rows for run {}: {rows:#?}",
+            rows.len(),
+            report.run_id
+        )
+    })?;
+    let verdict = report.verdict.as_str();
+    ensure(rows[0].contains(verdict), || {
+        format!("the drill-log row does not say `{verdict}`: {}", rows[0])
+    })
+}
+
+/// `(interrupted, verdicts of signals that came after the drill)` per label, for the summary.
+pub fn summarize<'a>(
+    results: impl IntoIterator<Item = (String, &'a Result<Landed, String>)>,
+) -> BTreeMap<String, (usize, Vec<&'static str>)> {
+    let mut summary = BTreeMap::<String, (usize, Vec<&'static str>)>::new();
+    for (label, result) in results {
+        let entry = summary.entry(label).or_default();
+        match result {
+            Ok(Landed::Interrupted) => entry.0 += 1,
+            Ok(Landed::AfterTheDrill(verdict)) => entry.1.push(verdict.as_str()),
+            Err(_) => {}
+        }
+    }
+    summary
+}
+
+/// Fails with every trial failure (and the seed to replay them), if there is any.
+pub fn assert_no_failures<'a>(
+    seed: u64,
+    results: impl IntoIterator<Item = &'a Result<Landed, String>>,
+) {
+    let results: Vec<_> = results.into_iter().collect();
+    let failures: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(String::as_str))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} trials failed (replay with DRILLBOOK_TRIAL_SEED={seed}):\n\n{}",
+        failures.len(),
+        results.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Moments are drawn up to the measured end of the drill, so most trials of each signal must
+/// really interrupt one; otherwise the trials would not be testing interruption at all.
+pub fn assert_mostly_interrupted<'a>(
+    seed: u64,
+    results: impl IntoIterator<Item = (Signal, &'a Result<Landed, String>)>,
+) {
+    let mut per_signal = BTreeMap::<String, (usize, usize)>::new();
+    for (signal, result) in results {
+        let entry = per_signal.entry(format!("{signal:?}")).or_default();
+        entry.1 += 1;
+        if matches!(result, Ok(Landed::Interrupted)) {
+            entry.0 += 1;
+        }
+    }
+    for (signal, (interrupted, trials)) in per_signal {
+        assert!(
+            2 * interrupted >= trials,
+            "only {interrupted} of {trials} {signal} trials interrupted a drill (seed {seed})"
+        );
+    }
 }
