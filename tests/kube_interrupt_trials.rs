@@ -1,13 +1,13 @@
 //! SIGINT and SIGTERM at seeded random moments during drills on the real control plane (run
 //! through `make e2e`; skips loudly without it).
 //!
-//! Each trial runs a short drill — scale a Deployment 2 → 3, flip an env var, hold 2 s — and
-//! signals drillbook once, at a moment drawn uniformly from [0.2 s, end of the drill] (the end
-//! is measured by one uninterrupted calibration run). Afterwards the Deployment's replicas and
-//! env are back to their initial values (read with the kube client) and it settles there, the
-//! exit code matches the report's verdict (130 when interrupted), the report lists one ok undo
-//! per step applied, and the drill log has one row saying how the run ended. Trials run four
-//! at a time, each lane reusing one namespace.
+//! Each trial runs a short drill — scale a Deployment 2 → 3, flip an env var, wait for the
+//! rollout, hold 1 s — and signals drillbook once, at a moment drawn uniformly from [0.2 s, end
+//! of the drill] (the end is measured by one uninterrupted calibration run). Afterwards the
+//! Deployment's replicas and env are back to their initial values (read with the kube client)
+//! and it settles there, the exit code matches the report's verdict (130 when interrupted), the
+//! report lists one ok undo per step applied, and the drill log has one row saying how the run
+//! ended. Trials run four at a time, each lane reusing one namespace.
 //!
 //! The trial generator's seed is printed; `DRILLBOOK_TRIAL_SEED=<seed>` replays the trials.
 
@@ -15,7 +15,7 @@ mod e2e_support;
 mod trial_support;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,8 +39,8 @@ const INITIAL_REPLICAS: i32 = 2;
 const SCALED_REPLICAS: i32 = 3;
 const ENV_KEY: &str = "STATELESS_TOKENS";
 const INITIAL_ENV: &str = "true";
-/// How long the drill holds after its two changes.
-const HOLD_S: f64 = 2.0;
+/// How long the drill holds once its flip has rolled out.
+const HOLD_S: f64 = 1.0;
 /// Bound on the Deployment settling back to its initial ready pods after a trial.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -54,7 +54,7 @@ fn scenario_text(cluster: &Cluster, namespace: &str) -> String {
     format!(
         r#"apiVersion: drillbook/v1
 name: kube-interrupt-trial
-description: Scale up and flip an env var, then hold; interrupted at a random moment.
+description: Scale up and flip an env var, let it roll out, hold; interrupted at a random moment.
 target:
   kubernetes:
     context: {context}
@@ -66,6 +66,8 @@ steps:
     scale: {{deployment: {DEPLOYMENT}, replicas: {SCALED_REPLICAS}}}
   - name: flip
     patch_env: {{deployment: {DEPLOYMENT}, env: {{{ENV_KEY}: "false"}}}}
+  - name: rolled-out
+    wait_rollout: {{deployment: {DEPLOYMENT}, timeout: 30s}}
   - name: hold
     wait: {HOLD_S}s
 checks:
@@ -90,7 +92,7 @@ fn undo_expectations() -> UndoExpectations {
     }
 }
 
-async fn open_lane(cluster: &Cluster, client: &kube::Client, dir: &std::path::Path) -> Lane {
+async fn open_lane(cluster: &Cluster, client: &kube::Client, dir: &Path) -> Lane {
     let namespace = cluster.fresh_namespace(client, "interrupt-trials").await;
     e2e_support::create_deployment(
         client,
@@ -181,12 +183,12 @@ struct Trial {
 
 /// What the drill itself left: its exit, report and drill-log row (blocking: run off the
 /// async workers).
-fn run_drill(lane_scenario: PathBuf, trial: Trial, end_s: f64) -> Result<Landed, String> {
+fn run_drill(lane_scenario: &Path, trial: Trial, end_s: f64) -> Result<Landed, String> {
     let run = RunDir::new();
     let moment = Duration::from_secs_f64(EARLIEST_S + trial.fraction * (end_s - EARLIEST_S));
     let spawned = Instant::now();
     let mut child = run
-        .run_command(&[], &lane_scenario, 1)
+        .run_command(&[], lane_scenario, 1)
         .env_remove("KUBECONFIG")
         .spawn()
         .map_err(|e| format!("spawn: {e}"))?;
@@ -233,7 +235,7 @@ async fn run_trial(
     end_s: f64,
 ) -> Result<Landed, String> {
     let scenario = lane.scenario.clone();
-    let drill = tokio::task::spawn_blocking(move || run_drill(scenario, trial, end_s))
+    let drill = tokio::task::spawn_blocking(move || run_drill(&scenario, trial, end_s))
         .await
         .map_err(|e| format!("the drill thread panicked: {e}"))
         .and_then(|r| r);
@@ -266,6 +268,17 @@ async fn calibrate(client: &kube::Client, lane: &Lane) -> f64 {
         trial_support::check_exit_code(status, &report).expect("exit code");
         trial_support::check_undos(&undo_expectations(), &report).expect("undos");
         trial_support::check_drill_log(&run, &report).expect("drill log");
+        trial_support::announce(&format!(
+            "kube interrupt trials: calibration run: {} in {wall:.1}s ({}: {})",
+            report.verdict.as_str(),
+            report.verdict_reason,
+            report
+                .checks
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.detail))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
         (wall, report.verdict)
     })
     .await

@@ -259,7 +259,7 @@ pub fn announce(text: &str) {
 
 /// Trial `index` sends SIGINT when even, SIGTERM when odd.
 pub fn alternating_signal(index: usize) -> Signal {
-    if index % 2 == 0 {
+    if index.is_multiple_of(2) {
         Signal::SIGINT
     } else {
         Signal::SIGTERM
@@ -280,8 +280,9 @@ pub fn send_signal(child: &Child, signal: Signal) -> Result<jiff::Timestamp, Str
 #[derive(Debug)]
 pub enum Landed {
     Interrupted,
-    /// The signal came after the drill had finished its work; the normal verdict stands.
-    AfterTheDrill(Verdict),
+    /// The signal came after the drill had finished its work; the normal verdict (and its
+    /// reason) stands.
+    AfterTheDrill(Verdict, String),
 }
 
 /// Returns `Err(what)` unless `condition` holds.
@@ -332,7 +333,10 @@ pub fn judge_trial(
             report.verdict.as_str()
         )
     })?;
-    Ok(Landed::AfterTheDrill(report.verdict))
+    Ok(Landed::AfterTheDrill(
+        report.verdict,
+        report.verdict_reason.clone(),
+    ))
 }
 
 fn seconds(at: jiff::Timestamp) -> f64 {
@@ -434,13 +438,15 @@ pub fn check_drill_log(run: &RunDir, report: &Report) -> Result<(), String> {
 /// `(interrupted, verdicts of signals that came after the drill)` per label, for the summary.
 pub fn summarize<'a>(
     results: impl IntoIterator<Item = (String, &'a Result<Landed, String>)>,
-) -> BTreeMap<String, (usize, Vec<&'static str>)> {
-    let mut summary = BTreeMap::<String, (usize, Vec<&'static str>)>::new();
+) -> BTreeMap<String, (usize, Vec<String>)> {
+    let mut summary = BTreeMap::<String, (usize, Vec<String>)>::new();
     for (label, result) in results {
         let entry = summary.entry(label).or_default();
         match result {
             Ok(Landed::Interrupted) => entry.0 += 1,
-            Ok(Landed::AfterTheDrill(verdict)) => entry.1.push(verdict.as_str()),
+            Ok(Landed::AfterTheDrill(verdict, reason)) => {
+                entry.1.push(format!("{} ({reason})", verdict.as_str()));
+            }
             Err(_) => {}
         }
     }
