@@ -1,11 +1,11 @@
 //! Secrets never reach an output. A lab drill whose scenario carries secrets of every kind
 //! (`load.auth.bearer_env`, a `headers:` Authorization value and another credential header, a
-//! Prometheus check's Authorization header — one reachable, one not) runs with `-v` in text and
-//! JSON log format, and with `-vv`; stdout, stderr, every file under the report directory and
-//! the drill log are searched for each secret. A recording server on loopback proves the
-//! secrets were really sent, so the search is not vacuous. `plan` and `validate` of the same
-//! scenario, and `plan --offline` of a Kubernetes scenario with a `helm_upgrade.set_secret`
-//! value, must not print them either.
+//! Prometheus check's Authorization header — one reachable, one not) runs with `-v` in text
+//! and JSON log format, with `-vv`, and interrupted by SIGINT mid-drill; stdout, stderr, every
+//! file under the report directory and the drill log are searched for each secret. A
+//! recording server on loopback proves the secrets were really sent, so the search is not
+//! vacuous. `plan` and `validate` of the same scenario, and `plan --offline` of a Kubernetes
+//! scenario with a `helm_upgrade.set_secret` value, must not print them either.
 
 mod trial_support;
 
@@ -15,6 +15,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use drillbook::report::model::Verdict;
+use nix::sys::signal::Signal;
 use trial_support::{RunDir, tail, wait_bounded};
 
 /// The secrets of one test run: a fixed prefix naming the kind (for readable failures) and a
@@ -267,14 +269,53 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Runs the lab drill with `global` flags; returns every leak found in its outputs.
-fn run_and_search(scenario: &Path, secrets: &Secrets, global: &[&str]) -> Vec<String> {
+/// How one run of the drill is made.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    global: &'static [&'static str],
+    /// SIGINT this long after the start: the partial report of an interrupted run is an
+    /// output too.
+    interrupt_after: Option<Duration>,
+}
+
+const VARIANTS: [Variant; 4] = [
+    Variant {
+        global: &["-v"],
+        interrupt_after: None,
+    },
+    Variant {
+        global: &["-v", "--log-format", "json"],
+        interrupt_after: None,
+    },
+    Variant {
+        global: &["-vv"],
+        interrupt_after: None,
+    },
+    Variant {
+        global: &["-v"],
+        interrupt_after: Some(Duration::from_millis(1500)),
+    },
+];
+
+/// Runs the lab drill as `variant` says; returns every leak found in its outputs.
+fn run_and_search(scenario: &Path, secrets: &Secrets, variant: Variant) -> Vec<String> {
+    let Variant {
+        global,
+        interrupt_after,
+    } = variant;
     let run = RunDir::new();
     let mut command = run.run_command(global, scenario, 7);
     command.env(BEARER_VAR, secrets.bearer_env.value());
     let mut child = command.spawn().expect("spawn drillbook");
+    if let Some(after) = interrupt_after {
+        std::thread::sleep(after);
+        trial_support::send_signal(&child, Signal::SIGINT).expect("SIGINT");
+    }
     let status = wait_bounded(&mut child, Duration::from_secs(90)).expect("the drill ends");
-    let label = global.join(" ");
+    let label = match interrupt_after {
+        Some(after) => format!("{} interrupted after {after:?}", global.join(" ")),
+        None => global.join(" "),
+    };
     let report_dir = run
         .report_dir()
         .unwrap_or_else(|e| panic!("[{label}] {e} (exit {status})\n{}", tail(&run.stderr(), 30)));
@@ -285,16 +326,21 @@ fn run_and_search(scenario: &Path, secrets: &Secrets, global: &[&str]) -> Vec<St
         "[{label}] the drill did not run its load and checks (exit {status}):\n{}",
         tail(&run.stderr(), 30)
     );
+    assert_eq!(
+        report.verdict == Verdict::Interrupted,
+        interrupt_after.is_some(),
+        "[{label}] verdict {}",
+        report.verdict.as_str()
+    );
     assert!(
         run.runbook().contains(&report.run_id),
         "[{label}] no drill-log row"
     );
-    if global.iter().any(|flag| flag.starts_with("-v")) {
-        assert!(
-            run.stderr().contains("DEBUG") || run.stderr().contains("\"level\":\"DEBUG\""),
-            "[{label}] -v logs at debug level"
-        );
-    }
+    // Every variant logs at debug level or more, where leaks would show first.
+    assert!(
+        run.stderr().contains("DEBUG"),
+        "[{label}] -v logs at debug level"
+    );
     let mut leaks = Vec::new();
     leaks.extend(leaks_in(
         &format!("[{label}] stdout"),
@@ -334,19 +380,16 @@ fn a_lab_drill_full_of_secrets_prints_none_of_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let scenario = lab_scenario(dir.path(), &server.url, &secrets);
 
-    // Text and JSON logs at debug level, and text at trace level, run side by side.
+    // Text and JSON logs at debug level, text at trace level, and an interrupted run, side by
+    // side.
     let leaks: Vec<String> = std::thread::scope(|scope| {
-        let runs: Vec<_> = [
-            &["-v"][..],
-            &["-v", "--log-format", "json"][..],
-            &["-vv"][..],
-        ]
-        .into_iter()
-        .map(|global| {
-            let (scenario, secrets) = (&scenario, &secrets);
-            scope.spawn(move || run_and_search(scenario, secrets, global))
-        })
-        .collect();
+        let runs: Vec<_> = VARIANTS
+            .into_iter()
+            .map(|variant| {
+                let (scenario, secrets) = (&scenario, &secrets);
+                scope.spawn(move || run_and_search(scenario, secrets, variant))
+            })
+            .collect();
         runs.into_iter()
             .flat_map(|run| run.join().expect("a drill thread"))
             .collect()
