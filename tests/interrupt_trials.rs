@@ -48,6 +48,8 @@ fn shortened_scenarios(dir: &Path) -> Vec<TrialScenario> {
     let midflight = trial_support::derive_scenario(
         "scenarios/lab/midflight-rollback.yaml",
         &[
+            // Each run gets its own runbook copy (`--drill-log`).
+            ("runbook: ../../docs/RUNBOOK.md\n", ""),
             ("duration: 20s", "duration: 6s"),
             ("caller_lifetime: 4s", "caller_lifetime: 2s"),
             ("at: 5s", "at: 1s"),
@@ -62,6 +64,7 @@ fn shortened_scenarios(dir: &Path) -> Vec<TrialScenario> {
     let proxy_restart = trial_support::derive_scenario(
         "scenarios/lab/proxy-restart.yaml",
         &[
+            ("runbook: ../../docs/RUNBOOK.md\n", ""),
             ("duration: 18s", "duration: 6s"),
             ("at: 6s", "at: 2s"),
             ("\"--steps\", \"200\"", "\"--steps\", \"100\""),
