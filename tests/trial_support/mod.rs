@@ -56,6 +56,7 @@ pub struct RunDir {
 }
 
 impl RunDir {
+    /// A fresh temporary directory with a copy of `docs/RUNBOOK.md` and a unique marker.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::copy(
@@ -67,14 +68,17 @@ impl RunDir {
         Self { dir, marker }
     }
 
+    /// The directory itself.
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
+    /// The runbook copy that gets this run's drill-log row.
     pub fn runbook_path(&self) -> PathBuf {
         self.path().join("RUNBOOK.md")
     }
 
+    /// The parent of the run's report directory (`--report-dir`).
     pub fn reports_path(&self) -> PathBuf {
         self.path().join("reports")
     }
@@ -110,10 +114,12 @@ impl RunDir {
             .stderr(create("stderr.txt"));
     }
 
+    /// What the run printed on stdout so far.
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(self.path().join("stdout.txt")).unwrap_or_default()
     }
 
+    /// What the run printed on stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.path().join("stderr.txt")).unwrap_or_default()
     }
@@ -131,11 +137,13 @@ impl RunDir {
         }
     }
 
+    /// The run's `report.json`, parsed.
     pub fn report(&self) -> Result<Report, String> {
         let path = self.report_dir()?.join("report.json");
         drillbook::report::load(&path).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// The runbook copy's text.
     pub fn runbook(&self) -> String {
         std::fs::read_to_string(self.runbook_path()).expect("read the runbook copy")
     }
@@ -279,6 +287,7 @@ pub fn send_signal(child: &Child, signal: Signal) -> Result<jiff::Timestamp, Str
 /// How a trial ended, when all its assertions held.
 #[derive(Debug)]
 pub enum Landed {
+    /// The report says interrupted (and every other check held).
     Interrupted,
     /// The signal came after the drill had finished its work; the normal verdict (and its
     /// reason) stands.
