@@ -397,3 +397,32 @@ fn markers_are_seen_by_the_survivor_scan() {
     drill.assert_no_survivors();
     let _ = Path::new("/");
 }
+
+#[test]
+fn sigint_while_the_target_starts_still_reports_and_logs_interrupted() {
+    let drill = Drill::new();
+    let mut child = drill.command("proxy-restart.yaml").spawn().expect("spawn");
+    // The lab's processes take ~0.1-0.2 s to become ready: land the signal in that window.
+    std::thread::sleep(Duration::from_millis(60));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let status = wait_bounded(&mut child, Duration::from_secs(60));
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "exit by code, not killed by the signal: {status:?}"
+    );
+    let report = drill.report();
+    assert_eq!(report.verdict, Verdict::Interrupted);
+    assert!(
+        report.events.iter().all(|e| e.kind != EventKind::Fault),
+        "no fault was injected"
+    );
+    assert!(
+        drill
+            .runbook()
+            .lines()
+            .any(|l| l.contains(&report.run_id) && l.contains("interrupted"))
+    );
+    drill.assert_no_survivors();
+}

@@ -276,16 +276,40 @@ pub async fn run(
     seed: u64,
     options: &RunOptions,
 ) -> Result<Observed, DrillError> {
+    // Signals are handled from the very start: a Ctrl-C while the target starts still ends in
+    // an unwind, a report and a drill-log row, never in a silent kill.
+    let interrupt = CancellationToken::new();
+    let done = CancellationToken::new();
+    let undo_slot: Arc<Mutex<UndoStack>> = Arc::default();
+    super::signals::watch(interrupt.clone(), undo_slot.clone(), done.clone());
     let texts = templated_texts(loaded);
-    let vars = Vars::allocate(texts.iter().map(String::as_str))
-        .map_err(|e| DrillError::Setup(e.to_string()))?;
-    let (target, collector) = start_target(loaded, &vars, options).await?;
-    let result = match undo_stack(loaded, &target, options) {
-        Ok(undo) => drive(loaded, seed, &vars, &target, undo, options).await,
-        Err(e) => Err(e),
-    };
-    target.shutdown().await;
-    drop(collector);
+    let result = async {
+        let vars = Vars::allocate(texts.iter().map(String::as_str))
+            .map_err(|e| DrillError::Setup(e.to_string()))?;
+        let (target, collector) = start_target(loaded, &vars, options).await?;
+        let result = match undo_stack(loaded, &target, options) {
+            Ok(undo) => {
+                if let Ok(mut slot) = undo_slot.lock() {
+                    *slot = undo.clone();
+                }
+                drive(
+                    loaded,
+                    seed,
+                    &vars,
+                    &target,
+                    undo,
+                    options,
+                    interrupt.clone(),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        target.shutdown().await;
+        drop(collector);
+        result
+    }
+    .await;
     result
 }
 
@@ -297,6 +321,7 @@ async fn drive(
     target: &Target,
     undo: UndoStack,
     options: &RunOptions,
+    interrupt: CancellationToken,
 ) -> Result<Observed, DrillError> {
     let scenario = &loaded.scenario;
     let mut warnings = Vec::new();
@@ -319,11 +344,12 @@ async fn drive(
         )));
     }
 
-    let interrupt = CancellationToken::new();
     let abort = CancellationToken::new();
-    let done = CancellationToken::new();
-    super::signals::watch(interrupt.clone(), undo.clone(), done.clone());
     let stop = CancellationToken::new(); // cancelled on interrupt or abort: stops load and steps
+    if interrupt.is_cancelled() {
+        // Interrupted while the target was starting: unwind at once.
+        stop.cancel();
+    }
     {
         let (stop, interrupt, abort) = (stop.clone(), interrupt.clone(), abort.clone());
         tokio::spawn(async move {
@@ -515,7 +541,6 @@ async fn drive(
     }
     // `finally` steps may register undos too (e.g. a start_process); they are unwound now.
     let late = undo.unwind(UNDO_TIMEOUT, |u| target.undo(u)).await;
-    done.cancel();
 
     let prometheus = prometheus_task.await.unwrap_or_default();
     let marks = marks_for(t0, end, &steps, &observations);

@@ -321,7 +321,7 @@ fn judge_rolled(r: &crate::scenario::RolledCheck, observed: &Observed) -> Judgem
     let rolled = replaced == before.len();
     let nothing = replaced == 0;
     let detail = format!(
-        "{replaced} of {} process(es) of `{group}` replaced by `{}` (pids {before:?} → {after:?})",
+        "{replaced} of {} member(s) of `{group}` replaced by `{}` ({before:?} → {after:?})",
         before.len(),
         r.after.value
     );

@@ -70,7 +70,17 @@ pub async fn run_cli(args: RunArgs) -> anyhow::Result<Outcome> {
     let report = report_build::build(&loaded, &vars_and_observed, args.operator.as_deref()).await;
 
     let dir = drill::report_dir(&args.report_dir, &report);
-    let files = crate::report::write_all(&report, &dir)?;
+    // A report that cannot be written in full must not also cost the drill-log row.
+    let files = match crate::report::write_all(&report, &dir) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!(
+                "error: could not write every report file under {}: {e}",
+                dir.display()
+            );
+            Vec::new()
+        }
+    };
     let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
         && std::env::var_os("NO_COLOR").is_none();
     println!("{}", crate::report::table::render(&report, color));

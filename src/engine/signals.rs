@@ -3,6 +3,8 @@
 
 use std::io::Write as _;
 
+use std::sync::{Arc, Mutex};
+
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -10,7 +12,7 @@ use super::undo::UndoStack;
 
 /// Watches for SIGINT and SIGTERM until `done` is cancelled. Returns at once if the handlers
 /// cannot be installed (the drill then simply cannot be interrupted gracefully).
-pub fn watch(interrupt: CancellationToken, undo: UndoStack, done: CancellationToken) {
+pub fn watch(interrupt: CancellationToken, undo: Arc<Mutex<UndoStack>>, done: CancellationToken) {
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -32,6 +34,7 @@ pub fn watch(interrupt: CancellationToken, undo: UndoStack, done: CancellationTo
                 interrupt.cancel();
                 continue;
             }
+            let undo = undo.lock().map(|u| u.clone()).unwrap_or_default();
             let pending: Vec<String> = undo
                 .pending()
                 .iter()
