@@ -310,6 +310,8 @@ pub async fn run(
         result
     }
     .await;
+    // Signals after this point find nothing left to undo; stop watching.
+    done.cancel();
     result
 }
 
