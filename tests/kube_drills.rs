@@ -210,6 +210,15 @@ async fn killing_a_proxy_pod_passes_and_a_failing_training_job_fails_the_drill()
         .expect("jobs check");
     assert_eq!(jobs.verdict, CheckVerdict::Fail, "{}", jobs.detail);
     assert!(jobs.detail.contains("train-bad"), "{}", jobs.detail);
+    assert!(
+        report
+            .events
+            .iter()
+            .any(|e| e.kind == EventKind::Observation
+                && e.description.contains("Job train-bad failed")),
+        "the Job failure is on the timeline: {:#?}",
+        report.events
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -489,6 +489,17 @@ async fn drive(
         wait_for_jobs(target, &stop).await;
     }
     let observations = target.observations().await;
+    for (at, description) in target.notable() {
+        events.push(TimelineEvent {
+            at_s: offset(t0, at),
+            kind: EventKind::Observation,
+            step: None,
+            description,
+            targets: Vec::new(),
+            undo: None,
+            outcome: None,
+        });
+    }
 
     let ending = if interrupt.is_cancelled() {
         Ending::Interrupted

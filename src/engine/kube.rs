@@ -328,6 +328,25 @@ impl KubeRun {
         }
     }
 
+    /// Warning events and Job failures, for the report's timeline.
+    pub fn notable(&self) -> Vec<(Instant, String)> {
+        self.observer
+            .events()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                KubeEventKind::WarningEvent {
+                    reason,
+                    message,
+                    object,
+                } => Some((e.at, format!("Warning {reason} on {object}: {message}"))),
+                KubeEventKind::JobFailed { name, reason, .. } => {
+                    Some((e.at, format!("Job {name} failed: {reason}")))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn jobs_running(&self) -> bool {
         self.observations()
             .jobs

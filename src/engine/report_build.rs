@@ -161,7 +161,11 @@ pub async fn build(loaded: &LoadedScenario, observed: &Observed, operator: Optio
         verdict,
         verdict_reason,
         phases: phase_reports,
-        events: observed.events.clone(),
+        events: {
+            let mut events = observed.events.clone();
+            events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+            events
+        },
         series,
         checks,
         callers: observed

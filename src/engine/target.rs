@@ -64,6 +64,14 @@ impl Target {
         }
     }
 
+    /// Things worth a line on the report's timeline that no step caused directly.
+    pub fn notable(&self) -> Vec<(tokio::time::Instant, String)> {
+        match self {
+            Target::Local { .. } => Vec::new(),
+            Target::Kube(run) => run.notable(),
+        }
+    }
+
     /// Whether a job the checks may look at is still running.
     pub async fn jobs_running(&self) -> bool {
         match self {
