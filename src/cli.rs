@@ -76,6 +76,14 @@ pub enum Command {
         after_help = "Example:\n  drillbook report reports/2026-11-22-proxy-restart-ab12/report.json --format md"
     )]
     Report(crate::report::cli::ReportArgs),
+    /// Render the manifests that run a drill in-cluster on a schedule (CronJob + least-privilege RBAC).
+    #[command(
+        after_help = "Examples:\n  drillbook schedule scenarios/proxy-restart.yaml --schedule \"0 3 * * 1\" --image registry/drillbook:1 > drill.yaml\n  drillbook schedule scenarios/proxy-restart.yaml --schedule \"0 3 * * 1\" --image registry/drillbook:1 --context staging -o manifests/\n\nWith --context, every object is validated by a server-side dry run (exit 1 if one is rejected)."
+    )]
+    Schedule(crate::schedule::ScheduleArgs),
+    /// Print the namespaced Role a scenario needs (derived from its steps, checks and observers).
+    #[command(after_help = "Example:\n  drillbook rbac scenarios/proxy-restart.yaml --output json")]
+    Rbac(crate::schedule::RbacArgs),
 }
 
 #[derive(Debug, Args)]
@@ -209,5 +217,7 @@ fn dispatch(command: Command) -> anyhow::Result<Outcome> {
         Command::Load(args) => runtime()?.block_on(crate::load::cli::run(*args)),
         Command::Lab(command) => runtime()?.block_on(crate::lab::run(command)),
         Command::Report(args) => crate::report::cli::run(&args),
+        Command::Schedule(args) => Ok(runtime()?.block_on(crate::schedule::schedule_cli(&args))?),
+        Command::Rbac(args) => Ok(crate::schedule::rbac_cli(&args)?),
     }
 }
