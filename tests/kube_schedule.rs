@@ -49,7 +49,8 @@ impl Setup {
              kubeconfig: {kc}\n    max_pods: 2\nsteps:\n  - at: 1s\n    \
              kill_pods: {{selector: app=api, count: 1}}\n  - at: 2s\n    \
              scale: {{deployment: api, replicas: 1}}\n  - at: 3s\n    \
-             patch_env: {{deployment: api, env: {{A: b}}}}\n",
+             patch_env: {{deployment: api, env: {{A: b}}}}\nchecks:\n  - name: api-back\n    \
+             ready_within: {{selector: app=api, within: 30s}}\n",
             ctx = self.cluster.context,
             ns = self.namespace,
             kc = self.cluster.kubeconfig.display(),
@@ -135,9 +136,8 @@ async fn create(client: &Client, namespace: &str, manifest: &Manifest) {
         .unwrap_or_else(|e| panic!("create {} {}: {e}", manifest.kind, manifest.name));
 }
 
-/// A client that authenticates as the ServiceAccount, with the token the 1.20 token controller
-/// puts in the account's Secret (same server and CA as the admin context).
-async fn client_as_service_account(setup: &Setup, account: &str) -> Client {
+/// The token the 1.20 token controller puts in the ServiceAccount's Secret.
+async fn service_account_token(setup: &Setup, account: &str) -> String {
     let accounts: Api<ServiceAccount> = Api::namespaced(setup.client.clone(), &setup.namespace);
     let mut secret_name = None;
     for _ in 0..60 {
@@ -161,8 +161,12 @@ async fn client_as_service_account(setup: &Setup, account: &str) -> Client {
         .data
         .and_then(|d| d.get("token").cloned())
         .expect("token in the secret");
-    let token = String::from_utf8(token.0).expect("utf-8 token");
+    String::from_utf8(token.0).expect("utf-8 token")
+}
 
+/// A client that authenticates as the ServiceAccount (same server and CA as the admin context).
+async fn client_as_service_account(setup: &Setup, account: &str) -> Client {
+    let token = service_account_token(setup, account).await;
     let kubeconfig = Kubeconfig::read_from(&setup.cluster.kubeconfig).expect("kubeconfig");
     let options = KubeConfigOptions {
         context: Some(setup.cluster.context.clone()),
@@ -208,11 +212,8 @@ async fn allowed(
     answer.status.is_some_and(|s| s.allowed)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_service_account_may_do_what_the_drill_needs_and_nothing_more() {
-    let Some(setup) = setup("sched-rbac").await else {
-        return;
-    };
+/// Renders the scenario's manifests and creates the ServiceAccount and its RBAC for real.
+async fn create_identity(setup: &Setup) -> Vec<Manifest> {
     let loaded = drillbook::scenario::load(&setup.scenario()).expect("scenario");
     let options = ScheduleOptions {
         schedule: "0 3 * * 1".into(),
@@ -221,13 +222,21 @@ async fn the_service_account_may_do_what_the_drill_needs_and_nothing_more() {
         cluster_name: setup.cluster.context.clone(),
     };
     let manifests = schedule::render(&loaded, &options, CronJobApi::BatchV1Beta1).expect("render");
-    let identity: Vec<&Manifest> = manifests
+    for manifest in manifests
         .iter()
         .filter(|m| m.kind != "CronJob" && m.kind != "ConfigMap")
-        .collect();
-    for manifest in &identity {
+    {
         create(&setup.client, &setup.namespace, manifest).await;
     }
+    manifests
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_account_may_do_what_the_drill_needs_and_nothing_more() {
+    let Some(setup) = setup("sched-rbac").await else {
+        return;
+    };
+    let manifests = create_identity(&setup).await;
     let role = manifests.iter().find(|m| m.kind == "Role").expect("role");
     let sa_client = client_as_service_account(&setup, "drillbook-weekly-e2e").await;
     let ns = setup.namespace.as_str();
@@ -279,4 +288,142 @@ async fn the_service_account_may_do_what_the_drill_needs_and_nothing_more() {
     let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(sa_client.clone());
     assert!(namespaces.get(ns).await.is_ok());
     assert!(namespaces.get("default").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_cluster_run_as_the_service_account_stores_its_result_and_collect_appends_it_once() {
+    let Some(setup) = setup("sched-run").await else {
+        return;
+    };
+    e2e_support::create_deployment(
+        &setup.client,
+        &setup.namespace,
+        "api",
+        &[("app", "api")],
+        2,
+        &[],
+    )
+    .await;
+    let ready = e2e_support::wait_until(Duration::from_secs(60), || async {
+        e2e_support::pods(&setup.client, &setup.namespace, "app=api")
+            .await
+            .iter()
+            .filter(|p| e2e_support::pod_ready(p))
+            .count()
+            == 2
+    })
+    .await;
+    assert!(ready, "the api Deployment never became ready");
+    create_identity(&setup).await;
+    let token_file = setup.dir.path().join("token");
+    std::fs::write(
+        &token_file,
+        service_account_token(&setup, "drillbook-weekly-e2e").await,
+    )
+    .expect("write token");
+    let kubeconfig = Kubeconfig::read_from(&setup.cluster.kubeconfig).expect("kubeconfig");
+    let ca_file = kubeconfig
+        .clusters
+        .iter()
+        .find_map(|c| c.cluster.as_ref()?.certificate_authority.clone())
+        .expect("the e2e kubeconfig names its CA file");
+
+    let run = |extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_drillbook"));
+        command
+            .arg("run")
+            .arg(setup.scenario())
+            .args([
+                "--in-cluster",
+                "--store-results",
+                "--no-drill-log",
+                "--report-dir",
+            ])
+            .arg(setup.dir.path().join("pod-reports"))
+            .args(extra)
+            .env("DRILLBOOK_STATE_DIR", setup.dir.path().join("state"))
+            .env("DRILLBOOK_IN_CLUSTER_SERVER", &setup.cluster.server)
+            .env("DRILLBOOK_IN_CLUSTER_TOKEN_FILE", &token_file)
+            .env("DRILLBOOK_IN_CLUSTER_CA_FILE", &ca_file)
+            // No kubeconfig may be used: point it at nothing.
+            .env("KUBECONFIG", setup.dir.path().join("no-kubeconfig"))
+            .env_remove("DRILLBOOK_CLUSTER_NAME");
+        command.output().expect("run drillbook")
+    };
+    // A scenario for another cluster refuses to run here.
+    let elsewhere = run(&["--cluster-name", "some-other-cluster"]);
+    assert_eq!(
+        elsewhere.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&elsewhere.stderr)
+    );
+
+    let output = run(&["--cluster-name", &setup.cluster.context]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.code() == Some(0),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status.code()
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("drill result: "))
+        .unwrap_or_else(|| panic!("no one-line verdict\nstdout:\n{stdout}\nstderr:\n{stderr}"));
+    assert!(
+        line.contains("scenario=weekly-e2e") && line.contains("verdict=pass"),
+        "{line}"
+    );
+    let results: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(setup.client.clone(), &setup.namespace);
+    let stored = results
+        .list(
+            &kube::api::ListParams::default()
+                .labels("drillbook.dev/result=true,drillbook.dev/scenario=weekly-e2e"),
+        )
+        .await
+        .expect("list results")
+        .items;
+    assert_eq!(stored.len(), 1, "{line}");
+    let report: drillbook::report::model::Report =
+        serde_json::from_str(&stored[0].data.as_ref().expect("data")["report.json"])
+            .expect("stored report");
+    assert!(line.contains(&format!("run={}", report.run_id)), "{line}");
+
+    let runbook = setup.dir.path().join("RUNBOOK.md");
+    std::fs::write(&runbook, "# Runbook\n").expect("runbook");
+    let collect = || {
+        Command::new(env!("CARGO_BIN_EXE_drillbook"))
+            .args(["collect", "--context", &setup.cluster.context])
+            .args(["--namespace", &setup.namespace, "--scenario", "weekly-e2e"])
+            .arg("--kubeconfig")
+            .arg(&setup.cluster.kubeconfig)
+            .arg("--drill-log")
+            .arg(&runbook)
+            .arg("--report-dir")
+            .arg(setup.dir.path().join("collected"))
+            .output()
+            .expect("run drillbook collect")
+    };
+    for expected_new in [1, 0] {
+        let output = collect();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("{expected_new} new row(s)")),
+            "{stdout}"
+        );
+        let log = std::fs::read_to_string(&runbook).expect("read runbook");
+        assert_eq!(
+            log.lines().filter(|l| l.contains(&report.run_id)).count(),
+            1,
+            "{log}"
+        );
+    }
 }

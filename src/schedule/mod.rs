@@ -7,6 +7,7 @@
 //! validated with a server-side dry run.
 
 pub mod rbac;
+pub mod results;
 
 use std::path::{Path, PathBuf};
 

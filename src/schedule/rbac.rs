@@ -53,6 +53,9 @@ pub fn derive_rules(scenario: &Scenario) -> Vec<PolicyRule> {
     grant(&mut rules, "", "pods", &["get", "list", "watch"]);
     grant(&mut rules, "", "events", &["list", "watch"]);
     grant(&mut rules, "batch", "jobs", &["list", "watch"]);
+    // `--store-results` (what the CronJob runs) writes one ConfigMap per run and prunes old
+    // ones; RBAC cannot narrow delete to labelled objects, so this is namespace-wide.
+    grant(&mut rules, "", "configmaps", &["create", "list", "delete"]);
     for step in scenario.steps.iter().chain(&scenario.finally) {
         extra_for_action(&mut rules, &step.action);
     }
@@ -304,7 +307,10 @@ mod tests {
              patch_configmap: {name: cfg, data: {k: v}}\n",
         ));
         assert_eq!(verbs(&rules, "", "pods/eviction"), ["create"]);
-        assert_eq!(verbs(&rules, "", "configmaps"), ["get", "patch"]);
+        assert_eq!(
+            verbs(&rules, "", "configmaps"),
+            ["create", "delete", "get", "list", "patch"]
+        );
     }
 
     #[test]
