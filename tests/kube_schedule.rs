@@ -426,4 +426,25 @@ async fn an_in_cluster_run_as_the_service_account_stores_its_result_and_collect_
             "{log}"
         );
     }
+
+    // Retention: with keep = 2, storing two more runs deletes the oldest (the real run).
+    for suffix in ["later1", "later2"] {
+        let mut later = report.clone();
+        later.run_id = format!("{}{suffix}", report.run_id);
+        let stored =
+            drillbook::schedule::results::store(&setup.client, &setup.namespace, &later, 2)
+                .await
+                .expect("store");
+        assert_eq!(stored.pruned, usize::from(suffix == "later2"), "{stored}");
+    }
+    let names: Vec<String> = results
+        .list(&kube::api::ListParams::default().labels("drillbook.dev/result=true"))
+        .await
+        .expect("list results")
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| n.contains("later")), "{names:?}");
 }
