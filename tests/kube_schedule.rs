@@ -431,10 +431,9 @@ async fn an_in_cluster_run_as_the_service_account_stores_its_result_and_collect_
     for suffix in ["later1", "later2"] {
         let mut later = report.clone();
         later.run_id = format!("{}{suffix}", report.run_id);
-        let stored =
-            drillbook::schedule::results::store(&setup.client, &setup.namespace, &later, 2)
-                .await
-                .expect("store");
+        let stored = schedule::results::store(&setup.client, &setup.namespace, &later, 2)
+            .await
+            .expect("store");
         assert_eq!(stored.pruned, usize::from(suffix == "later2"), "{stored}");
     }
     let names: Vec<String> = results
