@@ -76,6 +76,19 @@ pub enum Command {
         after_help = "Example:\n  drillbook report reports/2026-11-22-proxy-restart-ab12/report.json --format md"
     )]
     Report(crate::report::cli::ReportArgs),
+    /// Render the manifests that run a drill in-cluster on a schedule (CronJob + least-privilege RBAC).
+    #[command(
+        after_help = "Examples:\n  drillbook schedule scenarios/proxy-restart.yaml --schedule \"0 3 * * 1\" --image registry/drillbook:1 > drill.yaml\n  drillbook schedule scenarios/proxy-restart.yaml --schedule \"0 3 * * 1\" --image registry/drillbook:1 --context staging -o manifests/\n\nWith --context, every object is validated by a server-side dry run (exit 1 if one is rejected)."
+    )]
+    Schedule(crate::schedule::ScheduleArgs),
+    /// Print the namespaced Role a scenario needs (derived from its steps, checks and observers).
+    #[command(after_help = "Example:\n  drillbook rbac scenarios/proxy-restart.yaml --output json")]
+    Rbac(crate::schedule::RbacArgs),
+    /// Fetch results stored by in-cluster runs: report files plus one drill-log row per run.
+    #[command(
+        after_help = "Example:\n  drillbook collect --context staging --namespace tracebloc --drill-log docs/RUNBOOK.md\n\nCollecting again appends nothing for runs already in the drill log."
+    )]
+    Collect(crate::schedule::results::CollectArgs),
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +142,19 @@ pub struct RunArgs {
     /// Start even if an unrecovered undo journal exists for this target.
     #[arg(long)]
     pub force: bool,
+    /// Run inside a pod: use its ServiceAccount instead of a kubeconfig. The scenario's
+    /// context must equal --cluster-name.
+    #[arg(long, conflicts_with = "context")]
+    pub in_cluster: bool,
+    /// The name of the cluster this pod runs in (with --in-cluster).
+    #[arg(long, env = "DRILLBOOK_CLUSTER_NAME", requires = "in_cluster")]
+    pub cluster_name: Option<String>,
+    /// Store the report JSON in a ConfigMap of the drill's namespace for `drillbook collect`.
+    #[arg(long)]
+    pub store_results: bool,
+    /// How many stored results to keep per scenario (older ones are deleted).
+    #[arg(long, default_value_t = 10, requires = "store_results")]
+    pub keep_results: usize,
 }
 
 #[derive(Debug, Args)]
@@ -209,5 +235,19 @@ fn dispatch(command: Command) -> anyhow::Result<Outcome> {
         Command::Load(args) => runtime()?.block_on(crate::load::cli::run(*args)),
         Command::Lab(command) => runtime()?.block_on(crate::lab::run(command)),
         Command::Report(args) => crate::report::cli::run(&args),
+        Command::Schedule(args) => {
+            match runtime()?.block_on(crate::schedule::schedule_cli(&args)) {
+                // A safety rule or an unreachable cluster refuses, like `run` and `plan` do.
+                Err(crate::schedule::ScheduleError::Kube(e)) => {
+                    eprintln!("refused: {e}");
+                    Ok(Outcome::Refused)
+                }
+                other => Ok(other?),
+            }
+        }
+        Command::Rbac(args) => Ok(crate::schedule::rbac_cli(&args)?),
+        Command::Collect(args) => {
+            Ok(runtime()?.block_on(crate::schedule::results::collect_cli(&args))?)
+        }
     }
 }

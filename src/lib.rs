@@ -13,6 +13,7 @@ pub mod load;
 pub mod plan;
 pub mod report;
 pub mod scenario;
+pub mod schedule;
 pub mod target;
 pub mod telemetry;
 pub mod units;

@@ -157,6 +157,9 @@ pub struct RunOptions {
     pub force: bool,
     /// This run's id (report directory, drill-log row, journal).
     pub run_id: String,
+    /// `--in-cluster --cluster-name NAME`: connect with the pod's ServiceAccount; the scenario's
+    /// context must be NAME.
+    pub in_cluster: Option<String>,
 }
 
 /// The undo stack for a run: journaled for a Kubernetes target, after making sure no earlier
@@ -228,12 +231,24 @@ async fn start_target(
 ) -> Result<(Target, Option<tokio::task::JoinHandle<()>>), DrillError> {
     match &loaded.scenario.target {
         TargetSpec::Kubernetes(spec) => {
-            let target = crate::target::kube::KubeTarget::connect(
-                spec,
-                options.context.as_deref(),
-                options.allow_production,
-            )
-            .await
+            let target = match &options.in_cluster {
+                Some(cluster) => {
+                    crate::target::kube::KubeTarget::connect_in_cluster(
+                        spec,
+                        cluster,
+                        options.allow_production,
+                    )
+                    .await
+                }
+                None => {
+                    crate::target::kube::KubeTarget::connect(
+                        spec,
+                        options.context.as_deref(),
+                        options.allow_production,
+                    )
+                    .await
+                }
+            }
             .map_err(|e| DrillError::Refused(e.to_string()))?;
             progress(&format!(
                 "kubernetes target: context `{}`, namespace `{}`",

@@ -58,6 +58,20 @@ pub async fn run_cli(args: RunArgs) -> anyhow::Result<Outcome> {
         allow_production: args.allow_production,
         force: args.force,
         run_id: report_build::new_run_id(),
+        in_cluster: if args.in_cluster {
+            match &args.cluster_name {
+                Some(name) => Some(name.clone()),
+                None => {
+                    eprintln!(
+                        "refused: --in-cluster needs the cluster's name (--cluster-name or \
+                         DRILLBOOK_CLUSTER_NAME) to check the scenario's context against"
+                    );
+                    return Ok(Outcome::Refused);
+                }
+            }
+        } else {
+            None
+        },
     };
     let vars_and_observed = match drill::run(&loaded, seed, &options).await {
         Ok(observed) => observed,
@@ -81,6 +95,20 @@ pub async fn run_cli(args: RunArgs) -> anyhow::Result<Outcome> {
             Vec::new()
         }
     };
+    if args.store_results {
+        // The verdict stays the run's outcome; a storage failure is loud but does not hide it.
+        match crate::schedule::results::store_after_run(
+            &loaded,
+            &options,
+            &report,
+            args.keep_results,
+        )
+        .await
+        {
+            Ok(stored) => println!("{stored}"),
+            Err(e) => eprintln!("warning: could not store the result in the cluster: {e}"),
+        }
+    }
     let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
         && std::env::var_os("NO_COLOR").is_none();
     println!("{}", crate::report::table::render(&report, color));
@@ -102,18 +130,7 @@ pub async fn run_cli(args: RunArgs) -> anyhow::Result<Outcome> {
                 .map(|r| loaded.resolve(&r.value))
         });
         if let Some(runbook) = runbook {
-            let entry = DrillLogEntry {
-                run_id: report.run_id.clone(),
-                date: report.started_at.strftime("%Y-%m-%d %H:%M UTC").to_string(),
-                scenario: report.scenario.name.clone(),
-                verdict: report.verdict.as_str().to_string(),
-                operator: report
-                    .operator
-                    .clone()
-                    .unwrap_or_else(|| drill_log::resolve_operator(None)),
-                notes: report.verdict_reason.clone(),
-                report_link: Some(relative_link(&runbook, &dir.join("report.md"))),
-            };
+            let entry = drill_log_entry(&report, &runbook, &dir);
             match drill_log::append(&runbook, &entry) {
                 Ok(AppendOutcome::AlreadyPresent) => println!(
                     "drill log: run {} already in {}",
@@ -129,6 +146,26 @@ pub async fn run_cli(args: RunArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::from(report.verdict))
+}
+
+/// The drill-log row of a run whose report files are in `report_dir`.
+pub fn drill_log_entry(
+    report: &crate::report::model::Report,
+    runbook: &std::path::Path,
+    report_dir: &std::path::Path,
+) -> DrillLogEntry {
+    DrillLogEntry {
+        run_id: report.run_id.clone(),
+        date: report.started_at.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        scenario: report.scenario.name.clone(),
+        verdict: report.verdict.as_str().to_string(),
+        operator: report
+            .operator
+            .clone()
+            .unwrap_or_else(|| drill_log::resolve_operator(None)),
+        notes: report.verdict_reason.clone(),
+        report_link: Some(relative_link(runbook, &report_dir.join("report.md"))),
+    }
 }
 
 /// `target` as a link that works from the runbook's directory (relative when they share a

@@ -227,6 +227,39 @@ pub fn check_safety(
     })
 }
 
+/// The in-cluster client configuration (see [`KubeTarget::connect_in_cluster`]).
+fn in_cluster_config() -> Result<kube::Config, KubeError> {
+    let error = |message: String| KubeError::Kubeconfig {
+        path: "(in-cluster)".into(),
+        message,
+    };
+    let Some(server) = std::env::var_os("DRILLBOOK_IN_CLUSTER_SERVER") else {
+        return kube::Config::incluster()
+            .map_err(|e| error(format!("not running in a pod with a ServiceAccount: {e}")));
+    };
+    let server = server.to_string_lossy().into_owned();
+    let file_var = |name: &str| {
+        std::env::var_os(name).map(PathBuf::from).ok_or_else(|| {
+            error(format!(
+                "DRILLBOOK_IN_CLUSTER_SERVER is set but {name} is not"
+            ))
+        })
+    };
+    let token_file = file_var("DRILLBOOK_IN_CLUSTER_TOKEN_FILE")?;
+    let ca_file = file_var("DRILLBOOK_IN_CLUSTER_CA_FILE")?;
+    let uri = server
+        .parse::<http::Uri>()
+        .map_err(|e| error(format!("DRILLBOOK_IN_CLUSTER_SERVER `{server}`: {e}")))?;
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let roots = CertificateDer::pem_file_iter(&ca_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| error(format!("CA file {}: {e}", ca_file.display())))?;
+    let mut config = kube::Config::new(uri);
+    config.root_cert = Some(roots.into_iter().map(|c| c.to_vec()).collect());
+    config.auth_info.token_file = Some(token_file.to_string_lossy().into_owned());
+    Ok(config)
+}
+
 fn looks_like_production(name: &str) -> bool {
     name.to_ascii_lowercase().contains("prod")
 }
@@ -293,6 +326,35 @@ impl KubeTarget {
             spec.max_pods,
             kubeconfig_path,
         ))
+    }
+
+    /// For a run inside a pod: the client comes from the pod's ServiceAccount
+    /// (`kube::Config::incluster()`), or, when `DRILLBOOK_IN_CLUSTER_SERVER` is set (tests, or
+    /// a run outside the cluster with a ServiceAccount token), from that URL with the token in
+    /// `DRILLBOOK_IN_CLUSTER_TOKEN_FILE` and the CA in `DRILLBOOK_IN_CLUSTER_CA_FILE`. There is
+    /// no kubeconfig to pin, so the scenario's `context` must name this cluster
+    /// (`cluster_name`): a drill written for staging refuses to run anywhere else. The
+    /// namespace rules of [`check_safety`] apply unchanged.
+    pub async fn connect_in_cluster(
+        spec: &KubernetesTarget,
+        cluster_name: &str,
+        allow_production: bool,
+    ) -> Result<Self, KubeError> {
+        if spec.context.value != cluster_name {
+            return Err(KubeError::ContextNotAllowed {
+                context: cluster_name.to_string(),
+                allowed: format!("the scenario's context `{}`", spec.context.value),
+            });
+        }
+        let pinned = check_safety(spec, Some(cluster_name), allow_production)?;
+        crate::telemetry::install_crypto_provider();
+        let mut config = in_cluster_config()?;
+        config.default_namespace = pinned.namespace.clone();
+        let client = kube::Client::try_from(config).map_err(|e| KubeError::Kubeconfig {
+            path: "(in-cluster)".into(),
+            message: e.to_string(),
+        })?;
+        Ok(Self::from_parts(client, pinned, spec.max_pods, None))
     }
 
     /// A target around an existing client (tests use a mocked one). The caller vouches that
