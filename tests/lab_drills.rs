@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use drillbook::report::model::{CheckVerdict, EventKind, Report, Verdict};
 
+mod trial_support;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -72,40 +74,7 @@ impl Drill {
 
     /// Processes still alive that inherited this test's marker (zombies excluded).
     fn survivors(&self) -> Vec<String> {
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-            let path = entry.path();
-            let Some(pid) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(environ) = std::fs::read(path.join("environ")) else {
-                continue;
-            };
-            if !environ
-                .windows(self.marker.len())
-                .any(|w| w == self.marker.as_bytes())
-            {
-                continue;
-            }
-            let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-            if stat
-                .rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-            {
-                continue;
-            }
-            let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
-            found.push(format!(
-                "{pid}: {}",
-                String::from_utf8_lossy(&cmdline).replace('\0', " ")
-            ));
-        }
-        found
+        trial_support::marked_processes(&self.marker)
     }
 
     fn assert_no_survivors(&self) {

@@ -150,41 +150,7 @@ impl RunDir {
 
     /// Processes still alive (zombies excluded) that inherited this run's marker.
     pub fn survivors(&self) -> Vec<String> {
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-            let path = entry.path();
-            let Some(pid) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            // Processes that exited meanwhile, or that are not ours to read, are skipped.
-            let Ok(environ) = std::fs::read(path.join("environ")) else {
-                continue;
-            };
-            if !environ
-                .windows(self.marker.len())
-                .any(|w| w == self.marker.as_bytes())
-            {
-                continue;
-            }
-            let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-            let zombie = stat
-                .rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z'));
-            if zombie {
-                continue;
-            }
-            let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
-            found.push(format!(
-                "{pid}: {}",
-                String::from_utf8_lossy(&cmdline).replace('\0', " ")
-            ));
-        }
-        found
+        marked_processes(&self.marker)
     }
 
     /// Waits (bounded) for every marked process to be gone; the survivors otherwise.
@@ -501,4 +467,43 @@ pub fn assert_mostly_interrupted<'a>(
             "only {interrupted} of {trials} {signal} trials interrupted a drill (seed {seed})"
         );
     }
+}
+
+/// Processes still alive (zombies excluded) whose environment carries `marker`.
+pub fn marked_processes(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let path = entry.path();
+        let Some(pid) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Processes that exited meanwhile, or that are not ours to read, are skipped.
+        let Ok(environ) = std::fs::read(path.join("environ")) else {
+            continue;
+        };
+        if !environ
+            .windows(marker.len())
+            .any(|w| w == marker.as_bytes())
+        {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        if zombie {
+            continue;
+        }
+        let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+        found.push(format!(
+            "{pid}: {}",
+            String::from_utf8_lossy(&cmdline).replace('\0', " ")
+        ));
+    }
+    found
 }
