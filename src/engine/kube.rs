@@ -279,27 +279,17 @@ impl KubeRun {
                     labels,
                     started,
                 } => {
-                    jobs.entry(name.clone()).or_insert(JobRecord {
-                        name,
-                        labels,
-                        started: started.map(|s| self.instant_of(s)),
-                        state: JobState::Running,
-                    });
+                    jobs.entry(name.clone())
+                        .or_insert_with(|| self.job(name, labels, started, JobState::Running));
                 }
                 KubeEventKind::JobSucceeded {
                     name,
                     labels,
                     started,
                 } => {
-                    let started = started.map(|s| self.instant_of(s));
                     jobs.insert(
                         name.clone(),
-                        JobRecord {
-                            name,
-                            labels,
-                            started,
-                            state: JobState::Succeeded,
-                        },
+                        self.job(name, labels, started, JobState::Succeeded),
                     );
                 }
                 KubeEventKind::JobFailed {
@@ -308,15 +298,9 @@ impl KubeRun {
                     started,
                     reason,
                 } => {
-                    let started = started.map(|s| self.instant_of(s));
                     jobs.insert(
                         name.clone(),
-                        JobRecord {
-                            name,
-                            labels,
-                            started,
-                            state: JobState::Failed(reason),
-                        },
+                        self.job(name, labels, started, JobState::Failed(reason)),
                     );
                 }
                 _ => {}
@@ -325,6 +309,21 @@ impl KubeRun {
         Observations {
             events,
             jobs: jobs.into_values().collect(),
+        }
+    }
+
+    fn job(
+        &self,
+        name: String,
+        labels: BTreeMap<String, String>,
+        started: Option<Timestamp>,
+        state: JobState,
+    ) -> JobRecord {
+        JobRecord {
+            name,
+            labels,
+            started: started.map(|s| self.instant_of(s)),
+            state,
         }
     }
 
