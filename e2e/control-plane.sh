@@ -7,7 +7,7 @@ set -euo pipefail
 
 VERSION=1.20.2
 CACHE="${DRILLBOOK_CACHE:-$HOME/.cache/drillbook}/k8s-$VERSION"
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 have_all() {
   for b in "${BINARIES[@]}"; do [ -x "$CACHE/bin/$b" ] || return 1; done
@@ -52,7 +52,7 @@ cd "$src"
 
 log "building ${BINARIES[*]} (15-25 minutes on 2 cores)"
 export GOFLAGS=-mod=vendor GO111MODULE=on GOCACHE="$work/go-cache" GOPATH="$work/gopath"
-make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" >&2
+make WHAT="$(printf 'cmd/%s ' "${BINARIES[@]}")" >&2
 
 mkdir -p "$CACHE/bin"
 for b in "${BINARIES[@]}"; do
