@@ -14,6 +14,6 @@ pub mod plan;
 pub mod report;
 pub mod scenario;
 pub mod schedule;
-pub mod target;
+pub mod targets;
 pub mod telemetry;
 pub mod units;

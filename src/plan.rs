@@ -439,7 +439,7 @@ async fn resolve_in_cluster(
 ) -> anyhow::Result<Outcome> {
     use rand::SeedableRng;
 
-    use crate::target::kube::KubeTarget;
+    use crate::targets::kube::KubeTarget;
 
     let target =
         match KubeTarget::connect(spec, args.context.as_deref(), args.allow_production).await {
@@ -536,7 +536,7 @@ async fn resolve_in_cluster(
 
 /// The pods a kill step would pick (with a seed) or could pick (without).
 async fn pick_pods(
-    target: &crate::target::kube::KubeTarget,
+    target: &crate::targets::kube::KubeTarget,
     k: &scenario::KillPods,
     seeded: bool,
     rng: &mut rand::rngs::StdRng,

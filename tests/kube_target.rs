@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use drillbook::report::model::PreflightStatus;
 use drillbook::scenario::{KillPods, KubernetesTarget, PickMode, Sp};
-use drillbook::target::kube::{KubeError, KubeEventKind, KubeTarget, pods_rolled};
+use drillbook::targets::kube::{KubeError, KubeEventKind, KubeTarget, pods_rolled};
 use drillbook::units::LabelSelector;
 use e2e_support::{
     Cluster, JobRun, cluster, create_deployment, create_job, pod_ready, pods, wait_until,
@@ -456,7 +456,7 @@ async fn eviction_on_a_1_20_server_falls_back_to_policy_v1beta1() {
     assert_eq!(evicted.len(), 1);
     assert_eq!(
         evicted[0].method,
-        drillbook::target::kube::KillMethod::Evict {
+        drillbook::targets::kube::KillMethod::Evict {
             api_version: "policy/v1beta1"
         }
     );

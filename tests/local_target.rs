@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use drillbook::scenario::{PickMode, ProcessKind, Signal, StartPolicy};
-use drillbook::target::local::{
+use drillbook::targets::local::{
     ExitCause, InstanceStatus, KilledInstance, LocalError, LocalTarget, ProcessConfig,
     ProcessEvent, RolloutStrategy, StopHow,
 };

@@ -21,7 +21,7 @@ use super::windows::{GuardState, WindowStore};
 use crate::load::{LoadSummary, Window};
 use crate::report::model::{EventKind, TimelineEvent};
 use crate::scenario::{Action, LoadedScenario, Step, TargetSpec, vars::Vars};
-use crate::target::local::{LocalTarget, ProcessConfig};
+use crate::targets::local::{LocalTarget, ProcessConfig};
 
 /// How long each undo may take before it is reported as failed and the next one runs.
 pub const UNDO_TIMEOUT: Duration = Duration::from_secs(120);
@@ -233,7 +233,7 @@ async fn start_target(
         TargetSpec::Kubernetes(spec) => {
             let target = match &options.in_cluster {
                 Some(cluster) => {
-                    crate::target::kube::KubeTarget::connect_in_cluster(
+                    crate::targets::kube::KubeTarget::connect_in_cluster(
                         spec,
                         cluster,
                         options.allow_production,
@@ -241,7 +241,7 @@ async fn start_target(
                     .await
                 }
                 None => {
-                    crate::target::kube::KubeTarget::connect(
+                    crate::targets::kube::KubeTarget::connect(
                         spec,
                         options.context.as_deref(),
                         options.allow_production,

@@ -12,7 +12,7 @@ use super::local::Applied;
 use super::observe::{JobRecord, JobState, Obs, ObsKind, Observations};
 use super::undo::Undo;
 use crate::scenario::{Action, CheckKind, HelmUndo, Scenario};
-use crate::target::kube::{KilledPod, KubeEventKind, KubeTarget, Observer};
+use crate::targets::kube::{KilledPod, KubeEventKind, KubeTarget, Observer};
 use crate::units::LabelSelector;
 
 /// Slack on top of a helm `--timeout` before drillbook gives up on the process.

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use super::observe::{JobRecord, JobState, Labels, Obs, ObsKind, Observations};
 use super::undo::Undo;
 use crate::scenario::{Action, ProcessKind};
-use crate::target::local::{InstanceStatus, LocalTarget, ProcessEvent};
+use crate::targets::local::{InstanceStatus, LocalTarget, ProcessEvent};
 
 /// Every process event, in arrival order; shared with the task that receives them.
 #[derive(Debug, Clone, Default)]

@@ -6,7 +6,7 @@ use super::journal::{self, Journal};
 use super::undo::UndoStack;
 use crate::exit::Outcome;
 use crate::scenario::{KubernetesTarget, Sp};
-use crate::target::kube::KubeTarget;
+use crate::targets::kube::KubeTarget;
 
 /// `drillbook recover`.
 pub async fn recover_cli(state_dir: Option<PathBuf>, dry_run: bool) -> anyhow::Result<Outcome> {

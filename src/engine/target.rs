@@ -10,7 +10,7 @@ use super::local::{self, Applied, ProcessLog};
 use super::observe::Observations;
 use super::undo::Undo;
 use crate::scenario::Action;
-use crate::target::local::LocalTarget;
+use crate::targets::local::LocalTarget;
 
 /// A started target. Shut it down with [`Target::shutdown`] on every path.
 #[derive(Debug)]

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::exit::Outcome;
 use crate::scenario::{KubernetesTarget, LoadedScenario, TargetSpec};
-use crate::target::kube::{KubeError, KubeTarget};
+use crate::targets::kube::{KubeError, KubeTarget};
 use crate::units::HumanDuration;
 
 /// Key of the scenario file in its ConfigMap, and its file name in the pod.

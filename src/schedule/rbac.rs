@@ -15,7 +15,7 @@ use k8s_openapi::api::rbac::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::scenario::{Action, Scenario};
-use crate::target::kube::Needs;
+use crate::targets::kube::Needs;
 
 /// Annotation on the Role stating, in words, what helm steps need beyond the listed rules.
 pub const HELM_NOTE_ANNOTATION: &str = "drillbook.dev/helm-note";

@@ -15,7 +15,7 @@ use crate::engine::drill::RunOptions;
 use crate::exit::Outcome;
 use crate::report::model::Report;
 use crate::scenario::{LoadedScenario, TargetSpec};
-use crate::target::kube::{KubeError, KubeTarget};
+use crate::targets::kube::{KubeError, KubeTarget};
 
 /// Label marking a ConfigMap as a stored drill result.
 pub const RESULT_LABEL: &str = "drillbook.dev/result";

@@ -244,7 +244,7 @@ mod tests {
 
     use super::*;
     use crate::scenario::{HelmUndo, Sp};
-    use crate::target::kube::Pinned;
+    use crate::targets::kube::Pinned;
     use crate::units::HumanDuration;
 
     fn target(kubeconfig: Option<&str>) -> KubeTarget {
