@@ -12,6 +12,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use crate::report::model::Report;
+
 /// One row of the drill log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DrillLogEntry {
@@ -84,6 +86,46 @@ pub enum DrillLogError {
     },
 }
 
+/// The drill-log row of a run whose report files are in `report_dir`.
+pub fn entry(report: &Report, runbook: &Path, report_dir: &Path) -> DrillLogEntry {
+    DrillLogEntry {
+        run_id: report.run_id.clone(),
+        date: report.started_at.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        scenario: report.scenario.name.clone(),
+        verdict: report.verdict.as_str().to_string(),
+        operator: report
+            .operator
+            .clone()
+            .unwrap_or_else(|| resolve_operator(None)),
+        notes: report.verdict_reason.clone(),
+        report_link: Some(relative_link(runbook, &report_dir.join("report.md"))),
+    }
+}
+
+/// `target` as a link that works from the runbook's directory (relative when they share a
+/// root, absolute otherwise).
+fn relative_link(runbook: &Path, target: &Path) -> String {
+    use std::path::Component;
+    let (Ok(from), Ok(to)) = (std::path::absolute(runbook), std::path::absolute(target)) else {
+        return target.display().to_string();
+    };
+    let from: Vec<Component> = from
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .components()
+        .collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut link = PathBuf::new();
+    for _ in common..from.len() {
+        link.push("..");
+    }
+    for part in &to[common..] {
+        link.push(part);
+    }
+    link.display().to_string()
+}
+
 /// Appends `entry` to the drill log table of `runbook` (see the module docs).
 pub fn append(runbook: &Path, entry: &DrillLogEntry) -> Result<AppendOutcome, DrillLogError> {
     if entry.run_id.trim().is_empty() {
@@ -153,6 +195,49 @@ fn replace_atomically(path: &Path, dir: &Path, contents: &[u8]) -> Result<(), Dr
 /// The operator's name: `explicit` (from `--operator`), else `$DRILL_OPERATOR`, else
 /// `git config user.name`, else `$USER`, else `unknown`.
 pub fn resolve_operator(explicit: Option<&str>) -> String {
+    resolve_operator_in(explicit, &Lookup::Process)
+}
+
+/// Where [`resolve_operator_in`] looks a name up.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// drillbook's own environment and working directory.
+    Process,
+    /// Only `vars`, with git run in `dir`: nothing of the caller's environment leaks in (tests
+    /// use this instead of changing their own process's environment).
+    Isolated {
+        vars: std::collections::BTreeMap<String, String>,
+        dir: PathBuf,
+    },
+}
+
+impl Lookup {
+    fn var(&self, name: &str) -> Option<String> {
+        match self {
+            Lookup::Process => std::env::var(name).ok(),
+            Lookup::Isolated { vars, .. } => vars.get(name).cloned(),
+        }
+    }
+
+    fn git_user_name(&self) -> Option<String> {
+        let mut command = std::process::Command::new("git");
+        command
+            .args(["config", "user.name"])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Lookup::Isolated { vars, dir } = self {
+            command.env_clear().envs(vars).current_dir(dir);
+        }
+        let output = command.output().ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// [`resolve_operator`] against `lookup`.
+pub fn resolve_operator_in(explicit: Option<&str>, lookup: &Lookup) -> String {
     let non_empty = |s: String| {
         let s = s.trim().to_owned();
         (!s.is_empty()).then_some(s)
@@ -160,23 +245,10 @@ pub fn resolve_operator(explicit: Option<&str>) -> String {
     explicit
         .map(str::to_owned)
         .and_then(non_empty)
-        .or_else(|| std::env::var("DRILL_OPERATOR").ok().and_then(non_empty))
-        .or_else(|| git_user_name().and_then(non_empty))
-        .or_else(|| std::env::var("USER").ok().and_then(non_empty))
+        .or_else(|| lookup.var("DRILL_OPERATOR").and_then(non_empty))
+        .or_else(|| lookup.git_user_name().and_then(non_empty))
+        .or_else(|| lookup.var("USER").and_then(non_empty))
         .unwrap_or_else(|| "unknown".to_owned())
-}
-
-fn git_user_name() -> Option<String> {
-    let output = std::process::Command::new("git")
-        .args(["config", "user.name"])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// The pure part of [`append`]: `document` with the entry's row added, and what was done.
@@ -656,4 +728,28 @@ fn insert_block(
         out.truncate(out.len() - eol.len());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative_link;
+    use std::path::Path;
+
+    #[test]
+    fn report_links_are_relative_to_the_runbook() {
+        assert_eq!(
+            relative_link(
+                Path::new("/a/reports/RUNBOOK.md"),
+                Path::new("/a/reports/x/report.md")
+            ),
+            "x/report.md"
+        );
+        assert_eq!(
+            relative_link(
+                Path::new("/a/docs/RUNBOOK.md"),
+                Path::new("/a/reports/x/report.md")
+            ),
+            "../reports/x/report.md"
+        );
+    }
 }

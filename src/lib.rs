@@ -1,10 +1,10 @@
 //! drillbook: declarative chaos drills for Kubernetes and a local lab.
 //!
-//! `main.rs` only calls [`cli::main`]. See ARCHITECTURE.md for the data flow of a drill and
+//! `main.rs` only calls [`cmd::main`]. See ARCHITECTURE.md for the data flow of a drill and
 //! the code map.
 
 pub mod checks;
-pub mod cli;
+pub mod cmd;
 pub mod drill_log;
 pub mod engine;
 pub mod exit;
@@ -14,6 +14,7 @@ pub mod plan;
 pub mod report;
 pub mod scenario;
 pub mod schedule;
+pub mod support;
 pub mod targets;
 pub mod telemetry;
 pub mod units;

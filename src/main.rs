@@ -1,5 +1,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    drillbook::cli::main()
+    drillbook::cmd::main()
 }

@@ -1,9 +1,8 @@
 //! Logging set-up: human text or JSON lines on stderr, verbosity from `-v`/`-q` or `RUST_LOG`.
 
-use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LogFormat {
     #[default]
     Text,

@@ -1,7 +1,7 @@
 //! Judging an http expression against the load measured in a phase.
 
 use super::Judgement;
-use super::expr::{Expr, LatencyKind, Metric, StatusSel, Threshold, format_value};
+use crate::scenario::expr::{Expr, LatencyKind, Metric, StatusSel, Threshold, format_value};
 
 /// What the http checks need from a phase's load statistics.
 pub trait HttpStats {
@@ -88,8 +88,8 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use super::super::CheckVerdict;
-    use super::super::expr::parse_http;
     use super::*;
+    use crate::scenario::expr::parse_http;
 
     struct Fixed {
         requests: u64,

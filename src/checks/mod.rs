@@ -1,7 +1,6 @@
 //! Checks and verdicts: each check is judged pass, fail or inconclusive; a check whose data is
 //! missing is inconclusive, never pass.
 
-pub mod expr;
 pub mod http;
 pub mod prometheus;
 

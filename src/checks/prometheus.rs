@@ -9,9 +9,9 @@ use prometheus_http_query::Client;
 use prometheus_http_query::reqwest;
 use prometheus_http_query::response::Data;
 
-use super::expr::{self, Expr};
 use super::{CheckVerdict, Judgement};
 use crate::scenario::PrometheusCheck;
+use crate::scenario::expr::{self, Expr};
 
 /// One sample of a query: its scalar value, or why there is none.
 pub type Sample = Result<f64, String>;

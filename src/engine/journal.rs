@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::undo::Registered;
+use crate::targets::kube::KubeUndo;
 
 pub const JOURNAL_VERSION: u32 = 1;
 
@@ -40,8 +41,9 @@ pub struct JournalTarget {
     pub kubeconfig: Option<String>,
 }
 
+/// One run's journal. Only Kubernetes runs are journaled (see above), hence the default.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JournalDoc {
+pub struct JournalDoc<U = KubeUndo> {
     pub version: u32,
     pub run_id: String,
     pub scenario: String,
@@ -50,7 +52,7 @@ pub struct JournalDoc {
     pub pid: u32,
     pub target: JournalTarget,
     /// Registered undos, oldest first; they are applied newest first.
-    pub pending: Vec<Registered>,
+    pub pending: Vec<Registered<U>>,
 }
 
 /// The directory journals live in.
@@ -129,7 +131,7 @@ pub fn read(path: &Path) -> Result<JournalDoc, JournalError> {
 }
 
 /// Writes `doc` to `path` atomically and durably: temp file, fsync, rename, fsync the directory.
-pub fn write(path: &Path, doc: &JournalDoc) -> Result<(), JournalError> {
+pub fn write<U: Serialize>(path: &Path, doc: &JournalDoc<U>) -> Result<(), JournalError> {
     let err = |source| JournalError::Write {
         path: path.to_path_buf(),
         source,
@@ -163,7 +165,7 @@ pub fn remove(path: &Path) -> Result<(), JournalError> {
 }
 
 /// Whether the process that wrote a journal is still running (then it is not abandoned).
-pub fn writer_alive(doc: &JournalDoc) -> bool {
+pub fn writer_alive<U>(doc: &JournalDoc<U>) -> bool {
     let Ok(pid) = i32::try_from(doc.pid) else {
         return false;
     };
@@ -179,14 +181,14 @@ pub fn writer_alive(doc: &JournalDoc) -> bool {
 
 /// A journal being kept for the current run.
 #[derive(Debug)]
-pub struct Journal {
+pub struct Journal<U = KubeUndo> {
     pub path: PathBuf,
-    pub doc: JournalDoc,
+    pub doc: JournalDoc<U>,
 }
 
-impl Journal {
+impl<U: Serialize + Clone> Journal<U> {
     /// Persists the current pending undos (called with the stack's lock held).
-    pub fn sync(&mut self, pending: &[Registered]) -> Result<(), JournalError> {
+    pub fn sync(&mut self, pending: &[Registered<U>]) -> Result<(), JournalError> {
         self.doc.pending = pending.to_vec();
         if self.doc.pending.is_empty() {
             remove(&self.path)
@@ -199,7 +201,6 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::undo::Undo;
 
     #[test]
     fn journals_round_trip_and_disappear_when_empty() {
@@ -224,7 +225,7 @@ mod tests {
         };
         let registered = Registered {
             step: "scale-up".into(),
-            undo: Undo::KubeScale {
+            undo: KubeUndo::Scale {
                 deployment: "proxy".into(),
                 replicas: 2,
             },

@@ -2,14 +2,15 @@
 
 use std::collections::BTreeSet;
 
-use super::drill::{Observed, offset};
-use super::observe::{JobRecord, JobState};
+use super::drill::{Ending, Observed, offset};
 use super::phases::{self, PhaseWindow, Unresolved};
 use super::windows::Span;
-use crate::checks::expr::{self, StatusSel};
 use crate::checks::{Judgement, http};
-use crate::report::model::{CheckResult, CheckVerdict};
+use crate::report::model::{CheckResult, CheckVerdict, Verdict};
+use crate::scenario::expr::{self, StatusSel};
 use crate::scenario::{Action, Check, CheckKind, Scenario, vars::Vars};
+use crate::support::command;
+use crate::targets::observe::{JobRecord, JobState};
 
 /// Phases as resolved for this run, with the load measured in each.
 #[derive(Debug)]
@@ -44,6 +45,73 @@ impl JudgedPhases {
     }
 }
 
+/// A drill judged: its phases, every check, and the verdict with its reason.
+#[derive(Debug)]
+pub struct Judged {
+    pub phases: JudgedPhases,
+    pub checks: Vec<CheckResult>,
+    pub verdict: Verdict,
+    pub verdict_reason: String,
+}
+
+/// Judges every check, then decides the drill's verdict: how it ended first (interrupted,
+/// aborted), then the checks (any failure fails; missing data is inconclusive, never pass).
+pub async fn judge(scenario: &Scenario, observed: &Observed) -> Judged {
+    let phases = JudgedPhases::resolve(scenario, observed);
+    let checks = judge_all(scenario, observed, &phases, &observed.vars).await;
+    let checks_verdict = crate::checks::combine(checks.iter().map(|c| c.verdict));
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.verdict == CheckVerdict::Fail)
+        .map(|c| c.name.as_str())
+        .collect();
+    let unsure: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.verdict == CheckVerdict::Inconclusive)
+        .map(|c| c.name.as_str())
+        .collect();
+    let (verdict, verdict_reason) = match &observed.ending {
+        Ending::Interrupted => (
+            Verdict::Interrupted,
+            "interrupted by a signal; registered undos ran".to_string(),
+        ),
+        Ending::Aborted(why) => (
+            Verdict::Aborted,
+            format!("aborted: {why}; registered undos ran"),
+        ),
+        Ending::Completed => match checks_verdict {
+            CheckVerdict::Fail => (
+                Verdict::Fail,
+                format!(
+                    "{} of {} checks failed: {}",
+                    failed.len(),
+                    checks.len(),
+                    failed.join(", ")
+                ),
+            ),
+            CheckVerdict::Inconclusive => (
+                Verdict::Inconclusive,
+                format!(
+                    "no check failed, but {} had no data: {}",
+                    unsure.len(),
+                    unsure.join(", ")
+                ),
+            ),
+            CheckVerdict::Pass if checks.is_empty() => (
+                Verdict::Inconclusive,
+                "the scenario has no checks".to_string(),
+            ),
+            CheckVerdict::Pass => (Verdict::Pass, format!("all {} checks passed", checks.len())),
+        },
+    };
+    Judged {
+        phases,
+        checks,
+        verdict,
+        verdict_reason,
+    }
+}
+
 /// Judges every check of the scenario.
 pub async fn judge_all(
     scenario: &Scenario,
@@ -75,7 +143,7 @@ pub async fn judge_all(
 fn expression_of(check: &Check) -> String {
     match &check.kind {
         CheckKind::Http(e) => e.value.clone(),
-        other => crate::plan::check_what(other),
+        other => crate::scenario::describe::check_what(other),
     }
 }
 
@@ -339,8 +407,8 @@ fn judge_rolled(r: &crate::scenario::RolledCheck, observed: &Observed) -> Judgem
 }
 
 async fn judge_command(c: &crate::scenario::CommandCheck) -> Judgement {
-    match super::command::run(&c.argv, &Default::default(), c.timeout.0).await {
-        Err(e) => Judgement::inconclusive(e),
+    match command::run(&c.argv, &Default::default(), c.timeout.0).await {
+        Err(e) => Judgement::inconclusive(e.to_string()),
         Ok(out) => {
             let code_ok = out.status == Some(c.exit_code);
             let regex_ok = match &c.stdout {

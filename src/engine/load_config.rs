@@ -2,9 +2,28 @@
 
 use tokio::time::Instant;
 
+use std::path::PathBuf;
+
 use crate::load::{AuthConfig, LoadConfig, RateProfile, Stage, TokenSource};
-use crate::scenario::{LoadSpec, LoadedScenario, vars::Vars};
+use crate::scenario::vars::{VarError, Vars};
+use crate::scenario::{LoadSpec, LoadedScenario};
 use crate::units::Rate;
+
+/// Why a scenario's `load:` could not become a load configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadConfigError {
+    #[error(transparent)]
+    Var(#[from] VarError),
+    #[error("cannot read body_file {}: {source}", .path.display())]
+    BodyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`auth` has no token source")]
+    NoTokenSource,
+    #[error(transparent)]
+    Method(#[from] http::method::InvalidMethod),
+}
 
 /// The load configuration for one run, with variables expanded and paths resolved.
 pub fn build(
@@ -12,8 +31,8 @@ pub fn build(
     spec: &LoadSpec,
     vars: &Vars,
     t0: Instant,
-) -> Result<LoadConfig, String> {
-    let expand = |s: &str| vars.expand(s).map_err(|e| e.to_string());
+) -> Result<LoadConfig, LoadConfigError> {
+    let expand = |s: &str| vars.expand(s);
     let duration = spec.duration.as_ref().map(|d| d.value.0);
     let profile = match (&spec.rate, duration) {
         (Some(rate), Some(duration)) => match rate.value {
@@ -39,7 +58,7 @@ pub fn build(
             let path = loaded.resolve(f);
             bytes::Bytes::from(
                 std::fs::read(&path)
-                    .map_err(|e| format!("cannot read body_file {}: {e}", path.display()))?,
+                    .map_err(|source| LoadConfigError::BodyFile { path, source })?,
             )
         }
         (None, None) => bytes::Bytes::new(),
@@ -57,7 +76,7 @@ pub fn build(
                     field: a.token_field.clone(),
                 }
             } else {
-                return Err("`auth` has no token source".into());
+                return Err(LoadConfigError::NoTokenSource);
             };
             Some(AuthConfig {
                 source,
@@ -70,10 +89,10 @@ pub fn build(
         .headers
         .iter()
         .map(|(k, v)| Ok((k.clone(), expand(v)?)))
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, VarError>>()?;
     Ok(LoadConfig {
         url: expand(&spec.url.value)?,
-        method: http::Method::from_bytes(spec.method.as_bytes()).map_err(|e| e.to_string())?,
+        method: http::Method::from_bytes(spec.method.as_bytes())?,
         headers,
         body,
         profile,

@@ -2,79 +2,36 @@
 
 use std::path::PathBuf;
 
-use super::journal::{self, Journal};
-use super::undo::UndoStack;
-use crate::exit::Outcome;
-use crate::scenario::{KubernetesTarget, Sp};
-use crate::targets::kube::KubeTarget;
+use super::journal::{Journal, JournalDoc};
+use super::undo::{UndoOutcome, UndoStack};
+use crate::targets::kube::{KubeError, KubeTarget, Pinned};
 
-/// `drillbook recover`.
-pub async fn recover_cli(state_dir: Option<PathBuf>, dry_run: bool) -> anyhow::Result<Outcome> {
-    let dir = state_dir.unwrap_or_else(journal::state_dir);
-    let journals = journal::list(&dir)?;
-    if journals.is_empty() {
-        println!("nothing to recover: no undo journal in {}", dir.display());
-        return Ok(Outcome::Pass);
-    }
-    let mut failed = 0usize;
-    for (path, doc) in journals {
-        println!(
-            "run {} of `{}` (started {}), context `{}`, namespace `{}`: {} undo(s) pending",
-            doc.run_id,
-            doc.scenario,
-            doc.started_at,
-            doc.target.context,
-            doc.target.namespace,
-            doc.pending.len()
-        );
-        if journal::writer_alive(&doc) {
-            println!(
-                "  skipped: drillbook (pid {}) is still running that drill and will undo it itself",
-                doc.pid
-            );
-            continue;
-        }
-        for r in doc.pending.iter().rev() {
-            println!("  - {} (step `{}`)", r.undo.describe(), r.step);
-        }
-        if dry_run {
-            continue;
-        }
-        let spec = KubernetesTarget {
-            context: Sp::unplaced(doc.target.context.clone()),
-            namespace: Sp::unplaced(doc.target.namespace.clone()),
-            allowed_contexts: vec![Sp::unplaced(doc.target.context.clone())],
-            allowed_namespaces: vec![Sp::unplaced(doc.target.namespace.clone())],
-            kubeconfig: doc.target.kubeconfig.clone(),
-            max_pods: 1,
-        };
-        // The run that wrote the journal passed the safety rules (a production context needed
-        // --allow-production then); putting its changes back must not be refused now.
-        let target = match KubeTarget::connect(&spec, None, true).await {
-            Ok(t) => t,
-            Err(e) => {
-                println!("  cannot connect: {e}; the journal is kept");
-                failed += doc.pending.len();
-                continue;
-            }
-        };
-        let stack = UndoStack::journaled(Journal { path, doc });
-        let outcomes = stack
-            .unwind(super::drill::UNDO_TIMEOUT, |u| {
-                super::kube::apply_undo(&target, u)
-            })
-            .await;
-        for o in &outcomes {
-            match &o.result {
-                Ok(()) => println!("  undone: {}", o.description),
-                Err(e) => println!("  FAILED: {}: {e} (kept in the journal)", o.description),
-            }
-        }
-        failed += stack.failed().len();
-    }
-    if failed > 0 {
-        println!("{failed} undo(s) failed; fix the cause and run `drillbook recover` again");
-        return Ok(Outcome::Fail);
-    }
-    Ok(Outcome::Pass)
+/// What putting one journal's undos back did.
+#[derive(Debug)]
+pub struct Recovered {
+    pub outcomes: Vec<UndoOutcome>,
+    /// Undos that failed and stay in the journal.
+    pub failed: usize,
+}
+
+/// Reconnects to the journal's target and applies its pending undos, newest first. An undo
+/// that fails stays in the journal; the file goes when all have run.
+pub async fn apply_journal(path: PathBuf, doc: JournalDoc) -> Result<Recovered, KubeError> {
+    // The run that wrote the journal passed the safety rules (a production context needed
+    // --allow-production then); putting its changes back must not be refused now.
+    let pinned = Pinned {
+        context: doc.target.context.clone(),
+        namespace: doc.target.namespace.clone(),
+        allowed_namespaces: vec![doc.target.namespace.clone()],
+    };
+    let kubeconfig = doc.target.kubeconfig.as_ref().map(PathBuf::from);
+    let target = KubeTarget::connect_pinned(pinned, kubeconfig, 1).await?;
+    let stack = UndoStack::journaled(Journal { path, doc });
+    let outcomes = stack
+        .unwind(super::drill::UNDO_TIMEOUT, |u| u.apply(&target))
+        .await;
+    Ok(Recovered {
+        outcomes,
+        failed: stack.failed().len(),
+    })
 }

@@ -1,10 +1,9 @@
 //! Building the report model from a finished drill.
 
-use super::drill::{Ending, Observed};
-use super::judge::{self, JudgedPhases};
+use super::drill::Observed;
+use super::judge::{self, Judged};
 use crate::report::model::{
-    CheckVerdict, PhaseReport, Report, SCHEMA_VERSION, ScenarioInfo, SeriesPoint, TargetInfo,
-    Verdict,
+    PhaseReport, Report, SCHEMA_VERSION, ScenarioInfo, SeriesPoint, TargetInfo,
 };
 use crate::scenario::{LoadedScenario, TargetSpec};
 
@@ -32,55 +31,20 @@ fn git_revision(loaded: &LoadedScenario) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-pub async fn build(loaded: &LoadedScenario, observed: &Observed, operator: Option<&str>) -> Report {
+/// The report of a judged drill.
+pub fn build(
+    loaded: &LoadedScenario,
+    observed: &Observed,
+    judged: Judged,
+    operator: Option<&str>,
+) -> Report {
     let scenario = &loaded.scenario;
-    let phases = JudgedPhases::resolve(scenario, observed);
-    let checks = judge::judge_all(scenario, observed, &phases, &observed.vars).await;
-    let checks_verdict = crate::checks::combine(checks.iter().map(|c| c.verdict));
-    let failed: Vec<&str> = checks
-        .iter()
-        .filter(|c| c.verdict == CheckVerdict::Fail)
-        .map(|c| c.name.as_str())
-        .collect();
-    let unsure: Vec<&str> = checks
-        .iter()
-        .filter(|c| c.verdict == CheckVerdict::Inconclusive)
-        .map(|c| c.name.as_str())
-        .collect();
-    let (verdict, verdict_reason) = match &observed.ending {
-        Ending::Interrupted => (
-            Verdict::Interrupted,
-            "interrupted by a signal; registered undos ran".to_string(),
-        ),
-        Ending::Aborted(why) => (
-            Verdict::Aborted,
-            format!("aborted: {why}; registered undos ran"),
-        ),
-        Ending::Completed => match checks_verdict {
-            CheckVerdict::Fail => (
-                Verdict::Fail,
-                format!(
-                    "{} of {} checks failed: {}",
-                    failed.len(),
-                    checks.len(),
-                    failed.join(", ")
-                ),
-            ),
-            CheckVerdict::Inconclusive => (
-                Verdict::Inconclusive,
-                format!(
-                    "no check failed, but {} had no data: {}",
-                    unsure.len(),
-                    unsure.join(", ")
-                ),
-            ),
-            CheckVerdict::Pass if checks.is_empty() => (
-                Verdict::Inconclusive,
-                "the scenario has no checks".to_string(),
-            ),
-            CheckVerdict::Pass => (Verdict::Pass, format!("all {} checks passed", checks.len())),
-        },
-    };
+    let Judged {
+        phases,
+        checks,
+        verdict,
+        verdict_reason,
+    } = judged;
     let mut warnings = observed.warnings.clone();
     for u in &phases.unresolved {
         warnings.push(format!("phase `{}` did not happen: {}", u.name, u.why));
@@ -96,7 +60,11 @@ pub async fn build(loaded: &LoadedScenario, observed: &Observed, operator: Optio
             "undo of `{}` failed: {} ({})",
             u.step,
             u.description,
-            u.result.as_ref().err().cloned().unwrap_or_default()
+            u.result
+                .as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default()
         ));
     }
     let phase_reports = phases

@@ -1,18 +1,26 @@
 //! SIGINT/SIGTERM: the first one cancels the drill (load stops, undos run, a partial report is
 //! written); later ones say what is still being undone instead of abandoning it silently.
 
-use std::io::Write as _;
-
 use std::sync::{Arc, Mutex};
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use super::undo::UndoStack;
+use crate::targets::UndoAction;
 
-/// Watches for SIGINT and SIGTERM until `done` is cancelled. Returns at once if the handlers
-/// cannot be installed (the drill then simply cannot be interrupted gracefully).
-pub fn watch(interrupt: CancellationToken, undo: Arc<Mutex<UndoStack>>, done: CancellationToken) {
+/// How the operator is told what a signal did; the command-line edge writes it to stderr.
+pub type Notice = fn(&str);
+
+/// Watches for SIGINT and SIGTERM until `done` is cancelled, telling the operator through
+/// `say`. Returns at once if the handlers cannot be installed (the drill then simply cannot
+/// be interrupted gracefully).
+pub fn watch<U: UndoAction>(
+    interrupt: CancellationToken,
+    undo: Arc<Mutex<UndoStack<U>>>,
+    done: CancellationToken,
+    say: Notice,
+) {
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -53,9 +61,4 @@ pub fn watch(interrupt: CancellationToken, undo: Arc<Mutex<UndoStack>>, done: Ca
             }
         }
     });
-}
-
-/// Writes to stderr, ignoring a closed pipe: losing a message must never stop the unwinding.
-fn say(message: &str) {
-    let _ = writeln!(std::io::stderr(), "{message}");
 }

@@ -2,120 +2,86 @@
 //! every exit path the undos run in reverse order, each with a timeout, and a failing undo
 //! does not stop the others.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::journal::Journal;
+use super::journal::{Journal, JournalError};
+use crate::targets::{TargetError, UndoAction};
 
-/// How to revert one applied fault. Serialisable: it is written to the undo journal.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Undo {
-    /// Restore env vars of a local process group (None = unset) and roll it.
-    LocalRestoreEnv {
-        group: String,
-        previous: BTreeMap<String, Option<String>>,
-    },
-    /// Stop a local process group that a step started.
-    LocalStopGroup { group: String },
-    /// Run a command (argv, no shell; already pinned to the scenario's context).
-    Command { argv: Vec<String> },
-    /// Scale a Deployment back to its previous replica count.
-    KubeScale { deployment: String, replicas: i32 },
-    /// Restore container env vars of a Deployment (None = remove).
-    KubeRestoreEnv {
-        deployment: String,
-        container: Option<String>,
-        previous: BTreeMap<String, Option<String>>,
-    },
-    /// Restore ConfigMap keys (None = remove).
-    KubeRestoreConfigMap {
-        name: String,
-        previous: BTreeMap<String, Option<String>>,
-    },
-    /// `helm rollback <release> <revision>`.
-    HelmRollback { release: String, revision: u32 },
+/// Why an undo could not be registered (the step must then not run).
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("undo stack poisoned")]
+    StackPoisoned,
+    #[error("undo journal poisoned")]
+    JournalPoisoned,
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
-fn assignments(values: &BTreeMap<String, Option<String>>) -> String {
-    values
-        .iter()
-        .map(|(k, v)| match v {
-            Some(v) => format!("{k}={v}"),
-            None => format!("unset {k}"),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-impl Undo {
-    pub fn describe(&self) -> String {
-        match self {
-            Undo::LocalRestoreEnv { group, previous } => {
-                format!(
-                    "restore env {} on `{group}` and roll it",
-                    assignments(previous)
-                )
-            }
-            Undo::KubeScale {
-                deployment,
-                replicas,
-            } => format!("scale `{deployment}` back to {replicas} replicas"),
-            Undo::KubeRestoreEnv {
-                deployment,
-                previous,
-                ..
-            } => {
-                format!(
-                    "restore env {} on deployment `{deployment}`",
-                    assignments(previous)
-                )
-            }
-            Undo::KubeRestoreConfigMap { name, previous } => {
-                let keys: Vec<&str> = previous.keys().map(String::as_str).collect();
-                format!("restore keys {} of configmap `{name}`", keys.join(", "))
-            }
-            Undo::HelmRollback { release, revision } => {
-                format!("helm rollback `{release}` to revision {revision}")
-            }
-            Undo::LocalStopGroup { group } => format!("stop `{group}`"),
-            Undo::Command { argv } => format!("run `{}`", argv.join(" ")),
-        }
-    }
+/// Why one undo did not put things back.
+#[derive(Debug, thiserror::Error)]
+pub enum UndoFailure {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("timed out after {0:?}")]
+    TimedOut(Duration),
 }
 
 /// An undo and the step that registered it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Registered {
+pub struct Registered<U> {
     pub step: String,
-    pub undo: Undo,
+    pub undo: U,
 }
 
 /// What happened when an undo ran.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct UndoOutcome {
     pub step: String,
     pub description: String,
-    pub result: Result<(), String>,
+    pub result: Result<(), UndoFailure>,
     pub elapsed: Duration,
 }
 
 /// Registered undos, most recent last. Shared so the signal handler can say what is pending.
-#[derive(Debug, Clone, Default)]
-pub struct UndoStack {
-    inner: Arc<Mutex<Vec<Registered>>>,
+#[derive(Debug)]
+pub struct UndoStack<U> {
+    inner: Arc<Mutex<Vec<Registered<U>>>>,
     current: Arc<Mutex<Option<String>>>,
     /// Undos that failed: kept in the journal so `drillbook recover` can retry them.
-    failed: Arc<Mutex<Vec<Registered>>>,
+    failed: Arc<Mutex<Vec<Registered<U>>>>,
     /// When set, every change to the stack is persisted before it takes effect.
-    journal: Option<Arc<Mutex<Journal>>>,
+    journal: Option<Arc<Mutex<Journal<U>>>>,
 }
 
-impl UndoStack {
+// By hand: a derive would ask `U: Default`/`U: Clone` though only `Arc`s are cloned.
+impl<U> Default for UndoStack<U> {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            current: Arc::default(),
+            failed: Arc::default(),
+            journal: None,
+        }
+    }
+}
+
+impl<U> Clone for UndoStack<U> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            current: self.current.clone(),
+            failed: self.failed.clone(),
+            journal: self.journal.clone(),
+        }
+    }
+}
+
+impl<U: UndoAction> UndoStack<U> {
     /// A stack that persists itself to `journal`, starting with the undos it already holds
     /// (empty for a new run; a crashed run's leftovers for `recover`).
-    pub fn journaled(journal: Journal) -> Self {
+    pub fn journaled(journal: Journal<U>) -> Self {
         let pending = journal.doc.pending.clone();
         Self {
             inner: Arc::new(Mutex::new(pending)),
@@ -125,17 +91,17 @@ impl UndoStack {
     }
 
     /// Undos that failed while unwinding (still journaled).
-    pub fn failed(&self) -> Vec<Registered> {
+    pub fn failed(&self) -> Vec<Registered<U>> {
         self.failed.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
     /// Registers an undo. With a journal, it is on disk (fsync'd) when this returns `Ok`; on
     /// `Err` nothing was registered and the step must not run.
-    pub fn register(&self, step: &str, undo: Undo) -> Result<(), String> {
+    pub fn register(&self, step: &str, undo: U) -> Result<(), RegisterError> {
         let mut stack = self
             .inner
             .lock()
-            .map_err(|_| "undo stack poisoned".to_string())?;
+            .map_err(|_| RegisterError::StackPoisoned)?;
         stack.push(Registered {
             step: step.to_string(),
             undo,
@@ -147,20 +113,19 @@ impl UndoStack {
         Ok(())
     }
 
-    fn persist(&self, stack: &[Registered]) -> Result<(), String> {
+    fn persist(&self, stack: &[Registered<U>]) -> Result<(), RegisterError> {
         let Some(journal) = &self.journal else {
             return Ok(());
         };
         let mut all = self.failed();
         all.extend_from_slice(stack);
-        journal
+        Ok(journal
             .lock()
-            .map_err(|_| "undo journal poisoned".to_string())?
-            .sync(&all)
-            .map_err(|e| e.to_string())
+            .map_err(|_| RegisterError::JournalPoisoned)?
+            .sync(&all)?)
     }
 
-    pub fn pending(&self) -> Vec<Registered> {
+    pub fn pending(&self) -> Vec<Registered<U>> {
         self.inner.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
@@ -172,8 +137,8 @@ impl UndoStack {
     /// Runs every registered undo in reverse order with `apply`, each bounded by `timeout`.
     pub async fn unwind<F, Fut>(&self, timeout: Duration, mut apply: F) -> Vec<UndoOutcome>
     where
-        F: FnMut(Undo) -> Fut,
-        Fut: Future<Output = Result<(), String>>,
+        F: FnMut(U) -> Fut,
+        Fut: Future<Output = Result<(), TargetError>>,
     {
         let mut outcomes = Vec::new();
         loop {
@@ -186,8 +151,8 @@ impl UndoStack {
             }
             let started = tokio::time::Instant::now();
             let result = match tokio::time::timeout(timeout, apply(registered.undo.clone())).await {
-                Ok(r) => r,
-                Err(_) => Err(format!("timed out after {timeout:?}")),
+                Ok(r) => r.map_err(UndoFailure::from),
+                Err(_) => Err(UndoFailure::TimedOut(timeout)),
             };
             if let Err(e) = &result {
                 tracing::error!(step = %registered.step, "undo failed: {description}: {e}");
@@ -222,6 +187,8 @@ impl UndoStack {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::targets::kube::KubeUndo;
+    use crate::targets::local::LocalUndo;
 
     #[tokio::test]
     async fn undos_run_in_reverse_and_a_failure_does_not_stop_the_rest() {
@@ -230,7 +197,7 @@ mod tests {
             stack
                 .register(
                     &format!("s{i}"),
-                    Undo::Command {
+                    LocalUndo::Command {
                         argv: vec![format!("u{i}")],
                     },
                 )
@@ -242,12 +209,14 @@ mod tests {
             .unwind(Duration::from_secs(1), move |undo| {
                 let log = log.clone();
                 async move {
-                    let Undo::Command { argv } = undo else {
+                    let LocalUndo::Command { argv } = undo else {
                         return Ok(());
                     };
-                    log.lock().map_err(|e| e.to_string())?.push(argv[0].clone());
+                    if let Ok(mut log) = log.lock() {
+                        log.push(argv[0].clone());
+                    }
                     if argv[0] == "u1" {
-                        Err("boom".to_string())
+                        Err(TargetError::Incomplete("boom"))
                     } else {
                         Ok(())
                     }
@@ -263,7 +232,7 @@ mod tests {
     async fn a_hanging_undo_times_out() {
         let stack = UndoStack::default();
         stack
-            .register("s", Undo::LocalStopGroup { group: "g".into() })
+            .register("s", LocalUndo::StopGroup { group: "g".into() })
             .expect("register");
         let outcomes = stack
             .unwind(Duration::from_millis(50), |_| async {
@@ -275,7 +244,7 @@ mod tests {
             outcomes[0]
                 .result
                 .as_ref()
-                .is_err_and(|e| e.contains("timed out"))
+                .is_err_and(|e| matches!(e, UndoFailure::TimedOut(_)))
         );
     }
 
@@ -305,7 +274,7 @@ mod tests {
         stack
             .register(
                 "ok",
-                Undo::KubeScale {
+                KubeUndo::Scale {
                     deployment: "a".into(),
                     replicas: 1,
                 },
@@ -314,7 +283,7 @@ mod tests {
         stack
             .register(
                 "bad",
-                Undo::KubeScale {
+                KubeUndo::Scale {
                     deployment: "b".into(),
                     replicas: 2,
                 },
@@ -330,8 +299,8 @@ mod tests {
         stack
             .unwind(Duration::from_secs(1), |undo| async move {
                 match undo {
-                    Undo::KubeScale { deployment, .. } if deployment == "b" => {
-                        Err("api down".to_string())
+                    KubeUndo::Scale { deployment, .. } if deployment == "b" => {
+                        Err(TargetError::Incomplete("api down"))
                     }
                     _ => Ok(()),
                 }

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::checks::expr::{self, Expr, LatencyKind, StatusSel};
 use crate::checks::http::{HttpStats, measure};
 use crate::load::{Stats, Window};
+use crate::scenario::expr::{self, Expr, LatencyKind, StatusSel};
 
 /// A merged span of load statistics and its length.
 #[derive(Debug, Clone)]

@@ -10,7 +10,6 @@
 //! Used by the drill engine (scenario `load:`) and by `drillbook load` ([`cli`]).
 
 mod auth;
-pub mod cli;
 mod conn;
 mod engine;
 mod profile;

@@ -2,7 +2,6 @@
 //! changelog paragraph, plus writing a run's report directory.
 
 pub mod changelog;
-pub mod cli;
 pub mod junit;
 pub mod markdown;
 pub mod model;
@@ -67,7 +66,7 @@ pub enum ReportError {
 }
 
 /// Output formats of `drillbook report`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Terminal tables.
     Table,

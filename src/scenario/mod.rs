@@ -1,7 +1,9 @@
 //! Scenario files: reading them within strict budgets, the v1 model, and validation that
 //! points at `file:line:column` with a fix.
 
+pub mod describe;
 pub mod diagnostic;
+pub mod expr;
 pub mod model;
 pub mod spanned;
 pub mod tagged;

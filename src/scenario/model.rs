@@ -298,6 +298,57 @@ tagged_kinds! {
     }
 }
 
+/// The two kinds of target a scenario can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Local,
+    Kubernetes,
+}
+
+impl std::fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TargetKind::Local => "local",
+            TargetKind::Kubernetes => "kubernetes",
+        })
+    }
+}
+
+impl TargetSpec {
+    pub fn kind(&self) -> TargetKind {
+        match self {
+            TargetSpec::Local(_) => TargetKind::Local,
+            TargetSpec::Kubernetes(_) => TargetKind::Kubernetes,
+        }
+    }
+}
+
+impl Action {
+    /// The one target kind this action needs, or `None` when both kinds run it. The single
+    /// statement of the rule: validation and both targets ask here.
+    pub fn only_on(&self) -> Option<TargetKind> {
+        match self {
+            Action::KillPods(_)
+            | Action::Evict(_)
+            | Action::Scale(_)
+            | Action::PatchConfigmap(_)
+            | Action::HelmUpgrade(_)
+            | Action::WaitRollout(_) => Some(TargetKind::Kubernetes),
+            Action::KillProcess(_) | Action::StartProcess(_) => Some(TargetKind::Local),
+            Action::RolloutRestart(_)
+            | Action::PatchEnv(_)
+            | Action::Command(_)
+            | Action::WaitReady(_)
+            | Action::Wait(_) => None,
+        }
+    }
+
+    /// Whether a target of `kind` can run this action.
+    pub fn runs_on(&self, kind: TargetKind) -> bool {
+        self.only_on().is_none_or(|only| only == kind)
+    }
+}
+
 /// Which pods an action picks among those matching.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

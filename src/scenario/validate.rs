@@ -10,7 +10,7 @@ use super::model::*;
 use super::spanned::{Pos, Sp};
 use super::tagged::did_you_mean;
 use super::vars;
-use crate::checks::expr::{self, ExprError, Metric};
+use crate::scenario::expr::{self, ExprError, Metric};
 use crate::units::Rate;
 
 /// The phases every scenario has unless it declares its own.
@@ -357,13 +357,12 @@ impl Validator<'_> {
         }
     }
 
-    fn require_target(&mut self, step: &Step, local: bool) {
-        if local != self.is_local {
-            let (needs, other) = if local {
-                ("a local", "kubernetes")
-            } else {
-                ("a kubernetes", "local")
-            };
+    fn require_target(&mut self, step: &Step) {
+        let Some(needs) = step.action.only_on() else {
+            return;
+        };
+        let here = self.scenario.target.kind();
+        if needs != here {
             let alternative = match step.action.kind() {
                 "kill_pods" | "evict" => " (use `kill_process`)",
                 "kill_process" => " (use `kill_pods`)",
@@ -373,7 +372,7 @@ impl Validator<'_> {
             self.error(
                 step.action_at,
                 format!(
-                    "`{}` needs {needs} target, but this scenario's target is {other}{alternative}",
+                    "`{}` needs a {needs} target, but this scenario's target is {here}{alternative}",
                     step.action.kind()
                 ),
             );
@@ -401,9 +400,9 @@ impl Validator<'_> {
             TargetSpec::Kubernetes(k) => k.max_pods,
             TargetSpec::Local(_) => u32::MAX,
         };
+        self.require_target(step);
         match &step.action {
             Action::KillPods(k) => {
-                self.require_target(step, false);
                 if k.count.is_some() && k.percent.is_some() {
                     self.error(step.action_at, "use either `count` or `percent`, not both");
                 }
@@ -423,7 +422,6 @@ impl Validator<'_> {
                 }
             }
             Action::Evict(e) => {
-                self.require_target(step, false);
                 if let Some(count) = e.count.filter(|c| *c > max_pods) {
                     self.error(
                         step.action_at,
@@ -434,18 +432,14 @@ impl Validator<'_> {
             Action::Scale(_)
             | Action::PatchConfigmap(_)
             | Action::HelmUpgrade(_)
-            | Action::WaitRollout(_) => {
-                self.require_target(step, false);
-            }
+            | Action::WaitRollout(_) => {}
             Action::KillProcess(k) => {
-                self.require_target(step, true);
                 self.process_ref(&k.name);
                 if k.count == 0 {
                     self.error(step.action_at, "`count: 0` kills nothing");
                 }
             }
             Action::StartProcess(p) => {
-                self.require_target(step, true);
                 self.process_ref(&p.name);
                 if let TargetSpec::Local(local) = &self.scenario.target {
                     let immediate = local.processes.iter().any(|s| {

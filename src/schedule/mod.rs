@@ -15,7 +15,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::{Value, json};
 
-use crate::exit::Outcome;
 use crate::scenario::{KubernetesTarget, LoadedScenario, TargetSpec};
 use crate::targets::kube::{KubeError, KubeTarget};
 use crate::units::HumanDuration;
@@ -142,6 +141,16 @@ impl Manifest {
             what: format!("{} {}", self.kind, self.name),
             message: e.to_string(),
         })
+    }
+
+    /// The object as pretty JSON, with a final newline.
+    pub fn to_json(&self) -> Result<String, ScheduleError> {
+        serde_json::to_string_pretty(&self.body)
+            .map(|text| text + "\n")
+            .map_err(|e| ScheduleError::Render {
+                what: self.kind.clone(),
+                message: e.to_string(),
+            })
     }
 }
 
@@ -384,86 +393,34 @@ pub fn write_dir(manifests: &[Manifest], dir: &Path) -> Result<Vec<PathBuf>, Sch
     Ok(written)
 }
 
-/// Arguments of `drillbook schedule`.
-#[derive(Debug, clap::Args)]
-pub struct ScheduleArgs {
-    /// The drill to schedule (Kubernetes target).
-    pub scenario: PathBuf,
-    /// Cron expression, e.g. "0 3 * * 1" (Mondays 03:00).
-    #[arg(long)]
-    pub schedule: String,
-    /// Container image with drillbook (see the Dockerfile).
-    #[arg(long)]
-    pub image: String,
-    /// Validate against this context: discovery picks the CronJob API, every object is
-    /// dry-run on the server. Must be in the scenario's allowed_contexts.
-    #[arg(long)]
-    pub context: Option<String>,
-    /// Write one file per object into this directory instead of stdout.
-    #[arg(long, short)]
-    pub output: Option<PathBuf>,
-    /// Kill the drill Job after this long.
-    #[arg(long, default_value = "1h")]
-    pub deadline: HumanDuration,
-    /// Allow a context or namespace whose name contains "prod".
-    #[arg(long)]
-    pub allow_production: bool,
+/// The Role a scenario needs, as a manifest (`drillbook rbac`).
+pub fn role_manifest(loaded: &LoadedScenario) -> Result<Manifest, ScheduleError> {
+    let spec = kubernetes_spec(loaded)?;
+    Manifest::of(&rbac::role(&loaded.scenario, &spec.namespace.value), true)
 }
 
-/// Output format of `drillbook rbac`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RbacFormat {
-    /// YAML (default).
-    Yaml,
-    /// JSON.
-    Json,
+/// What `schedule --context` rendered for, and checked on, the server.
+#[derive(Debug)]
+pub struct Validated {
+    /// The context the manifests were validated in.
+    pub context: String,
+    /// The CronJob API the cluster serves.
+    pub cron_api: CronJobApi,
+    pub manifests: Vec<Manifest>,
+    /// One server-side dry run per manifest.
+    pub results: Vec<DryRunResult>,
 }
 
-/// Arguments of `drillbook rbac`.
-#[derive(Debug, clap::Args)]
-pub struct RbacArgs {
-    /// The drill whose Role to print (Kubernetes target).
-    pub scenario: PathBuf,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = RbacFormat::Yaml)]
-    pub output: RbacFormat,
-}
-
-/// `drillbook rbac`: prints the Role the scenario needs.
-pub fn rbac_cli(args: &RbacArgs) -> Result<Outcome, ScheduleError> {
-    let loaded = load_scenario(&args.scenario)?;
-    let spec = kubernetes_spec(&loaded)?;
-    let role = Manifest::of(&rbac::role(&loaded.scenario, &spec.namespace.value), true)?;
-    let text = match args.output {
-        RbacFormat::Yaml => role.to_yaml()?,
-        RbacFormat::Json => {
-            serde_json::to_string_pretty(&role.body).map_err(|e| ScheduleError::Render {
-                what: "Role".into(),
-                message: e.to_string(),
-            })? + "\n"
-        }
-    };
-    print!("{text}");
-    Ok(Outcome::Pass)
-}
-
-/// `drillbook schedule`: renders the manifests; with `--context`, validates them on the server.
-/// Exit code 0 when rendered (and every dry run passed), 1 when a dry run was rejected.
-pub async fn schedule_cli(args: &ScheduleArgs) -> Result<Outcome, ScheduleError> {
-    let loaded = load_scenario(&args.scenario)?;
-    let spec = kubernetes_spec(&loaded)?;
-    let mut options = ScheduleOptions {
-        schedule: args.schedule.clone(),
-        image: args.image.clone(),
-        deadline: args.deadline,
-        cluster_name: spec.context.value.clone(),
-    };
-    let Some(context) = &args.context else {
-        let manifests = render(&loaded, &options, CronJobApi::BatchV1)?;
-        emit(&manifests, args.output.as_deref())?;
-        return Ok(Outcome::Pass);
-    };
-    let target = KubeTarget::connect(spec, Some(context), args.allow_production).await?;
+/// Connects to `context` (the same safety rules as `run`), discovers the CronJob API, renders
+/// for it and dry-runs every object on the server.
+pub async fn render_validated(
+    loaded: &LoadedScenario,
+    mut options: ScheduleOptions,
+    context: &str,
+    allow_production: bool,
+) -> Result<Validated, ScheduleError> {
+    let spec = kubernetes_spec(loaded)?;
+    let target = KubeTarget::connect(spec, Some(context), allow_production).await?;
     options.cluster_name = target.context().to_string();
     let cron_api = discover_cron_api(target.client())
         .await
@@ -473,38 +430,14 @@ pub async fn schedule_cli(args: &ScheduleArgs) -> Result<Outcome, ScheduleError>
             namespace: target.namespace().to_string(),
             source: Box::new(e),
         })?;
-    eprintln!(
-        "context `{}`: CronJob served as {}",
-        target.context(),
-        cron_api.api_version()
-    );
-    let manifests = render(&loaded, &options, cron_api)?;
+    let manifests = render(loaded, &options, cron_api)?;
     let results = dry_run(target.client(), target.namespace(), &manifests).await;
-    for result in &results {
-        let mark = if result.accepted { "ok" } else { "REJECTED" };
-        eprintln!(
-            "server-side dry run {:<48} {mark}: {}",
-            result.object, result.detail
-        );
-    }
-    emit(&manifests, args.output.as_deref())?;
-    Ok(if results.iter().all(|r| r.accepted) {
-        Outcome::Pass
-    } else {
-        Outcome::Fail
+    Ok(Validated {
+        context: target.context().to_string(),
+        cron_api,
+        manifests,
+        results,
     })
-}
-
-fn emit(manifests: &[Manifest], dir: Option<&Path>) -> Result<(), ScheduleError> {
-    match dir {
-        Some(dir) => {
-            for file in write_dir(manifests, dir)? {
-                println!("wrote {}", file.display());
-            }
-        }
-        None => print!("{}", to_yaml_stream(manifests)?),
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -11,11 +11,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::rbac::{SCENARIO_LABEL, dns_label, metadata};
 use crate::drill_log::{self, AppendOutcome};
-use crate::engine::drill::RunOptions;
-use crate::exit::Outcome;
 use crate::report::model::Report;
 use crate::scenario::{LoadedScenario, TargetSpec};
-use crate::targets::kube::{KubeError, KubeTarget};
+use crate::targets::kube::{ConnectOptions, KubeError, KubeTarget};
 
 /// Label marking a ConfigMap as a stored drill result.
 pub const RESULT_LABEL: &str = "drillbook.dev/result";
@@ -105,21 +103,14 @@ pub fn result_name(scenario: &str, run_id: &str) -> String {
 /// Connects the way the run did (in-cluster or the pinned kubeconfig context) and stores.
 pub async fn store_after_run(
     loaded: &LoadedScenario,
-    options: &RunOptions,
+    options: &ConnectOptions,
     report: &Report,
     keep: usize,
 ) -> Result<Stored, ResultsError> {
     let TargetSpec::Kubernetes(spec) = &loaded.scenario.target else {
         return Err(ResultsError::NotKubernetes);
     };
-    let target = match &options.in_cluster {
-        Some(cluster) => {
-            KubeTarget::connect_in_cluster(spec, cluster, options.allow_production).await?
-        }
-        None => {
-            KubeTarget::connect(spec, options.context.as_deref(), options.allow_production).await?
-        }
-    };
+    let target = KubeTarget::connect_with(spec, options).await?;
     store(target.client(), target.namespace(), report, keep).await
 }
 
@@ -245,7 +236,7 @@ pub async fn collect(
         let report: Report = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         let dir = report_parent.join(crate::report::run_dir_name(&report));
         crate::report::write_all(&report, &dir)?;
-        let entry = crate::engine::drill_log_entry(&report, runbook, &dir);
+        let entry = drill_log::entry(&report, runbook, &dir);
         let appended = drill_log::append(runbook, &entry)? != AppendOutcome::AlreadyPresent;
         collected.push(Collected {
             run_id: report.run_id,
@@ -256,81 +247,37 @@ pub async fn collect(
     Ok(collected)
 }
 
-/// Arguments of `drillbook collect`.
-#[derive(Debug, clap::Args)]
-pub struct CollectArgs {
-    /// kubeconfig context to read results from (never the current-context implicitly).
-    #[arg(long)]
-    pub context: String,
-    /// Namespace holding the results (default: the context's namespace).
-    #[arg(long)]
-    pub namespace: Option<String>,
-    /// Only this scenario's results.
-    #[arg(long)]
-    pub scenario: Option<String>,
-    /// Runbook whose Drill log table gets one row per new run.
-    #[arg(long)]
-    pub drill_log: PathBuf,
-    /// Parent directory of the runs' report directories.
-    #[arg(long, default_value = "reports")]
-    pub report_dir: PathBuf,
-    /// kubeconfig file (default: $KUBECONFIG or ~/.kube/config).
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-}
-
-/// `drillbook collect`.
-pub async fn collect_cli(args: &CollectArgs) -> Result<Outcome, ResultsError> {
+/// A client for `context` of `kubeconfig` (default `$KUBECONFIG` or `~/.kube/config`), and
+/// the namespace to read (`namespace`, else the context's). The current-context is never used.
+pub async fn client_for(
+    context: &str,
+    namespace: Option<&str>,
+    kubeconfig: Option<&Path>,
+) -> Result<(kube::Client, String), KubeError> {
     crate::telemetry::install_crypto_provider();
     let kubeconfig_error = |message: String| KubeError::Kubeconfig {
-        path: args.kubeconfig.as_ref().map_or_else(
+        path: kubeconfig.map_or_else(
             || "($KUBECONFIG or ~/.kube/config)".into(),
             |p| p.display().to_string(),
         ),
         message,
     };
-    let kubeconfig = match &args.kubeconfig {
+    let file = match kubeconfig {
         Some(path) => Kubeconfig::read_from(path),
         None => Kubeconfig::read(),
     }
     .map_err(|e| kubeconfig_error(e.to_string()))?;
     let options = KubeConfigOptions {
-        context: Some(args.context.clone()),
+        context: Some(context.to_string()),
         ..KubeConfigOptions::default()
     };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+    let config = kube::Config::from_custom_kubeconfig(file, &options)
         .await
-        .map_err(|e| kubeconfig_error(format!("context `{}`: {e}", args.context)))?;
-    let namespace = args
-        .namespace
-        .clone()
-        .unwrap_or_else(|| config.default_namespace.clone());
+        .map_err(|e| kubeconfig_error(format!("context `{context}`: {e}")))?;
+    let namespace = namespace.map_or_else(|| config.default_namespace.clone(), str::to_string);
     let client = kube::Client::try_from(config)
-        .map_err(|e| kubeconfig_error(format!("context `{}`: {e}", args.context)))?;
-    let collected = collect(
-        &client,
-        &namespace,
-        args.scenario.as_deref(),
-        &args.drill_log,
-        &args.report_dir,
-    )
-    .await?;
-    let new = collected.iter().filter(|c| c.appended).count();
-    for run in &collected {
-        let state = if run.appended {
-            "appended"
-        } else {
-            "already in the log"
-        };
-        println!("run {}: {} ({state})", run.run_id, run.report_dir.display());
-    }
-    println!(
-        "collected {} stored result(s) from `{}`/{namespace}: {new} new row(s) in {}",
-        collected.len(),
-        args.context,
-        args.drill_log.display()
-    );
-    Ok(Outcome::Pass)
+        .map_err(|e| kubeconfig_error(format!("context `{context}`: {e}")))?;
+    Ok((client, namespace))
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{KubeError, KubeTarget};
-use crate::engine::command::{CommandOutput, run};
 use crate::scenario::HelmUpgrade;
+use crate::support::command::{CommandOutput, run};
 
 /// What replaces a secret value in anything printed or stored.
 pub const REDACTED: &str = "<redacted>";
@@ -198,9 +198,9 @@ impl KubeTarget {
         full_env.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
         run(argv, &full_env, timeout)
             .await
-            .map_err(|message| KubeError::Command {
+            .map_err(|source| KubeError::Run {
                 argv: argv.join(" "),
-                message,
+                source,
             })
     }
 

@@ -12,6 +12,7 @@ mod observer;
 mod pods;
 mod preflight;
 mod retry;
+mod steps;
 mod workloads;
 
 #[cfg(test)]
@@ -28,6 +29,7 @@ pub use commands::REDACTED;
 pub use observer::{KubeEvent, KubeEventKind, Observer};
 pub use pods::{KillMethod, KilledPod, PodInfo};
 pub use preflight::{Need, Needs};
+pub use steps::{KubeRun, KubeUndo};
 pub use workloads::{RESTARTED_AT, pods_rolled};
 
 use crate::scenario::KubernetesTarget;
@@ -136,6 +138,13 @@ pub enum KubeError {
     /// A helm or kubectl command failed.
     #[error("`{argv}` failed: {message}")]
     Command { argv: String, message: String },
+    /// A helm or kubectl command could not be run to its end.
+    #[error("`{argv}` failed: {source}")]
+    Run {
+        argv: String,
+        #[source]
+        source: crate::support::command::CommandError,
+    },
     /// A value the API returned could not be understood.
     #[error("unexpected answer to {what}: {message}")]
     Unexpected { what: String, message: String },
@@ -176,6 +185,18 @@ pub struct Pinned {
     pub namespace: String,
     /// Namespaces the scenario may touch (never empty: defaults to `namespace`).
     pub allowed_namespaces: Vec<String>,
+}
+
+/// How a run reaches its cluster, as chosen on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// `--context`: must be one of the scenario's allowed contexts.
+    pub context: Option<String>,
+    /// `--allow-production`: accept a context or namespace whose name contains "prod".
+    pub allow_production: bool,
+    /// `--in-cluster --cluster-name NAME`: connect with the pod's ServiceAccount; the scenario's
+    /// context must be NAME.
+    pub in_cluster: Option<String>,
 }
 
 /// Applies the safety rules without touching the kubeconfig or the network: the context (after
@@ -283,8 +304,36 @@ impl KubeTarget {
         allow_production: bool,
     ) -> Result<Self, KubeError> {
         let pinned = check_safety(spec, context_override, allow_production)?;
+        Self::connect_pinned(
+            pinned,
+            spec.kubeconfig.as_ref().map(PathBuf::from),
+            spec.max_pods,
+        )
+        .await
+    }
+
+    /// Connects the way `options` say: in-cluster, or through the pinned kubeconfig context.
+    pub async fn connect_with(
+        spec: &KubernetesTarget,
+        options: &ConnectOptions,
+    ) -> Result<Self, KubeError> {
+        match &options.in_cluster {
+            Some(cluster) => {
+                Self::connect_in_cluster(spec, cluster, options.allow_production).await
+            }
+            None => Self::connect(spec, options.context.as_deref(), options.allow_production).await,
+        }
+    }
+
+    /// Builds a client for a context and namespace that already passed the safety rules (a
+    /// scenario's, or those a crashed run journaled), from `kubeconfig` (default `$KUBECONFIG`
+    /// or `~/.kube/config`). The kubeconfig's current-context is never consulted.
+    pub async fn connect_pinned(
+        pinned: Pinned,
+        kubeconfig_path: Option<PathBuf>,
+        max_pods: u32,
+    ) -> Result<Self, KubeError> {
         crate::telemetry::install_crypto_provider();
-        let kubeconfig_path = spec.kubeconfig.as_ref().map(PathBuf::from);
         let describe_path = kubeconfig_path.as_ref().map_or_else(
             || "($KUBECONFIG or ~/.kube/config)".to_string(),
             |p| p.display().to_string(),
@@ -320,12 +369,7 @@ impl KubeTarget {
         config.default_namespace = pinned.namespace.clone();
         let client = kube::Client::try_from(config)
             .map_err(|e| kubeconfig_error(format!("context `{}`: {e}", pinned.context)))?;
-        Ok(Self::from_parts(
-            client,
-            pinned,
-            spec.max_pods,
-            kubeconfig_path,
-        ))
+        Ok(Self::from_parts(client, pinned, max_pods, kubeconfig_path))
     }
 
     /// For a run inside a pod: the client comes from the pod's ServiceAccount

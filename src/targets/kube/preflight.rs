@@ -413,7 +413,7 @@ impl KubeTarget {
 
 async fn http_check(url: &str, expected: u16) -> PreflightResult {
     let name = format!("http_ok {url}");
-    match crate::engine::preflight::http_status(url).await {
+    match crate::support::http::status(url).await {
         Ok(status) if status == expected => {
             result(name, PreflightStatus::Ok, format!("answered {status}"))
         }
@@ -422,6 +422,6 @@ async fn http_check(url: &str, expected: u16) -> PreflightResult {
             PreflightStatus::Fail,
             format!("answered {status}, expected {expected}"),
         ),
-        Err(e) => result(name, PreflightStatus::Fail, e),
+        Err(e) => result(name, PreflightStatus::Fail, e.to_string()),
     }
 }

@@ -18,7 +18,9 @@
 
 mod child;
 mod config;
+mod preflight;
 mod probe;
+mod steps;
 mod supervisor;
 
 use std::collections::BTreeMap;
@@ -30,6 +32,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
 pub use config::{ProcessConfig, RolloutStrategy};
+pub use steps::{LocalRun, LocalUndo};
 
 use supervisor::{Group, InstanceKey, Shared, State, instance_name};
 

@@ -5,6 +5,25 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
+/// Why a command produced no output to judge.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("empty argv")]
+    EmptyArgv,
+    #[error("cannot run `{program}`: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("`{argv}` did not finish within {timeout:?}")]
+    TimedOut { argv: String, timeout: Duration },
+    #[error("`{program}` failed: {source}")]
+    Wait {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
 #[derive(Debug, Clone)]
 pub struct CommandOutput {
     /// Exit code; `None` when killed by a signal or the timeout.
@@ -25,8 +44,8 @@ pub async fn run(
     argv: &[String],
     env: &BTreeMap<String, String>,
     timeout: Duration,
-) -> Result<CommandOutput, String> {
-    let (program, args) = argv.split_first().ok_or("empty argv")?;
+) -> Result<CommandOutput, CommandError> {
+    let (program, args) = argv.split_first().ok_or(CommandError::EmptyArgv)?;
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
@@ -35,15 +54,19 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let child = command
-        .spawn()
-        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
+    let child = command.spawn().map_err(|source| CommandError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => Err(format!(
-            "`{}` did not finish within {timeout:?}",
-            argv.join(" ")
-        )),
-        Ok(Err(e)) => Err(format!("`{program}` failed: {e}")),
+        Err(_) => Err(CommandError::TimedOut {
+            argv: argv.join(" "),
+            timeout,
+        }),
+        Ok(Err(source)) => Err(CommandError::Wait {
+            program: program.clone(),
+            source,
+        }),
         Ok(Ok(out)) => Ok(CommandOutput {
             status: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

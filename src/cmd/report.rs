@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 
-use super::Format;
 use crate::exit::Outcome;
+use crate::report::Format;
 
 /// Arguments of `drillbook report`.
 #[derive(Debug, Args)]
@@ -25,11 +25,11 @@ pub struct ReportArgs {
 /// Renders the report. Exits 0 when it was rendered, whatever the drill's verdict: this
 /// command reports, it does not judge (`drillbook run` carries the verdict's exit code).
 pub fn run(args: &ReportArgs) -> anyhow::Result<Outcome> {
-    let report = super::load(&args.report)?;
+    let report = crate::report::load(&args.report)?;
     let color = args.output.is_none()
         && std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let text = super::render(&report, args.format, color)?;
+    let text = crate::report::render(&report, args.format, color)?;
     match &args.output {
         Some(path) => {
             std::fs::write(path, text)

@@ -16,12 +16,12 @@ use tabled::builder::Builder;
 use tabled::settings::Style;
 use tokio_util::sync::CancellationToken;
 
-use super::report::{LoadReport, WindowLine};
-use super::{
+use crate::exit::Outcome;
+use crate::load::report::{LoadReport, WindowLine};
+use crate::load::{
     AuthConfig, CallerStats, LatencyKind, LoadConfig, LoadSummary, Quantiles, RateProfile, Stage,
     Stats, TokenSource, Window,
 };
-use crate::exit::Outcome;
 use crate::units::{HumanDuration, Rate};
 
 /// Options of `drillbook load`.
@@ -194,7 +194,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<Outcome> {
     let progress = progress_bar(config.profile.duration());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let sink = tokio::spawn(consume_windows(rx, ndjson, hdr_log, progress.clone()));
-    let result = super::run(config.clone(), cancel.clone(), Some(tx)).await;
+    let result = crate::load::run(config.clone(), cancel.clone(), Some(tx)).await;
     let sink_result = sink.await.context("window writer failed")?;
     progress.finish_and_clear();
     let summary = result?;

@@ -1,5 +1,7 @@
-//! Steps, undos and observations on a Kubernetes target. Every kubectl/helm argv is pinned to
-//! the scenario's context and namespace by [`KubeTarget`]; nothing here reads a kubeconfig.
+//! The Kubernetes target as a drill drives it: steps translated into API calls and pinned
+//! helm/kubectl runs, their undos (read before apply), and the watchers' events turned into
+//! observations. Every kubectl/helm argv is pinned to the scenario's context and namespace by
+//! [`KubeTarget`]; nothing here reads a kubeconfig.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -8,21 +10,107 @@ use jiff::Timestamp;
 use rand::rngs::StdRng;
 use tokio::time::Instant;
 
-use super::local::Applied;
-use super::observe::{JobRecord, JobState, Obs, ObsKind, Observations};
-use super::undo::Undo;
-use crate::scenario::{Action, CheckKind, HelmUndo, Scenario};
-use crate::targets::kube::{KilledPod, KubeEventKind, KubeTarget, Observer};
+use super::{KilledPod, KubeEventKind, KubeTarget, Observer};
+use crate::report::model::PreflightResult;
+use crate::scenario::describe::describe_action;
+use crate::scenario::{Action, CheckKind, HelmUndo, Scenario, TargetKind, vars::Vars};
+use crate::targets::observe::{JobRecord, JobState, Obs, ObsKind, Observations};
+use crate::targets::{Applied, Target, TargetError, UndoAction, assignments};
 use crate::units::LabelSelector;
 
 /// Slack on top of a helm `--timeout` before drillbook gives up on the process.
 const HELM_GRACE: Duration = Duration::from_secs(30);
 
+/// How long an undo's helm/kubectl run may take.
+const UNDO_TOOL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How to revert a step on a Kubernetes target. The serialised names are the undo journal's
+/// format: they must not change.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum KubeUndo {
+    /// Run a command (argv, no shell; already pinned to the scenario's context).
+    Command { argv: Vec<String> },
+    /// Scale a Deployment back to its previous replica count.
+    #[serde(rename = "kube_scale")]
+    Scale { deployment: String, replicas: i32 },
+    /// Restore container env vars of a Deployment (None = remove).
+    #[serde(rename = "kube_restore_env")]
+    RestoreEnv {
+        deployment: String,
+        container: Option<String>,
+        previous: BTreeMap<String, Option<String>>,
+    },
+    /// Restore ConfigMap keys (None = remove).
+    #[serde(rename = "kube_restore_config_map")]
+    RestoreConfigMap {
+        name: String,
+        previous: BTreeMap<String, Option<String>>,
+    },
+    /// `helm rollback <release> <revision>`.
+    HelmRollback { release: String, revision: u32 },
+}
+
+impl UndoAction for KubeUndo {
+    fn describe(&self) -> String {
+        match self {
+            KubeUndo::Scale {
+                deployment,
+                replicas,
+            } => format!("scale `{deployment}` back to {replicas} replicas"),
+            KubeUndo::RestoreEnv {
+                deployment,
+                previous,
+                ..
+            } => {
+                format!(
+                    "restore env {} on deployment `{deployment}`",
+                    assignments(previous)
+                )
+            }
+            KubeUndo::RestoreConfigMap { name, previous } => {
+                let keys: Vec<&str> = previous.keys().map(String::as_str).collect();
+                format!("restore keys {} of configmap `{name}`", keys.join(", "))
+            }
+            KubeUndo::HelmRollback { release, revision } => {
+                format!("helm rollback `{release}` to revision {revision}")
+            }
+            KubeUndo::Command { argv } => format!("run `{}`", argv.join(" ")),
+        }
+    }
+}
+
+impl KubeUndo {
+    /// Applies this undo (during a run's unwind, or from `drillbook recover`).
+    pub async fn apply(self, t: &KubeTarget) -> Result<(), TargetError> {
+        match self {
+            KubeUndo::Scale {
+                deployment,
+                replicas,
+            } => Ok(t.scale(&deployment, replicas).await?),
+            KubeUndo::RestoreEnv {
+                deployment,
+                container,
+                previous,
+            } => Ok(t
+                .patch_env(&deployment, container.as_deref(), &previous)
+                .await?),
+            KubeUndo::RestoreConfigMap { name, previous } => {
+                Ok(t.patch_configmap(&name, &previous).await?)
+            }
+            KubeUndo::HelmRollback { release, revision } => {
+                run_ok(t, &t.helm_rollback_argv(&release, revision)).await
+            }
+            KubeUndo::Command { argv } => run_ok(t, &argv).await,
+        }
+    }
+}
+
 /// A connected Kubernetes target and the watchers that observe it.
 #[derive(Debug)]
 pub struct KubeRun {
-    pub target: KubeTarget,
-    pub observer: Observer,
+    target: KubeTarget,
+    observer: Observer,
     /// The same moment on both clocks, to place wall-clock Job start times on the run's timeline.
     reference: (Instant, Timestamp),
 }
@@ -63,6 +151,11 @@ impl KubeRun {
         }
     }
 
+    /// The pinned client (its context and namespace name the run's journal).
+    pub fn target(&self) -> &KubeTarget {
+        &self.target
+    }
+
     fn instant_of(&self, wall: Timestamp) -> Instant {
         let (instant, reference) = self.reference;
         let delta = wall.duration_since(reference).as_secs_f64();
@@ -76,27 +169,23 @@ impl KubeRun {
     }
 
     /// The undo of `action`, read from the cluster before the action runs.
-    pub async fn undo_for(&self, action: &Action) -> Result<Option<Undo>, String> {
+    async fn read_undo(&self, action: &Action) -> Result<Option<KubeUndo>, TargetError> {
         let t = &self.target;
         let undo = match action {
-            Action::Scale(s) => Some(Undo::KubeScale {
+            Action::Scale(s) => Some(KubeUndo::Scale {
                 deployment: s.deployment.value.clone(),
-                replicas: t
-                    .replicas(&s.deployment.value)
-                    .await
-                    .map_err(|e| e.to_string())?,
+                replicas: t.replicas(&s.deployment.value).await?,
             }),
             Action::PatchEnv(p) => {
                 let current = t
                     .env_of(&p.deployment.value, p.container.as_deref())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 let previous = p
                     .env
                     .keys()
                     .map(|k| (k.clone(), current.get(k).cloned().flatten()))
                     .collect();
-                Some(Undo::KubeRestoreEnv {
+                Some(KubeUndo::RestoreEnv {
                     deployment: p.deployment.value.clone(),
                     container: p.container.clone(),
                     previous,
@@ -104,25 +193,21 @@ impl KubeRun {
             }
             Action::PatchConfigmap(c) => {
                 let keys: Vec<String> = c.data.keys().cloned().collect();
-                let previous = t
-                    .configmap_data(&c.name.value, &keys)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Some(Undo::KubeRestoreConfigMap {
+                let previous = t.configmap_data(&c.name.value, &keys).await?;
+                Some(KubeUndo::RestoreConfigMap {
                     name: c.name.value.clone(),
                     previous,
                 })
             }
-            Action::HelmUpgrade(h) if h.undo == HelmUndo::Rollback => Some(Undo::HelmRollback {
-                release: h.release.value.clone(),
-                revision: t
-                    .helm_revision(&h.release.value)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            }),
+            Action::HelmUpgrade(h) if h.undo == HelmUndo::Rollback => {
+                Some(KubeUndo::HelmRollback {
+                    release: h.release.value.clone(),
+                    revision: t.helm_revision(&h.release.value).await?,
+                })
+            }
             Action::Command(c) => match &c.undo {
-                Some(argv) => Some(Undo::Command {
-                    argv: t.pin_command(argv).map_err(|e| e.to_string())?,
+                Some(argv) => Some(KubeUndo::Command {
+                    argv: t.pin_command(argv)?,
                 }),
                 None => None,
             },
@@ -131,87 +216,63 @@ impl KubeRun {
         Ok(undo)
     }
 
-    pub async fn apply(&self, action: &Action, rng: &mut StdRng) -> Result<Applied, String> {
+    async fn apply_step(&self, action: &Action, rng: &mut StdRng) -> Result<Applied, TargetError> {
         let t = &self.target;
-        let described = crate::plan::describe_action(action);
-        let plain = |description: String| Applied {
-            description,
-            ..Applied::default()
-        };
+        let described = describe_action(action);
+        let plain = Applied::described;
         match action {
-            Action::KillPods(k) => Ok(killed(
-                described,
-                &t.kill_pods(k, rng).await.map_err(|e| e.to_string())?,
-            )),
-            Action::Evict(e) => Ok(killed(
-                described,
-                &t.evict(e, rng).await.map_err(|e| e.to_string())?,
-            )),
+            Action::KillPods(k) => Ok(killed(described, &t.kill_pods(k, rng).await?)),
+            Action::Evict(e) => Ok(killed(described, &t.evict(e, rng).await?)),
             Action::RolloutRestart(w) => {
-                t.rollout_restart(&w.deployment.value)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                t.rollout_restart(&w.deployment.value).await?;
                 Ok(plain(described))
             }
             Action::Scale(s) => {
-                let replicas =
-                    i32::try_from(s.replicas).map_err(|_| "replicas out of range".to_string())?;
-                t.scale(&s.deployment.value, replicas)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let replicas = i32::try_from(s.replicas)
+                    .map_err(|_| TargetError::Incomplete("replicas out of range"))?;
+                t.scale(&s.deployment.value, replicas).await?;
                 Ok(plain(described))
             }
             Action::PatchEnv(p) => {
                 let env = set_all(&p.env);
                 t.patch_env(&p.deployment.value, p.container.as_deref(), &env)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 Ok(plain(described))
             }
             Action::PatchConfigmap(c) => {
                 let data = set_all(&c.data);
-                t.patch_configmap(&c.name.value, &data)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                t.patch_configmap(&c.name.value, &data).await?;
                 Ok(plain(described))
             }
             Action::HelmUpgrade(h) => {
-                let argv = t.helm_upgrade_argv(h).map_err(|e| e.to_string())?;
+                let argv = t.helm_upgrade_argv(h)?;
                 let shown = KubeTarget::redacted(&argv, h).join(" ");
                 let out = t
                     .run_tool(&argv, &BTreeMap::new(), h.timeout.0 + HELM_GRACE)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 if out.status != Some(0) {
-                    return Err(format!(
-                        "`{shown}` exited with {:?}: {}",
-                        out.status,
-                        out.stderr_tail()
-                    ));
+                    return Err(TargetError::Exited {
+                        argv: shown,
+                        status: out.status,
+                        stderr_tail: out.stderr_tail(),
+                    });
                 }
                 Ok(plain(format!("ran `{shown}`")))
             }
             Action::Command(c) => {
-                let argv = t.pin_command(&c.argv).map_err(|e| e.to_string())?;
-                let out = t
-                    .run_tool(&argv, &c.env, c.timeout.0)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let argv = t.pin_command(&c.argv)?;
+                let out = t.run_tool(&argv, &c.env, c.timeout.0).await?;
                 if out.status != Some(0) {
-                    return Err(format!(
-                        "`{}` exited with {:?}: {}",
-                        argv.join(" "),
-                        out.status,
-                        out.stderr_tail()
-                    ));
+                    return Err(TargetError::Exited {
+                        argv: argv.join(" "),
+                        status: out.status,
+                        stderr_tail: out.stderr_tail(),
+                    });
                 }
                 Ok(plain(format!("ran `{}`", argv.join(" "))))
             }
             Action::WaitRollout(w) => {
-                let took = t
-                    .wait_rollout(&w.deployment.value, w.timeout.0)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let took = t.wait_rollout(&w.deployment.value, w.timeout.0).await?;
                 Ok(plain(format!(
                     "rollout of `{}` complete after {:.1}s",
                     w.deployment.value,
@@ -219,14 +280,10 @@ impl KubeRun {
                 )))
             }
             Action::WaitReady(w) => {
-                let selector = w
-                    .selector
-                    .as_ref()
-                    .ok_or("wait_ready on a Kubernetes target needs `selector`")?;
-                let took = t
-                    .wait_pods_ready(&selector.value, w.timeout.0)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let selector = w.selector.as_ref().ok_or(TargetError::Incomplete(
+                    "wait_ready on a Kubernetes target needs `selector`",
+                ))?;
+                let took = t.wait_pods_ready(&selector.value, w.timeout.0).await?;
                 Ok(plain(format!(
                     "`{}` ready after {:.1}s",
                     selector.value,
@@ -237,25 +294,11 @@ impl KubeRun {
                 tokio::time::sleep(d.0).await;
                 Ok(plain(described))
             }
-            Action::KillProcess(_) | Action::StartProcess(_) => {
-                Err(format!("`{}` needs a local target", action.kind()))
-            }
+            other => Err(TargetError::not_runnable(other, TargetKind::Kubernetes)),
         }
     }
 
-    pub async fn undo(&self, undo: Undo) -> Result<(), String> {
-        apply_undo(&self.target, undo).await
-    }
-
-    /// Pod-template hashes of a Deployment's current pods.
-    pub async fn identities(&self, deployment: &str) -> BTreeSet<String> {
-        self.target
-            .template_hashes(deployment)
-            .await
-            .unwrap_or_default()
-    }
-
-    pub fn observations(&self) -> Observations {
+    fn observed(&self) -> Observations {
         let mut events = Vec::new();
         let mut jobs: BTreeMap<String, JobRecord> = BTreeMap::new();
         for event in self.observer.events() {
@@ -328,7 +371,7 @@ impl KubeRun {
     }
 
     /// Warning events and Job failures, for the report's timeline.
-    pub fn notable(&self) -> Vec<(Instant, String)> {
+    fn warnings_and_failures(&self) -> Vec<(Instant, String)> {
         self.observer
             .events()
             .into_iter()
@@ -345,12 +388,57 @@ impl KubeRun {
             })
             .collect()
     }
+}
 
-    pub fn jobs_running(&self) -> bool {
-        self.observations()
+impl Target for KubeRun {
+    type Undo = KubeUndo;
+
+    fn kind(&self) -> TargetKind {
+        TargetKind::Kubernetes
+    }
+
+    async fn undo_for(&self, action: &Action) -> Result<Option<KubeUndo>, TargetError> {
+        self.read_undo(action).await
+    }
+
+    async fn apply(&self, action: &Action, rng: &mut StdRng) -> Result<Applied, TargetError> {
+        self.apply_step(action, rng).await
+    }
+
+    async fn undo(&self, undo: KubeUndo) -> Result<(), TargetError> {
+        undo.apply(&self.target).await
+    }
+
+    /// Pod-template hashes of a Deployment's current pods.
+    async fn identities(&self, deployment: &str) -> BTreeSet<String> {
+        self.target
+            .template_hashes(deployment)
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn observations(&self) -> Observations {
+        self.observed()
+    }
+
+    fn notable(&self) -> Vec<(Instant, String)> {
+        self.warnings_and_failures()
+    }
+
+    async fn jobs_running(&self) -> bool {
+        self.observed()
             .jobs
             .iter()
             .any(|j| j.state == JobState::Running)
+    }
+
+    /// The scenario's variables are for local targets only; validation keeps them out here.
+    async fn preflight(&self, scenario: &Scenario, _vars: &Vars) -> Vec<PreflightResult> {
+        self.target.preflight(scenario).await
+    }
+
+    async fn shutdown(self) {
+        self.observer.stop();
     }
 }
 
@@ -371,52 +459,18 @@ fn killed(description: String, pods: &[KilledPod]) -> Applied {
     }
 }
 
-async fn run_ok(t: &KubeTarget, argv: &[String]) -> Result<(), String> {
+async fn run_ok(t: &KubeTarget, argv: &[String]) -> Result<(), TargetError> {
     let out = t
-        .run_tool(argv, &BTreeMap::new(), Duration::from_secs(300))
-        .await
-        .map_err(|e| e.to_string())?;
+        .run_tool(argv, &BTreeMap::new(), UNDO_TOOL_TIMEOUT)
+        .await?;
     if out.status == Some(0) {
         Ok(())
     } else {
-        Err(format!(
-            "`{}` exited with {:?}: {}",
-            argv.join(" "),
-            out.status,
-            out.stderr_tail()
-        ))
-    }
-}
-
-/// Applies one undo to a Kubernetes target (during a run's unwind, or from `drillbook recover`).
-pub async fn apply_undo(t: &KubeTarget, undo: Undo) -> Result<(), String> {
-    match undo {
-        Undo::KubeScale {
-            deployment,
-            replicas,
-        } => t
-            .scale(&deployment, replicas)
-            .await
-            .map_err(|e| e.to_string()),
-        Undo::KubeRestoreEnv {
-            deployment,
-            container,
-            previous,
-        } => t
-            .patch_env(&deployment, container.as_deref(), &previous)
-            .await
-            .map_err(|e| e.to_string()),
-        Undo::KubeRestoreConfigMap { name, previous } => t
-            .patch_configmap(&name, &previous)
-            .await
-            .map_err(|e| e.to_string()),
-        Undo::HelmRollback { release, revision } => {
-            run_ok(t, &t.helm_rollback_argv(&release, revision)).await
-        }
-        Undo::Command { argv } => run_ok(t, &argv).await,
-        Undo::LocalRestoreEnv { .. } | Undo::LocalStopGroup { .. } => {
-            Err("a local undo cannot run on a Kubernetes target".into())
-        }
+        Err(TargetError::Exited {
+            argv: argv.join(" "),
+            status: out.status,
+            stderr_tail: out.stderr_tail(),
+        })
     }
 }
 

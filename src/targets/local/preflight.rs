@@ -1,19 +1,18 @@
 //! Pre-flight for the local target: HTTP endpoints and commands that must succeed before the
 //! first fault. (Kubernetes pre-flight lives with the Kubernetes target.)
 
-use std::time::Duration;
-
 use crate::report::model::{PreflightResult, PreflightStatus};
 use crate::scenario::{PreflightCheck, Scenario, vars::Vars};
+use crate::support::{command, http};
 
 /// Runs every pre-flight check a local target supports; the rest were rejected by validation.
-pub async fn run_local(scenario: &Scenario, vars: &Vars) -> Vec<PreflightResult> {
+pub async fn run(scenario: &Scenario, vars: &Vars) -> Vec<PreflightResult> {
     let mut results = Vec::new();
     for item in &scenario.preflight {
         let result = match &item.value {
             PreflightCheck::HttpOk(h) => {
                 let url = vars.expand(&h.url).unwrap_or_else(|_| h.url.clone());
-                match http_status(&url).await {
+                match http::status(&url).await {
                     Ok(status) if status == h.status => {
                         ok(format!("http_ok {url}"), format!("answered {status}"))
                     }
@@ -21,21 +20,19 @@ pub async fn run_local(scenario: &Scenario, vars: &Vars) -> Vec<PreflightResult>
                         format!("http_ok {url}"),
                         format!("answered {status}, expected {}", h.status),
                     ),
-                    Err(e) => fail(format!("http_ok {url}"), e),
+                    Err(e) => fail(format!("http_ok {url}"), e.to_string()),
                 }
             }
-            PreflightCheck::Command(c) => {
-                match super::command::run(&c.argv, &c.env, c.timeout.0).await {
-                    Ok(out) if out.status == Some(0) => {
-                        ok(format!("command {}", c.argv.join(" ")), "exit 0".into())
-                    }
-                    Ok(out) => fail(
-                        format!("command {}", c.argv.join(" ")),
-                        format!("exit {:?}: {}", out.status, out.stderr_tail()),
-                    ),
-                    Err(e) => fail(format!("command {}", c.argv.join(" ")), e),
+            PreflightCheck::Command(c) => match command::run(&c.argv, &c.env, c.timeout.0).await {
+                Ok(out) if out.status == Some(0) => {
+                    ok(format!("command {}", c.argv.join(" ")), "exit 0".into())
                 }
-            }
+                Ok(out) => fail(
+                    format!("command {}", c.argv.join(" ")),
+                    format!("exit {:?}: {}", out.status, out.stderr_tail()),
+                ),
+                Err(e) => fail(format!("command {}", c.argv.join(" ")), e.to_string()),
+            },
             other => PreflightResult {
                 name: format!("{other:?}")
                     .split('(')
@@ -65,19 +62,4 @@ fn fail(name: String, detail: String) -> PreflightResult {
         status: PreflightStatus::Fail,
         detail,
     }
-}
-
-/// Status of a GET to `url` (loopback-only use in the lab; 5 s timeout).
-pub(crate) async fn http_status(url: &str) -> Result<u16, String> {
-    let client = prometheus_http_query::reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("no answer: {e}"))?;
-    Ok(response.status().as_u16())
 }

@@ -1,5 +1,16 @@
-//! Command-line interface: argument definitions and dispatch. Each command calls into its
-//! domain module and maps the result to an [`Outcome`]; errors are shown as a chain.
+//! The command-line edge: argument definitions, one handler per command, and everything
+//! printed. Only this module uses clap, prints to stdout/stderr directly and returns anyhow
+//! errors; each handler calls into its domain module and maps the result to an [`Outcome`];
+//! errors are shown as a chain.
+
+mod collect;
+mod load;
+mod plan;
+mod recover;
+mod report;
+mod run;
+mod schedule;
+mod value_enums;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +19,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::exit::Outcome;
 use crate::telemetry::{self, LogFormat};
+
+pub use load::LoadArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,7 +77,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  drillbook load http://127.0.0.1:8080/ --rate 500/s --duration 30s --connections 32 --json out.json"
     )]
-    Load(Box<crate::load::cli::LoadArgs>),
+    Load(Box<LoadArgs>),
     /// Run one part of the embedded lab (the system from the stateless-proxy cutover ticket).
     #[command(
         subcommand,
@@ -75,20 +88,20 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  drillbook report reports/2026-11-22-proxy-restart-ab12/report.json --format md"
     )]
-    Report(crate::report::cli::ReportArgs),
+    Report(report::ReportArgs),
     /// Render the manifests that run a drill in-cluster on a schedule (CronJob + least-privilege RBAC).
     #[command(
         after_help = "Examples:\n  drillbook schedule scenarios/proxy-restart.yaml --schedule \"0 3 * * 1\" --image registry/drillbook:1 > drill.yaml\n  drillbook schedule scenarios/proxy-restart.yaml --schedule \"0 3 * * 1\" --image registry/drillbook:1 --context staging -o manifests/\n\nWith --context, every object is validated by a server-side dry run (exit 1 if one is rejected)."
     )]
-    Schedule(crate::schedule::ScheduleArgs),
+    Schedule(schedule::ScheduleArgs),
     /// Print the namespaced Role a scenario needs (derived from its steps, checks and observers).
     #[command(after_help = "Example:\n  drillbook rbac scenarios/proxy-restart.yaml --output json")]
-    Rbac(crate::schedule::RbacArgs),
+    Rbac(schedule::RbacArgs),
     /// Fetch results stored by in-cluster runs: report files plus one drill-log row per run.
     #[command(
         after_help = "Example:\n  drillbook collect --context staging --namespace tracebloc --drill-log docs/RUNBOOK.md\n\nCollecting again appends nothing for runs already in the drill log."
     )]
-    Collect(crate::schedule::results::CollectArgs),
+    Collect(collect::CollectArgs),
 }
 
 #[derive(Debug, Args)]
@@ -224,30 +237,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn dispatch(command: Command) -> anyhow::Result<Outcome> {
     match command {
-        Command::Validate(args) => Ok(crate::plan::validate_paths(&args.paths)),
-        Command::Schema(args) => crate::plan::write_schema(args.kind, args.output.as_deref()),
-        Command::Plan(args) => runtime()?.block_on(crate::plan::plan(&args)),
-        Command::Run(args) => runtime()?.block_on(crate::engine::run_cli(args)),
-        Command::Recover(args) => runtime()?.block_on(crate::engine::recover::recover_cli(
-            args.state_dir,
-            args.dry_run,
-        )),
-        Command::Load(args) => runtime()?.block_on(crate::load::cli::run(*args)),
+        Command::Validate(args) => Ok(plan::validate(&args.paths)),
+        Command::Schema(args) => plan::schema(args.kind, args.output.as_deref()),
+        Command::Plan(args) => runtime()?.block_on(plan::plan(&args)),
+        Command::Run(args) => runtime()?.block_on(run::run(args)),
+        Command::Recover(args) => {
+            runtime()?.block_on(recover::recover(args.state_dir, args.dry_run))
+        }
+        Command::Load(args) => runtime()?.block_on(load::run(*args)),
         Command::Lab(command) => runtime()?.block_on(crate::lab::run(command)),
-        Command::Report(args) => crate::report::cli::run(&args),
-        Command::Schedule(args) => {
-            match runtime()?.block_on(crate::schedule::schedule_cli(&args)) {
-                // A safety rule or an unreachable cluster refuses, like `run` and `plan` do.
-                Err(crate::schedule::ScheduleError::Kube(e)) => {
-                    eprintln!("refused: {e}");
-                    Ok(Outcome::Refused)
-                }
-                other => Ok(other?),
-            }
-        }
-        Command::Rbac(args) => Ok(crate::schedule::rbac_cli(&args)?),
-        Command::Collect(args) => {
-            Ok(runtime()?.block_on(crate::schedule::results::collect_cli(&args))?)
-        }
+        Command::Report(args) => report::run(&args),
+        Command::Schedule(args) => runtime()?.block_on(schedule::schedule(&args)),
+        Command::Rbac(args) => schedule::rbac(&args),
+        Command::Collect(args) => runtime()?.block_on(collect::collect(&args)),
     }
 }

@@ -1,0 +1,116 @@
+//! `drillbook validate`, `schema` and `plan`: the read-only commands.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::{PlanArgs, SchemaKind};
+use crate::exit::Outcome;
+use crate::plan::{render_in_cluster, render_offline, scenario_files, schema_json};
+use crate::scenario::{self, TargetSpec};
+
+/// `drillbook validate`: prints every problem of every file; 0 when all are valid, 2 otherwise.
+pub fn validate(paths: &[PathBuf]) -> Outcome {
+    let files = match scenario_files(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: cannot list scenarios: {e}");
+            return Outcome::Invalid;
+        }
+    };
+    if files.is_empty() {
+        eprintln!(
+            "error: no scenario files (*.yaml, *.yml) under {}",
+            display_paths(paths)
+        );
+        return Outcome::Invalid;
+    }
+    let mut invalid = 0;
+    for file in &files {
+        match scenario::load(file) {
+            Ok(loaded) => {
+                let warnings =
+                    scenario::FileDiagnostics::new(file, Some(loaded.source), loaded.warnings);
+                eprint!("{warnings}");
+                println!("ok      {}", file.display());
+            }
+            Err(diagnostics) => {
+                invalid += 1;
+                eprint!("{diagnostics}");
+                println!("invalid {}", file.display());
+            }
+        }
+    }
+    println!(
+        "{} of {} scenario files valid",
+        files.len() - invalid,
+        files.len()
+    );
+    if invalid == 0 {
+        Outcome::Pass
+    } else {
+        Outcome::Invalid
+    }
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `drillbook schema`.
+pub fn schema(kind: SchemaKind, output: Option<&Path>) -> anyhow::Result<Outcome> {
+    let text = match kind {
+        SchemaKind::Scenario => schema_json(),
+        SchemaKind::Report => crate::report::schema_json(),
+        SchemaKind::Load => crate::load::report::schema_json(),
+    };
+    match output {
+        Some(path) => std::fs::write(path, text)?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(Outcome::Pass)
+}
+
+/// `drillbook plan`.
+pub async fn plan(args: &PlanArgs) -> anyhow::Result<Outcome> {
+    let loaded = match scenario::load(&args.scenario) {
+        Ok(l) => l,
+        Err(diagnostics) => {
+            eprint!("{diagnostics}");
+            return Ok(Outcome::Invalid);
+        }
+    };
+    print!("{}", render_offline(&loaded, args.seed));
+    let TargetSpec::Kubernetes(spec) = &loaded.scenario.target else {
+        return Ok(Outcome::Pass);
+    };
+    if args.offline {
+        println!("\n(--offline: the cluster was not contacted)");
+        return Ok(Outcome::Pass);
+    }
+    match render_in_cluster(
+        &loaded,
+        spec,
+        args.context.as_deref(),
+        args.seed,
+        args.allow_production,
+    )
+    .await
+    {
+        Ok((text, refused)) => {
+            print!("{text}");
+            Ok(if refused {
+                Outcome::Refused
+            } else {
+                Outcome::Pass
+            })
+        }
+        Err(e) => {
+            eprintln!("refused: {e}");
+            Ok(Outcome::Refused)
+        }
+    }
+}

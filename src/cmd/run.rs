@@ -1,0 +1,153 @@
+//! `drillbook run`: the whole pipeline, top to bottom. Load the scenario, run the drill,
+//! judge it, build and write the report, store it in the cluster when asked, print the
+//! verdict table, append the drill-log row.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use super::RunArgs;
+use crate::drill_log::{self, AppendOutcome};
+use crate::engine::drill::{self, DrillError, RunOptions};
+use crate::engine::{judge, report_build};
+use crate::exit::Outcome;
+use crate::scenario::{FileDiagnostics, LoadedScenario};
+use crate::targets::kube::ConnectOptions;
+
+pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
+    let loaded = match crate::scenario::load(&args.scenario) {
+        Ok(l) => l,
+        Err(diagnostics) => {
+            eprint!("{diagnostics}");
+            return Ok(Outcome::Invalid);
+        }
+    };
+    if !loaded.warnings.is_empty() {
+        eprint!(
+            "{}",
+            FileDiagnostics::new(
+                &loaded.path,
+                Some(loaded.source.clone()),
+                loaded.warnings.clone()
+            )
+        );
+    }
+    let seed = args
+        .seed
+        .or(loaded.scenario.seed)
+        .unwrap_or_else(rand::random);
+    eprintln!(
+        "drill `{}`: seed {seed} (replay with --seed {seed})",
+        loaded.scenario.name.value
+    );
+    let Some(options) = run_options(&args) else {
+        eprintln!(
+            "refused: --in-cluster needs the cluster's name (--cluster-name or \
+             DRILLBOOK_CLUSTER_NAME) to check the scenario's context against"
+        );
+        return Ok(Outcome::Refused);
+    };
+
+    let observed = match drill::run(&loaded, seed, &options).await {
+        Ok(observed) => observed,
+        Err(DrillError::Refused(why)) => {
+            eprintln!("refused: {why}");
+            return Ok(Outcome::Refused);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let judged = judge::judge(&loaded.scenario, &observed).await;
+    let report = report_build::build(&loaded, &observed, judged, args.operator.as_deref());
+
+    let dir = drill::report_dir(&args.report_dir, &report);
+    // A report that cannot be written in full must not also cost the drill-log row.
+    let files = match crate::report::write_all(&report, &dir) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!(
+                "error: could not write every report file under {}: {e}",
+                dir.display()
+            );
+            Vec::new()
+        }
+    };
+    if args.store_results {
+        // The verdict stays the run's outcome; a storage failure is loud but does not hide it.
+        match crate::schedule::results::store_after_run(
+            &loaded,
+            &options.connect,
+            &report,
+            args.keep_results,
+        )
+        .await
+        {
+            Ok(stored) => println!("{stored}"),
+            Err(e) => eprintln!("warning: could not store the result in the cluster: {e}"),
+        }
+    }
+    let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none();
+    println!("{}", crate::report::table::render(&report, color));
+    println!(
+        "reports: {}",
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some(runbook) = runbook(&args, &loaded) {
+        let entry = drill_log::entry(&report, &runbook, &dir);
+        match drill_log::append(&runbook, &entry) {
+            Ok(AppendOutcome::AlreadyPresent) => println!(
+                "drill log: run {} already in {}",
+                report.run_id,
+                runbook.display()
+            ),
+            Ok(_) => println!("drill log: appended a row to {}", runbook.display()),
+            Err(e) => eprintln!(
+                "warning: could not append to the drill log {}: {e}",
+                runbook.display()
+            ),
+        }
+    }
+    Ok(Outcome::from(report.verdict))
+}
+
+/// The run's options, or `None` when `--in-cluster` lacks the cluster's name.
+fn run_options(args: &RunArgs) -> Option<RunOptions> {
+    let in_cluster = match (args.in_cluster, &args.cluster_name) {
+        (false, _) => None,
+        (true, Some(name)) => Some(name.clone()),
+        (true, None) => return None,
+    };
+    Some(RunOptions {
+        connect: ConnectOptions {
+            context: args.context.clone(),
+            allow_production: args.allow_production,
+            in_cluster,
+        },
+        force: args.force,
+        run_id: report_build::new_run_id(),
+        notice: say,
+    })
+}
+
+/// Writes a notice to stderr, ignoring a closed pipe: losing a message must never stop the
+/// unwinding.
+fn say(message: &str) {
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+/// The runbook whose drill log gets the row: `--drill-log`, else the scenario's `runbook:`.
+fn runbook(args: &RunArgs, loaded: &LoadedScenario) -> Option<PathBuf> {
+    if args.no_drill_log {
+        return None;
+    }
+    args.drill_log.clone().or_else(|| {
+        loaded
+            .scenario
+            .runbook
+            .as_ref()
+            .map(|r| loaded.resolve(&r.value))
+    })
+}

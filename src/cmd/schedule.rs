@@ -1,0 +1,129 @@
+//! `drillbook schedule` and `drillbook rbac`: the manifests of a scheduled in-cluster drill.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+
+use crate::exit::Outcome;
+use crate::schedule::{
+    CronJobApi, Manifest, ScheduleError, ScheduleOptions, kubernetes_spec, load_scenario, render,
+    render_validated, role_manifest, to_yaml_stream, write_dir,
+};
+use crate::units::HumanDuration;
+
+/// Arguments of `drillbook schedule`.
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// The drill to schedule (Kubernetes target).
+    pub scenario: PathBuf,
+    /// Cron expression, e.g. "0 3 * * 1" (Mondays 03:00).
+    #[arg(long)]
+    pub schedule: String,
+    /// Container image with drillbook (see the Dockerfile).
+    #[arg(long)]
+    pub image: String,
+    /// Validate against this context: discovery picks the CronJob API, every object is
+    /// dry-run on the server. Must be in the scenario's allowed_contexts.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Write one file per object into this directory instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Kill the drill Job after this long.
+    #[arg(long, default_value = "1h")]
+    pub deadline: HumanDuration,
+    /// Allow a context or namespace whose name contains "prod".
+    #[arg(long)]
+    pub allow_production: bool,
+}
+
+/// Output format of `drillbook rbac`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RbacFormat {
+    /// YAML (default).
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+/// Arguments of `drillbook rbac`.
+#[derive(Debug, Args)]
+pub struct RbacArgs {
+    /// The drill whose Role to print (Kubernetes target).
+    pub scenario: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = RbacFormat::Yaml)]
+    pub output: RbacFormat,
+}
+
+/// `drillbook rbac`: prints the Role the scenario needs.
+pub fn rbac(args: &RbacArgs) -> anyhow::Result<Outcome> {
+    let loaded = load_scenario(&args.scenario)?;
+    let role = role_manifest(&loaded)?;
+    let text = match args.output {
+        RbacFormat::Yaml => role.to_yaml()?,
+        RbacFormat::Json => role.to_json()?,
+    };
+    print!("{text}");
+    Ok(Outcome::Pass)
+}
+
+/// `drillbook schedule`: renders the manifests; with `--context`, validates them on the server.
+/// Exit code 0 when rendered (and every dry run passed), 1 when a dry run was rejected; a
+/// safety rule or an unreachable cluster refuses, like `run` and `plan` do.
+pub async fn schedule(args: &ScheduleArgs) -> anyhow::Result<Outcome> {
+    match render_and_check(args).await {
+        Err(ScheduleError::Kube(e)) => {
+            eprintln!("refused: {e}");
+            Ok(Outcome::Refused)
+        }
+        other => Ok(other?),
+    }
+}
+
+async fn render_and_check(args: &ScheduleArgs) -> Result<Outcome, ScheduleError> {
+    let loaded = load_scenario(&args.scenario)?;
+    let spec = kubernetes_spec(&loaded)?;
+    let options = ScheduleOptions {
+        schedule: args.schedule.clone(),
+        image: args.image.clone(),
+        deadline: args.deadline,
+        cluster_name: spec.context.value.clone(),
+    };
+    let Some(context) = &args.context else {
+        let manifests = render(&loaded, &options, CronJobApi::BatchV1)?;
+        emit(&manifests, args.output.as_deref())?;
+        return Ok(Outcome::Pass);
+    };
+    let validated = render_validated(&loaded, options, context, args.allow_production).await?;
+    eprintln!(
+        "context `{}`: CronJob served as {}",
+        validated.context,
+        validated.cron_api.api_version()
+    );
+    for result in &validated.results {
+        let mark = if result.accepted { "ok" } else { "REJECTED" };
+        eprintln!(
+            "server-side dry run {:<48} {mark}: {}",
+            result.object, result.detail
+        );
+    }
+    emit(&validated.manifests, args.output.as_deref())?;
+    Ok(if validated.results.iter().all(|r| r.accepted) {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    })
+}
+
+fn emit(manifests: &[Manifest], dir: Option<&Path>) -> Result<(), ScheduleError> {
+    match dir {
+        Some(dir) => {
+            for file in write_dir(manifests, dir)? {
+                println!("wrote {}", file.display());
+            }
+        }
+        None => print!("{}", to_yaml_stream(manifests)?),
+    }
+    Ok(())
+}

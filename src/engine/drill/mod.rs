@@ -1,0 +1,893 @@
+//! One drill, start to finish: start the target, start the load, run the timeline with undos
+//! registered first, watch guards, and unwind on every exit path. What was observed goes to
+//! the judge and the report builder (the caller strings them together).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::journal::{self, Journal, JournalDoc, JournalError, JournalTarget};
+use super::load_config::LoadConfigError;
+use super::phases::Marks;
+use super::signals::Notice;
+use super::undo::{RegisterError, UndoOutcome, UndoStack};
+use super::windows::{GuardState, WindowStore};
+use crate::checks::prometheus::Sample;
+use crate::load::{LoadError, LoadSummary, Window};
+use crate::report::model::{EventKind, PreflightResult, PreflightStatus, TimelineEvent};
+use crate::scenario::describe::describe_action;
+use crate::scenario::vars::{VarError, Vars};
+use crate::scenario::{Action, KubernetesTarget, LoadedScenario, LocalTarget, Step, TargetSpec};
+use crate::targets::kube::{ConnectOptions, KubeError, KubeRun, KubeTarget, KubeUndo};
+use crate::targets::local::{LocalError, LocalRun, LocalUndo, ProcessConfig};
+use crate::targets::observe::{Observations, same_workload};
+use crate::targets::{Applied, Target, TargetError, UndoAction};
+
+/// How long each undo may take before it is reported as failed and the next one runs.
+pub const UNDO_TIMEOUT: Duration = Duration::from_secs(120);
+/// Delay between target readiness and time zero, so the first windows are not start-up noise.
+const START_DELAY: Duration = Duration::from_millis(300);
+/// How long to wait after the load for jobs that a `jobs` check looks at.
+const JOB_GRACE: Duration = Duration::from_secs(15);
+
+/// Why a drill refused to start. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("{what}, and that drillbook (pid {pid}) is still running")]
+    JournalInUse { what: String, pid: u32 },
+    #[error("{what}: run `drillbook recover` first, or pass --force")]
+    JournalPending { what: String },
+    #[error("the local target did not start: {0}")]
+    LocalStart(LocalError),
+    #[error("pre-flight `{name}` failed: {detail}")]
+    Preflight { name: String, detail: String },
+}
+
+/// Why a drill did not run to a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum DrillError {
+    #[error("refused: {0}")]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Vars(#[from] VarError),
+    #[error(transparent)]
+    Process(LocalError),
+    #[error(transparent)]
+    Load(#[from] LoadConfigError),
+}
+
+/// How a drill ended before its checks were judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    Completed,
+    Aborted(String),
+    Interrupted,
+}
+
+/// Why a step did not do its change.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Without a known way back the step must not run.
+    #[error("not applied: its undo could not be prepared: {0}")]
+    UndoNotPrepared(TargetError),
+    #[error("not applied: its undo could not be recorded: {0}")]
+    UndoNotRecorded(RegisterError),
+    #[error("interrupted")]
+    Interrupted,
+    #[error(transparent)]
+    Failed(TargetError),
+}
+
+/// One step as it ran.
+#[derive(Debug)]
+pub struct StepRecord {
+    pub name: String,
+    pub action: Action,
+    pub start: Instant,
+    pub end: Option<Instant>,
+    /// Identities of the workloads `rolled` checks look at, before and after the step.
+    pub before: BTreeMap<String, BTreeSet<String>>,
+    pub after: BTreeMap<String, BTreeSet<String>>,
+    pub applied: Option<Applied>,
+    pub error: Option<StepError>,
+    pub is_fault: bool,
+}
+
+/// Everything observed during a run, handed to the judge and the report builder.
+#[derive(Debug)]
+pub struct Observed {
+    pub t0: Instant,
+    pub started: jiff::Timestamp,
+    pub ended: jiff::Timestamp,
+    pub seed: u64,
+    pub ending: Ending,
+    pub steps: Vec<StepRecord>,
+    pub windows: WindowStore,
+    pub load: Option<LoadSummary>,
+    pub load_error: Option<String>,
+    pub observations: Observations,
+    pub undo: Vec<UndoOutcome>,
+    pub finally: Vec<StepRecord>,
+    pub prometheus: BTreeMap<String, Vec<Sample>>,
+    pub events: Vec<TimelineEvent>,
+    pub marks: Marks,
+    pub warnings: Vec<String>,
+    pub vars: Vars,
+    pub preflight: Vec<PreflightResult>,
+    pub run_id: String,
+    /// Undos that failed and stay in the journal for `drillbook recover`.
+    pub undo_failed: usize,
+}
+
+impl Observed {
+    pub fn offset(&self, at: Instant) -> f64 {
+        offset(self.t0, at)
+    }
+}
+
+pub fn offset(t0: Instant, at: Instant) -> f64 {
+    match at.checked_duration_since(t0) {
+        Some(d) => d.as_secs_f64(),
+        None => -(t0.duration_since(at).as_secs_f64()),
+    }
+}
+
+/// Steps that change the system (as opposed to waiting or starting planned work).
+pub fn is_fault(action: &Action) -> bool {
+    !matches!(
+        action,
+        Action::Wait(_) | Action::WaitReady(_) | Action::WaitRollout(_) | Action::StartProcess(_)
+    )
+}
+
+fn step_name(step: &Step, index: usize, prefix: &str) -> String {
+    step.name
+        .as_ref()
+        .map_or_else(|| format!("{prefix}{}", index + 1), |n| n.value.clone())
+}
+
+/// Every string of the scenario that may hold `${...}` variables.
+fn templated_texts(loaded: &LoadedScenario) -> Vec<String> {
+    let s = &loaded.scenario;
+    let mut texts = Vec::new();
+    if let TargetSpec::Local(local) = &s.target {
+        for p in &local.processes {
+            texts.extend(p.command.iter().cloned());
+            texts.extend(p.env.values().cloned());
+            texts.extend(p.ready.iter().cloned());
+        }
+    }
+    if let Some(load) = &s.load {
+        texts.push(load.url.value.clone());
+        texts.extend(load.headers.values().cloned());
+        if let Some(auth) = &load.auth {
+            texts.extend(auth.token_url.iter().cloned());
+        }
+    }
+    for check in &s.checks {
+        if let crate::scenario::CheckKind::Prometheus(p) = &check.value.kind {
+            texts.push(p.url.clone());
+        }
+    }
+    texts
+}
+
+/// Prints progress lines unless `-q` was given (tracing's level decides).
+fn progress(line: &str) {
+    tracing::info!("{line}");
+}
+
+/// Choices made on the command line that the scenario cannot make for itself.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How to reach a Kubernetes target.
+    pub connect: ConnectOptions,
+    /// `--force`: start even if an unrecovered undo journal exists for the target.
+    pub force: bool,
+    /// This run's id (report directory, drill-log row, journal).
+    pub run_id: String,
+    /// Tells the operator what a SIGINT/SIGTERM did (while logs may be quiet).
+    pub notice: Notice,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            connect: ConnectOptions::default(),
+            force: false,
+            run_id: String::new(),
+            notice: |_| {},
+        }
+    }
+}
+
+/// Runs the drill. Returns what was observed; the caller judges and reports.
+pub async fn run(
+    loaded: &LoadedScenario,
+    seed: u64,
+    options: &RunOptions,
+) -> Result<Observed, DrillError> {
+    match &loaded.scenario.target {
+        TargetSpec::Kubernetes(spec) => {
+            run_on(loaded, seed, options, async |_: &Vars| {
+                start_kube(loaded, spec, options).await
+            })
+            .await
+        }
+        TargetSpec::Local(spec) => {
+            run_on(loaded, seed, options, async |vars: &Vars| {
+                start_local(spec, vars).await
+            })
+            .await
+        }
+    }
+}
+
+/// The drill on any target that `start` brings up, with its undo stack.
+pub async fn run_on<T: Target>(
+    loaded: &LoadedScenario,
+    seed: u64,
+    options: &RunOptions,
+    start: impl AsyncFnOnce(&Vars) -> Result<(T, UndoStack<T::Undo>), DrillError>,
+) -> Result<Observed, DrillError> {
+    // Signals are handled from the very start: a Ctrl-C while the target starts still ends in
+    // an unwind, a report and a drill-log row, never in a silent kill.
+    let interrupt = CancellationToken::new();
+    let done = CancellationToken::new();
+    let undo_slot: Arc<Mutex<UndoStack<T::Undo>>> = Arc::default();
+    super::signals::watch(
+        interrupt.clone(),
+        undo_slot.clone(),
+        done.clone(),
+        options.notice,
+    );
+    let result = run_until(loaded, seed, &options.run_id, start, interrupt, &undo_slot).await;
+    // Signals after this point find nothing left to undo; stop watching.
+    done.cancel();
+    result
+}
+
+/// The drill until it is over or `interrupt` is cancelled (what a SIGINT/SIGTERM does); the
+/// target is shut down on every path once started.
+async fn run_until<T: Target>(
+    loaded: &LoadedScenario,
+    seed: u64,
+    run_id: &str,
+    start: impl AsyncFnOnce(&Vars) -> Result<(T, UndoStack<T::Undo>), DrillError>,
+    interrupt: CancellationToken,
+    undo_slot: &Mutex<UndoStack<T::Undo>>,
+) -> Result<Observed, DrillError> {
+    let texts = templated_texts(loaded);
+    let vars = Vars::allocate(texts.iter().map(String::as_str))?;
+    let (target, undo) = start(&vars).await?;
+    if let Ok(mut slot) = undo_slot.lock() {
+        *slot = undo.clone();
+    }
+    let result = match preflight(&target, loaded, &vars).await {
+        Ok(preflight) => {
+            Drill::new(loaded, &target, undo, &vars, seed, interrupt)
+                .run(preflight, run_id)
+                .await
+        }
+        Err(refusal) => Err(refusal.into()),
+    };
+    target.shutdown().await;
+    result
+}
+
+/// Connects to the scenario's cluster; the undo stack is journaled, after making sure no
+/// earlier run left undos behind for the same target.
+async fn start_kube(
+    loaded: &LoadedScenario,
+    spec: &KubernetesTarget,
+    options: &RunOptions,
+) -> Result<(KubeRun, UndoStack<KubeUndo>), DrillError> {
+    let target = KubeTarget::connect_with(spec, &options.connect)
+        .await
+        .map_err(Refusal::from)?;
+    progress(&format!(
+        "kubernetes target: context `{}`, namespace `{}`",
+        target.context(),
+        target.namespace()
+    ));
+    let undo = journaled_stack(loaded, spec, &target, options)?;
+    Ok((KubeRun::start(target, &loaded.scenario), undo))
+}
+
+/// Starts the scenario's local process groups; their undos need no journal (the processes
+/// die with drillbook).
+async fn start_local(
+    spec: &LocalTarget,
+    vars: &Vars,
+) -> Result<(LocalRun, UndoStack<LocalUndo>), DrillError> {
+    let configs = spec
+        .processes
+        .iter()
+        .map(|p| ProcessConfig::from_spec(&p.value, vars))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(DrillError::Process)?;
+    progress(&format!(
+        "starting {} local process group(s)…",
+        configs.len()
+    ));
+    let run = LocalRun::start(configs)
+        .await
+        .map_err(Refusal::LocalStart)?;
+    Ok((run, UndoStack::default()))
+}
+
+fn journaled_stack(
+    loaded: &LoadedScenario,
+    spec: &KubernetesTarget,
+    target: &KubeTarget,
+    options: &RunOptions,
+) -> Result<UndoStack<KubeUndo>, Refusal> {
+    let journal_target = JournalTarget {
+        context: target.context().to_string(),
+        namespace: target.namespace().to_string(),
+        kubeconfig: spec.kubeconfig.clone(),
+    };
+    let dir = journal::state_dir();
+    let leftovers = journal::list(&dir)?;
+    for (path, doc) in leftovers.iter().filter(|(_, d)| {
+        d.target.context == journal_target.context && d.target.namespace == journal_target.namespace
+    }) {
+        let what = format!(
+            "run {} of `{}` (started {}) left {} undo(s) pending for context `{}`, namespace `{}` in {}",
+            doc.run_id,
+            doc.scenario,
+            doc.started_at,
+            doc.pending.len(),
+            doc.target.context,
+            doc.target.namespace,
+            path.display()
+        );
+        if journal::writer_alive(doc) {
+            return Err(Refusal::JournalInUse { what, pid: doc.pid });
+        }
+        if !options.force {
+            return Err(Refusal::JournalPending { what });
+        }
+        tracing::warn!(
+            "{what}; starting anyway (--force); `drillbook recover` can still apply them"
+        );
+    }
+    let doc = JournalDoc {
+        version: journal::JOURNAL_VERSION,
+        run_id: options.run_id.clone(),
+        scenario: loaded.scenario.name.value.clone(),
+        started_at: jiff::Timestamp::now(),
+        pid: std::process::id(),
+        target: journal_target.clone(),
+        pending: Vec::new(),
+    };
+    let path = journal::path_for(&dir, &journal_target, &options.run_id);
+    Ok(UndoStack::journaled(Journal { path, doc }))
+}
+
+/// The target's pre-flight, logged; a failed check refuses the drill before any fault.
+async fn preflight<T: Target>(
+    target: &T,
+    loaded: &LoadedScenario,
+    vars: &Vars,
+) -> Result<Vec<PreflightResult>, Refusal> {
+    let preflight = target.preflight(&loaded.scenario, vars).await;
+    for p in &preflight {
+        progress(&format!(
+            "pre-flight {}: {} {}",
+            p.status.as_str(),
+            p.name,
+            p.detail
+        ));
+    }
+    match preflight.iter().find(|p| p.status == PreflightStatus::Fail) {
+        Some(failure) => Err(Refusal::Preflight {
+            name: failure.name.clone(),
+            detail: failure.detail.clone(),
+        }),
+        None => Ok(preflight),
+    }
+}
+
+/// The load, its per-second windows (with the abort guards) and the sampled Prometheus
+/// checks, all running from time zero.
+struct Background {
+    load: Option<JoinHandle<Result<LoadSummary, LoadError>>>,
+    windows: JoinHandle<WindowStore>,
+    prometheus: JoinHandle<BTreeMap<String, Vec<Sample>>>,
+}
+
+/// A drill on a started target that passed pre-flight: the timeline, then the unwind.
+struct Drill<'a, T: Target> {
+    loaded: &'a LoadedScenario,
+    target: &'a T,
+    undo: UndoStack<T::Undo>,
+    vars: &'a Vars,
+    seed: u64,
+    interrupt: CancellationToken,
+    /// Cancelled when the drill must end early (abort guard, failed step).
+    abort: CancellationToken,
+    abort_reason: Arc<Mutex<Option<String>>>,
+    /// Cancelled on interrupt or abort: stops the load and the timeline.
+    stop: CancellationToken,
+    /// Workloads whose identities `rolled` checks compare before and after each step.
+    watched: Vec<String>,
+    started: jiff::Timestamp,
+    t0: Instant,
+}
+
+impl<'a, T: Target> Drill<'a, T> {
+    fn new(
+        loaded: &'a LoadedScenario,
+        target: &'a T,
+        undo: UndoStack<T::Undo>,
+        vars: &'a Vars,
+        seed: u64,
+        interrupt: CancellationToken,
+    ) -> Self {
+        let abort = CancellationToken::new();
+        let stop = CancellationToken::new();
+        if interrupt.is_cancelled() {
+            // Interrupted while the target was starting: unwind at once.
+            stop.cancel();
+        }
+        {
+            let (stop, interrupt, abort) = (stop.clone(), interrupt.clone(), abort.clone());
+            tokio::spawn(async move {
+                tokio::select! { _ = interrupt.cancelled() => {}, _ = abort.cancelled() => {} }
+                stop.cancel();
+            });
+        }
+        let watched = loaded
+            .scenario
+            .checks
+            .iter()
+            .filter_map(|c| match &c.value.kind {
+                crate::scenario::CheckKind::Rolled(r) => Some(r.deployment.value.clone()),
+                _ => None,
+            })
+            .collect();
+        Self {
+            loaded,
+            target,
+            undo,
+            vars,
+            seed,
+            interrupt,
+            abort,
+            abort_reason: Arc::default(),
+            stop,
+            watched,
+            started: jiff::Timestamp::now(),
+            t0: Instant::now() + START_DELAY,
+        }
+    }
+
+    /// Ends the drill early; the first reason given is the one reported.
+    fn abort(&self, reason: String) {
+        if let Ok(mut r) = self.abort_reason.lock() {
+            r.get_or_insert(reason);
+        }
+        self.abort.cancel();
+    }
+
+    async fn run(
+        self,
+        preflight: Vec<PreflightResult>,
+        run_id: &str,
+    ) -> Result<Observed, DrillError> {
+        let background = self.start_background()?;
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let (steps, mut events) = self.run_timeline(&mut rng).await;
+
+        // Wait for the load to finish (or be stopped).
+        let (load, load_error) = match background.load {
+            Some(task) => match task.await {
+                Ok(Ok(summary)) => (Some(summary), None),
+                Ok(Err(e)) => (None, Some(e.to_string())),
+                Err(e) => (None, Some(format!("the load task panicked: {e}"))),
+            },
+            None => (None, None),
+        };
+        let warnings = load_error.iter().map(|e| format!("load: {e}")).collect();
+        let end = Instant::now();
+        let windows = background.windows.await.unwrap_or_default();
+
+        // Give jobs that checks look at a moment to finish, unless the drill was stopped.
+        if !self.stop.is_cancelled() {
+            self.wait_for_jobs().await;
+        }
+        let observations = self.target.observations().await;
+        for (at, description) in self.target.notable() {
+            events.push(TimelineEvent {
+                at_s: offset(self.t0, at),
+                kind: EventKind::Observation,
+                step: None,
+                description,
+                targets: Vec::new(),
+                undo: None,
+                outcome: None,
+            });
+        }
+        let ending = self.ending();
+        let (undo, finally) = self.unwind(&mut rng, &mut events).await;
+        let prometheus = background.prometheus.await.unwrap_or_default();
+        let marks = marks_for(self.t0, end, &steps, &observations);
+        Ok(Observed {
+            t0: self.t0,
+            started: self.started,
+            ended: jiff::Timestamp::now(),
+            seed: self.seed,
+            ending,
+            steps,
+            windows,
+            load,
+            load_error,
+            observations,
+            undo,
+            finally,
+            prometheus,
+            events,
+            marks,
+            warnings,
+            vars: self.vars.clone(),
+            preflight,
+            run_id: run_id.to_string(),
+            undo_failed: self.undo.failed().len(),
+        })
+    }
+
+    fn start_background(&self) -> Result<Background, DrillError> {
+        let scenario = &self.loaded.scenario;
+        let (windows_tx, mut windows_rx) = mpsc::unbounded_channel::<Window>();
+        let load = match &scenario.load {
+            Some(spec) => {
+                let config = super::load_config::build(self.loaded, spec, self.vars, self.t0)?;
+                let cancel = self.stop.clone();
+                Some(tokio::spawn(async move {
+                    crate::load::run(config, cancel, Some(windows_tx)).await
+                }))
+            }
+            None => {
+                drop(windows_tx);
+                None
+            }
+        };
+        let guards: Vec<GuardState> = scenario
+            .abort_when
+            .iter()
+            .filter_map(|g| GuardState::new(&g.value.http.value, g.value.for_.0))
+            .collect();
+        let windows = {
+            let (abort, abort_reason) = (self.abort.clone(), self.abort_reason.clone());
+            tokio::spawn(async move {
+                let mut store = WindowStore::default();
+                let mut guards = guards;
+                while let Some(window) = windows_rx.recv().await {
+                    if window.second % 2 == 1 {
+                        progress(&window_line(&window));
+                    }
+                    for guard in &mut guards {
+                        if let Some(why) = guard.observe(&window.stats)
+                            && !abort.is_cancelled()
+                        {
+                            if let Ok(mut reason) = abort_reason.lock() {
+                                *reason = Some(why.clone());
+                            }
+                            tracing::error!("{why}: aborting the drill");
+                            abort.cancel();
+                        }
+                    }
+                    store.insert(window);
+                }
+                store
+            })
+        };
+        let prometheus =
+            super::prometheus::spawn_sampled(scenario, self.vars, self.t0, self.stop.clone());
+        Ok(Background {
+            load,
+            windows,
+            prometheus,
+        })
+    }
+
+    /// The steps, each at its time; a failed step aborts the rest.
+    async fn run_timeline(&self, rng: &mut StdRng) -> (Vec<StepRecord>, Vec<TimelineEvent>) {
+        let mut steps = Vec::new();
+        let mut events = Vec::new();
+        tokio::time::sleep_until(self.t0).await;
+        progress(&format!("t+0s load started; seed {}", self.seed));
+        for (index, step) in self.loaded.scenario.steps.iter().enumerate() {
+            let step = &step.value;
+            let name = step_name(step, index, "#");
+            if let Some(at) = &step.at {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(self.t0 + at.value.0) => {}
+                    _ = self.stop.cancelled() => break,
+                }
+            }
+            if self.stop.is_cancelled() {
+                break;
+            }
+            let record = self.step(&name, step, rng, &self.stop).await;
+            events.push(self.step_event(&record));
+            let failed = record.error.as_ref().map(ToString::to_string);
+            steps.push(record);
+            if let Some(error) = failed {
+                self.abort(format!("step `{name}` failed: {error}"));
+                break;
+            }
+        }
+        (steps, events)
+    }
+
+    /// How the drill ended, before the unwind.
+    fn ending(&self) -> Ending {
+        if self.interrupt.is_cancelled() {
+            Ending::Interrupted
+        } else if self.abort.is_cancelled() {
+            Ending::Aborted(
+                self.abort_reason
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.clone())
+                    .unwrap_or_else(|| "aborted".into()),
+            )
+        } else {
+            Ending::Completed
+        }
+    }
+
+    /// Registered undos in reverse, then `finally`, then the undos `finally` registered.
+    async fn unwind(
+        &self,
+        rng: &mut StdRng,
+        events: &mut Vec<TimelineEvent>,
+    ) -> (Vec<UndoOutcome>, Vec<StepRecord>) {
+        let pending = self.undo.pending().len();
+        if pending > 0 {
+            progress(&format!("undoing {pending} registered fault(s)…"));
+        }
+        let mut outcomes = self
+            .undo
+            .unwind(UNDO_TIMEOUT, |u| self.target.undo(u))
+            .await;
+        for outcome in &outcomes {
+            events.push(TimelineEvent {
+                at_s: offset(self.t0, Instant::now()),
+                kind: EventKind::Undo,
+                step: Some(outcome.step.clone()),
+                description: outcome.description.clone(),
+                targets: Vec::new(),
+                undo: None,
+                outcome: Some(match &outcome.result {
+                    Ok(()) => "ok".into(),
+                    Err(e) => format!("error: {e}"),
+                }),
+            });
+        }
+        let mut finally = Vec::new();
+        let never = CancellationToken::new();
+        for (index, step) in self.loaded.scenario.finally.iter().enumerate() {
+            let name = step_name(&step.value, index, "finally #");
+            let record = self.step(&name, &step.value, rng, &never).await;
+            events.push(self.step_event(&record));
+            finally.push(record);
+        }
+        // `finally` steps may register undos too (e.g. a start_process); they are unwound now.
+        outcomes.extend(
+            self.undo
+                .unwind(UNDO_TIMEOUT, |u| self.target.undo(u))
+                .await,
+        );
+        (outcomes, finally)
+    }
+
+    async fn wait_for_jobs(&self) {
+        let deadline = Instant::now() + JOB_GRACE;
+        loop {
+            let running = self.target.jobs_running().await;
+            if !running || Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = self.stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Identities of the workloads that `rolled` checks look at.
+    async fn identities(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let mut all = BTreeMap::new();
+        for w in &self.watched {
+            all.insert(w.clone(), self.target.identities(w).await);
+        }
+        all
+    }
+
+    /// One step: its undo registered (and journaled) first, then applied unless `stop`.
+    async fn step(
+        &self,
+        name: &str,
+        step: &Step,
+        rng: &mut StdRng,
+        stop: &CancellationToken,
+    ) -> StepRecord {
+        let before = self.identities().await;
+        let start = Instant::now();
+        let record = |error: Option<StepError>, applied, after| StepRecord {
+            name: name.to_string(),
+            action: step.action.clone(),
+            start,
+            end: Some(Instant::now()),
+            before: before.clone(),
+            after,
+            applied,
+            error,
+            is_fault: is_fault(&step.action),
+        };
+        let not_applied = |why: StepError| {
+            tracing::error!("step `{name}` {why}");
+            record(Some(why), None, before.clone())
+        };
+        let registered = match self.target.undo_for(&step.action).await {
+            Ok(u) => u,
+            Err(e) => return not_applied(StepError::UndoNotPrepared(e)),
+        };
+        if let Some(u) = registered {
+            // Registered (and journaled) before the change is applied: an interruption
+            // mid-step, or drillbook's own death, still undoes it.
+            if let Err(e) = self.undo.register(name, u) {
+                return not_applied(StepError::UndoNotRecorded(e));
+            }
+        }
+        progress(&format!(
+            "t+{:.1}s ▶ {name}: {}",
+            offset(self.t0, start),
+            describe_action(&step.action)
+        ));
+        let result = tokio::select! {
+            r = self.target.apply(&step.action, rng) => r.map_err(StepError::Failed),
+            _ = stop.cancelled() => Err(StepError::Interrupted),
+        };
+        let end = Instant::now();
+        let (applied, error) = match result {
+            Ok(applied) => {
+                if !applied.targets.is_empty() {
+                    progress(&format!("          hit: {}", applied.targets.join(", ")));
+                }
+                (Some(applied), None)
+            }
+            Err(e) => {
+                tracing::error!("step `{name}` failed: {e}");
+                (None, Some(e))
+            }
+        };
+        let after = self.identities().await;
+        StepRecord {
+            end: Some(end),
+            ..record(error, applied, after)
+        }
+    }
+
+    fn step_event(&self, record: &StepRecord) -> TimelineEvent {
+        let registered = self
+            .undo
+            .pending()
+            .into_iter()
+            .rev()
+            .find(|r| r.step == record.name)
+            .map(|r| r.undo.describe());
+        TimelineEvent {
+            at_s: offset(self.t0, record.start),
+            kind: if record.is_fault {
+                EventKind::Fault
+            } else {
+                EventKind::Step
+            },
+            step: Some(record.name.clone()),
+            description: record.applied.as_ref().map_or_else(
+                || describe_action(&record.action),
+                |a| a.description.clone(),
+            ),
+            targets: record
+                .applied
+                .as_ref()
+                .map(|a| a.targets.clone())
+                .unwrap_or_default(),
+            undo: registered,
+            outcome: Some(match &record.error {
+                None => format!(
+                    "ok in {:.1}s",
+                    record
+                        .end
+                        .map(|e| e.duration_since(record.start).as_secs_f64())
+                        .unwrap_or_default()
+                ),
+                Some(e) => format!("error: {e}"),
+            }),
+        }
+    }
+}
+
+/// The progress line of one second of load.
+fn window_line(window: &Window) -> String {
+    let s = &window.stats;
+    let p99 = s
+        .quantile_ms(99.0, crate::load::LatencyKind::Corrected)
+        .map_or("-".into(), |v| format!("{v:.0}ms"));
+    format!(
+        "t+{:>3}s  {} req  401: {}  5xx: {}  errors: {}  p99 {p99}{}",
+        window.second,
+        s.requests,
+        s.status_count(401),
+        s.class_count(5),
+        s.error_count(),
+        if s.dropped > 0 {
+            format!("  dropped: {}", s.dropped)
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// Phase boundaries from what happened: first fault, ready again, step times.
+fn marks_for(
+    t0: Instant,
+    end: Instant,
+    steps: &[StepRecord],
+    observations: &Observations,
+) -> Marks {
+    let mut marks = Marks {
+        end_s: offset(t0, end).max(0.0),
+        ..Marks::default()
+    };
+    for s in steps {
+        marks.steps.insert(
+            s.name.clone(),
+            (offset(t0, s.start), s.end.map(|e| offset(t0, e))),
+        );
+    }
+    let Some(first) = steps.iter().find(|s| s.is_fault && s.error.is_none()) else {
+        return marks;
+    };
+    marks.first_fault_s = Some(offset(t0, first.start));
+    let disrupted = first
+        .applied
+        .as_ref()
+        .map(|a| a.disrupted.clone())
+        .unwrap_or_default();
+    let recovered = match &first.action {
+        // A kill is over when a replacement of the same workload is ready.
+        Action::KillProcess(_) | Action::KillPods(_) | Action::Evict(_) => observations
+            .ready_after(first.start, |labels| {
+                disrupted.iter().any(|d| same_workload(d, labels))
+            }),
+        // Rolling changes return once the workload is rolled and ready.
+        _ => first.end,
+    };
+    marks.recovered_s = recovered.map(|r| offset(t0, r));
+    marks
+}
+
+/// Where the report directory of a run goes.
+pub fn report_dir(parent: &std::path::Path, report: &crate::report::model::Report) -> PathBuf {
+    parent.join(crate::report::run_dir_name(report))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,325 @@
+//! The orchestration against a fake target: undos registered before each apply, and the
+//! unwind (undos in reverse, then `finally`, then shutdown) on every exit path.
+
+use std::path::Path;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use super::*;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct FakeUndo(String);
+
+impl UndoAction for FakeUndo {
+    fn describe(&self) -> String {
+        format!("run `{}`", self.0)
+    }
+}
+
+/// Records every call; steps are `command`s named by their first argv word.
+#[derive(Debug, Default)]
+struct Fake {
+    calls: Arc<Mutex<Vec<String>>>,
+    /// The drill's undo stack (shared), to see what is registered when a step is applied.
+    undo: UndoStack<FakeUndo>,
+    /// The step whose apply fails.
+    fail: Option<&'static str>,
+    /// The step whose undo cannot be prepared.
+    no_undo: Option<&'static str>,
+    /// The step during which an interrupt arrives; its apply then never returns by itself.
+    interrupt: Option<(&'static str, CancellationToken)>,
+}
+
+impl Fake {
+    fn log(&self, call: String) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(call);
+        }
+    }
+}
+
+fn word(action: &Action) -> &str {
+    match action {
+        Action::Command(c) => c.argv.first().map_or("", String::as_str),
+        _ => "",
+    }
+}
+
+impl Target for Fake {
+    type Undo = FakeUndo;
+
+    fn kind(&self) -> crate::scenario::TargetKind {
+        crate::scenario::TargetKind::Local
+    }
+
+    async fn undo_for(&self, action: &Action) -> Result<Option<FakeUndo>, TargetError> {
+        if self.no_undo == Some(word(action)) {
+            return Err(TargetError::Incomplete("no way back"));
+        }
+        Ok(match action {
+            Action::Command(c) => c
+                .undo
+                .as_ref()
+                .and_then(|u| u.first())
+                .map(|u| FakeUndo(u.clone())),
+            _ => None,
+        })
+    }
+
+    async fn apply(&self, action: &Action, _rng: &mut StdRng) -> Result<Applied, TargetError> {
+        let step = word(action);
+        let pending: Vec<String> = self.undo.pending().into_iter().map(|r| r.undo.0).collect();
+        self.log(format!("apply {step} [{}]", pending.join(" ")));
+        if let Some((at, interrupt)) = &self.interrupt
+            && *at == step
+        {
+            interrupt.cancel();
+            std::future::pending::<()>().await;
+        }
+        if self.fail == Some(step) {
+            return Err(TargetError::Incomplete("boom"));
+        }
+        Ok(Applied::described(format!("ran {step}")))
+    }
+
+    async fn undo(&self, undo: FakeUndo) -> Result<(), TargetError> {
+        self.log(format!("undo {}", undo.0));
+        Ok(())
+    }
+
+    async fn identities(&self, _workload: &str) -> BTreeSet<String> {
+        BTreeSet::new()
+    }
+
+    async fn observations(&self) -> Observations {
+        Observations::default()
+    }
+
+    fn notable(&self) -> Vec<(Instant, String)> {
+        Vec::new()
+    }
+
+    async fn jobs_running(&self) -> bool {
+        false
+    }
+
+    async fn preflight(
+        &self,
+        _scenario: &crate::scenario::Scenario,
+        _vars: &Vars,
+    ) -> Vec<PreflightResult> {
+        Vec::new()
+    }
+
+    async fn shutdown(self) {
+        self.log("shutdown".into());
+    }
+}
+
+const STEPS: &str = "steps:
+  - name: one
+    command: {argv: [a], undo: [undo-a]}
+  - name: two
+    command: {argv: [b], undo: [undo-b]}
+  - name: three
+    command: {argv: [c], undo: [undo-c]}
+finally:
+  - name: fin
+    command: {argv: [f]}
+";
+
+fn scenario(extra: &str) -> LoadedScenario {
+    scenario_with(extra, STEPS)
+}
+
+fn scenario_with(extra: &str, steps: &str) -> LoadedScenario {
+    let source = format!(
+        "apiVersion: drillbook/v1\nname: fake\ntarget:\n  local:\n    processes:\n      \
+         - name: svc\n        command: [\"true\"]\n{extra}{steps}"
+    );
+    match crate::scenario::load_source(Path::new("fake.yaml"), source) {
+        Ok(loaded) => loaded,
+        Err(diagnostics) => panic!("the test scenario is invalid:\n{diagnostics}"),
+    }
+}
+
+/// Runs the drill on `fake` until it ends or `interrupt` is cancelled; returns what was
+/// observed and every call the target saw.
+async fn drill(
+    loaded: &LoadedScenario,
+    mut fake: Fake,
+    interrupt: CancellationToken,
+) -> (Observed, Vec<String>) {
+    let calls = fake.calls.clone();
+    let undo = UndoStack::default();
+    fake.undo = undo.clone();
+    let slot = Mutex::new(UndoStack::default());
+    let observed = run_until(
+        loaded,
+        1,
+        "test",
+        async |_: &Vars| Ok((fake, undo)),
+        interrupt,
+        &slot,
+    )
+    .await
+    .expect("the drill runs");
+    let calls = calls.lock().map(|c| c.clone()).unwrap_or_default();
+    (observed, calls)
+}
+
+fn undone(observed: &Observed) -> Vec<&str> {
+    observed
+        .undo
+        .iter()
+        .filter(|u| u.result.is_ok())
+        .map(|u| u.step.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_completed_drill_registers_each_undo_before_its_apply_and_unwinds_in_reverse() {
+    let (observed, calls) = drill(&scenario(""), Fake::default(), CancellationToken::new()).await;
+    assert_eq!(
+        calls,
+        [
+            "apply a [undo-a]",
+            "apply b [undo-a undo-b]",
+            "apply c [undo-a undo-b undo-c]",
+            "undo undo-c",
+            "undo undo-b",
+            "undo undo-a",
+            "apply f []",
+            "shutdown",
+        ]
+    );
+    assert_eq!(observed.ending, Ending::Completed);
+    assert_eq!(undone(&observed), ["three", "two", "one"]);
+    assert_eq!(observed.finally.len(), 1);
+}
+
+/// What the target sees when the drill stops during step `two`: its undo was registered
+/// before it ran, so both undos run, newest first, then `finally`.
+const STOPPED_AT_TWO: [&str; 6] = [
+    "apply a [undo-a]",
+    "apply b [undo-a undo-b]",
+    "undo undo-b",
+    "undo undo-a",
+    "apply f []",
+    "shutdown",
+];
+
+#[tokio::test]
+async fn a_failed_step_aborts_the_rest_and_still_undoes_itself() {
+    let fake = Fake {
+        fail: Some("b"),
+        ..Fake::default()
+    };
+    let (observed, calls) = drill(&scenario(""), fake, CancellationToken::new()).await;
+    assert_eq!(calls, STOPPED_AT_TWO);
+    assert_eq!(
+        observed.ending,
+        Ending::Aborted("step `two` failed: boom".into())
+    );
+    assert_eq!(observed.steps.len(), 2);
+}
+
+#[tokio::test]
+async fn a_step_without_a_way_back_is_not_applied() {
+    let fake = Fake {
+        no_undo: Some("b"),
+        ..Fake::default()
+    };
+    let (observed, calls) = drill(&scenario(""), fake, CancellationToken::new()).await;
+    assert_eq!(
+        calls,
+        ["apply a [undo-a]", "undo undo-a", "apply f []", "shutdown"]
+    );
+    assert_eq!(
+        observed.ending,
+        Ending::Aborted(
+            "step `two` failed: not applied: its undo could not be prepared: no way back".into()
+        )
+    );
+}
+
+#[tokio::test]
+async fn an_interrupt_mid_step_stops_it_and_unwinds_what_was_registered() {
+    let interrupt = CancellationToken::new();
+    let fake = Fake {
+        interrupt: Some(("b", interrupt.clone())),
+        ..Fake::default()
+    };
+    let (observed, calls) = drill(&scenario(""), fake, interrupt).await;
+    assert_eq!(calls, STOPPED_AT_TWO);
+    assert_eq!(observed.ending, Ending::Interrupted);
+    assert!(matches!(
+        observed.steps[1].error,
+        Some(StepError::Interrupted)
+    ));
+}
+
+#[tokio::test]
+async fn an_interrupt_while_the_target_starts_runs_no_step_but_finally() {
+    let interrupt = CancellationToken::new();
+    interrupt.cancel();
+    let (observed, calls) = drill(&scenario(""), Fake::default(), interrupt).await;
+    assert_eq!(calls, ["apply f []", "shutdown"]);
+    assert_eq!(observed.ending, Ending::Interrupted);
+    assert!(observed.steps.is_empty());
+}
+
+/// Answers every request on loopback with a 500, for the abort guard.
+async fn failing_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let port = listener.local_addr().expect("local address").port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut buffer).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let requests = buffer[..n].windows(4).filter(|w| w == b"\r\n\r\n").count();
+                    for _ in 0..requests {
+                        let answer =
+                            b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n";
+                        if conn.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_tripped_abort_guard_stops_the_timeline_and_unwinds() {
+    let port = failing_server().await;
+    // The first step runs at once; the others wait long enough for the guard to trip first.
+    let loaded = scenario_with(
+        &format!(
+            "load:\n  url: http://127.0.0.1:{port}/\n  rate: 20/s\n  duration: 20s\n\
+             abort_when:\n  - http: \"rate(5xx) > 50%\"\n    for: 1s\n"
+        ),
+        &STEPS
+            .replacen("- name: one", "- at: 0s\n    name: one", 1)
+            .replacen("- name: two", "- at: 15s\n    name: two", 1)
+            .replacen("- name: three", "- at: 16s\n    name: three", 1),
+    );
+    let (observed, calls) = drill(&loaded, Fake::default(), CancellationToken::new()).await;
+    assert_eq!(
+        calls,
+        ["apply a [undo-a]", "undo undo-a", "apply f []", "shutdown"]
+    );
+    assert!(
+        matches!(&observed.ending, Ending::Aborted(why) if why.contains("5xx")),
+        "{:?}",
+        observed.ending
+    );
+}

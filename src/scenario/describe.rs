@@ -1,0 +1,159 @@
+//! Scenario items in words: one line per action, undo and check, shared by `plan`, the
+//! drill's progress lines and its report timeline. Secrets are redacted here.
+
+use super::{Action, CheckKind, HelmUndo};
+
+/// One line describing what an action does, with secrets redacted.
+pub fn describe_action(action: &Action) -> String {
+    match action {
+        Action::KillPods(k) => {
+            let how_many = match (&k.count, &k.percent) {
+                (_, Some(p)) => format!("{}% of", p.value),
+                (Some(c), None) => c.to_string(),
+                (None, None) => "1".into(),
+            };
+            let grace = match (k.force, k.grace_period) {
+                (true, _) => ", force (grace 0s)".to_string(),
+                (false, Some(g)) => format!(", grace {g}"),
+                (false, None) => String::new(),
+            };
+            format!(
+                "delete {how_many} pod(s) matching `{}` ({:?}{grace})",
+                k.selector.value, k.mode
+            )
+            .to_lowercase()
+        }
+        Action::Evict(e) => format!(
+            "evict {} pod(s) matching `{}`",
+            e.count.unwrap_or(1),
+            e.selector.value
+        ),
+        Action::KillProcess(k) => format!(
+            "{:?} {} process(es) of `{}`",
+            k.signal, k.count, k.name.value
+        )
+        .replace("Kill ", "SIGKILL ")
+        .replace("Term ", "SIGTERM "),
+        Action::StartProcess(p) => format!("start `{}`", p.name.value),
+        Action::RolloutRestart(w) => format!("rollout restart `{}`", w.deployment.value),
+        Action::Scale(s) => format!("scale `{}` to {} replicas", s.deployment.value, s.replicas),
+        Action::PatchEnv(p) => format!(
+            "set env {} on `{}` and roll it",
+            p.env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            p.deployment.value
+        ),
+        Action::PatchConfigmap(c) => format!(
+            "set keys {} of configmap `{}`",
+            c.data.keys().cloned().collect::<Vec<_>>().join(", "),
+            c.name.value
+        ),
+        Action::HelmUpgrade(h) => {
+            let mut sets: Vec<String> = h.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            sets.extend(h.set_secret.keys().map(|k| format!("{k}=<redacted>")));
+            format!(
+                "helm upgrade `{}` --set {}",
+                h.release.value,
+                sets.join(",")
+            )
+        }
+        Action::Command(c) => format!("run `{}`", c.argv.join(" ")),
+        Action::WaitRollout(w) => format!(
+            "wait for rollout of `{}` (≤ {})",
+            w.deployment.value, w.timeout
+        ),
+        Action::WaitReady(w) => match (&w.selector, &w.name) {
+            (Some(s), _) => format!("wait until `{}` is ready (≤ {})", s.value, w.timeout),
+            (None, Some(n)) => format!("wait until `{}` is ready (≤ {})", n.value, w.timeout),
+            (None, None) => "wait until ready".into(),
+        },
+        Action::Wait(d) => format!("wait {d}"),
+    }
+}
+
+/// What undo is registered before an action runs ("—" when the action needs none).
+pub fn describe_undo(action: &Action) -> String {
+    match action {
+        Action::Scale(s) => format!(
+            "scale `{}` back to its current replicas",
+            s.deployment.value
+        ),
+        Action::PatchEnv(p) => format!("restore previous env of `{}`", p.deployment.value),
+        Action::PatchConfigmap(c) => format!("restore previous data of `{}`", c.name.value),
+        Action::HelmUpgrade(h) => match h.undo {
+            HelmUndo::Rollback => format!(
+                "helm rollback `{}` to its current revision",
+                h.release.value
+            ),
+            HelmUndo::None => "none (scenario's finally)".into(),
+        },
+        Action::Command(c) => c
+            .undo
+            .as_ref()
+            .map_or_else(|| "—".into(), |u| format!("run `{}`", u.join(" "))),
+        Action::StartProcess(p) => format!("stop `{}`", p.name.value),
+        Action::KillPods(_)
+        | Action::Evict(_)
+        | Action::KillProcess(_)
+        | Action::RolloutRestart(_) => "— (the workload's controller replaces them)".into(),
+        Action::WaitRollout(_) | Action::WaitReady(_) | Action::Wait(_) => "—".into(),
+    }
+}
+
+/// The check table's "when" column.
+pub fn check_when(kind: &CheckKind, phase: Option<&str>) -> String {
+    let phase = phase.unwrap_or(match kind {
+        CheckKind::Prometheus(p) if p.interval.is_some() => "sampled during the drill",
+        _ => super::validate::WHOLE_RUN,
+    });
+    match kind {
+        CheckKind::Prometheus(p) => match p.interval {
+            Some(i) => format!("every {i}, {} samples", p.count),
+            None => "at the end".into(),
+        },
+        _ => format!("phase {phase}"),
+    }
+}
+
+pub fn check_what(kind: &CheckKind) -> String {
+    match kind {
+        CheckKind::Http(e) => e.value.clone(),
+        CheckKind::Prometheus(p) => {
+            let cond = p
+                .success_condition
+                .as_ref()
+                .or(p.failure_condition.as_ref())
+                .map(|c| c.value.as_str())
+                .unwrap_or("");
+            format!("{} → {cond}", p.query.value)
+        }
+        CheckKind::Jobs(j) => format!(
+            "jobs `{}`: failed ≤ {}, succeeded ≥ {}",
+            j.selector.value,
+            j.max_failed.map_or("any".into(), |v| v.to_string()),
+            j.min_succeeded.map_or("any".into(), |v| v.to_string())
+        ),
+        CheckKind::Restarts(r) => format!("restarts of `{}` ≤ {}", r.selector.value, r.max),
+        CheckKind::ReadyWithin(r) => {
+            format!("`{}` ready again within {}", r.selector.value, r.within)
+        }
+        CheckKind::Rolled(r) => format!(
+            "`{}` {} after `{}`",
+            r.deployment.value,
+            if r.expect { "rolled" } else { "did not roll" },
+            r.after.value
+        ),
+        CheckKind::Command(c) => format!("`{}` exits {}", c.argv.join(" "), c.exit_code),
+        CheckKind::ExpectedFailure(e) => format!(
+            "{} only for callers started before `{}`{}",
+            e.status.value,
+            e.callers_started_before.value,
+            e.within
+                .map(|w| format!(", over within {w}"))
+                .unwrap_or_default()
+        ),
+    }
+}

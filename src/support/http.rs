@@ -1,0 +1,27 @@
+//! The HTTP status of a GET, for `http_ok` pre-flight checks of both targets.
+
+use std::time::Duration;
+
+/// Why a URL gave no status.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("{0}")]
+    Client(String),
+    #[error("no answer: {0}")]
+    NoAnswer(String),
+}
+
+/// Status of a GET to `url` (loopback-only use in the lab; 5 s timeout).
+pub async fn status(url: &str) -> Result<u16, HttpError> {
+    let client = prometheus_http_query::reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .map_err(|e| HttpError::Client(e.to_string()))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| HttpError::NoAnswer(e.to_string()))?;
+    Ok(response.status().as_u16())
+}
