@@ -3,11 +3,13 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 
 use drillbook::drill_log::{
-    AppendOutcome, DrillLogEntry, DrillLogError, append, append_to_document, resolve_operator,
+    AppendOutcome, DrillLogEntry, DrillLogError, Lookup, append, append_to_document,
+    resolve_operator, resolve_operator_in,
 };
 
 fn entry(run_id: &str) -> DrillLogEntry {
@@ -344,58 +346,43 @@ fn explicit_operator_wins_and_blank_is_ignored() {
     assert!(!resolve_operator(Some("   ")).trim().is_empty());
 }
 
-/// Runs `operator_probe` in a child process with a controlled environment (changing the
-/// environment of this process would race with other tests).
-fn operator_in_child(env: &[(&str, &str)], git_config: Option<&str>) -> String {
+/// The operator resolved in an isolated environment: only `env`, a HOME and git
+/// configuration of the test's own, outside any repository.
+fn operator_in(env: &[(&str, &str)], git_config: Option<&str>) -> String {
     let dir = tempfile::tempdir().unwrap();
     let global = dir.path().join("gitconfig");
     std::fs::write(&global, git_config.unwrap_or("")).unwrap();
-    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "--exact",
-            "operator_probe",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .current_dir(dir.path())
-        .env_remove("DRILL_OPERATOR")
-        .env_remove("USER")
-        .env("DRILLBOOK_OPERATOR_PROBE", "1")
-        .env("HOME", dir.path())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", &global)
-        .env("GIT_CEILING_DIRECTORIES", dir.path());
-    for (key, value) in env {
-        command.env(key, value);
+    let home = dir.path().display().to_string();
+    let mut vars: BTreeMap<String, String> = [
+        ("HOME", home.as_str()),
+        ("GIT_CONFIG_NOSYSTEM", "1"),
+        ("GIT_CONFIG_GLOBAL", &global.display().to_string()),
+        ("GIT_CEILING_DIRECTORIES", home.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    if let Some(path) = std::env::var_os("PATH") {
+        vars.insert("PATH".into(), path.to_string_lossy().into_owned());
     }
-    let output = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    stdout
-        .lines()
-        .find_map(|l| l.split_once("operator=").map(|(_, name)| name))
-        .unwrap_or_else(|| panic!("probe printed no operator: {stdout}"))
-        .to_owned()
-}
-
-#[test]
-fn operator_probe() {
-    if std::env::var_os("DRILLBOOK_OPERATOR_PROBE").is_some() {
-        println!("operator={}", resolve_operator(None));
-    }
+    vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    resolve_operator_in(
+        None,
+        &Lookup::Isolated {
+            vars,
+            dir: dir.path().to_path_buf(),
+        },
+    )
 }
 
 #[test]
 fn operator_falls_back_from_env_to_git_to_user_to_unknown() {
     let git = Some("[user]\n\tname = Git Person\n");
     assert_eq!(
-        operator_in_child(&[("DRILL_OPERATOR", "Env Person"), ("USER", "u")], git),
+        operator_in(&[("DRILL_OPERATOR", "Env Person"), ("USER", "u")], git),
         "Env Person"
     );
-    assert_eq!(operator_in_child(&[("USER", "u")], git), "Git Person");
-    assert_eq!(
-        operator_in_child(&[("USER", "login-name")], None),
-        "login-name"
-    );
-    assert_eq!(operator_in_child(&[], None), "unknown");
+    assert_eq!(operator_in(&[("USER", "u")], git), "Git Person");
+    assert_eq!(operator_in(&[("USER", "login-name")], None), "login-name");
+    assert_eq!(operator_in(&[], None), "unknown");
 }

@@ -2,11 +2,17 @@
 //! k8s-openapi `v1_33` against the 1.20 API server for core/v1, apps/v1 and batch/v1, the
 //! controllers, the scheduler and the stand-in kubelet doing their parts.
 
-mod e2e_support;
+/// Shared test support (tests/common); `pub` so that helpers this file does not use are
+/// not dead code.
+pub mod common {
+    pub mod base;
+    pub mod e2e;
+}
 
 use std::time::Duration;
 
-use e2e_support::{JobRun, cluster, create_deployment, create_job, pod_ready, pods, wait_until};
+use common::base::wait_until;
+use common::e2e::{JobRun, cluster, create_deployment, create_job, pod_ready, pods};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -74,7 +80,7 @@ async fn deployment_pods_become_ready_and_a_deleted_pod_is_replaced() {
     assert_eq!(running.len(), 2, "two ready pods");
     for pod in &running {
         let spec = pod.spec.as_ref().expect("spec");
-        assert_eq!(spec.node_name.as_deref(), Some(e2e_support::NODE));
+        assert_eq!(spec.node_name.as_deref(), Some(common::e2e::NODE));
         let env = spec.containers[0].env.as_ref().expect("env");
         assert_eq!(env[0].value.as_deref(), Some("stateless"));
         let status = pod.status.as_ref().expect("status");
@@ -137,7 +143,7 @@ async fn restart_annotation_counts_container_restarts() {
 
     for (value, expected) in [("first", 1), ("second", 2)] {
         let patch = serde_json::json!({
-            "metadata": { "annotations": { e2e_support::RESTART: value } }
+            "metadata": { "annotations": { common::e2e::RESTART: value } }
         });
         pod_api
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -232,7 +238,7 @@ async fn explicit_contexts_work_and_the_current_context_goes_nowhere() {
     let kubeconfig = Kubeconfig::read_from(&cluster.kubeconfig).expect("read kubeconfig");
     assert_eq!(
         kubeconfig.current_context.as_deref(),
-        Some(e2e_support::WRONG_DEFAULT_CONTEXT)
+        Some(common::e2e::WRONG_DEFAULT_CONTEXT)
     );
 
     let version = cluster
@@ -245,7 +251,7 @@ async fn explicit_contexts_work_and_the_current_context_goes_nowhere() {
         (version.major.as_str(), version.minor.as_str()),
         ("1", "20")
     );
-    let prod = cluster.client_for(e2e_support::PROD_CONTEXT).await;
+    let prod = cluster.client_for(common::e2e::PROD_CONTEXT).await;
     assert_eq!(
         prod.apiserver_version()
             .await
@@ -256,7 +262,7 @@ async fn explicit_contexts_work_and_the_current_context_goes_nowhere() {
     );
 
     // What a tool that forgot the explicit context would get: the current context, unusable.
-    e2e_support::install_crypto_provider();
+    common::e2e::install_crypto_provider();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .expect("the current context loads");

@@ -9,22 +9,26 @@
 //! The trial generator's seed is printed; `DRILLBOOK_TRIAL_SEED=<seed>` replays the same
 //! trials (same scenarios, signals, relative moments and drill seeds).
 
-mod trial_support;
+/// Shared test support (tests/common); `pub` so that helpers this file does not use are
+/// not dead code.
+pub mod common {
+    pub mod trial;
+}
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::trial::{
+    EARLIEST_S, EXIT_TIMEOUT, Landed, RunDir, START_DELAY_S, UndoExpectations, ensure, tail,
+    wait_bounded,
+};
 use drillbook::report::model::Verdict;
 use drillbook::scenario::{Action, TargetSpec};
 use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng as _};
-use trial_support::{
-    EARLIEST_S, EXIT_TIMEOUT, Landed, RunDir, START_DELAY_S, UndoExpectations, ensure, tail,
-    wait_bounded,
-};
 
 /// Trials per signal (each signal is tried on both scenarios).
 const TRIALS_PER_SIGNAL: usize = 20;
@@ -45,7 +49,7 @@ struct TrialScenario {
 }
 
 fn shortened_scenarios(dir: &Path) -> Vec<TrialScenario> {
-    let midflight = trial_support::derive_scenario(
+    let midflight = common::trial::derive_scenario(
         "scenarios/lab/midflight-rollback.yaml",
         &[
             // Each run gets its own runbook copy (`--drill-log`).
@@ -61,7 +65,7 @@ fn shortened_scenarios(dir: &Path) -> Vec<TrialScenario> {
         dir,
         "midflight-rollback-short.yaml",
     );
-    let proxy_restart = trial_support::derive_scenario(
+    let proxy_restart = common::trial::derive_scenario(
         "scenarios/lab/proxy-restart.yaml",
         &[
             ("runbook: ../../docs/RUNBOOK.md\n", ""),
@@ -153,7 +157,7 @@ fn plan_trials(seed: u64, scenarios: usize) -> Vec<Trial> {
         .map(|index| Trial {
             index,
             // Alternate signals, and scenarios within each signal, so both get every kind.
-            signal: trial_support::alternating_signal(index),
+            signal: common::trial::alternating_signal(index),
             scenario: (index / 2) % scenarios,
             fraction: rng.random::<f64>(),
             drill_seed: rng.random(),
@@ -190,10 +194,10 @@ fn calibrate(scenario: &TrialScenario, drill_seed: u64) -> Result<f64, String> {
             )
         },
     )?;
-    trial_support::check_exit_code(status, &report).map_err(|e| format!("{e}\n{}", context()))?;
-    trial_support::check_undos(&scenario.undos, &report)
+    common::trial::check_exit_code(status, &report).map_err(|e| format!("{e}\n{}", context()))?;
+    common::trial::check_undos(&scenario.undos, &report)
         .map_err(|e| format!("{e}\n{}", context()))?;
-    trial_support::check_drill_log(&run, &report).map_err(|e| format!("{e}\n{}", context()))?;
+    common::trial::check_drill_log(&run, &report).map_err(|e| format!("{e}\n{}", context()))?;
     run.no_survivors()?;
     Ok(wall)
 }
@@ -208,7 +212,7 @@ fn run_trial(scenario: &TrialScenario, trial: Trial) -> Result<Landed, String> {
         .spawn()
         .map_err(|e| format!("spawn: {e}"))?;
     std::thread::sleep(moment.saturating_sub(spawned.elapsed()));
-    let signalled_at = trial_support::send_signal(&child, trial.signal);
+    let signalled_at = common::trial::send_signal(&child, trial.signal);
     let status = wait_bounded(&mut child, EXIT_TIMEOUT);
     let survivors = run.no_survivors();
     let context = || {
@@ -222,12 +226,12 @@ fn run_trial(scenario: &TrialScenario, trial: Trial) -> Result<Landed, String> {
         let signalled_at = signalled_at?;
         let status = status?;
         survivors?;
-        trial_support::ensure_handled(status, trial.signal)?;
+        common::trial::ensure_handled(status, trial.signal)?;
         let report = run.report()?;
-        trial_support::check_drill_log(&run, &report)?;
+        common::trial::check_drill_log(&run, &report)?;
         // The drill's work ends with its load (steps are within it): a signal before that must
         // interrupt the drill.
-        trial_support::judge_trial(
+        common::trial::judge_trial(
             status,
             &report,
             &scenario.undos,
@@ -250,7 +254,7 @@ fn run_trial(scenario: &TrialScenario, trial: Trial) -> Result<Landed, String> {
 
 #[test]
 fn sigint_and_sigterm_at_seeded_random_moments_leave_nothing_behind() {
-    let seed = trial_support::trial_seed("lab interrupt trials");
+    let seed = common::trial::trial_seed("lab interrupt trials");
     let scenario_dir = tempfile::tempdir().expect("tempdir");
     let mut scenarios = shortened_scenarios(scenario_dir.path());
 
@@ -288,13 +292,13 @@ fn sigint_and_sigterm_at_seeded_random_moments_leave_nothing_behind() {
     let results = results.into_inner().expect("results");
     assert_eq!(results.len(), trials.len(), "every trial ran");
 
-    let summary = trial_support::summarize(results.iter().map(|(trial, result)| {
+    let summary = common::trial::summarize(results.iter().map(|(trial, result)| {
         (
             format!("{:?} {}", trial.signal, scenarios[trial.scenario].label),
             result,
         )
     }));
-    trial_support::announce(&format!(
+    common::trial::announce(&format!(
         "lab interrupt trials (seed {seed}): drill ends {}; (interrupted, verdicts of signals \
          after the drill) per kind: {summary:?}",
         scenarios
@@ -303,8 +307,8 @@ fn sigint_and_sigterm_at_seeded_random_moments_leave_nothing_behind() {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    trial_support::assert_no_failures(seed, results.iter().map(|(_, result)| result));
-    trial_support::assert_mostly_interrupted(
+    common::trial::assert_no_failures(seed, results.iter().map(|(_, result)| result));
+    common::trial::assert_mostly_interrupted(
         seed,
         results.iter().map(|(trial, result)| (trial.signal, result)),
     );

@@ -1,14 +1,19 @@
 //! Whole drills against the real control plane (run through `make e2e`), through the binary:
 //! what an SRE runs against staging. No load section: the stand-in kubelet runs no containers.
 
-mod e2e_support;
+/// Shared test support (tests/common); `pub` so that helpers this file does not use are
+/// not dead code.
+pub mod common {
+    pub mod base;
+    pub mod e2e;
+}
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::e2e::{Cluster, JobRun};
 use drillbook::report::model::{CheckVerdict, EventKind, Report, Verdict};
-use e2e_support::{Cluster, JobRun};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 
@@ -20,11 +25,11 @@ struct Setup {
 }
 
 async fn setup(prefix: &str) -> Option<Setup> {
-    let cluster = e2e_support::cluster()?;
-    e2e_support::install_crypto_provider();
+    let cluster = common::e2e::cluster()?;
+    common::e2e::install_crypto_provider();
     let client = cluster.client().await;
     let namespace = cluster.fresh_namespace(&client, prefix).await;
-    e2e_support::create_deployment(
+    common::e2e::create_deployment(
         &client,
         &namespace,
         "requests-proxy",
@@ -33,11 +38,11 @@ async fn setup(prefix: &str) -> Option<Setup> {
         &[("STATELESS_TOKENS", "true")],
     )
     .await;
-    let ready = e2e_support::wait_until(Duration::from_secs(60), || async {
-        e2e_support::pods(&client, &namespace, "app=requests-proxy")
+    let ready = common::base::wait_until(Duration::from_secs(60), || async {
+        common::e2e::pods(&client, &namespace, "app=requests-proxy")
             .await
             .iter()
-            .filter(|p| e2e_support::pod_ready(p))
+            .filter(|p| common::e2e::pod_ready(p))
             .count()
             == 2
     })
@@ -125,7 +130,7 @@ async fn killing_a_proxy_pod_passes_and_a_failing_training_job_fails_the_drill()
     let Some(s) = setup("drill-kill").await else {
         return;
     };
-    e2e_support::create_job(
+    common::e2e::create_job(
         &s.client,
         &s.namespace,
         "train-ok",
@@ -154,7 +159,7 @@ async fn killing_a_proxy_pod_passes_and_a_failing_training_job_fails_the_drill()
         .and_then(|rest| rest.split([' ', '│', '\n']).next())
         .expect("the plan names a pod")
         .to_string();
-    let before = e2e_support::pods(&s.client, &s.namespace, "app=requests-proxy")
+    let before = common::e2e::pods(&s.client, &s.namespace, "app=requests-proxy")
         .await
         .len();
     assert_eq!(before, 2, "plan deleted nothing");
@@ -188,7 +193,7 @@ async fn killing_a_proxy_pod_passes_and_a_failing_training_job_fails_the_drill()
     );
 
     // The same drill while a training Job fails: the Job observer sees it and the drill fails.
-    e2e_support::create_job(
+    common::e2e::create_job(
         &s.client,
         &s.namespace,
         "train-bad",
@@ -262,7 +267,7 @@ async fn sigint_during_a_scale_step_restores_the_replicas() {
     let file = s.scenario("scale", body);
     let mut child = s.command(&file, &[]).spawn().expect("spawn");
     // Wait until the scale has been applied in the cluster, then interrupt.
-    let scaled = e2e_support::wait_until(Duration::from_secs(60), || async {
+    let scaled = common::base::wait_until(Duration::from_secs(60), || async {
         s.replicas().await == 4
     })
     .await;
@@ -320,7 +325,7 @@ async fn after_a_sigkill_recover_applies_the_journaled_undo() {
     let body = "steps:\n  - name: scale-up\n    scale: {deployment: requests-proxy, replicas: 4}\n  - name: hold\n    wait: 60s\n";
     let file = s.scenario("recover", body);
     let mut child = s.command(&file, &[]).spawn().expect("spawn");
-    let scaled = e2e_support::wait_until(Duration::from_secs(60), || async {
+    let scaled = common::base::wait_until(Duration::from_secs(60), || async {
         s.replicas().await == 4
     })
     .await;

@@ -11,24 +11,29 @@
 //!
 //! The trial generator's seed is printed; `DRILLBOOK_TRIAL_SEED=<seed>` replays the trials.
 
-mod e2e_support;
-mod trial_support;
+/// Shared test support (tests/common); `pub` so that helpers this file does not use are
+/// not dead code.
+pub mod common {
+    pub mod base;
+    pub mod e2e;
+    pub mod trial;
+}
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::e2e::Cluster;
+use common::trial::{
+    EARLIEST_S, EXIT_TIMEOUT, Landed, RunDir, START_DELAY_S, UndoExpectations, tail, wait_bounded,
+};
 use drillbook::report::model::{EventKind, Verdict};
-use e2e_support::Cluster;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng as _};
-use trial_support::{
-    EARLIEST_S, EXIT_TIMEOUT, Landed, RunDir, START_DELAY_S, UndoExpectations, tail, wait_bounded,
-};
 
 /// Trials in all (SIGINT and SIGTERM alternate).
 const TRIALS: usize = 20;
@@ -94,7 +99,7 @@ fn undo_expectations() -> UndoExpectations {
 
 async fn open_lane(cluster: &Cluster, client: &kube::Client, dir: &Path) -> Lane {
     let namespace = cluster.fresh_namespace(client, "interrupt-trials").await;
-    e2e_support::create_deployment(
+    common::e2e::create_deployment(
         client,
         &namespace,
         DEPLOYMENT,
@@ -140,7 +145,7 @@ async fn spec_state(
 /// pod of the scaled or flipped template is left.
 async fn settle(client: &kube::Client, namespace: &str) -> Result<(), String> {
     let api = Api::<Deployment>::namespaced(client.clone(), namespace);
-    let settled = e2e_support::wait_until(SETTLE_TIMEOUT, || async {
+    let settled = common::base::wait_until(SETTLE_TIMEOUT, || async {
         let Ok(deployment) = api.get(DEPLOYMENT).await else {
             return false;
         };
@@ -163,10 +168,10 @@ async fn settle(client: &kube::Client, namespace: &str) -> Result<(), String> {
 /// ran before drillbook exited), and the Deployment settles there.
 async fn check_restored(client: &kube::Client, namespace: &str) -> Result<(), String> {
     let (replicas, env) = spec_state(client, namespace).await?;
-    trial_support::ensure(replicas == INITIAL_REPLICAS, || {
+    common::trial::ensure(replicas == INITIAL_REPLICAS, || {
         format!("replicas are {replicas}, not back to {INITIAL_REPLICAS}")
     })?;
-    trial_support::ensure(env.as_deref() == Some(INITIAL_ENV), || {
+    common::trial::ensure(env.as_deref() == Some(INITIAL_ENV), || {
         format!("{ENV_KEY} is {env:?}, not back to {INITIAL_ENV:?}")
     })?;
     settle(client, namespace).await
@@ -193,15 +198,15 @@ fn run_drill(lane_scenario: &Path, trial: Trial, end_s: f64) -> Result<Landed, S
         .spawn()
         .map_err(|e| format!("spawn: {e}"))?;
     std::thread::sleep(moment.saturating_sub(spawned.elapsed()));
-    let signalled_at = trial_support::send_signal(&child, trial.signal);
+    let signalled_at = common::trial::send_signal(&child, trial.signal);
     let status = wait_bounded(&mut child, EXIT_TIMEOUT);
     let checked: Result<Landed, String> = (|| {
         let signalled_at = signalled_at?;
         let status = status?;
         run.no_survivors()?;
-        trial_support::ensure_handled(status, trial.signal)?;
+        common::trial::ensure_handled(status, trial.signal)?;
         let report = run.report()?;
-        trial_support::check_drill_log(&run, &report)?;
+        common::trial::check_drill_log(&run, &report)?;
         // The drill's work ends with its hold; a drill that never reached it must have been
         // interrupted (the bound is then unused).
         let hold_end_s = report
@@ -209,7 +214,7 @@ fn run_drill(lane_scenario: &Path, trial: Trial, end_s: f64) -> Result<Landed, S
             .iter()
             .find(|e| e.kind == EventKind::Step && e.step.as_deref() == Some("hold"))
             .map_or(f64::INFINITY, |hold| START_DELAY_S + hold.at_s + HOLD_S);
-        trial_support::judge_trial(
+        common::trial::judge_trial(
             status,
             &report,
             &undo_expectations(),
@@ -265,10 +270,10 @@ async fn calibrate(client: &kube::Client, lane: &Lane) -> f64 {
         let report = run
             .report()
             .unwrap_or_else(|e| panic!("{e}\n{}", tail(&run.stderr(), 30)));
-        trial_support::check_exit_code(status, &report).expect("exit code");
-        trial_support::check_undos(&undo_expectations(), &report).expect("undos");
-        trial_support::check_drill_log(&run, &report).expect("drill log");
-        trial_support::announce(&format!(
+        common::trial::check_exit_code(status, &report).expect("exit code");
+        common::trial::check_undos(&undo_expectations(), &report).expect("undos");
+        common::trial::check_drill_log(&run, &report).expect("drill log");
+        common::trial::announce(&format!(
             "kube interrupt trials: calibration run: {} in {wall:.1}s ({}: {})",
             report.verdict.as_str(),
             report.verdict_reason,
@@ -296,11 +301,11 @@ async fn calibrate(client: &kube::Client, lane: &Lane) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_and_sigterm_at_seeded_random_moments_restore_the_deployment() {
-    let Some(cluster) = e2e_support::cluster() else {
+    let Some(cluster) = common::e2e::cluster() else {
         return;
     };
-    e2e_support::install_crypto_provider();
-    let seed = trial_support::trial_seed("kube interrupt trials");
+    common::e2e::install_crypto_provider();
+    let seed = common::trial::trial_seed("kube interrupt trials");
     let client = cluster.client().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut lanes = Vec::new();
@@ -313,7 +318,7 @@ async fn sigint_and_sigterm_at_seeded_random_moments_restore_the_deployment() {
     let trials: VecDeque<Trial> = (0..TRIALS)
         .map(|index| Trial {
             index,
-            signal: trial_support::alternating_signal(index),
+            signal: common::trial::alternating_signal(index),
             fraction: rng.random::<f64>(),
         })
         .collect();
@@ -337,17 +342,17 @@ async fn sigint_and_sigterm_at_seeded_random_moments_restore_the_deployment() {
     }
     assert_eq!(results.len(), TRIALS, "every trial ran");
 
-    let summary = trial_support::summarize(
+    let summary = common::trial::summarize(
         results
             .iter()
             .map(|(trial, result)| (format!("{:?}", trial.signal), result)),
     );
-    trial_support::announce(&format!(
+    common::trial::announce(&format!(
         "kube interrupt trials (seed {seed}): drill end {end_s:.1}s; (interrupted, verdicts of \
          signals after the drill): {summary:?}"
     ));
-    trial_support::assert_no_failures(seed, results.iter().map(|(_, result)| result));
-    trial_support::assert_mostly_interrupted(
+    common::trial::assert_no_failures(seed, results.iter().map(|(_, result)| result));
+    common::trial::assert_mostly_interrupted(
         seed,
         results.iter().map(|(trial, result)| (trial.signal, result)),
     );

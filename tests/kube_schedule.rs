@@ -3,15 +3,20 @@
 //! and the derived Role, bound to the drill's ServiceAccount, allows what the drill needs and
 //! denies the rest, as seen by that ServiceAccount itself.
 
-mod e2e_support;
+/// Shared test support (tests/common); `pub` so that helpers this file does not use are
+/// not dead code.
+pub mod common {
+    pub mod base;
+    pub mod e2e;
+}
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::e2e::Cluster;
 use drillbook::schedule::{self, CronJobApi, Manifest, ScheduleOptions};
 use drillbook::units::HumanDuration;
-use e2e_support::Cluster;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
@@ -28,8 +33,8 @@ struct Setup {
 }
 
 async fn setup(prefix: &str) -> Option<Setup> {
-    let cluster = e2e_support::cluster()?;
-    e2e_support::install_crypto_provider();
+    let cluster = common::e2e::cluster()?;
+    common::e2e::install_crypto_provider();
     let client = cluster.client().await;
     let namespace = cluster.fresh_namespace(&client, prefix).await;
     Some(Setup {
@@ -295,7 +300,7 @@ async fn an_in_cluster_run_as_the_service_account_stores_its_result_and_collect_
     let Some(setup) = setup("sched-run").await else {
         return;
     };
-    e2e_support::create_deployment(
+    common::e2e::create_deployment(
         &setup.client,
         &setup.namespace,
         "api",
@@ -304,11 +309,11 @@ async fn an_in_cluster_run_as_the_service_account_stores_its_result_and_collect_
         &[],
     )
     .await;
-    let ready = e2e_support::wait_until(Duration::from_secs(60), || async {
-        e2e_support::pods(&setup.client, &setup.namespace, "app=api")
+    let ready = common::base::wait_until(Duration::from_secs(60), || async {
+        common::e2e::pods(&setup.client, &setup.namespace, "app=api")
             .await
             .iter()
-            .filter(|p| e2e_support::pod_ready(p))
+            .filter(|p| common::e2e::pod_ready(p))
             .count()
             == 2
     })

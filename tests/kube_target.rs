@@ -1,18 +1,22 @@
 //! The Kubernetes target on the real 1.20 control plane (`make e2e`, or
 //! `cargo run --example e2e_cluster -- cargo test --test kube_target`). Skips loudly otherwise.
 
-mod e2e_support;
+/// Shared test support (tests/common); `pub` so that helpers this file does not use are
+/// not dead code.
+pub mod common {
+    pub mod base;
+    pub mod e2e;
+}
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use common::base::wait_until;
+use common::e2e::{Cluster, JobRun, cluster, create_deployment, create_job, pod_ready, pods};
 use drillbook::report::model::PreflightStatus;
 use drillbook::scenario::{KillPods, KubernetesTarget, PickMode, Sp};
 use drillbook::targets::kube::{KubeError, KubeEventKind, KubeTarget, pods_rolled};
 use drillbook::units::LabelSelector;
-use e2e_support::{
-    Cluster, JobRun, cluster, create_deployment, create_job, pod_ready, pods, wait_until,
-};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -24,7 +28,7 @@ fn spec(cluster: &Cluster, context: &str, namespace: &str, max_pods: u32) -> Kub
         namespace: Sp::unplaced(namespace.to_string()),
         allowed_contexts: vec![
             Sp::unplaced(cluster.context.clone()),
-            Sp::unplaced(e2e_support::PROD_CONTEXT.to_string()),
+            Sp::unplaced(common::e2e::PROD_CONTEXT.to_string()),
         ],
         allowed_namespaces: Vec::new(),
         kubeconfig: Some(cluster.kubeconfig.display().to_string()),
@@ -385,12 +389,12 @@ async fn preflight_lists_active_jobs_as_warning_or_failure() {
 async fn disallowed_and_production_contexts_are_refused() {
     let Some(cluster) = cluster() else { return };
     let s = spec(&cluster, &cluster.context, "drill", 5);
-    let err = KubeTarget::connect(&s, Some(e2e_support::WRONG_DEFAULT_CONTEXT), false)
+    let err = KubeTarget::connect(&s, Some(common::e2e::WRONG_DEFAULT_CONTEXT), false)
         .await
         .unwrap_err();
     assert!(matches!(err, KubeError::ContextNotAllowed { .. }), "{err}");
 
-    let prod = spec(&cluster, e2e_support::PROD_CONTEXT, "drill", 5);
+    let prod = spec(&cluster, common::e2e::PROD_CONTEXT, "drill", 5);
     let err = KubeTarget::connect(&prod, None, false).await.unwrap_err();
     assert!(
         matches!(
@@ -402,7 +406,7 @@ async fn disallowed_and_production_contexts_are_refused() {
         ),
         "{err}"
     );
-    let err = KubeTarget::connect(&s, Some(e2e_support::PROD_CONTEXT), false)
+    let err = KubeTarget::connect(&s, Some(common::e2e::PROD_CONTEXT), false)
         .await
         .unwrap_err();
     assert!(
@@ -412,7 +416,7 @@ async fn disallowed_and_production_contexts_are_refused() {
 
     // With --allow-production the same context works, pinned to it (not the bogus current one).
     let target = KubeTarget::connect(&prod, None, true).await.unwrap();
-    assert_eq!(target.context(), e2e_support::PROD_CONTEXT);
+    assert_eq!(target.context(), common::e2e::PROD_CONTEXT);
     assert!(target.matching_pods(&proxy()).await.unwrap().is_empty());
 }
 
@@ -482,7 +486,7 @@ async fn the_observer_sees_container_restarts_and_warning_events() {
     let pod = target.matching_pods(&proxy()).await.unwrap().remove(0);
     let pods_api: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(client.clone(), &namespace);
-    let restart = serde_json::json!({"metadata": {"annotations": {e2e_support::RESTART: "1"}}});
+    let restart = serde_json::json!({"metadata": {"annotations": {common::e2e::RESTART: "1"}}});
     pods_api
         .patch(
             &pod.name,

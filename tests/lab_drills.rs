@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 
 use drillbook::report::model::{CheckVerdict, EventKind, Report, Verdict};
 
-mod trial_support;
+/// Shared test support (tests/common); `pub` so that helpers this file does not use are
+/// not dead code.
+pub mod common {
+    pub mod trial;
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -74,7 +78,7 @@ impl Drill {
 
     /// Processes still alive that inherited this test's marker (zombies excluded).
     fn survivors(&self) -> Vec<String> {
-        trial_support::marked_processes(&self.marker)
+        common::trial::marked_processes(&self.marker)
     }
 
     fn assert_no_survivors(&self) {

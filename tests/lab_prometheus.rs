@@ -1,7 +1,12 @@
 //! A lab drill judged by a real Prometheus: Debian's `prometheus` scrapes the lab proxy on
 //! loopback and a scenario check runs PromQL through prometheus-http-query.
 
-mod support;
+/// Shared test support (tests/common); `pub` so that helpers this file does not use are
+/// not dead code.
+pub mod common {
+    pub mod base;
+    pub mod prometheus;
+}
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -38,8 +43,8 @@ fn scenario(mode_stateless: bool, proxy: u16, jobs: u16, prometheus_url: &str) -
 }
 
 fn run_with_prometheus(stateless: bool) -> Option<Report> {
-    let (proxy, jobs) = (support::free_port(), support::free_port());
-    let prometheus = support::Prometheus::start(&[format!("127.0.0.1:{proxy}")])?;
+    let (proxy, jobs) = (common::base::free_port(), common::base::free_port());
+    let prometheus = common::prometheus::Prometheus::start(&[format!("127.0.0.1:{proxy}")])?;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("drill.yaml");
     std::fs::write(&file, scenario(stateless, proxy, jobs, &prometheus.url))

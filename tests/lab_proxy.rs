@@ -1,13 +1,19 @@
 //! The lab's requests-proxy and jobs-manager as real processes: tokens across restarts in both
 //! modes, the revoke list, start-up 503s and the Prometheus exposition.
 
-mod lab_support;
+/// Shared test support (tests/common); `pub` so that helpers this file does not use are
+/// not dead code.
+pub mod common {
+    pub mod base;
+    pub mod lab;
+}
 
 use std::time::Duration;
 
-use lab_support::{
-    LabProcess, free_port, metric, metrics, new_job, request, start_jobs_manager, start_proxy,
-    train, wait_healthy, wait_until,
+use common::base::{block_until, free_port};
+use common::lab::{
+    LabProcess, metric, metrics, new_job, request, start_jobs_manager, start_proxy, train,
+    wait_healthy,
 };
 
 #[test]
@@ -50,7 +56,7 @@ fn stateless_tokens_survive_restarts_and_honour_the_revoke_list() {
 
     // Revoke the first job (the "revoke ConfigMap"): only its token stops working.
     std::fs::write(&revoke_file, format!("# revoked by the test\n{job_id}\n")).expect("write");
-    wait_until(
+    block_until(
         "the revoked token to get 401",
         Duration::from_secs(5),
         || train(proxy_port, &token).status == 401,
@@ -128,8 +134,8 @@ fn a_starting_proxy_answers_503_but_still_serves_metrics() {
         &["proxy", "--listen", &listen, "--startup-delay", "5m"],
         &[],
     );
-    wait_until("the proxy to listen", Duration::from_secs(20), || {
-        lab_support::try_request(port, "GET", "/metrics", None, "").is_ok()
+    block_until("the proxy to listen", Duration::from_secs(20), || {
+        common::lab::try_request(port, "GET", "/metrics", None, "").is_ok()
     });
     assert_eq!(request(port, "GET", "/healthz", None).status, 503);
     let starting = request(port, "GET", "/v1/train", Some("anything"));
@@ -152,8 +158,8 @@ fn sigterm_stops_accepting_finishes_the_request_in_flight_then_exits_0() {
     // Give the request time to reach the upstream's delay before the signal.
     std::thread::sleep(Duration::from_millis(500));
     proxy.terminate();
-    wait_until("the listener to close", Duration::from_secs(5), || {
-        lab_support::try_request(proxy_port, "GET", "/healthz", None, "").is_err()
+    block_until("the listener to close", Duration::from_secs(5), || {
+        common::lab::try_request(proxy_port, "GET", "/healthz", None, "").is_err()
     });
     assert!(
         !in_flight.is_finished(),

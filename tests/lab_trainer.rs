@@ -2,13 +2,17 @@
 //! stateless jobs ride out the restart, legacy jobs are stranded, and a dead proxy is waited
 //! out only until --max-runtime.
 
-mod lab_support;
+/// Shared test support (tests/common); `pub` so that helpers this file does not use are
+/// not dead code.
+pub mod common {
+    pub mod base;
+    pub mod lab;
+}
 
 use std::time::Duration;
 
-use lab_support::{
-    LabProcess, free_port, metric, metrics, start_jobs_manager, start_proxy, wait_until,
-};
+use common::base::{block_until, free_port};
+use common::lab::{LabProcess, metric, metrics, start_jobs_manager, start_proxy};
 
 /// Starts a trainer for `steps` steps against the given ports, stdout captured.
 fn start_trainer(proxy_port: u16, jobs_port: u16, steps: &str, give_up_after: &str) -> LabProcess {
@@ -36,7 +40,7 @@ fn start_trainer(proxy_port: u16, jobs_port: u16, steps: &str, give_up_after: &s
 
 /// Waits until the proxy has answered at least `count` requests with 200: the job is mid-way.
 fn wait_for_successes(proxy_port: u16, count: f64) {
-    wait_until(
+    block_until(
         "the trainer to make progress",
         Duration::from_secs(20),
         || {

@@ -4,13 +4,17 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
-mod load_support;
+/// Shared test support (tests/common); `pub` so that helpers this file does not use are
+/// not dead code.
+pub mod common {
+    pub mod load;
+}
 
 use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
 
-use load_support::{TestServer, TokenAuthority};
+use common::load::{TestServer, TokenAuthority};
 
 const SCHEMA_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/load.schema.json");
 

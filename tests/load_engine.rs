@@ -3,17 +3,21 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
-mod load_support;
+/// Shared test support (tests/common); `pub` so that helpers this file does not use are
+/// not dead code.
+pub mod common {
+    pub mod load;
+}
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::load::{Handler, TestServer, TokenAuthority, respond, sync_handler};
 use drillbook::load::{
     self, AuthConfig, ErrorKind, LatencyKind, LoadConfig, LoadSummary, RateProfile, TokenSource,
     Window,
 };
-use load_support::{Handler, TestServer, TokenAuthority, respond, sync_handler};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

@@ -14,6 +14,14 @@ use rand::rngs::StdRng;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::time::Instant;
 
+/// Shared test support (tests/common); `pub` so that helpers this file does not use are
+/// not dead code.
+pub mod common {
+    pub mod base;
+}
+
+use common::base::free_port;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 fn sleeper(name: &str, replicas: u32) -> ProcessConfig {
@@ -159,13 +167,6 @@ target:
         ProcessConfig::from_spec(&local.processes[0], &no_ports),
         Err(LocalError::Variable { .. })
     ));
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 /// A service that answers HTTP 200 on `/` once Python's http.server is up.

@@ -7,7 +7,11 @@
 //! vacuous. `plan` and `validate` of the same scenario, and `plan --offline` of a Kubernetes
 //! scenario with a `helm_upgrade.set_secret` value, must not print them either.
 
-mod trial_support;
+/// Shared test support (tests/common); `pub` so that helpers this file does not use are
+/// not dead code.
+pub mod common {
+    pub mod trial;
+}
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,9 +19,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::trial::{RunDir, tail, wait_bounded};
 use drillbook::report::model::Verdict;
 use nix::sys::signal::Signal;
-use trial_support::{RunDir, tail, wait_bounded};
 
 /// The secrets of one test run: a fixed prefix naming the kind (for readable failures) and a
 /// random core, searched for on its own too, so a partly printed secret is caught as well.
@@ -309,7 +313,7 @@ fn run_and_search(scenario: &Path, secrets: &Secrets, variant: Variant) -> Vec<S
     let mut child = command.spawn().expect("spawn drillbook");
     if let Some(after) = interrupt_after {
         std::thread::sleep(after);
-        trial_support::send_signal(&child, Signal::SIGINT).expect("SIGINT");
+        common::trial::send_signal(&child, Signal::SIGINT).expect("SIGINT");
     }
     let status = wait_bounded(&mut child, Duration::from_secs(90)).expect("the drill ends");
     let label = match interrupt_after {

@@ -1,7 +1,12 @@
 //! Prometheus checks against a real Prometheus: pass, fail, and inconclusive when the query
 //! comes back empty or Prometheus is stopped.
 
-mod support;
+/// Shared test support (tests/common); `pub` so that helpers this file does not use are
+/// not dead code.
+pub mod common {
+    pub mod base;
+    pub mod prometheus;
+}
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -45,8 +50,9 @@ async fn wait_for_value(url: &str, query: &str, expected: f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_pass_fail_and_go_inconclusive_against_a_real_prometheus() {
     drillbook::telemetry::install_crypto_provider();
-    let metrics = support::MetricsServer::start("drill_auth_failures_total").await;
-    let Some(mut prometheus) = support::Prometheus::start(&[metrics.addr.to_string()]) else {
+    let metrics = common::prometheus::MetricsServer::start("drill_auth_failures_total").await;
+    let Some(mut prometheus) = common::prometheus::Prometheus::start(&[metrics.addr.to_string()])
+    else {
         return;
     };
     let query = "sum(drill_auth_failures_total)";

@@ -4,8 +4,6 @@
 //! by that run, and the checks every interruption trial makes (exit code against the report's
 //! verdict, undos, drill-log row, a signal that came too late).
 
-#![allow(dead_code)] // Each test file uses a different subset.
-
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt as _;
@@ -49,6 +47,7 @@ pub fn derive_scenario(
 
 /// One run's private directory: a copy of the runbook for the drill-log row, the report
 /// parent directory, and files capturing the binary's stdout and stderr.
+#[derive(Debug)]
 pub struct RunDir {
     dir: tempfile::TempDir,
     /// Inherited by every process of the run; found again by [`RunDir::survivors`].
@@ -57,6 +56,8 @@ pub struct RunDir {
 
 impl RunDir {
     /// A fresh temporary directory with a copy of `docs/RUNBOOK.md` and a unique marker.
+    // Creating one makes a directory and copies the runbook: not a `Default`.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::copy(

@@ -7,13 +7,10 @@
 //! `DRILLBOOK_E2E_DEFERRED=1` (set by `make test` for its first, cluster-less pass, which is
 //! followed by `make e2e`) skips quietly.
 
-#![allow(dead_code)] // Each test file uses a different subset.
-
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
@@ -24,6 +21,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
+
+use super::base::wait_until;
 
 /// Annotation: seconds a Job pod runs before the stand-in kubelet finishes it (default 2).
 pub const RUN_SECONDS: &str = "drillbook.test/run-seconds";
@@ -282,22 +281,4 @@ pub fn pod_ready(pod: &Pod) -> bool {
             .iter()
             .flatten()
             .any(|condition| condition.type_ == "Ready" && condition.status == "True")
-}
-
-/// Polls `probe` every 200 ms until it returns true (→ true) or `timeout` passes (→ false).
-pub async fn wait_until<F, Fut>(timeout: Duration, mut probe: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if probe().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

@@ -1,7 +1,6 @@
 //! A small in-test HTTP server on a loopback ephemeral port, with a pluggable handler, that
 //! can be killed (listener and every connection dropped) and restarted on the same port.
 
-#![allow(dead_code)]
 #![allow(clippy::unwrap_used)] // Test support fails loudly on purpose.
 
 use std::future::Future;
@@ -61,6 +60,15 @@ pub struct TestServer {
     pub addr: SocketAddr,
     handler: Handler,
     accept: Option<JoinHandle<()>>,
+}
+
+// By hand: the handler is a closure.
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TestServer {

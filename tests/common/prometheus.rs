@@ -1,21 +1,16 @@
 //! Test support shared by integration tests: free loopback ports, a tiny metrics server and a
 //! real Prometheus (Debian's `prometheus` binary) on an ephemeral loopback port.
-#![allow(dead_code)]
-
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    listener.local_addr().expect("local addr").port()
-}
+use super::base::free_port;
 
 /// Serves `/metrics` with one counter whose value the test sets.
+#[derive(Debug)]
 pub struct MetricsServer {
     pub addr: SocketAddr,
     pub value: Arc<AtomicU64>,
@@ -67,6 +62,7 @@ impl Drop for MetricsServer {
 }
 
 /// A real Prometheus scraping the given loopback targets every second.
+#[derive(Debug)]
 pub struct Prometheus {
     pub url: String,
     child: Option<Child>,

@@ -1,23 +1,16 @@
 //! Shared helpers of the lab tests: real `drillbook lab ...` processes on ephemeral loopback
 //! ports, killed on drop, and a tiny blocking HTTP/1.1 client independent of the code under test.
 
-#![allow(dead_code)] // Each test file uses a different subset.
-
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// A loopback port that was free a moment ago (bind port 0, read it, release it).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
+use super::base::block_until;
 
 /// A running `drillbook lab ...` process. Killed (SIGKILL) and reaped when dropped, so a failing
 /// assertion never leaves a process behind.
+#[derive(Debug)]
 pub struct LabProcess {
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -233,21 +226,9 @@ pub fn new_job(jobs_port: u16) -> (String, String) {
     (answer.field("job_id"), answer.field("token"))
 }
 
-/// Polls `condition` every 50 ms until it holds; panics with `what` after `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Waits until `GET /healthz` answers 200 (like a readiness probe).
 pub fn wait_healthy(port: u16) {
-    wait_until(
+    block_until(
         &format!("127.0.0.1:{port}/healthz"),
         Duration::from_secs(20),
         || try_request(port, "GET", "/healthz", None, "").is_ok_and(|answer| answer.status == 200),
