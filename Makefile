@@ -7,7 +7,7 @@ REPORTS ?= reports
 # globs fail when one pattern matches no target yet.
 E2E_TESTS := $(patsubst tests/%.rs,--test %,$(sort $(wildcard tests/e2e_*.rs tests/kube_*.rs)))
 
-.PHONY: help build release demo test e2e lint fmt bench schema clean-reports
+.PHONY: help build release demo test e2e lint fmt bench schema clean-reports box box-down
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,12 @@ test: ## the whole test suite (unit, integration, lab, Prometheus, Kubernetes)
 
 e2e: ## Kubernetes tests on a real control plane
 	$(CARGO) run --locked --example e2e_cluster -- $(CARGO) test --locked $(E2E_TESTS)
+
+box: build ## bring up the one-node Kubernetes box (root, Linux)
+	./e2e/box/box.sh up
+
+box-down: ## remove the Kubernetes box (processes, containers, mounts, netns, state)
+	./e2e/box/box.sh down
 
 lint: ## formatting and clippy, as CI runs them
 	$(CARGO) fmt --all -- --check
