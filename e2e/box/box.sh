@@ -132,7 +132,9 @@ wait_until() {
 api() {
   local method=$1 path=$2 data=${3-} out code
   out=$(mktemp "$BOX_RUN/api.XXXXXX")
-  local args=(-sS --noproxy '*' --max-time 20 --cacert "$PKI/ca.crt"
+  # A non-curl User-Agent: kube-apiserver pretty-prints JSON for curl/Wget/browsers, and this
+  # 1.20 build (vendored reflect2 1.0.1 compiled by Go >= 1.18) crashes when pretty-printing maps.
+  local args=(-sS --noproxy '*' --max-time 20 -A drillbook-box --cacert "$PKI/ca.crt"
     --cert "$PKI/admin.crt" --key "$PKI/admin.key" -X "$method" -o "$out" -w '%{http_code}')
   if [ -n "$data" ]; then
     args+=(-H 'Content-Type: application/json' --data-binary "$data")
@@ -183,6 +185,9 @@ setup_network() {
   # kind node does); the host's own ip_forward is never touched. No default route in the node:
   # only the /30 and, once the CNI bridge exists, the pod CIDR.
   in_node sysctl -qw net.ipv4.ip_forward=1
+  # IPv4 only: no IPv6 on the node's interfaces (not even link-local towards the host); the
+  # default covers the bridge and veths made later. Loopback keeps ::1.
+  in_node sysctl -qw net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.eth0.disable_ipv6=1
   # Bridged pod-to-pod replies must pass iptables so conntrack can undo a Service's DNAT
   # (pod -> Service -> pod on the same bridge). Per-netns since Linux 5.3; usually already 1.
   if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
@@ -502,7 +507,7 @@ start_control_plane() {
     --cluster-name=box --leader-elect=false --port=0 --secure-port=0 --profiling=false
   start kube-scheduler "$(k8s_bin kube-scheduler)" \
     --kubeconfig="$CONF/kube-scheduler.kubeconfig" \
-    --leader-elect=false --port=0 --secure-port=0 --profiling=false
+    --leader-elect=false --port=0 --secure-port=0 --profiling=false --v=2
 }
 
 start_node() {
@@ -557,12 +562,13 @@ wait'
 
 # The client pod: the kubernetes Service (the API server), the web Service (pod -> Service ->
 # pod on the same bridge) and an outside address, which must fail in the pod itself.
-CLIENT_SCRIPT='api=$(wget -q -T 5 --no-check-certificate -O - "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/version" 2>&1) &&
+# (busybox 1.35's `wget -T` segfaults, so `timeout` bounds each try instead.)
+CLIENT_SCRIPT='api=$(timeout 5 wget -q -U box-selftest --no-check-certificate -O - "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/version" 2>&1) &&
   echo "kubernetes-service: ok $(echo "$api" | tr -d " \n" | head -c 60)" || echo "kubernetes-service: FAIL $api"
 i=0
-while [ $i -lt 20 ]; do web=$(wget -q -T 3 -O - "http://$WEB_IP/" 2>&1) && break; i=$((i + 1)); sleep 1; done
+while [ $i -lt 20 ]; do web=$(timeout 3 wget -q -O - "http://$WEB_IP/" 2>&1) && break; i=$((i + 1)); sleep 1; done
 [ "$web" = box-ok ] && echo "web-service: ok" || echo "web-service: FAIL $web"
-echo "outside: $(wget -q -T 3 -O - http://192.0.2.1/ 2>&1)"'
+echo "outside: $(timeout 5 wget -q -O - http://192.0.2.1/ 2>&1)"'
 
 selftest() {
   log "self-test: pods, probes, Services, logs, SIGTERM, no way out"
