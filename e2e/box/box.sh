@@ -459,12 +459,14 @@ prepare_cgroups() {
   done
 }
 
-# kubelet 1.20 writes pod logs to the fixed /var/log/pods (+ /var/log/containers links); note
-# which of those (and containerd's fixed shim-socket dir, libcni's cache) we create, so `down`
-# removes exactly those.
+# Some paths are fixed whatever the flags: kubelet 1.20 writes pod logs to /var/log/pods (+
+# /var/log/containers links) and its device-plugin socket to /var/lib/kubelet/device-plugins;
+# containerd's shims put sockets in /run/containerd/s; libcni caches results in /var/lib/cni.
+# Note which of those we create, so `down` removes exactly those.
+HOST_DIRS=(/var/log/pods /var/log/containers /var/lib/kubelet /var/lib/cni /run/containerd)
 note_created_dirs() {
   local d
-  for d in /var/log/pods /var/log/containers /var/lib/cni /run/containerd; do
+  for d in "${HOST_DIRS[@]}"; do
     if [ ! -e "$d" ]; then
       echo "$d" >> "$BOX_DIR/created-host-dirs"
     fi
@@ -504,6 +506,7 @@ start_control_plane() {
     --use-service-account-credentials=true \
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
     --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
+    --flex-volume-plugin-dir="$BOX_DIR/kubelet/volume-plugins" \
     --cluster-name=box --leader-elect=false --port=0 --secure-port=0 --profiling=false
   start kube-scheduler "$(k8s_bin kube-scheduler)" \
     --kubeconfig="$CONF/kube-scheduler.kubeconfig" \
@@ -786,6 +789,25 @@ remove_shim_sockets() {
   done
 }
 
+# Our entries in the fixed host paths; the dirs themselves if our `up` created them.
+remove_host_leftovers() {
+  local dir="$BOX_RUN/containerd/io.containerd.runtime.v2.task" id
+  remove_shim_sockets
+  rm -f /var/lib/cni/results/drillbook-box-*
+  if [ -d "$dir/k8s.io" ]; then
+    for id in $(ls "$dir/k8s.io"); do rm -f "/var/lib/cni/results/cni-loopback-$id-lo"; done
+  fi
+  [ -f "$BOX_DIR/created-host-dirs" ] || return 0
+  while IFS= read -r m; do
+    case "$m" in
+      /var/log/pods | /var/log/containers | /var/lib/cni) rm -rf "$m" ;;
+      # Not while something else (a system kubelet or containerd) uses it.
+      /var/lib/kubelet) pgrep -x kubelet >/dev/null || rm -rf "$m" ;;
+      /run/containerd) [ -S /run/containerd/containerd.sock ] || rm -rf "$m" ;;
+    esac
+  done < "$BOX_DIR/created-host-dirs"
+}
+
 down() {
   [ "$(id -u)" = 0 ] || { echo "box: must run as root" >&2; exit 1; }
   log "removing the box"
@@ -830,15 +852,7 @@ down() {
   ip route del "$POD_CIDR" 2>/dev/null || true
   ip route del "$SVC_CIDR" 2>/dev/null || true
 
-  remove_shim_sockets
-  # Host dirs the kubelet/containerd/libcni insist on and that did not exist before our `up`.
-  if [ -f "$BOX_DIR/created-host-dirs" ]; then
-    while IFS= read -r m; do
-      case "$m" in /var/log/pods | /var/log/containers | /var/lib/cni) rm -rf "$m" ;; esac
-      # /run/containerd only while no other containerd uses it.
-      if [ "$m" = /run/containerd ] && [ ! -S /run/containerd/containerd.sock ]; then rm -rf "$m"; fi
-    done < "$BOX_DIR/created-host-dirs"
-  fi
+  remove_host_leftovers
   rm -rf "$BOX_RUN" "$BOX_DIR"
   log "box removed"
 }
