@@ -646,7 +646,7 @@ require() {
   [ "$(id -u)" = 0 ] || { echo "box: must run as root (it creates a netns, mounts, cgroups)" >&2; exit 1; }
   [ "$(uname -s)" = Linux ] || { echo "box: Linux only" >&2; exit 1; }
   local missing=() c
-  for c in ip nsenter unshare setsid mountpoint openssl curl jq containerd containerd-shim-runc-v2 \
+  for c in ip nsenter unshare setsid mountpoint flock openssl curl jq containerd containerd-shim-runc-v2 \
     runc ctr iptables conntrack umoci gcc objcopy etcd; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
   done
@@ -882,9 +882,16 @@ status() {
 
 # (Sourcing the file defines the functions only, for debugging one step at a time.)
 [ "${BASH_SOURCE[0]}" = "$0" ] || return 0
+# One `up`/`down` at a time (CI and a developer, or two make targets, may overlap).
+lock() {
+  [ "$(id -u)" = 0 ] || { echo "box: must run as root (it creates a netns, mounts, cgroups)" >&2; exit 1; }
+  exec 9>"$BOX_RUN.lock"
+  flock -w 900 9 || { echo "box: another box.sh up/down still runs after 15 minutes" >&2; exit 1; }
+}
+
 case "${1:-}" in
-  up) up ;;
-  down) down ;;
+  up) lock; up ;;
+  down) lock; down ;;
   status) status ;;
   env) env_line ;;
   *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
