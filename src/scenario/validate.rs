@@ -268,6 +268,12 @@ impl Validator<'_> {
                 ),
             );
         }
+        if load.requests_per_connection == Some(0) {
+            self.error(
+                load.url.pos,
+                "requests_per_connection must be at least 1 (leave it out to keep connections alive)",
+            );
+        }
         if load.body.is_some() && load.body_file.is_some() {
             self.error(load.url.pos, "use either `body` or `body_file`, not both");
         }
