@@ -95,12 +95,13 @@ alive() {
 
 # start NAME COMMAND...: detached (own session, stdin closed) inside the netns, logging to
 # $LOGS/NAME.log. The wrapper writes its pid and execs, so the pid file holds the daemon's pid.
+# fd 9 (the up/down lock) is closed, or the daemon would hold the lock for its whole life.
 start() {
   local name=$1; shift
   log "starting $name"
   rm -f "$(pidfile "$name")"
   setsid bash -c 'echo $$ > "$0"; exec "$@"' "$(pidfile "$name")" \
-    nsenter --net="$NETNS_PATH" -- "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+    nsenter --net="$NETNS_PATH" -- "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
   local i
   for i in $(seq 1 50); do
     alive "$name" && return 0
@@ -673,7 +674,7 @@ anything_there() {
 install_chart() {
   if [ -x "$HERE/install-chart.sh" ]; then
     log "installing the chart (e2e/box/install-chart.sh)"
-    KUBECONFIG="$KUBECONFIG_OUT" BOX_DIR="$BOX_DIR" PATH="$TOOLS_BIN:$PATH" "$HERE/install-chart.sh" ||
+    KUBECONFIG="$KUBECONFIG_OUT" BOX_DIR="$BOX_DIR" PATH="$TOOLS_BIN:$PATH" "$HERE/install-chart.sh" 9>&- ||
       fail "" "e2e/box/install-chart.sh failed"
   fi
 }
