@@ -371,6 +371,10 @@ cgroupRoot: /$CGROUP_NAME
 failSwapOn: false
 resolvConf: $BOX_DIR/resolv.conf
 clusterDomain: cluster.local
+# A DNS Service address that no Service holds: pods get the usual ClusterFirst resolv.conf
+# (no "MissingClusterDNS" warning on every pod start) and names never resolve; the address is
+# in the Service CIDR, which has no route out of the node.
+clusterDNS: ["10.252.0.10"]
 # A test node: no disk-pressure evictions and no image garbage collection.
 evictionHard:
   nodefs.available: "0%"

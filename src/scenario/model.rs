@@ -657,6 +657,10 @@ pub struct JobsCheck {
     /// Minimum number of succeeded jobs required.
     #[serde(default)]
     pub min_succeeded: Option<u32>,
+    /// Minimum number of failed jobs required: a declared, expected failure (e.g. Jobs holding
+    /// JWTs stranded by a mid-flight rollback).
+    #[serde(default)]
+    pub min_failed: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

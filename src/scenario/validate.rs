@@ -626,10 +626,11 @@ impl Validator<'_> {
                     for step in [&j.started_after, &j.started_before].into_iter().flatten() {
                         self.step_ref(step);
                     }
-                    if j.max_failed.is_none() && j.min_succeeded.is_none() {
+                    if j.max_failed.is_none() && j.min_succeeded.is_none() && j.min_failed.is_none()
+                    {
                         self.error(
                             c.kind_at,
-                            "a jobs check needs `max_failed` or `min_succeeded`",
+                            "a jobs check needs `max_failed`, `min_succeeded` or `min_failed`",
                         );
                     }
                 }
