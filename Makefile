@@ -7,7 +7,7 @@ REPORTS ?= reports
 # globs fail when one pattern matches no target yet.
 E2E_TESTS := $(patsubst tests/%.rs,--test %,$(sort $(wildcard tests/e2e_*.rs tests/kube_*.rs)))
 
-.PHONY: help build release demo test e2e lint fmt bench schema clean-reports
+.PHONY: help build release demo test e2e e2e-box lint fmt bench schema clean-reports box box-down demo-k8s
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,13 +21,28 @@ release: ## optimised build (used by bench)
 demo: build ## run the lab drills end to end (no cluster needed); reports land in reports/
 	./demo/run.sh $(BIN) $(REPORTS)
 
-test: ## the whole test suite (unit, integration, lab, Prometheus, Kubernetes)
+test: ## the whole test suite (unit, integration, lab, Prometheus, Kubernetes, the box)
 	DRILLBOOK_E2E_DEFERRED=1 $(CARGO) test --locked --all-targets
 	$(CARGO) test --locked --doc
 	$(MAKE) --no-print-directory e2e
+	$(MAKE) --no-print-directory e2e-box
 
 e2e: ## Kubernetes tests on a real control plane
 	$(CARGO) run --locked --example e2e_cluster -- $(CARGO) test --locked $(E2E_TESTS)
+
+box: build ## bring up the one-node Kubernetes box (root, Linux)
+	./e2e/box/box.sh up
+
+box-down: ## remove the Kubernetes box (processes, containers, mounts, netns, state)
+	./e2e/box/box.sh down
+
+# The box's tests share one cluster: one at a time. The box is taken down afterwards on every
+# exit path unless it was already running before (then it is left as it was found).
+e2e-box: build ## the seed drills on the box: a real one-node Kubernetes with the chart (root)
+	./e2e/box/run-tests.sh $(CARGO) test --locked --test box_drills -- --test-threads=1
+
+demo-k8s: build ## run the seed drills on the box (`make box` first); reports land in reports/
+	./demo/run-k8s.sh $(BIN) $(REPORTS)
 
 lint: ## formatting and clippy, as CI runs them
 	$(CARGO) fmt --all -- --check

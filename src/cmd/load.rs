@@ -42,6 +42,9 @@ pub struct LoadArgs {
     /// Number of keep-alive connections.
     #[arg(long, short = 'c', default_value_t = 8)]
     pub connections: usize,
+    /// Close each connection after N requests and open a new one (default: keep alive).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests_per_connection: Option<u64>,
     /// Request method.
     #[arg(long, short = 'm', default_value = "GET")]
     pub method: String,
@@ -162,6 +165,7 @@ impl LoadArgs {
             body,
             profile,
             connections: self.connections,
+            requests_per_connection: self.requests_per_connection,
             timeout: self.timeout.as_duration(),
             max_lag: self.max_lag.as_duration(),
             auth: source.map(|source| AuthConfig {

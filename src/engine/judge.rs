@@ -275,7 +275,8 @@ fn judge_jobs(j: &crate::scenario::JobsCheck, observed: &Observed) -> Judgement 
         .filter(|job| job.state == JobState::Running)
         .count() as u32;
     let too_many_failed = j.max_failed.is_some_and(|m| failed > m);
-    let too_few = j.min_succeeded.is_some_and(|m| succeeded < m);
+    let too_few =
+        j.min_succeeded.is_some_and(|m| succeeded < m) || j.min_failed.is_some_and(|m| failed < m);
     let detail = format!(
         "{} job(s): {succeeded} succeeded, {failed} failed{}{}",
         jobs.len(),
@@ -303,6 +304,7 @@ fn judge_jobs(j: &crate::scenario::JobsCheck, observed: &Observed) -> Judgement 
         [
             j.max_failed.map(|m| format!("failed ≤ {m}")),
             j.min_succeeded.map(|m| format!("succeeded ≥ {m}")),
+            j.min_failed.map(|m| format!("failed ≥ {m}")),
         ]
         .into_iter()
         .flatten()

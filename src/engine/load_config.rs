@@ -97,6 +97,7 @@ pub fn build(
         body,
         profile,
         connections: spec.connections as usize,
+        requests_per_connection: spec.requests_per_connection,
         timeout: spec.timeout.0,
         max_lag: spec.max_lag.0,
         auth,

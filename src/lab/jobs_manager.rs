@@ -1,6 +1,7 @@
 //! `lab jobs-manager`: starts training jobs and mints one token per job. Stateless mode signs a
 //! JWT; legacy mode makes an opaque token and registers it with the proxy, which is the only
-//! place it means anything.
+//! place it means anything. In a cluster (`--job-image`), `POST /jobs` starts a real Kubernetes
+//! Job holding its token in its pod env (see [`super::launcher`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,9 +14,10 @@ use serde::Serialize;
 use super::http::{
     self as lab_http, Client, Response, error_chain, error_response, json_response, text_response,
 };
+use super::launcher::{LaunchError, Launcher, TrainingJobSpec};
 use super::metrics::{self, CounterVec, Exposition};
 use super::token::{self, SigningKey};
-use super::{JobsManagerArgs, LabError, TokenMode, base_url};
+use super::{ClusterJobsArgs, JobsManagerArgs, LabError, TokenMode, base_url};
 
 /// Registration calls to the proxy give up after this long; the caller then gets a 503.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -37,6 +39,16 @@ enum IssueError {
     ProxyUnreachable(String),
     #[error("the proxy refused the registration with status {0}")]
     ProxyRefused(StatusCode),
+    #[error(transparent)]
+    Cluster(#[from] LaunchError),
+}
+
+/// Answer of `POST /jobs` in cluster mode: the Job holds the token, the caller does not.
+#[derive(Debug, Serialize)]
+struct StartedJob {
+    job_id: String,
+    job_name: String,
+    mode: &'static str,
 }
 
 #[derive(Debug)]
@@ -46,6 +58,10 @@ struct JobsManager {
     token_ttl: Duration,
     register_url: String,
     client: Client,
+    /// Cluster mode: starts real Jobs and registers with every proxy replica.
+    launcher: Option<Launcher>,
+    proxy_service: Option<String>,
+    launch_failures: AtomicU64,
     jobs_started: AtomicU64,
     tokens_minted: CounterVec,
     register_failures: AtomicU64,
@@ -60,18 +76,35 @@ pub async fn run(args: JobsManagerArgs) -> Result<(), LabError> {
     let mode = args.tokens.mode();
     let tokens_minted = CounterVec::new(&["mode"]);
     tokens_minted.touch(&[mode.label()]);
+    let launcher = match &args.cluster.job_image {
+        Some(image) => Some(connect_launcher(&args.cluster, image, &proxy_url).await?),
+        None => None,
+    };
     let manager = Arc::new(JobsManager {
         mode,
         key: SigningKey::from_secret(&args.tokens.signing_key),
         token_ttl: args.token_ttl.as_duration(),
         register_url: format!("{proxy_url}/internal/register"),
         client: Client::new(REGISTER_TIMEOUT),
+        launcher,
+        proxy_service: args.cluster.proxy_service.clone(),
+        launch_failures: AtomicU64::new(0),
         jobs_started: AtomicU64::new(0),
         tokens_minted,
         register_failures: AtomicU64::new(0),
         start_time_seconds: metrics::unix_now_seconds(),
     });
     tracing::info!(listen = %args.listen, %mode, proxy = %proxy_url, "jobs-manager listening");
+    let launch_every = args.cluster.launch_every.as_duration();
+    if let Some(launcher) = manager.launcher.clone()
+        && !launch_every.is_zero()
+    {
+        tokio::spawn(launch_periodically(
+            Arc::clone(&manager),
+            launcher,
+            launch_every,
+        ));
+    }
     lab_http::serve(
         listener,
         move |request| {
@@ -93,13 +126,16 @@ impl JobsManager {
                 &serde_json::json!({ "status": "ok", "mode": self.mode.label() }),
             ),
             (&Method::GET, "/metrics") => self.metrics(),
-            (&Method::POST, "/jobs") => {
-                let response = self.issue_response("job").await;
-                if response.status().is_success() {
-                    self.jobs_started.fetch_add(1, Ordering::Relaxed);
+            (&Method::POST, "/jobs") => match &self.launcher {
+                Some(launcher) => self.start_job_response(launcher).await,
+                None => {
+                    let response = self.issue_response("job").await;
+                    if response.status().is_success() {
+                        self.jobs_started.fetch_add(1, Ordering::Relaxed);
+                    }
+                    response
                 }
-                response
-            }
+            },
             // Each call stands for a new synthetic caller job of the load generator.
             (&Method::POST, "/token") => self.issue_response("caller").await,
             _ => error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
@@ -148,16 +184,64 @@ impl JobsManager {
             TokenMode::Legacy => {
                 let token = token::opaque_token();
                 let registration = serde_json::json!({ "token": token, "job_id": job_id });
-                let answer = self
-                    .client
-                    .post_json(&self.register_url, &registration)
-                    .await
-                    .map_err(|error| IssueError::ProxyUnreachable(error_chain(&error)))?;
-                if answer.status.is_success() {
-                    Ok(token)
-                } else {
-                    Err(IssueError::ProxyRefused(answer.status))
+                for url in self.register_urls().await? {
+                    let answer = self
+                        .client
+                        .post_json(&url, &registration)
+                        .await
+                        .map_err(|error| IssueError::ProxyUnreachable(error_chain(&error)))?;
+                    if !answer.status.is_success() {
+                        return Err(IssueError::ProxyRefused(answer.status));
+                    }
                 }
+                Ok(token)
+            }
+        }
+    }
+
+    /// Where a legacy token must be registered: every ready proxy replica in a cluster (each
+    /// keeps its own map, and the Service would pick just one), else the one proxy URL.
+    async fn register_urls(&self) -> Result<Vec<String>, IssueError> {
+        match (&self.launcher, &self.proxy_service) {
+            (Some(launcher), Some(service)) => Ok(launcher
+                .ready_endpoints(service)
+                .await?
+                .into_iter()
+                .map(|base| format!("{base}/internal/register"))
+                .collect()),
+            _ => Ok(vec![self.register_url.clone()]),
+        }
+    }
+
+    /// Cluster mode: mints a token and starts a Job that holds it.
+    async fn start_job(&self, launcher: &Launcher) -> Result<StartedJob, IssueError> {
+        let job_id = token::new_job_id("job");
+        let token = self.issue(&job_id).await?;
+        self.tokens_minted.inc(&[self.mode.label()]);
+        let job_name = launcher.launch(&job_id, &token, self.mode).await?;
+        self.jobs_started.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%job_id, job = %job_name, mode = %self.mode, "training Job started");
+        if let Err(error) = launcher.prune_finished().await {
+            tracing::warn!(error = %error_chain(&error), "cannot prune finished training Jobs");
+        }
+        Ok(StartedJob {
+            job_id,
+            job_name,
+            mode: self.mode.label(),
+        })
+    }
+
+    async fn start_job_response(&self, launcher: &Launcher) -> Response {
+        match self.start_job(launcher).await {
+            Ok(started) => json_response(StatusCode::OK, &started),
+            Err(error) => {
+                self.launch_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %error_chain(&error), "training Job not started");
+                error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "job_not_started",
+                    &error_chain(&error),
+                )
             }
         }
     }
@@ -179,6 +263,11 @@ impl JobsManager {
             "Legacy tokens not issued because the proxy could not register them.",
             self.register_failures.load(Ordering::Relaxed),
         );
+        exposition.counter(
+            "lab_jobs_manager_launch_failures_total",
+            "Training Jobs that could not be started in the cluster.",
+            self.launch_failures.load(Ordering::Relaxed),
+        );
         exposition.gauge(
             "lab_jobs_manager_stateless_mode",
             "1 when stateless tokens are on, 0 in legacy mode.",
@@ -194,5 +283,40 @@ impl JobsManager {
             self.start_time_seconds,
         );
         text_response(StatusCode::OK, metrics::CONTENT_TYPE, exposition.finish())
+    }
+}
+
+/// Connects the cluster mode with the pod's ServiceAccount.
+async fn connect_launcher(
+    cluster: &ClusterJobsArgs,
+    image: &str,
+    proxy_url: &str,
+) -> Result<Launcher, LabError> {
+    let job_proxy_url = match &cluster.job_proxy_url {
+        Some(url) => base_url("job-proxy-url", url)?,
+        None => proxy_url.to_owned(),
+    };
+    let spec = TrainingJobSpec {
+        image: image.to_owned(),
+        proxy_url: job_proxy_url,
+        steps: cluster.job_steps,
+        interval: cluster.job_interval.as_duration(),
+        give_up_after: cluster.job_give_up_after,
+        max_runtime: cluster.job_max_runtime.as_duration(),
+    };
+    Ok(Launcher::connect(&cluster.job_namespace, spec).await?)
+}
+
+/// Starts one Job every `every`, like users submitting work, so drills always find Jobs in
+/// flight. Failures are logged and counted; the next tick tries again.
+async fn launch_periodically(manager: Arc<JobsManager>, launcher: Launcher, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = manager.start_job(&launcher).await {
+            manager.launch_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %error_chain(&error), "training Job not started");
+        }
     }
 }

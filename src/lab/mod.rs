@@ -11,6 +11,7 @@
 
 pub mod http;
 pub mod jobs_manager;
+pub mod launcher;
 pub mod metrics;
 pub mod proxy;
 pub mod revoke;
@@ -116,6 +117,53 @@ pub struct JobsManagerArgs {
     /// Lifetime of a stateless token (its `exp`).
     #[arg(long, env = "LAB_TOKEN_TTL", default_value = "1h")]
     pub token_ttl: HumanDuration,
+    /// In a cluster: start real training Jobs and register with every proxy replica.
+    #[command(flatten)]
+    pub cluster: ClusterJobsArgs,
+}
+
+/// The jobs-manager's cluster mode (the chart sets these): `POST /jobs` (and a timer, with
+/// `--launch-every`) creates a Kubernetes Job whose pod holds the minted token in its env.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterJobsArgs {
+    /// Image of the training Jobs; setting it turns the cluster mode on.
+    #[arg(long, env = "LAB_JOB_IMAGE")]
+    pub job_image: Option<String>,
+    /// Namespace of the training Jobs (the chart passes the pod's own, by the downward API).
+    #[arg(
+        long,
+        env = "LAB_JOB_NAMESPACE",
+        default_value = "default",
+        requires = "job_image"
+    )]
+    pub job_namespace: String,
+    /// Base URL of the proxy as the Jobs' pods reach it (default: `--proxy-url`).
+    #[arg(long, env = "LAB_JOB_PROXY_URL")]
+    pub job_proxy_url: Option<String>,
+    /// Start one training Job this often, like users submitting work (`0s`: only on `POST /jobs`).
+    #[arg(
+        long,
+        env = "LAB_LAUNCH_EVERY",
+        default_value = "0s",
+        requires = "job_image"
+    )]
+    pub launch_every: HumanDuration,
+    /// Training steps of each Job.
+    #[arg(long, env = "LAB_JOB_STEPS", default_value_t = 300)]
+    pub job_steps: u64,
+    /// Pause between two calls of a Job.
+    #[arg(long, env = "LAB_JOB_INTERVAL", default_value = "100ms")]
+    pub job_interval: HumanDuration,
+    /// Consecutive 401s after which a Job gives up as stranded (and fails).
+    #[arg(long, env = "LAB_JOB_GIVE_UP_AFTER", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub job_give_up_after: u32,
+    /// A Job's bound on its own runtime.
+    #[arg(long, env = "LAB_JOB_MAX_RUNTIME", default_value = "300s")]
+    pub job_max_runtime: HumanDuration,
+    /// Legacy tokens are registered with every ready endpoint of this Service (each proxy
+    /// replica keeps its own map), instead of the one `--proxy-url` reaches.
+    #[arg(long, env = "LAB_PROXY_SERVICE", requires = "job_image")]
+    pub proxy_service: Option<String>,
 }
 
 /// Arguments of `lab trainer`.
@@ -131,9 +179,13 @@ pub struct TrainerArgs {
         default_value = "http://127.0.0.1:8081"
     )]
     pub jobs_manager_url: String,
-    /// Use this token instead of asking the jobs-manager for one.
+    /// Use this token instead of asking the jobs-manager for one (a Job started by the
+    /// jobs-manager in a cluster holds it in its env).
     #[arg(long, env = "LAB_TRAINER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The job id the token was minted for (only printed), with `--token`.
+    #[arg(long, env = "LAB_TRAINER_JOB_ID", requires = "token")]
+    pub job_id: Option<String>,
     /// Successful training steps (proxy calls) before the job is done.
     #[arg(long, env = "LAB_TRAINER_STEPS", default_value_t = 100)]
     pub steps: u64,
@@ -187,6 +239,9 @@ pub enum LabError {
         /// Its value.
         url: String,
     },
+    /// The cluster mode could not connect to the Kubernetes API.
+    #[error("cannot start the cluster mode")]
+    Cluster(#[from] launcher::LaunchError),
 }
 
 /// Runs one lab component until it ends. Services end with [`Outcome::Pass`] after SIGTERM;

@@ -96,7 +96,7 @@ pub async fn run(args: TrainerArgs) -> Result<TrainerExit, LabError> {
     let client = Client::new(CALL_TIMEOUT);
 
     let (job_id, token) = match args.token {
-        Some(token) => ("from-env".to_owned(), token),
+        Some(token) => (args.job_id.unwrap_or_else(|| "from-env".to_owned()), token),
         None => {
             let jobs_url = format!(
                 "{}/jobs",

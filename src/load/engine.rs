@@ -112,6 +112,8 @@ pub(crate) struct Shared {
     pub(crate) body: Bytes,
     pub(crate) timeout: Duration,
     pub(crate) max_lag: Duration,
+    /// Close a connection after this many requests (`None`: keep it alive).
+    pub(crate) requests_per_connection: Option<u64>,
     /// Time zero of the load.
     pub(crate) zero: Instant,
     /// End of the load (zero + profile duration).
@@ -312,6 +314,7 @@ pub(crate) async fn worker(
 
 async fn worker_loop(shared: &Shared, acc: &mut Accumulator) {
     let mut connection: Option<Sender> = None;
+    let mut sent_on_connection: u64 = 0;
     let mut backoff = Backoff::new();
     let mut callers = shared.pool.clone().map(CallerView::new);
     let mut failing = false;
@@ -344,6 +347,7 @@ async fn worker_loop(shared: &Shared, acc: &mut Accumulator) {
         };
         if connection.is_none() {
             backoff.wait().await;
+            sent_on_connection = 0;
         }
         let sent = Instant::now();
         let lag = sent.saturating_duration_since(intended);
@@ -382,6 +386,13 @@ async fn worker_loop(shared: &Shared, acc: &mut Accumulator) {
                     done.saturating_duration_since(sent),
                 );
                 failing = false;
+                sent_on_connection += 1;
+                if shared
+                    .requests_per_connection
+                    .is_some_and(|limit| sent_on_connection >= limit)
+                {
+                    connection = None;
+                }
                 Some(status)
             }
             Err(failure) => {

@@ -57,6 +57,11 @@ pub struct LoadConfig {
     pub profile: RateProfile,
     /// Number of connections (and workers).
     pub connections: usize,
+    /// Requests sent on one connection before it is closed and a new one opened; `None` keeps
+    /// connections alive. Behind a Kubernetes Service, kube-proxy balances per connection, so
+    /// only fresh connections show what callers that connect per call (training pods) see
+    /// after a pod is replaced.
+    pub requests_per_connection: Option<u64>,
     /// Time allowed per request, connecting included.
     pub timeout: Duration,
     /// A request later than this behind schedule is counted as dropped instead of sent.
@@ -79,6 +84,7 @@ impl std::fmt::Debug for LoadConfig {
             .field("body_bytes", &self.body.len())
             .field("profile", &self.profile)
             .field("connections", &self.connections)
+            .field("requests_per_connection", &self.requests_per_connection)
             .field("timeout", &self.timeout)
             .field("max_lag", &self.max_lag)
             .field("auth", &self.auth)
@@ -99,6 +105,7 @@ impl LoadConfig {
             body: Bytes::new(),
             profile,
             connections: 8,
+            requests_per_connection: None,
             timeout: Duration::from_secs(2),
             max_lag: Duration::from_secs(1),
             auth: None,
@@ -204,6 +211,7 @@ pub async fn run(
         body: config.body.clone(),
         timeout: config.timeout,
         max_lag: config.max_lag,
+        requests_per_connection: config.requests_per_connection,
         zero,
         end: zero + duration,
         schedule,
@@ -306,6 +314,11 @@ struct Prepared {
 }
 
 fn prepare(config: &LoadConfig) -> Result<Prepared, LoadError> {
+    if config.requests_per_connection == Some(0) {
+        return Err(LoadError::Config(
+            "requests per connection must be at least 1".into(),
+        ));
+    }
     if config.connections == 0 {
         return Err(LoadError::Config("connections must be at least 1".into()));
     }

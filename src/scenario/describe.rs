@@ -131,10 +131,13 @@ pub fn check_what(kind: &CheckKind) -> String {
             format!("{} → {cond}", p.query.value)
         }
         CheckKind::Jobs(j) => format!(
-            "jobs `{}`: failed ≤ {}, succeeded ≥ {}",
+            "jobs `{}`: failed ≤ {}, succeeded ≥ {}{}",
             j.selector.value,
             j.max_failed.map_or("any".into(), |v| v.to_string()),
-            j.min_succeeded.map_or("any".into(), |v| v.to_string())
+            j.min_succeeded.map_or("any".into(), |v| v.to_string()),
+            j.min_failed
+                .map(|v| format!(", failed ≥ {v} (expected)"))
+                .unwrap_or_default()
         ),
         CheckKind::Restarts(r) => format!("restarts of `{}` ≤ {}", r.selector.value, r.max),
         CheckKind::ReadyWithin(r) => {

@@ -196,6 +196,11 @@ pub struct LoadSpec {
     pub duration: Option<Sp<HumanDuration>>,
     #[serde(default = "default_connections")]
     pub connections: u32,
+    /// Close each connection after this many requests and open a new one (default: keep
+    /// alive). Behind a Kubernetes Service, kube-proxy balances per connection: use `1` to see
+    /// what callers that connect per call see after a pod is replaced.
+    #[serde(default)]
+    pub requests_per_connection: Option<u64>,
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
     /// A request later than this behind schedule is counted as dropped instead of sent.
@@ -703,6 +708,10 @@ pub struct JobsCheck {
     /// Minimum number of succeeded jobs required.
     #[serde(default)]
     pub min_succeeded: Option<u32>,
+    /// Minimum number of failed jobs required: a declared, expected failure (e.g. Jobs holding
+    /// JWTs stranded by a mid-flight rollback).
+    #[serde(default)]
+    pub min_failed: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

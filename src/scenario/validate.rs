@@ -268,6 +268,12 @@ impl Validator<'_> {
                 ),
             );
         }
+        if load.requests_per_connection == Some(0) {
+            self.error(
+                load.url.pos,
+                "requests_per_connection must be at least 1 (leave it out to keep connections alive)",
+            );
+        }
         if load.body.is_some() && load.body_file.is_some() {
             self.error(load.url.pos, "use either `body` or `body_file`, not both");
         }
@@ -614,10 +620,11 @@ impl Validator<'_> {
                     for step in [&j.started_after, &j.started_before].into_iter().flatten() {
                         self.step_ref(step);
                     }
-                    if j.max_failed.is_none() && j.min_succeeded.is_none() {
+                    if j.max_failed.is_none() && j.min_succeeded.is_none() && j.min_failed.is_none()
+                    {
                         self.error(
                             c.kind_at,
-                            "a jobs check needs `max_failed` or `min_succeeded`",
+                            "a jobs check needs `max_failed`, `min_succeeded` or `min_failed`",
                         );
                     }
                 }

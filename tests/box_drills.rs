@@ -1,0 +1,512 @@
+//! The seed drills on the box: a real one-node Kubernetes (real kubelet, containerd, kube-proxy)
+//! with the cutover system installed by real helm (`make box`, see `e2e/box/`). Each drill runs
+//! through the drillbook binary exactly as an operator would, and must reach its expected
+//! verdict for the expected reasons.
+//!
+//! `make e2e-box` brings the box up, runs these with `DRILLBOOK_BOX_KUBECONFIG` set and takes it
+//! down. Without that variable they skip loudly; with `DRILLBOOK_REQUIRE_BOX=1` (CI) a missing
+//! box fails them. They share one cluster, so they run one at a time (`--test-threads=1`), and
+//! each waits for the releases to settle before it starts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_drillbook");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The box's kubeconfig, or `None` (skip) outside `make e2e-box`.
+fn box_kubeconfig() -> Option<PathBuf> {
+    match std::env::var_os("DRILLBOOK_BOX_KUBECONFIG") {
+        Some(path) => Some(PathBuf::from(path)),
+        None if std::env::var_os("DRILLBOOK_REQUIRE_BOX").is_some_and(|v| v == "1") => {
+            panic!("DRILLBOOK_REQUIRE_BOX=1 but no box: run these tests with `make e2e-box`")
+        }
+        None => {
+            eprintln!("SKIPPED: no box (DRILLBOOK_BOX_KUBECONFIG unset); run `make e2e-box`");
+            None
+        }
+    }
+}
+
+/// `kubectl` pinned to the box (the pinned tools of `e2e/tools.sh` when installed).
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    let tools = dirs_tools().join("kubectl");
+    let program = if tools.exists() {
+        tools
+    } else {
+        PathBuf::from("kubectl")
+    };
+    Command::new(program)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--context", "box"])
+        .args(args)
+        .output()
+        .expect("kubectl runs")
+}
+
+fn dirs_tools() -> PathBuf {
+    let cache = std::env::var_os("DRILLBOOK_CACHE").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/drillbook"),
+        PathBuf::from,
+    );
+    cache.join("tools/bin")
+}
+
+/// Waits until both deployments of `namespace` are fully rolled out and only their current
+/// pods exist, so a drill's baseline is not an earlier drill's undo still rolling.
+fn settle(kubeconfig: &Path, namespace: &str) {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    for deployment in ["requests-proxy", "jobs-manager"] {
+        let status = kubectl(
+            kubeconfig,
+            &[
+                "-n",
+                namespace,
+                "rollout",
+                "status",
+                &format!("deployment/{deployment}"),
+                "--timeout=180s",
+            ],
+        );
+        assert!(
+            status.status.success(),
+            "{deployment} in {namespace} did not settle: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+    }
+    // Terminating pods of the previous ReplicaSet still hold connections and endpoints.
+    loop {
+        let pods = kubectl(
+            kubeconfig,
+            &[
+                "-n",
+                namespace,
+                "get",
+                "pods",
+                "-l",
+                "app in (requests-proxy,jobs-manager)",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.deletionTimestamp}{\"\\n\"}{end}",
+            ],
+        );
+        let terminating = String::from_utf8_lossy(&pods.stdout)
+            .lines()
+            .any(|line| !line.trim().is_empty());
+        if !terminating {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pods of {namespace} still terminating after {SETTLE_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// What one drill run left behind.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    report: Option<Value>,
+    runbook: String,
+}
+
+impl Run {
+    fn check(&self, name: &str) -> &Value {
+        let report = self.report.as_ref().expect("the run wrote report.json");
+        report["checks"]
+            .as_array()
+            .expect("checks array")
+            .iter()
+            .find(|check| check["name"] == name)
+            .unwrap_or_else(|| panic!("no check `{name}` in the report"))
+    }
+
+    fn verdict_of(&self, name: &str) -> &str {
+        self.check(name)["verdict"].as_str().unwrap_or_default()
+    }
+
+    fn phase_count(&self, phase: &str, status: &str) -> u64 {
+        let report = self.report.as_ref().expect("the run wrote report.json");
+        report["phases"]
+            .as_array()
+            .expect("phases array")
+            .iter()
+            .find(|p| p["name"] == phase)
+            .and_then(|p| p["load"]["statuses"][status].as_u64())
+            .unwrap_or(0)
+    }
+
+    fn explain(&self) -> String {
+        format!(
+            "exit {}\n--- stdout ---\n{}\n--- stderr (tail) ---\n{}",
+            self.code,
+            self.stdout,
+            tail(&self.stderr, 40)
+        )
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs `scenarios/box/<name>.yaml` through the binary from the repository root (the helm
+/// steps name the chart by a path relative to it), with a scratch runbook for its drill log.
+fn run_drill(kubeconfig: &Path, name: &str) -> Run {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runbook = dir.path().join("RUNBOOK.md");
+    std::fs::copy(Path::new(REPO).join("docs/RUNBOOK.box.md"), &runbook).expect("copy runbook");
+    let reports = dir.path().join("reports");
+    let output = Command::new(BIN)
+        .current_dir(REPO)
+        .env("KUBECONFIG", kubeconfig)
+        .env("PATH", path_with_tools())
+        .env("DRILLBOOK_STATE_DIR", dir.path().join("state"))
+        .args(["run", &format!("scenarios/box/{name}.yaml")])
+        .arg("--report-dir")
+        .arg(&reports)
+        .arg("--drill-log")
+        .arg(&runbook)
+        .args(["--operator", "box-tests"])
+        .output()
+        .expect("drillbook runs");
+    let report = std::fs::read_dir(&reports).ok().and_then(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path().join("report.json"))
+            .find(|path| path.exists())
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .and_then(|text| serde_json::from_str(&text).ok())
+    });
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        report,
+        runbook: std::fs::read_to_string(&runbook).unwrap_or_default(),
+    }
+}
+
+/// helm and kubectl for the drill's helm steps: the pinned ones first.
+fn path_with_tools() -> std::ffi::OsString {
+    let mut paths = vec![dirs_tools()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).expect("PATH joins")
+}
+
+fn assert_logged(run: &Run, drill: &str, result: &str) {
+    let row = run
+        .runbook
+        .lines()
+        .find(|line| line.contains(drill))
+        .unwrap_or_else(|| panic!("no drill-log row for {drill}:\n{}", run.runbook));
+    assert!(
+        row.contains(result),
+        "drill-log row without {result}: {row}"
+    );
+}
+
+#[test]
+fn proxy_restart_stateless_passes_with_no_401() {
+    let Some(kubeconfig) = box_kubeconfig() else {
+        return;
+    };
+    settle(&kubeconfig, "tracebloc");
+    let run = run_drill(&kubeconfig, "proxy-restart");
+    assert_eq!(run.code, 0, "{}", run.explain());
+    for check in [
+        "baseline-clean",
+        "no-401-during-fault",
+        "no-401-after",
+        "training-jobs-survive",
+        "proxy-ready-again",
+    ] {
+        assert_eq!(run.verdict_of(check), "pass", "{check}: {}", run.explain());
+    }
+    assert_eq!(run.phase_count("all", "401"), 0, "{}", run.explain());
+    assert!(run.phase_count("all", "200") > 1500, "{}", run.explain());
+    assert_logged(&run, "box-proxy-restart", "| pass |");
+}
+
+#[test]
+fn proxy_restart_legacy_fails_with_401s_and_stranded_jobs() {
+    let Some(kubeconfig) = box_kubeconfig() else {
+        return;
+    };
+    settle(&kubeconfig, "tracebloc-legacy");
+    let run = run_drill(&kubeconfig, "proxy-restart-legacy");
+    assert_eq!(run.code, 1, "{}", run.explain());
+    // Before the kill, every token is registered with both replicas: no 401.
+    assert_eq!(
+        run.verdict_of("baseline-clean"),
+        "pass",
+        "{}",
+        run.explain()
+    );
+    assert_eq!(run.phase_count("baseline", "401"), 0, "{}", run.explain());
+    // The replacement pod has an empty map: the callers' calls routed to it get 401.
+    assert_eq!(run.verdict_of("no-401-after"), "fail", "{}", run.explain());
+    assert!(
+        run.phase_count("recovery", "401") > 100,
+        "{}",
+        run.explain()
+    );
+    assert_logged(&run, "box-proxy-restart-legacy", "| fail |");
+}
+
+#[test]
+fn jobs_manager_restart_mid_job_passes() {
+    let Some(kubeconfig) = box_kubeconfig() else {
+        return;
+    };
+    settle(&kubeconfig, "tracebloc");
+    let run = run_drill(&kubeconfig, "jobs-manager-restart");
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(run.verdict_of("tokens-still-verify"), "pass");
+    assert_eq!(run.verdict_of("jobs-manager-rolled"), "pass");
+    assert_eq!(run.verdict_of("training-jobs-survive"), "pass");
+}
+
+#[test]
+fn midflight_rollback_strands_exactly_the_jwt_holders() {
+    let Some(kubeconfig) = box_kubeconfig() else {
+        return;
+    };
+    settle(&kubeconfig, "tracebloc");
+    let run = run_drill(&kubeconfig, "midflight-rollback");
+    assert_eq!(run.code, 0, "{}", run.explain());
+    for check in [
+        "baseline-clean",
+        "only-jwt-holders-stranded",
+        "settled",
+        "jwt-jobs-stranded",
+        "legacy-jobs-unaffected",
+        "proxy-really-rolled",
+        "jobs-manager-really-rolled",
+    ] {
+        assert_eq!(run.verdict_of(check), "pass", "{check}: {}", run.explain());
+    }
+    // The predicted failure really happened: 401s, then none once the JWT holders ended.
+    assert!(run.phase_count("stranded", "401") > 0, "{}", run.explain());
+    assert_eq!(run.phase_count("settled", "401"), 0, "{}", run.explain());
+    // The undo (`helm rollback`) put the release back on stateless tokens.
+    settle(&kubeconfig, "tracebloc");
+    let env = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "tracebloc",
+            "get",
+            "deployment/requests-proxy",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].env[?(@.name==\"LAB_STATELESS_TOKENS\")].value}",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&env.stdout), "true");
+}
+
+#[test]
+fn flag_flip_rolls_pods_and_a_no_op_upgrade_does_not() {
+    let Some(kubeconfig) = box_kubeconfig() else {
+        return;
+    };
+    settle(&kubeconfig, "tracebloc-legacy");
+    let run = run_drill(&kubeconfig, "flag-flip-rolls-pods");
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(run.verdict_of("no-op-rolls-nothing"), "pass");
+    assert_eq!(run.verdict_of("flip-rolls-proxy"), "pass");
+    assert_eq!(run.verdict_of("flip-rolls-jobs-manager"), "pass");
+    settle(&kubeconfig, "tracebloc-legacy");
+}
+
+#[test]
+fn preflight_refuses_while_training_jobs_run() {
+    let Some(kubeconfig) = box_kubeconfig() else {
+        return;
+    };
+    let run = run_drill(&kubeconfig, "preflight");
+    assert_eq!(run.code, 5, "{}", run.explain());
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        all.contains("active Job(s) in namespace `tracebloc`: training-"),
+        "{}",
+        run.explain()
+    );
+}
+
+/// Item 4 of "Staging in a box": `drillbook schedule` renders the CronJob and its RBAC, the real
+/// CronJob controller starts the Job, the pod runs `drillbook run --in-cluster` with its real
+/// ServiceAccount token (`Config::incluster()`), stores the result ConfigMap, and `collect`
+/// appends exactly one drill-log row however often it runs.
+#[test]
+fn a_scheduled_drill_fires_in_cluster_and_collect_appends_its_row_once() {
+    let Some(kubeconfig) = box_kubeconfig() else {
+        return;
+    };
+    settle(&kubeconfig, "tracebloc");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifests = dir.path().join("manifests");
+    let render = Command::new(BIN)
+        .current_dir(REPO)
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["schedule", "scenarios/box/proxy-restart.yaml"])
+        .args([
+            "--schedule",
+            "* * * * *",
+            "--image",
+            "box.local/drillbook:dev",
+        ])
+        .args(["--context", "box", "--deadline", "5m", "-o"])
+        .arg(&manifests)
+        .output()
+        .expect("drillbook schedule runs");
+    assert!(
+        render.status.success(),
+        "schedule: {}",
+        String::from_utf8_lossy(&render.stderr)
+    );
+    let manifests_arg = manifests.to_string_lossy().into_owned();
+    let apply = kubectl(&kubeconfig, &["apply", "-f", &manifests_arg]);
+    assert!(
+        apply.status.success(),
+        "apply: {}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    // Whatever happens below, no CronJob may keep firing drills after the test.
+    let _cleanup = Cleanup {
+        kubeconfig: kubeconfig.clone(),
+        manifests: manifests_arg,
+    };
+
+    // The controller checks schedules every 10 s; a "* * * * *" job starts within ~70 s, and the
+    // 40 s drill (plus pod start and reporting) ends well within the rest.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let job = loop {
+        let jobs = kubectl(
+            &kubeconfig,
+            &[
+                "-n",
+                "tracebloc",
+                "get",
+                "jobs",
+                "-o",
+                "jsonpath={range .items[?(@.metadata.ownerReferences[0].kind==\"CronJob\")]}{.metadata.name} {.status.succeeded} {.status.failed}{\"\\n\"}{end}",
+            ],
+        );
+        let listing = String::from_utf8_lossy(&jobs.stdout).into_owned();
+        let finished = listing.lines().find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let name = fields.next()?.to_owned();
+            let rest: Vec<&str> = fields.collect();
+            (!rest.is_empty()).then_some((name, rest.join(" ")))
+        });
+        if let Some(found) = finished {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no drill Job finished within 300 s: {listing}\n{}",
+            String::from_utf8_lossy(
+                &kubectl(
+                    &kubeconfig,
+                    &["-n", "tracebloc", "get", "cronjobs,jobs,pods"]
+                )
+                .stdout
+            )
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    let (job_name, counts) = job;
+    let logs = kubectl(
+        &kubeconfig,
+        &["-n", "tracebloc", "logs", &format!("job/{job_name}")],
+    );
+    let log_text = String::from_utf8_lossy(&logs.stdout).into_owned();
+    assert!(
+        counts.starts_with('1'),
+        "the drill Job {job_name} did not succeed ({counts}):\n{log_text}"
+    );
+
+    let runbook = dir.path().join("RUNBOOK.md");
+    std::fs::copy(Path::new(REPO).join("docs/RUNBOOK.box.md"), &runbook).expect("copy runbook");
+    let collect = || {
+        Command::new(BIN)
+            .current_dir(REPO)
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["collect", "--context", "box", "--namespace", "tracebloc"])
+            .args(["--scenario", "box-proxy-restart", "--drill-log"])
+            .arg(&runbook)
+            .arg("--report-dir")
+            .arg(dir.path().join("reports"))
+            .output()
+            .expect("drillbook collect runs")
+    };
+    let first = collect();
+    assert!(
+        first.status.success(),
+        "collect: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let rows = |text: &str| {
+        text.lines()
+            .filter(|line| line.contains("box-proxy-restart"))
+            .count()
+    };
+    let after_first = std::fs::read_to_string(&runbook).expect("runbook");
+    assert!(
+        rows(&after_first) >= 1,
+        "collect appended no row:\n{after_first}"
+    );
+    assert!(after_first.contains("| pass |"), "{after_first}");
+    let second = collect();
+    assert!(second.status.success());
+    let after_second = std::fs::read_to_string(&runbook).expect("runbook");
+    assert_eq!(
+        rows(&after_second),
+        rows(&after_first),
+        "collect is not idempotent"
+    );
+}
+
+/// Deletes what a test applied, on every exit path (a failed assertion included).
+struct Cleanup {
+    kubeconfig: PathBuf,
+    manifests: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = kubectl(
+            &self.kubeconfig,
+            &[
+                "delete",
+                "--ignore-not-found",
+                "--wait=false",
+                "-f",
+                &self.manifests,
+            ],
+        );
+        let _ = kubectl(
+            &self.kubeconfig,
+            &[
+                "-n",
+                "tracebloc",
+                "delete",
+                "jobs,configmaps",
+                "-l",
+                "drillbook.dev/scenario=box-proxy-restart",
+                "--ignore-not-found",
+            ],
+        );
+    }
+}
