@@ -204,6 +204,22 @@ fn path_with_tools() -> std::ffi::OsString {
     std::env::join_paths(paths).expect("PATH joins")
 }
 
+/// A user submits a training Job (`POST /jobs` on the jobs-manager Service): it runs for about
+/// 30 s, so a pre-flight right after it finds an active Job whatever the background launches
+/// are doing (the previous drill's undo may just have stranded theirs).
+fn submit_training_job() {
+    let answer = Command::new("curl")
+        .args(["-fsS", "--noproxy", "*", "--max-time", "10", "-X", "POST"])
+        .arg("http://10.252.0.81:8081/jobs")
+        .output()
+        .expect("curl runs");
+    assert!(
+        answer.status.success(),
+        "POST /jobs failed: {}",
+        String::from_utf8_lossy(&answer.stderr)
+    );
+}
+
 fn assert_logged(run: &Run, drill: &str, result: &str) {
     let row = run
         .runbook
@@ -334,6 +350,8 @@ fn preflight_refuses_while_training_jobs_run() {
     let Some(kubeconfig) = box_kubeconfig() else {
         return;
     };
+    settle(&kubeconfig, "tracebloc");
+    submit_training_job();
     let run = run_drill(&kubeconfig, "preflight");
     assert_eq!(run.code, 5, "{}", run.explain());
     let all = format!("{}{}", run.stdout, run.stderr);
