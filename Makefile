@@ -38,8 +38,11 @@ box-down: ## remove the Kubernetes box (processes, containers, mounts, netns, st
 
 # The box's tests share one cluster: one at a time. The box is taken down afterwards on every
 # exit path unless it was already running before (then it is left as it was found).
-e2e-box: build ## the seed drills on the box: a real one-node Kubernetes with the chart (root)
-	./e2e/box/run-tests.sh $(CARGO) test --locked --test box_drills -- --test-threads=1
+# The drill-level tests of `make e2e` (BOX_E2E_TESTS) run on the real node here as well.
+BOX_E2E_TESTS := --test kube_drills --test kube_interrupt_trials
+
+e2e-box: build ## the seed drills (and the drill-level e2e tests) on the box, a real one-node Kubernetes (root)
+	./e2e/box/run-tests.sh $(CARGO) test --locked --test box_drills $(BOX_E2E_TESTS) -- --test-threads=1
 
 demo-k8s: build ## run the seed drills on the box (`make box` first); reports land in reports/
 	./demo/run-k8s.sh $(BIN) $(REPORTS)

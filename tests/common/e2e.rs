@@ -1,6 +1,11 @@
 //! What the Kubernetes integration tests share: the cluster that `make e2e` starts
-//! (`examples/e2e_cluster.rs`, a real 1.20 control plane on loopback with a stand-in kubelet),
-//! a client for it, fresh namespaces, Deployment and Job helpers, and polling.
+//! (`examples/e2e_cluster.rs`, a real 1.20 control plane on loopback with a stand-in kubelet)
+//! or the box that `make e2e-box` starts (a real node: `e2e/box/`), a client for it, fresh
+//! namespaces, Deployment and Job helpers, and polling.
+//!
+//! The helpers' workloads run on both: the stand-in kubelet follows the `drillbook.test/*`
+//! annotations and never runs a container; the box's kubelet runs the same pods for real, as
+//! busybox containers whose commands do what the annotations say.
 //!
 //! Outside `make e2e` the environment is absent and [`cluster`] skips the test loudly — unless
 //! `DRILLBOOK_REQUIRE_E2E=1` (CI), where a skip would hide a broken harness, so it panics.
@@ -36,8 +41,11 @@ pub const NODE: &str = "drill-node";
 pub const PROD_CONTEXT: &str = "prod-e2e";
 /// The kubeconfig's current-context, which points at nothing on purpose.
 pub const WRONG_DEFAULT_CONTEXT: &str = "wrong-default";
-/// Image of the helpers' containers: never pulled (there is no container runtime).
-pub const IMAGE: &str = "registry.invalid/drillbook/pause:1";
+/// Image of the helpers' containers: imported into the box's containerd (never pulled); the
+/// stand-in kubelet never runs it.
+pub const IMAGE: &str = "box.local/busybox:1.35";
+/// A long-running service container that ends at once on SIGTERM (a Deployment's pod).
+const SERVE: &str = "trap 'exit 0' TERM; while true; do sleep 1; done";
 
 /// The cluster `make e2e` started, as its environment describes it.
 #[derive(Debug, Clone)]
@@ -48,8 +56,6 @@ pub struct Cluster {
     pub context: String,
     /// The API server's URL (`https://127.0.0.1:<port>`).
     pub server: String,
-    /// The admin bearer token (group `system:masters`).
-    pub token: String,
 }
 
 /// The cluster, or `None` (after a loud message) outside `make e2e`. Panics instead of skipping
@@ -61,7 +67,6 @@ pub fn cluster() -> Option<Cluster> {
             kubeconfig: PathBuf::from(var("DRILLBOOK_E2E_KUBECONFIG")?),
             context: var("DRILLBOOK_E2E_CONTEXT")?,
             server: var("DRILLBOOK_E2E_SERVER")?,
-            token: var("DRILLBOOK_E2E_TOKEN")?,
         })
     })();
     if found.is_none() {
@@ -147,10 +152,12 @@ fn string_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn container(env: &[(&str, &str)]) -> Container {
+fn container(env: &[(&str, &str)], script: &str) -> Container {
     Container {
         name: "app".to_owned(),
         image: Some(IMAGE.to_owned()),
+        image_pull_policy: Some("Never".to_owned()),
+        command: Some(vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()]),
         env: (!env.is_empty()).then(|| {
             env.iter()
                 .map(|(name, value)| EnvVar {
@@ -193,7 +200,7 @@ pub async fn create_deployment(
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    containers: vec![container(env)],
+                    containers: vec![container(env, SERVE)],
                     ..PodSpec::default()
                 }),
             },
@@ -245,7 +252,10 @@ pub async fn create_job(
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    containers: vec![container(&[])],
+                    containers: vec![container(
+                        &[],
+                        &format!("sleep {run_seconds}; exit {exit_code}"),
+                    )],
                     restart_policy: Some("Never".to_owned()),
                     ..PodSpec::default()
                 }),
