@@ -721,6 +721,10 @@ up() {
 ==> the box is up: node $NODE ($NODE_IP), pods $POD_CIDR, Services $SVC_CIDR
     context box, namespace $CHART_NAMESPACE; logs in $LOGS; images: $("$HERE/images.sh" refs | tr '\n' ' ')
     containerd: ctr --address $CTR_SOCK --namespace k8s.io images ls
+    the cutover system: releases tracebloc (stateless) and tracebloc-legacy, one namespace each
+    run the seed drills:  make demo-k8s
+    or one of them:       drillbook run scenarios/box/proxy-restart.yaml --context box
+    see what it would do: drillbook plan scenarios/box/proxy-restart.yaml --context box
     remove it with: make box-down   (or $0 down)
 EOF
   env_line
