@@ -133,8 +133,8 @@ wait_until() {
 api() {
   local method=$1 path=$2 data=${3-} out code
   out=$(mktemp "$BOX_RUN/api.XXXXXX")
-  # A non-curl User-Agent: kube-apiserver pretty-prints JSON for curl/Wget/browsers, and this
-  # 1.20 build (vendored reflect2 1.0.1 compiled by Go >= 1.18) crashes when pretty-printing maps.
+  # A non-curl User-Agent keeps the answers compact JSON (kube-apiserver pretty-prints for
+  # curl/Wget/browsers; the self-test checks that this build survives it).
   local args=(-sS --noproxy '*' --max-time 20 -A drillbook-box --cacert "$PKI/ca.crt"
     --cert "$PKI/admin.crt" --key "$PKI/admin.key" -X "$method" -o "$out" -w '%{http_code}')
   if [ -n "$data" ]; then
@@ -639,6 +639,14 @@ selftest() {
     fail "" "deleting the web pod failed"
   wait_until 25 "the web pod to receive SIGTERM after its delete" kubelet sigterm_seen
   log "pod delete -> SIGTERM delivered"
+
+  # Builds with the vendored reflect2 1.0.1 crashed on any pretty-printed map (curl's
+  # User-Agent or ?pretty=true); e2e/control-plane.sh vendors 1.0.2. A crash here fails `up`.
+  curl -fsS --noproxy '*' --max-time 20 -A curl/8 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" \
+    --key "$PKI/admin.key" "$API/api/v1/namespaces/kube-system?pretty=true" >/dev/null ||
+    fail kube-apiserver "a pretty-printed answer (curl's User-Agent) failed"
+  wait_until 10 "the API server to answer after a pretty-printed response" kube-apiserver apiserver_ready
+  log "pretty-printed answers ok"
 
   api DELETE "/api/v1/namespaces/$SELFTEST_NS" >/dev/null || warn "deleting namespace $SELFTEST_NS failed"
   rm -f "$BOX_DIR/selftest/sigterm"
