@@ -643,7 +643,7 @@ selftest() {
   # Builds with the vendored reflect2 1.0.1 crashed on any pretty-printed map (curl's
   # User-Agent or ?pretty=true); e2e/control-plane.sh vendors 1.0.2. A crash here fails `up`.
   curl -fsS --noproxy '*' --max-time 20 -A curl/8 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" \
-    --key "$PKI/admin.key" "$API/api/v1/namespaces/kube-system?pretty=true" >/dev/null ||
+    --key "$PKI/admin.key" "$API/api/v1/nodes?pretty=true" >/dev/null ||
     fail kube-apiserver "a pretty-printed answer (curl's User-Agent) failed"
   wait_until 10 "the API server to answer after a pretty-printed response" kube-apiserver apiserver_ready
   log "pretty-printed answers ok"
