@@ -36,10 +36,15 @@ impl Drill {
     }
 
     fn command(&self, scenario: &str) -> Command {
+        self.command_at(&root().join("scenarios/lab").join(scenario))
+    }
+
+    /// `drillbook run` of a scenario file anywhere (a variant written by the test).
+    fn command_at(&self, scenario: &std::path::Path) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_drillbook"));
         command
             .arg("run")
-            .arg(root().join("scenarios/lab").join(scenario))
+            .arg(scenario)
             .arg("--report-dir")
             .arg(self.dir.path().join("reports"))
             .arg("--drill-log")
@@ -375,4 +380,55 @@ fn sigint_while_the_target_starts_still_reports_and_logs_interrupted() {
             .any(|l| l.contains(&report.run_id) && l.contains("interrupted"))
     );
     drill.assert_no_survivors();
+}
+
+/// `proxy-restart.yaml` with `replace` applied (each must match), written next to the
+/// drill's runbook; the drill log still goes to `--drill-log`.
+fn variant(drill: &Drill, name: &str, replace: &[(&str, &str)]) -> PathBuf {
+    let mut source = std::fs::read_to_string(root().join("scenarios/lab/proxy-restart.yaml"))
+        .expect("read proxy-restart.yaml");
+    for (from, to) in replace {
+        assert!(source.contains(from), "`{from}` is in proxy-restart.yaml");
+        source = source.replace(from, to);
+    }
+    // The runbook path is relative to the original's folder; `--drill-log` names the copy.
+    let source = source.replace("runbook: ../../docs/RUNBOOK.md\n", "");
+    let path = drill.dir.path().join(name);
+    std::fs::write(&path, source).expect("write the variant");
+    path
+}
+
+/// The drill stopped before its first fault: exit 4, the report says why, the kill never ran.
+fn assert_aborted_before_the_fault(drill: &Drill, output: &Output, why: &str) -> Report {
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(output));
+    let report = drill.report();
+    assert_eq!(report.verdict, Verdict::Aborted);
+    assert!(
+        report.verdict_reason.contains(why),
+        "the report says why: {}",
+        report.verdict_reason
+    );
+    assert!(
+        !report.events.iter().any(|e| e.kind == EventKind::Fault),
+        "no fault was injected: {:?}",
+        report.events
+    );
+    drill.assert_no_survivors();
+    report
+}
+
+#[test]
+fn a_load_that_cannot_start_aborts_before_the_first_fault() {
+    let drill = Drill::new();
+    // Port 1 on loopback: the token endpoint refuses, so no caller ever gets a token.
+    let scenario = variant(
+        &drill,
+        "no-token.yaml",
+        &[(
+            "token_url: http://127.0.0.1:${port.jobs}/token",
+            "token_url: http://127.0.0.1:1/token",
+        )],
+    );
+    let output = drill.command_at(&scenario).output().expect("run drillbook");
+    assert_aborted_before_the_fault(&drill, &output, "the load stopped");
 }

@@ -323,3 +323,40 @@ async fn a_tripped_abort_guard_stops_the_timeline_and_unwinds() {
         observed.ending
     );
 }
+
+/// A load that cannot start must stop the drill before its first fault: nothing would
+/// measure it. `extra` is the `load:` section; every step but `finally` must be skipped.
+async fn assert_aborted_before_the_first_fault(load: &str, why: &str) {
+    let loaded = scenario(load);
+    let run = drill(&loaded, Fake::default(), CancellationToken::new());
+    let (observed, calls) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the drill ends by itself");
+    assert_eq!(calls, ["apply f []", "shutdown"]);
+    assert!(
+        matches!(&observed.ending, Ending::Aborted(reason) if reason.contains(why)),
+        "{:?}",
+        observed.ending
+    );
+    assert!(observed.steps.is_empty());
+}
+
+#[tokio::test]
+async fn a_load_whose_token_url_refuses_aborts_before_the_first_fault() {
+    // Port 1 on loopback: nothing listens there, the connection is refused at once.
+    assert_aborted_before_the_first_fault(
+        "load:\n  url: http://127.0.0.1:1/\n  rate: 10/s\n  duration: 5s\n  \
+         auth:\n    token_url: http://127.0.0.1:1/token\n    callers: 2\n",
+        "the load stopped",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_load_with_a_zero_timeout_aborts_before_the_first_fault() {
+    assert_aborted_before_the_first_fault(
+        "load:\n  url: http://127.0.0.1:1/\n  rate: 10/s\n  duration: 5s\n  timeout: 0s\n",
+        "timeout",
+    )
+    .await;
+}
