@@ -432,3 +432,55 @@ fn a_load_that_cannot_start_aborts_before_the_first_fault() {
     let output = drill.command_at(&scenario).output().expect("run drillbook");
     assert_aborted_before_the_fault(&drill, &output, "the load stopped");
 }
+
+/// A drill that passes in a few seconds: one proxy, two seconds of load on its health check.
+const QUICK_PASS: &str = r#"apiVersion: drillbook/v1
+name: lab-quick-pass
+target:
+  local:
+    processes:
+      - name: requests-proxy
+        command: ["${drillbook}", "lab", "proxy", "--listen", "127.0.0.1:${port.proxy}"]
+        env: {LAB_STATELESS_TOKENS: "true"}
+        ready: http://127.0.0.1:${port.proxy}/healthz
+load:
+  url: http://127.0.0.1:${port.proxy}/healthz
+  rate: 20/s
+  duration: 2s
+steps:
+  - wait: 1s
+checks:
+  - name: healthy
+    phase: all
+    http: "rate(5xx) == 0"
+"#;
+
+#[test]
+fn a_report_folder_that_cannot_be_written_is_not_a_pass() {
+    let drill = Drill::new();
+    let scenario = drill.dir.path().join("quick-pass.yaml");
+    std::fs::write(&scenario, QUICK_PASS).expect("write the scenario");
+    // A regular file where the report folder should be: every report path is under a file.
+    std::fs::write(drill.dir.path().join("reports"), "not a folder").expect("write a file");
+    let output = drill.command_at(&scenario).output().expect("run drillbook");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains("Not a directory"),
+        "the OS cause is named: {err}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("reports: none written"), "{stdout}");
+    // The row is still appended, but it links to no report that does not exist.
+    let runbook = drill.runbook();
+    let row = runbook
+        .lines()
+        .find(|l| l.contains("lab-quick-pass"))
+        .unwrap_or_else(|| panic!("a drill-log row: {runbook}"));
+    assert!(
+        !row.contains("report.md"),
+        "no link to a missing report: {row}"
+    );
+    assert!(row.contains("report not written"), "{row}");
+    drill.assert_no_survivors();
+}
