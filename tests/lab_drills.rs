@@ -433,6 +433,28 @@ fn a_load_that_cannot_start_aborts_before_the_first_fault() {
     assert_aborted_before_the_fault(&drill, &output, "the load stopped");
 }
 
+#[test]
+fn a_baseline_of_errors_aborts_before_the_first_fault() {
+    let drill = Drill::new();
+    // Port 1 on loopback: every request of the baseline is refused, so there is no steady
+    // state to break; the kill must not run.
+    let scenario = variant(
+        &drill,
+        "closed-port.yaml",
+        &[(
+            "url: http://127.0.0.1:${port.proxy}/v1/train",
+            "url: http://127.0.0.1:1/v1/train",
+        )],
+    );
+    let output = drill.command_at(&scenario).output().expect("run drillbook");
+    let report = assert_aborted_before_the_fault(&drill, &output, "steady state");
+    assert!(
+        report.verdict_reason.contains("connect_refused"),
+        "{}",
+        report.verdict_reason
+    );
+}
+
 /// A drill that passes in a few seconds: one proxy, two seconds of load on its health check.
 const QUICK_PASS: &str = r#"apiVersion: drillbook/v1
 name: lab-quick-pass

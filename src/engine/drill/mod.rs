@@ -19,7 +19,7 @@ use super::load_config::LoadConfigError;
 use super::phases::Marks;
 use super::signals::Notice;
 use super::undo::{RegisterError, UndoOutcome, UndoStack};
-use super::windows::{GuardState, WindowStore};
+use super::windows::{GuardState, WindowStore, unsteady};
 use crate::checks::prometheus::Sample;
 use crate::load::{LoadError, LoadSummary, Window};
 use crate::report::model::{EventKind, PreflightResult, PreflightStatus, TimelineEvent};
@@ -409,7 +409,10 @@ struct Background {
     load_started: CancellationToken,
     /// Cancelled when the load is over, however it ended.
     load_over: CancellationToken,
-    windows: JoinHandle<WindowStore>,
+    /// Feeds `store` (and the abort guards) until the load ends.
+    windows: JoinHandle<()>,
+    /// The windows so far: the steady-state gate reads the baseline from it.
+    store: Arc<Mutex<WindowStore>>,
     prometheus: JoinHandle<BTreeMap<String, Vec<Sample>>>,
 }
 
@@ -427,6 +430,8 @@ struct Drill<'a, T: Target> {
     stop: CancellationToken,
     /// Workloads whose identities `rolled` checks compare before and after each step.
     watched: Vec<String>,
+    /// What the report should mention about how the drill ran (e.g. an unverified baseline).
+    warnings: Mutex<Vec<String>>,
     started: jiff::Timestamp,
     t0: Instant,
 }
@@ -472,6 +477,7 @@ impl<'a, T: Target> Drill<'a, T> {
             abort,
             stop,
             watched,
+            warnings: Mutex::default(),
             started: jiff::Timestamp::now(),
             t0: Instant::now() + START_DELAY,
         }
@@ -495,9 +501,19 @@ impl<'a, T: Target> Drill<'a, T> {
             },
             None => (None, None),
         };
-        let warnings = load_error.iter().map(|e| format!("load: {e}")).collect();
+        let mut warnings: Vec<String> = self
+            .warnings
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        warnings.extend(load_error.iter().map(|e| format!("load: {e}")));
         let end = Instant::now();
-        let windows = background.windows.await.unwrap_or_default();
+        let _ = background.windows.await;
+        let windows = background
+            .store
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
 
         // Give jobs that checks look at a moment to finish, unless the drill was stopped.
         if !self.stop.is_cancelled() {
@@ -575,10 +591,10 @@ impl<'a, T: Target> Drill<'a, T> {
             .iter()
             .filter_map(|g| GuardState::new(&g.value.http.value, g.value.for_.0))
             .collect();
+        let store = Arc::<Mutex<WindowStore>>::default();
         let windows = {
-            let abort = self.abort.clone();
+            let (abort, store) = (self.abort.clone(), store.clone());
             tokio::spawn(async move {
-                let mut store = WindowStore::default();
                 let mut guards = guards;
                 while let Some(window) = windows_rx.recv().await {
                     if window.second % 2 == 1 {
@@ -591,9 +607,10 @@ impl<'a, T: Target> Drill<'a, T> {
                             abort.abort(why);
                         }
                     }
-                    store.insert(window);
+                    if let Ok(mut store) = store.lock() {
+                        store.insert(window);
+                    }
                 }
-                store
             })
         };
         let prometheus =
@@ -603,6 +620,7 @@ impl<'a, T: Target> Drill<'a, T> {
             load_started,
             load_over,
             windows,
+            store,
             prometheus,
         })
     }
@@ -630,9 +648,11 @@ impl<'a, T: Target> Drill<'a, T> {
             }
             if before_first_fault && is_fault(&step.action) {
                 before_first_fault = false;
-                if let Err(why) = self.gate_first_fault(background).await {
+                if let Err(why) = self.gate_first_fault(background, &name).await {
                     self.abort
                         .abort(format!("before the first fault (`{name}`): {why}"));
+                    // `stop` follows the abort only once another task sees it.
+                    break;
                 }
             }
             if self.stop.is_cancelled() {
@@ -650,9 +670,10 @@ impl<'a, T: Target> Drill<'a, T> {
         (steps, events)
     }
 
-    /// Whether the first fault may go in: the load must be measuring. Returns at once when the
-    /// drill is already stopping (the timeline then ends).
-    async fn gate_first_fault(&self, background: &Background) -> Result<(), String> {
+    /// Whether the first fault may go in: the load must be measuring, and its baseline must be
+    /// a steady state (see [`unsteady`]). Returns at once when the drill is already stopping
+    /// (the timeline then ends).
+    async fn gate_first_fault(&self, background: &Background, step: &str) -> Result<(), String> {
         if background.load.is_none() {
             return Ok(());
         }
@@ -663,7 +684,30 @@ impl<'a, T: Target> Drill<'a, T> {
         if background.load_over.is_cancelled() && !self.stop.is_cancelled() {
             return Err("the load already ended; nothing would measure the fault".into());
         }
-        Ok(())
+        let fault_at = offset(self.t0, Instant::now());
+        // Only windows wholly before the fault: the baseline as measured so far.
+        let baseline = background
+            .store
+            .lock()
+            .ok()
+            .and_then(|s| s.span(|second| (second + 1) as f64 <= fault_at));
+        match baseline {
+            Some(span) => match unsteady(&span.stats) {
+                Some(why) => Err(format!("the steady state does not hold: {why}")),
+                None => Ok(()),
+            },
+            None => {
+                let note = format!(
+                    "no load window closed before the first fault `{step}` (t+{fault_at:.1}s): \
+                     the steady state was not verified"
+                );
+                tracing::warn!("{note}");
+                if let Ok(mut warnings) = self.warnings.lock() {
+                    warnings.push(note);
+                }
+                Ok(())
+            }
+        }
     }
 
     /// How the drill ended, before the unwind.

@@ -360,3 +360,23 @@ async fn a_load_with_a_zero_timeout_aborts_before_the_first_fault() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_baseline_of_errors_is_no_steady_state_and_aborts_before_the_first_fault() {
+    // Nothing listens on loopback port 1: every baseline request is refused.
+    let loaded = scenario_with(
+        "load:\n  url: http://127.0.0.1:1/\n  rate: 20/s\n  duration: 10s\n",
+        &STEPS.replacen("- name: one", "- at: 3s\n    name: one", 1),
+    );
+    let run = drill(&loaded, Fake::default(), CancellationToken::new());
+    let (observed, calls) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the drill ends by itself");
+    assert_eq!(calls, ["apply f []", "shutdown"]);
+    assert!(
+        matches!(&observed.ending, Ending::Aborted(why)
+            if why.contains("steady state") && why.contains("connect_refused")),
+        "{:?}",
+        observed.ending
+    );
+}
