@@ -382,9 +382,9 @@ fn sigint_while_the_target_starts_still_reports_and_logs_interrupted() {
     drill.assert_no_survivors();
 }
 
-/// `proxy-restart.yaml` with `replace` applied (each must match), written next to the
+/// Runs `proxy-restart.yaml` with `replace` applied (each must match), written next to the
 /// drill's runbook; the drill log still goes to `--drill-log`.
-fn variant(drill: &Drill, name: &str, replace: &[(&str, &str)]) -> PathBuf {
+fn run_variant(drill: &Drill, name: &str, replace: &[(&str, &str)]) -> Output {
     let mut source = std::fs::read_to_string(root().join("scenarios/lab/proxy-restart.yaml"))
         .expect("read proxy-restart.yaml");
     for (from, to) in replace {
@@ -395,7 +395,7 @@ fn variant(drill: &Drill, name: &str, replace: &[(&str, &str)]) -> PathBuf {
     let source = source.replace("runbook: ../../docs/RUNBOOK.md\n", "");
     let path = drill.dir.path().join(name);
     std::fs::write(&path, source).expect("write the variant");
-    path
+    drill.command_at(&path).output().expect("run drillbook")
 }
 
 /// The drill stopped before its first fault: exit 4, the report says why, the kill never ran.
@@ -421,7 +421,7 @@ fn assert_aborted_before_the_fault(drill: &Drill, output: &Output, why: &str) ->
 fn a_load_that_cannot_start_aborts_before_the_first_fault() {
     let drill = Drill::new();
     // Port 1 on loopback: the token endpoint refuses, so no caller ever gets a token.
-    let scenario = variant(
+    let output = run_variant(
         &drill,
         "no-token.yaml",
         &[(
@@ -429,7 +429,6 @@ fn a_load_that_cannot_start_aborts_before_the_first_fault() {
             "token_url: http://127.0.0.1:1/token",
         )],
     );
-    let output = drill.command_at(&scenario).output().expect("run drillbook");
     assert_aborted_before_the_fault(&drill, &output, "the load stopped");
 }
 
@@ -438,7 +437,7 @@ fn a_baseline_of_errors_aborts_before_the_first_fault() {
     let drill = Drill::new();
     // Port 1 on loopback: every request of the baseline is refused, so there is no steady
     // state to break; the kill must not run.
-    let scenario = variant(
+    let output = run_variant(
         &drill,
         "closed-port.yaml",
         &[(
@@ -446,7 +445,6 @@ fn a_baseline_of_errors_aborts_before_the_first_fault() {
             "url: http://127.0.0.1:1/v1/train",
         )],
     );
-    let output = drill.command_at(&scenario).output().expect("run drillbook");
     let report = assert_aborted_before_the_fault(&drill, &output, "steady state");
     assert!(
         report.verdict_reason.contains("connect_refused"),

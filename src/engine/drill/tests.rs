@@ -324,17 +324,17 @@ async fn a_tripped_abort_guard_stops_the_timeline_and_unwinds() {
     );
 }
 
-/// A load that cannot start must stop the drill before its first fault: nothing would
-/// measure it. `extra` is the `load:` section; every step but `finally` must be skipped.
-async fn assert_aborted_before_the_first_fault(load: &str, why: &str) {
-    let loaded = scenario(load);
-    let run = drill(&loaded, Fake::default(), CancellationToken::new());
+/// The drill must stop before its first fault, for a reason containing each of `why`: every
+/// step but `finally` is skipped.
+async fn assert_aborted_before_the_first_fault(loaded: &LoadedScenario, why: &[&str]) {
+    let run = drill(loaded, Fake::default(), CancellationToken::new());
     let (observed, calls) = tokio::time::timeout(Duration::from_secs(30), run)
         .await
         .expect("the drill ends by itself");
     assert_eq!(calls, ["apply f []", "shutdown"]);
     assert!(
-        matches!(&observed.ending, Ending::Aborted(reason) if reason.contains(why)),
+        matches!(&observed.ending,
+            Ending::Aborted(reason) if why.iter().all(|w| reason.contains(w))),
         "{:?}",
         observed.ending
     );
@@ -343,11 +343,14 @@ async fn assert_aborted_before_the_first_fault(load: &str, why: &str) {
 
 #[tokio::test]
 async fn a_load_whose_token_url_refuses_aborts_before_the_first_fault() {
-    // Port 1 on loopback: nothing listens there, the connection is refused at once.
+    // Port 1 on loopback: nothing listens there, the connection is refused at once. A load
+    // that cannot start leaves nothing to measure the fault.
     assert_aborted_before_the_first_fault(
-        "load:\n  url: http://127.0.0.1:1/\n  rate: 10/s\n  duration: 5s\n  \
-         auth:\n    token_url: http://127.0.0.1:1/token\n    callers: 2\n",
-        "the load stopped",
+        &scenario(
+            "load:\n  url: http://127.0.0.1:1/\n  rate: 10/s\n  duration: 5s\n  \
+             auth:\n    token_url: http://127.0.0.1:1/token\n    callers: 2\n",
+        ),
+        &["the load stopped"],
     )
     .await;
 }
@@ -355,8 +358,10 @@ async fn a_load_whose_token_url_refuses_aborts_before_the_first_fault() {
 #[tokio::test]
 async fn a_load_with_a_zero_timeout_aborts_before_the_first_fault() {
     assert_aborted_before_the_first_fault(
-        "load:\n  url: http://127.0.0.1:1/\n  rate: 10/s\n  duration: 5s\n  timeout: 0s\n",
-        "timeout",
+        &scenario(
+            "load:\n  url: http://127.0.0.1:1/\n  rate: 10/s\n  duration: 5s\n  timeout: 0s\n",
+        ),
+        &["timeout"],
     )
     .await;
 }
@@ -368,15 +373,5 @@ async fn a_baseline_of_errors_is_no_steady_state_and_aborts_before_the_first_fau
         "load:\n  url: http://127.0.0.1:1/\n  rate: 20/s\n  duration: 10s\n",
         &STEPS.replacen("- name: one", "- at: 3s\n    name: one", 1),
     );
-    let run = drill(&loaded, Fake::default(), CancellationToken::new());
-    let (observed, calls) = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("the drill ends by itself");
-    assert_eq!(calls, ["apply f []", "shutdown"]);
-    assert!(
-        matches!(&observed.ending, Ending::Aborted(why)
-            if why.contains("steady state") && why.contains("connect_refused")),
-        "{:?}",
-        observed.ending
-    );
+    assert_aborted_before_the_first_fault(&loaded, &["steady state", "connect_refused"]).await;
 }
