@@ -684,6 +684,15 @@ impl<'a, T: Target> Drill<'a, T> {
         if background.load_over.is_cancelled() && !self.stop.is_cancelled() {
             return Err("the load already ended; nothing would measure the fault".into());
         }
+        if !self
+            .loaded
+            .scenario
+            .load
+            .as_ref()
+            .is_some_and(|l| l.steady_state)
+        {
+            return Ok(());
+        }
         let fault_at = offset(self.t0, Instant::now());
         // Only windows wholly before the fault: the baseline as measured so far.
         let baseline = background

@@ -375,3 +375,17 @@ async fn a_baseline_of_errors_is_no_steady_state_and_aborts_before_the_first_fau
     );
     assert_aborted_before_the_first_fault(&loaded, &["steady state", "connect_refused"]).await;
 }
+
+#[tokio::test]
+async fn steady_state_false_lets_a_fault_into_a_broken_baseline() {
+    let loaded = scenario_with(
+        "load:\n  url: http://127.0.0.1:1/\n  rate: 20/s\n  duration: 4s\n  steady_state: false\n",
+        &STEPS.replacen("- name: one", "- at: 2s\n    name: one", 1),
+    );
+    let run = drill(&loaded, Fake::default(), CancellationToken::new());
+    let (observed, calls) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the drill ends by itself");
+    assert_eq!(observed.ending, Ending::Completed);
+    assert_eq!(calls.first().map(String::as_str), Some("apply a [undo-a]"));
+}
