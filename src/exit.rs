@@ -20,6 +20,9 @@ pub enum Outcome {
     Aborted,
     /// 5 — pre-flight or a safety rule refused to start; nothing was changed.
     Refused,
+    /// 6 — the drill passed but its report could not be written: a pass nobody can look up
+    /// is not a pass. Any other verdict keeps its own (already non-zero) code.
+    Unreported,
     /// 130 — interrupted by SIGINT/SIGTERM; undos ran.
     Interrupted,
 }
@@ -33,6 +36,7 @@ impl Outcome {
             Outcome::Inconclusive => 3,
             Outcome::Aborted => 4,
             Outcome::Refused => 5,
+            Outcome::Unreported => 6,
             Outcome::Interrupted => 130,
         }
     }
@@ -46,6 +50,7 @@ Exit codes:
   3    inconclusive  no check failed, but some had no data to decide on
   4    aborted       an abort guard tripped or the drill hit an error; undos ran
   5    refused       pre-flight or a safety rule refused to start; nothing changed
+  6    unreported    the drill passed but its report could not be written
   130  interrupted   SIGINT/SIGTERM; undos ran";
 }
 

@@ -112,6 +112,12 @@ pub fn render_offline(loaded: &LoadedScenario, seed: Option<u64>) -> String {
             "Load      {} {} at {rate} for {duration}, {} connections\n",
             load.method, load.url.value, load.connections
         ));
+        out.push_str(if load.steady_state {
+            "Steady    before the first fault: a 2xx and at most half failed in the baseline, \
+             else abort\n"
+        } else {
+            "Steady    not checked (steady_state: false)\n"
+        });
     }
     out.push_str(&match seed.or(s.seed) {
         Some(seed) => format!("Seed      {seed}\n"),

@@ -36,10 +36,15 @@ impl Drill {
     }
 
     fn command(&self, scenario: &str) -> Command {
+        self.command_at(&root().join("scenarios/lab").join(scenario))
+    }
+
+    /// `drillbook run` of a scenario file anywhere (a variant written by the test).
+    fn command_at(&self, scenario: &std::path::Path) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_drillbook"));
         command
             .arg("run")
-            .arg(root().join("scenarios/lab").join(scenario))
+            .arg(scenario)
             .arg("--report-dir")
             .arg(self.dir.path().join("reports"))
             .arg("--drill-log")
@@ -374,5 +379,128 @@ fn sigint_while_the_target_starts_still_reports_and_logs_interrupted() {
             .lines()
             .any(|l| l.contains(&report.run_id) && l.contains("interrupted"))
     );
+    drill.assert_no_survivors();
+}
+
+/// Runs `proxy-restart.yaml` with `replace` applied (each must match), written next to the
+/// drill's runbook; the drill log still goes to `--drill-log`.
+fn run_variant(drill: &Drill, name: &str, replace: &[(&str, &str)]) -> Output {
+    let mut source = std::fs::read_to_string(root().join("scenarios/lab/proxy-restart.yaml"))
+        .expect("read proxy-restart.yaml");
+    for (from, to) in replace {
+        assert!(source.contains(from), "`{from}` is in proxy-restart.yaml");
+        source = source.replace(from, to);
+    }
+    // The runbook path is relative to the original's folder; `--drill-log` names the copy.
+    let source = source.replace("runbook: ../../docs/RUNBOOK.md\n", "");
+    let path = drill.dir.path().join(name);
+    std::fs::write(&path, source).expect("write the variant");
+    drill.command_at(&path).output().expect("run drillbook")
+}
+
+/// The drill stopped before its first fault: exit 4, the report says why, the kill never ran.
+fn assert_aborted_before_the_fault(drill: &Drill, output: &Output, why: &str) -> Report {
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(output));
+    let report = drill.report();
+    assert_eq!(report.verdict, Verdict::Aborted);
+    assert!(
+        report.verdict_reason.contains(why),
+        "the report says why: {}",
+        report.verdict_reason
+    );
+    assert!(
+        !report.events.iter().any(|e| e.kind == EventKind::Fault),
+        "no fault was injected: {:?}",
+        report.events
+    );
+    drill.assert_no_survivors();
+    report
+}
+
+#[test]
+fn a_load_that_cannot_start_aborts_before_the_first_fault() {
+    let drill = Drill::new();
+    // Port 1 on loopback: the token endpoint refuses, so no caller ever gets a token.
+    let output = run_variant(
+        &drill,
+        "no-token.yaml",
+        &[(
+            "token_url: http://127.0.0.1:${port.jobs}/token",
+            "token_url: http://127.0.0.1:1/token",
+        )],
+    );
+    assert_aborted_before_the_fault(&drill, &output, "the load stopped");
+}
+
+#[test]
+fn a_baseline_of_errors_aborts_before_the_first_fault() {
+    let drill = Drill::new();
+    // Port 1 on loopback: every request of the baseline is refused, so there is no steady
+    // state to break; the kill must not run.
+    let output = run_variant(
+        &drill,
+        "closed-port.yaml",
+        &[(
+            "url: http://127.0.0.1:${port.proxy}/v1/train",
+            "url: http://127.0.0.1:1/v1/train",
+        )],
+    );
+    let report = assert_aborted_before_the_fault(&drill, &output, "steady state");
+    assert!(
+        report.verdict_reason.contains("connect_refused"),
+        "{}",
+        report.verdict_reason
+    );
+}
+
+/// A drill that passes in a few seconds: one proxy, two seconds of load on its health check.
+const QUICK_PASS: &str = r#"apiVersion: drillbook/v1
+name: lab-quick-pass
+target:
+  local:
+    processes:
+      - name: requests-proxy
+        command: ["${drillbook}", "lab", "proxy", "--listen", "127.0.0.1:${port.proxy}"]
+        env: {LAB_STATELESS_TOKENS: "true"}
+        ready: http://127.0.0.1:${port.proxy}/healthz
+load:
+  url: http://127.0.0.1:${port.proxy}/healthz
+  rate: 20/s
+  duration: 2s
+steps:
+  - wait: 1s
+checks:
+  - name: healthy
+    phase: all
+    http: "rate(5xx) == 0"
+"#;
+
+#[test]
+fn a_report_folder_that_cannot_be_written_is_not_a_pass() {
+    let drill = Drill::new();
+    let scenario = drill.dir.path().join("quick-pass.yaml");
+    std::fs::write(&scenario, QUICK_PASS).expect("write the scenario");
+    // A regular file where the report folder should be: every report path is under a file.
+    std::fs::write(drill.dir.path().join("reports"), "not a folder").expect("write a file");
+    let output = drill.command_at(&scenario).output().expect("run drillbook");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains("Not a directory"),
+        "the OS cause is named: {err}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("reports: none written"), "{stdout}");
+    // The row is still appended, but it links to no report that does not exist.
+    let runbook = drill.runbook();
+    let row = runbook
+        .lines()
+        .find(|l| l.contains("lab-quick-pass"))
+        .unwrap_or_else(|| panic!("a drill-log row: {runbook}"));
+    assert!(
+        !row.contains("report.md"),
+        "no link to a missing report: {row}"
+    );
+    assert!(row.contains("report not written"), "{row}");
     drill.assert_no_survivors();
 }

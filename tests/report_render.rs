@@ -396,3 +396,27 @@ fn report_command_renders_to_stdout_and_files() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("is not a drillbook report"));
 }
+
+#[test]
+fn write_all_replaces_files_whole_and_leaves_no_temp_file_when_one_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = fixture("pass-proxy-restart");
+    std::fs::write(dir.path().join("report.json"), "stale").unwrap();
+    // A folder where report.md should be: renaming over it fails (EISDIR).
+    std::fs::create_dir(dir.path().join("report.md")).unwrap();
+    let err = report::write_all(&report, dir.path()).unwrap_err();
+    assert!(err.to_string().contains("report.md"), "{err}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the OS cause is kept"
+    );
+    // report.json was replaced whole before report.md failed.
+    let written = report::load(&dir.path().join("report.json")).unwrap();
+    assert_eq!(written.run_id, report.run_id);
+    let temps: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(temps.is_empty(), "temp files left: {temps:?}");
+}

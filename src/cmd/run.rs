@@ -59,15 +59,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     let report = report_build::build(&loaded, &observed, judged, args.operator.as_deref());
 
     let dir = drill::report_dir(&args.report_dir, &report);
-    // A report that cannot be written in full must not also cost the drill-log row.
-    let files = match crate::report::write_all(&report, &dir) {
-        Ok(files) => files,
+    // A report that cannot be written in full must not also cost the drill-log row, but the
+    // row must not link to it, and a pass nobody can look up is not a pass (exit 6).
+    let (files, unwritten) = match crate::report::write_all(&report, &dir) {
+        Ok(files) => (files, None),
         Err(e) => {
-            eprintln!(
-                "error: could not write every report file under {}: {e}",
-                dir.display()
-            );
-            Vec::new()
+            let why = format!("{:#}", anyhow::Error::from(e));
+            eprintln!("error: the report was not written: {why}");
+            (Vec::new(), Some(why))
         }
     };
     if args.store_results {
@@ -87,16 +86,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
         && std::env::var_os("NO_COLOR").is_none();
     println!("{}", crate::report::table::render(&report, color));
-    println!(
-        "reports: {}",
-        files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    if files.is_empty() {
+        println!("reports: none written (see the error above)");
+    } else {
+        println!(
+            "reports: {}",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if let Some(runbook) = runbook(&args, &loaded) {
-        let entry = drill_log::entry(&report, &runbook, &dir);
+        let mut entry = drill_log::entry(&report, &runbook, &dir);
+        if let Some(why) = &unwritten {
+            entry.report_link = None;
+            entry.notes = format!("{}; report not written: {why}", entry.notes);
+        }
         match drill_log::append(&runbook, &entry) {
             Ok(AppendOutcome::AlreadyPresent) => println!(
                 "drill log: run {} already in {}",
@@ -110,7 +117,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
             ),
         }
     }
-    Ok(Outcome::from(report.verdict))
+    Ok(match (Outcome::from(report.verdict), unwritten) {
+        (Outcome::Pass, Some(_)) => Outcome::Unreported,
+        (outcome, _) => outcome,
+    })
 }
 
 /// The run's options, or `None` when `--in-cluster` lacks the cluster's name.

@@ -129,3 +129,80 @@ impl GuardState {
         })
     }
 }
+
+/// Above this share of failed requests (non-2xx or no answer) a baseline is no steady state:
+/// a fault injected then could not be told apart from what was already broken.
+pub const STEADY_STATE_MAX_FAILED: f64 = 0.5;
+
+/// Why `baseline` is no steady state to inject a fault into (Chaos Toolkit's rule: verify the
+/// steady state before the method); `None` when it is one.
+pub fn unsteady(baseline: &Stats) -> Option<String> {
+    let ok = baseline.class_count(2);
+    let failed = baseline.failed_count();
+    let sent = baseline.requests;
+    let why = if ok == 0 {
+        format!("no baseline request succeeded ({sent} sent, {failed} failed")
+    } else if failed as f64 > STEADY_STATE_MAX_FAILED * sent as f64 {
+        format!(
+            "{failed} of {sent} baseline requests failed (more than {:.0}%",
+            STEADY_STATE_MAX_FAILED * 100.0
+        )
+    } else {
+        return None;
+    };
+    let mut causes: Vec<String> = baseline
+        .errors
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(kind, n)| format!("{n} {}", kind.as_str()))
+        .chain(
+            baseline
+                .statuses
+                .iter()
+                .filter(|(code, n)| **code / 100 != 2 && **n > 0)
+                .map(|(code, n)| format!("{n} x {code}")),
+        )
+        .collect();
+    if baseline.dropped > 0 {
+        causes.push(format!("{} dropped", baseline.dropped));
+    }
+    Some(if causes.is_empty() {
+        format!("{why})")
+    } else {
+        format!("{why}: {})", causes.join(", "))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::ErrorKind;
+
+    fn stats(ok: u64, refused: u64, status_503: u64) -> Stats {
+        let mut s = Stats {
+            requests: ok + refused + status_503,
+            ..Stats::default()
+        };
+        s.statuses.insert(200, ok);
+        s.statuses.insert(503, status_503);
+        s.errors.insert(ErrorKind::ConnectRefused, refused);
+        s
+    }
+
+    #[test]
+    fn a_baseline_without_a_success_or_mostly_failed_is_unsteady() {
+        let none = unsteady(&stats(0, 26, 0)).expect("no success is unsteady");
+        assert!(none.contains("no baseline request succeeded"), "{none}");
+        assert!(none.contains("26 connect_refused"), "{none}");
+        let most = unsteady(&stats(4, 3, 3)).expect("60% failed is unsteady");
+        assert!(most.contains("6 of 10"), "{most}");
+        assert!(most.contains("3 x 503"), "{most}");
+        assert!(unsteady(&Stats::default()).is_some(), "nothing answered");
+    }
+
+    #[test]
+    fn a_baseline_with_at_most_half_failed_is_steady() {
+        assert_eq!(unsteady(&stats(5, 5, 0)), None);
+        assert_eq!(unsteady(&stats(100, 0, 1)), None);
+    }
+}

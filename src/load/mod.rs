@@ -179,11 +179,23 @@ pub async fn run(
     cancel: CancellationToken,
     windows: Option<tokio::sync::mpsc::UnboundedSender<Window>>,
 ) -> Result<LoadSummary, LoadError> {
+    run_announcing(config, cancel, windows, CancellationToken::new()).await
+}
+
+/// [`run`], cancelling `started` once the load is set up (configuration checked, tokens
+/// fetched) and about to send: a drill must not inject a fault before something measures it.
+pub async fn run_announcing(
+    config: LoadConfig,
+    cancel: CancellationToken,
+    windows: Option<tokio::sync::mpsc::UnboundedSender<Window>>,
+    started: CancellationToken,
+) -> Result<LoadSummary, LoadError> {
     let prepared = prepare(&config)?;
     let mut token_manager = match &config.auth {
         Some(auth) => Some(TokenManager::start(auth, config.timeout).await?),
         None => None,
     };
+    started.cancel();
     // Without a given start, time zero comes after the token fetches.
     let zero = config.start_at.unwrap_or_else(Instant::now);
     if let Some(manager) = &mut token_manager {

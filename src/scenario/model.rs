@@ -206,6 +206,15 @@ pub struct LoadSpec {
     /// A request later than this behind schedule is counted as dropped instead of sent.
     #[serde(default = "default_max_lag")]
     pub max_lag: HumanDuration,
+    /// Verify the steady state before the first fault: abort the drill there unless the
+    /// baseline had a 2xx and at most half of its requests failed. `false` only for a drill
+    /// that injects into a service already broken on purpose.
+    #[serde(default = "default_steady_state")]
+    pub steady_state: bool,
+}
+
+fn default_steady_state() -> bool {
+    true
 }
 
 fn default_method() -> String {

@@ -19,7 +19,7 @@ use super::load_config::LoadConfigError;
 use super::phases::Marks;
 use super::signals::Notice;
 use super::undo::{RegisterError, UndoOutcome, UndoStack};
-use super::windows::{GuardState, WindowStore};
+use super::windows::{GuardState, WindowStore, unsteady};
 use crate::checks::prometheus::Sample;
 use crate::load::{LoadError, LoadSummary, Window};
 use crate::report::model::{EventKind, PreflightResult, PreflightStatus, TimelineEvent};
@@ -405,7 +405,14 @@ async fn preflight<T: Target>(
 /// checks, all running from time zero.
 struct Background {
     load: Option<JoinHandle<Result<LoadSummary, LoadError>>>,
-    windows: JoinHandle<WindowStore>,
+    /// Cancelled once the load is set up and sending; never without a load.
+    load_started: CancellationToken,
+    /// Cancelled when the load is over, however it ended.
+    load_over: CancellationToken,
+    /// Feeds `store` (and the abort guards) until the load ends.
+    windows: JoinHandle<()>,
+    /// The windows so far: the steady-state gate reads the baseline from it.
+    store: Arc<Mutex<WindowStore>>,
     prometheus: JoinHandle<BTreeMap<String, Vec<Sample>>>,
 }
 
@@ -417,13 +424,14 @@ struct Drill<'a, T: Target> {
     vars: &'a Vars,
     seed: u64,
     interrupt: CancellationToken,
-    /// Cancelled when the drill must end early (abort guard, failed step).
-    abort: CancellationToken,
-    abort_reason: Arc<Mutex<Option<String>>>,
+    /// Ends the drill early (abort guard, failed step, a load that cannot measure).
+    abort: Aborter,
     /// Cancelled on interrupt or abort: stops the load and the timeline.
     stop: CancellationToken,
     /// Workloads whose identities `rolled` checks compare before and after each step.
     watched: Vec<String>,
+    /// What the report should mention about how the drill ran (e.g. an unverified baseline).
+    warnings: Mutex<Vec<String>>,
     started: jiff::Timestamp,
     t0: Instant,
 }
@@ -437,14 +445,14 @@ impl<'a, T: Target> Drill<'a, T> {
         seed: u64,
         interrupt: CancellationToken,
     ) -> Self {
-        let abort = CancellationToken::new();
+        let abort = Aborter::default();
         let stop = CancellationToken::new();
         if interrupt.is_cancelled() {
             // Interrupted while the target was starting: unwind at once.
             stop.cancel();
         }
         {
-            let (stop, interrupt, abort) = (stop.clone(), interrupt.clone(), abort.clone());
+            let (stop, interrupt, abort) = (stop.clone(), interrupt.clone(), abort.token.clone());
             tokio::spawn(async move {
                 tokio::select! { _ = interrupt.cancelled() => {}, _ = abort.cancelled() => {} }
                 stop.cancel();
@@ -467,20 +475,12 @@ impl<'a, T: Target> Drill<'a, T> {
             seed,
             interrupt,
             abort,
-            abort_reason: Arc::default(),
             stop,
             watched,
+            warnings: Mutex::default(),
             started: jiff::Timestamp::now(),
             t0: Instant::now() + START_DELAY,
         }
-    }
-
-    /// Ends the drill early; the first reason given is the one reported.
-    fn abort(&self, reason: String) {
-        if let Ok(mut r) = self.abort_reason.lock() {
-            r.get_or_insert(reason);
-        }
-        self.abort.cancel();
     }
 
     async fn run(
@@ -490,7 +490,7 @@ impl<'a, T: Target> Drill<'a, T> {
     ) -> Result<Observed, DrillError> {
         let background = self.start_background()?;
         let mut rng = StdRng::seed_from_u64(self.seed);
-        let (steps, mut events) = self.run_timeline(&mut rng).await;
+        let (steps, mut events) = self.run_timeline(&mut rng, &background).await;
 
         // Wait for the load to finish (or be stopped).
         let (load, load_error) = match background.load {
@@ -501,9 +501,19 @@ impl<'a, T: Target> Drill<'a, T> {
             },
             None => (None, None),
         };
-        let warnings = load_error.iter().map(|e| format!("load: {e}")).collect();
+        let mut warnings: Vec<String> = self
+            .warnings
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        warnings.extend(load_error.iter().map(|e| format!("load: {e}")));
         let end = Instant::now();
-        let windows = background.windows.await.unwrap_or_default();
+        let _ = background.windows.await;
+        let windows = background
+            .store
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
 
         // Give jobs that checks look at a moment to finish, unless the drill was stopped.
         if !self.stop.is_cancelled() {
@@ -552,12 +562,23 @@ impl<'a, T: Target> Drill<'a, T> {
     fn start_background(&self) -> Result<Background, DrillError> {
         let scenario = &self.loaded.scenario;
         let (windows_tx, mut windows_rx) = mpsc::unbounded_channel::<Window>();
+        let (load_started, load_over) = (CancellationToken::new(), CancellationToken::new());
         let load = match &scenario.load {
             Some(spec) => {
                 let config = super::load_config::build(self.loaded, spec, self.vars, self.t0)?;
                 let cancel = self.stop.clone();
+                let (started, over, abort) =
+                    (load_started.clone(), load_over.clone(), self.abort.clone());
                 Some(tokio::spawn(async move {
-                    crate::load::run(config, cancel, Some(windows_tx)).await
+                    let result =
+                        crate::load::run_announcing(config, cancel, Some(windows_tx), started)
+                            .await;
+                    // Faults injected while nothing measures would be judged on no data.
+                    if let Err(e) = &result {
+                        abort.abort(format!("the load stopped: {e}"));
+                    }
+                    over.cancel();
+                    result
                 }))
             }
             None => {
@@ -570,10 +591,10 @@ impl<'a, T: Target> Drill<'a, T> {
             .iter()
             .filter_map(|g| GuardState::new(&g.value.http.value, g.value.for_.0))
             .collect();
+        let store = Arc::<Mutex<WindowStore>>::default();
         let windows = {
-            let (abort, abort_reason) = (self.abort.clone(), self.abort_reason.clone());
+            let (abort, store) = (self.abort.clone(), store.clone());
             tokio::spawn(async move {
-                let mut store = WindowStore::default();
                 let mut guards = guards;
                 while let Some(window) = windows_rx.recv().await {
                     if window.second % 2 == 1 {
@@ -581,33 +602,39 @@ impl<'a, T: Target> Drill<'a, T> {
                     }
                     for guard in &mut guards {
                         if let Some(why) = guard.observe(&window.stats)
-                            && !abort.is_cancelled()
+                            && !abort.token.is_cancelled()
                         {
-                            if let Ok(mut reason) = abort_reason.lock() {
-                                *reason = Some(why.clone());
-                            }
-                            tracing::error!("{why}: aborting the drill");
-                            abort.cancel();
+                            abort.abort(why);
                         }
                     }
-                    store.insert(window);
+                    if let Ok(mut store) = store.lock() {
+                        store.insert(window);
+                    }
                 }
-                store
             })
         };
         let prometheus =
             super::prometheus::spawn_sampled(scenario, self.vars, self.t0, self.stop.clone());
         Ok(Background {
             load,
+            load_started,
+            load_over,
             windows,
+            store,
             prometheus,
         })
     }
 
-    /// The steps, each at its time; a failed step aborts the rest.
-    async fn run_timeline(&self, rng: &mut StdRng) -> (Vec<StepRecord>, Vec<TimelineEvent>) {
+    /// The steps, each at its time; a failed step aborts the rest, and so does a first fault
+    /// that nothing would measure.
+    async fn run_timeline(
+        &self,
+        rng: &mut StdRng,
+        background: &Background,
+    ) -> (Vec<StepRecord>, Vec<TimelineEvent>) {
         let mut steps = Vec::new();
         let mut events = Vec::new();
+        let mut before_first_fault = true;
         tokio::time::sleep_until(self.t0).await;
         progress(&format!("t+0s load started; seed {}", self.seed));
         for (index, step) in self.loaded.scenario.steps.iter().enumerate() {
@@ -619,6 +646,15 @@ impl<'a, T: Target> Drill<'a, T> {
                     _ = self.stop.cancelled() => break,
                 }
             }
+            if before_first_fault && is_fault(&step.action) {
+                before_first_fault = false;
+                if let Err(why) = self.gate_first_fault(background, &name).await {
+                    self.abort
+                        .abort(format!("before the first fault (`{name}`): {why}"));
+                    // `stop` follows the abort only once another task sees it.
+                    break;
+                }
+            }
             if self.stop.is_cancelled() {
                 break;
             }
@@ -627,25 +663,68 @@ impl<'a, T: Target> Drill<'a, T> {
             let failed = record.error.as_ref().map(ToString::to_string);
             steps.push(record);
             if let Some(error) = failed {
-                self.abort(format!("step `{name}` failed: {error}"));
+                self.abort.abort(format!("step `{name}` failed: {error}"));
                 break;
             }
         }
         (steps, events)
     }
 
+    /// Whether the first fault may go in: the load must be measuring, and its baseline must be
+    /// a steady state (see [`unsteady`]). Returns at once when the drill is already stopping
+    /// (the timeline then ends).
+    async fn gate_first_fault(&self, background: &Background, step: &str) -> Result<(), String> {
+        if background.load.is_none() {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = background.load_started.cancelled() => {}
+            _ = self.stop.cancelled() => return Ok(()),
+        }
+        if background.load_over.is_cancelled() && !self.stop.is_cancelled() {
+            return Err("the load already ended; nothing would measure the fault".into());
+        }
+        if !self
+            .loaded
+            .scenario
+            .load
+            .as_ref()
+            .is_some_and(|l| l.steady_state)
+        {
+            return Ok(());
+        }
+        let fault_at = offset(self.t0, Instant::now());
+        // Only windows wholly before the fault: the baseline as measured so far.
+        let baseline = background
+            .store
+            .lock()
+            .ok()
+            .and_then(|s| s.span(|second| (second + 1) as f64 <= fault_at));
+        match baseline {
+            Some(span) => match unsteady(&span.stats) {
+                Some(why) => Err(format!("the steady state does not hold: {why}")),
+                None => Ok(()),
+            },
+            None => {
+                let note = format!(
+                    "no load window closed before the first fault `{step}` (t+{fault_at:.1}s): \
+                     the steady state was not verified"
+                );
+                tracing::warn!("{note}");
+                if let Ok(mut warnings) = self.warnings.lock() {
+                    warnings.push(note);
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// How the drill ended, before the unwind.
     fn ending(&self) -> Ending {
         if self.interrupt.is_cancelled() {
             Ending::Interrupted
-        } else if self.abort.is_cancelled() {
-            Ending::Aborted(
-                self.abort_reason
-                    .lock()
-                    .ok()
-                    .and_then(|r| r.clone())
-                    .unwrap_or_else(|| "aborted".into()),
-            )
+        } else if self.abort.token.is_cancelled() {
+            Ending::Aborted(self.abort.reason())
         } else {
             Ending::Completed
         }
@@ -821,6 +900,31 @@ impl<'a, T: Target> Drill<'a, T> {
                 Some(e) => format!("error: {e}"),
             }),
         }
+    }
+}
+
+/// Ends a drill early, from any of its tasks; the first reason given is the one reported.
+#[derive(Debug, Clone, Default)]
+struct Aborter {
+    token: CancellationToken,
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+impl Aborter {
+    fn abort(&self, reason: String) {
+        tracing::error!("{reason}: aborting the drill");
+        if let Ok(mut r) = self.reason.lock() {
+            r.get_or_insert(reason);
+        }
+        self.token.cancel();
+    }
+
+    fn reason(&self) -> String {
+        self.reason
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
+            .unwrap_or_else(|| "aborted".into())
     }
 }
 

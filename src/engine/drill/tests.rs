@@ -323,3 +323,69 @@ async fn a_tripped_abort_guard_stops_the_timeline_and_unwinds() {
         observed.ending
     );
 }
+
+/// The drill must stop before its first fault, for a reason containing each of `why`: every
+/// step but `finally` is skipped.
+async fn assert_aborted_before_the_first_fault(loaded: &LoadedScenario, why: &[&str]) {
+    let run = drill(loaded, Fake::default(), CancellationToken::new());
+    let (observed, calls) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the drill ends by itself");
+    assert_eq!(calls, ["apply f []", "shutdown"]);
+    assert!(
+        matches!(&observed.ending,
+            Ending::Aborted(reason) if why.iter().all(|w| reason.contains(w))),
+        "{:?}",
+        observed.ending
+    );
+    assert!(observed.steps.is_empty());
+}
+
+#[tokio::test]
+async fn a_load_whose_token_url_refuses_aborts_before_the_first_fault() {
+    // Port 1 on loopback: nothing listens there, the connection is refused at once. A load
+    // that cannot start leaves nothing to measure the fault.
+    assert_aborted_before_the_first_fault(
+        &scenario(
+            "load:\n  url: http://127.0.0.1:1/\n  rate: 10/s\n  duration: 5s\n  \
+             auth:\n    token_url: http://127.0.0.1:1/token\n    callers: 2\n",
+        ),
+        &["the load stopped"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_load_with_a_zero_timeout_aborts_before_the_first_fault() {
+    assert_aborted_before_the_first_fault(
+        &scenario(
+            "load:\n  url: http://127.0.0.1:1/\n  rate: 10/s\n  duration: 5s\n  timeout: 0s\n",
+        ),
+        &["timeout"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_baseline_of_errors_is_no_steady_state_and_aborts_before_the_first_fault() {
+    // Nothing listens on loopback port 1: every baseline request is refused.
+    let loaded = scenario_with(
+        "load:\n  url: http://127.0.0.1:1/\n  rate: 20/s\n  duration: 10s\n",
+        &STEPS.replacen("- name: one", "- at: 3s\n    name: one", 1),
+    );
+    assert_aborted_before_the_first_fault(&loaded, &["steady state", "connect_refused"]).await;
+}
+
+#[tokio::test]
+async fn steady_state_false_lets_a_fault_into_a_broken_baseline() {
+    let loaded = scenario_with(
+        "load:\n  url: http://127.0.0.1:1/\n  rate: 20/s\n  duration: 4s\n  steady_state: false\n",
+        &STEPS.replacen("- name: one", "- at: 2s\n    name: one", 1),
+    );
+    let run = drill(&loaded, Fake::default(), CancellationToken::new());
+    let (observed, calls) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the drill ends by itself");
+    assert_eq!(observed.ending, Ending::Completed);
+    assert_eq!(calls.first().map(String::as_str), Some("apply a [undo-a]"));
+}
