@@ -2,9 +2,9 @@
 //!
 //! The runbook belongs to people, so the edit is surgical: the new row is spliced into the
 //! original text and every other byte (other tables, line endings, a missing final newline)
-//! stays as it was. Appends are atomic (temp file + rename) and serialized by an advisory lock
-//! on a sidecar file, so concurrent drills cannot lose each other's rows. Each row carries the
-//! run id, which makes a repeated append of the same run a no-op.
+//! stays as it was. Appends are atomic (temp file + rename, owner and mode kept) and serialized
+//! by an advisory lock on the runbook's directory, so concurrent drills cannot lose each other's
+//! rows. Each row carries the run id, which makes a repeated append of the same run a no-op.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -66,10 +66,10 @@ pub enum DrillLogError {
         /// The runbook.
         path: PathBuf,
     },
-    /// The sidecar lock file could not be created or locked.
+    /// The runbook's directory could not be locked.
     #[error("cannot lock {}", path.display())]
     Lock {
-        /// The lock file.
+        /// The runbook's directory.
         path: PathBuf,
         /// Why.
         #[source]
@@ -138,22 +138,13 @@ pub fn append(runbook: &Path, entry: &DrillLogEntry) -> Result<AppendOutcome, Dr
     // Write through a symlink to its target instead of replacing the link with a file.
     let path = std::fs::canonicalize(runbook).map_err(read_error)?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let lock_path = dir.join(format!(".{file_name}.lock"));
+    // The directory is locked, not a sidecar file: nothing is left next to the runbook, and
+    // the lock outlives the rename that replaces the runbook's inode.
     let lock_error = |source| DrillLogError::Lock {
-        path: lock_path.clone(),
+        path: dir.to_owned(),
         source,
     };
-    // The lock file is left in place: deleting it would let a waiter lock a stale inode.
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(lock_error)?;
+    let lock = std::fs::File::open(dir).map_err(lock_error)?;
     lock.lock().map_err(lock_error)?;
 
     let bytes = std::fs::read(&path).map_err(read_error)?;
@@ -179,9 +170,20 @@ fn replace_atomically(path: &Path, dir: &Path, contents: &[u8]) -> Result<(), Dr
         .tempfile_in(dir)
         .map_err(write_error)?;
     temp.write_all(contents).map_err(write_error)?;
-    let permissions = std::fs::metadata(path).map_err(write_error)?.permissions();
+    // The replacement keeps the runbook's owner and mode (a read-only runbook stays
+    // read-only); when the owner cannot be kept, the runbook is left alone.
+    let original = std::fs::metadata(path).map_err(write_error)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let current = temp.as_file().metadata().map_err(write_error)?;
+        if (current.uid(), current.gid()) != (original.uid(), original.gid()) {
+            std::os::unix::fs::fchown(temp.as_file(), Some(original.uid()), Some(original.gid()))
+                .map_err(write_error)?;
+        }
+    }
     temp.as_file()
-        .set_permissions(permissions)
+        .set_permissions(original.permissions())
         .map_err(write_error)?;
     temp.as_file().sync_all().map_err(write_error)?;
     temp.persist(path).map_err(|e| write_error(e.error))?;

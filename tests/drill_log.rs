@@ -264,7 +264,7 @@ fn eight_concurrent_appenders_lose_no_row() {
         } else {
             assert!(out.starts_with(start));
         }
-        assert!(dir.path().join(".runbook.md.lock").exists());
+        assert!(!dir.path().join(".runbook.md.lock").exists());
     }
 }
 
@@ -385,4 +385,30 @@ fn operator_falls_back_from_env_to_git_to_user_to_unknown() {
     assert_eq!(operator_in(&[("USER", "u")], git), "Git Person");
     assert_eq!(operator_in(&[("USER", "login-name")], None), "login-name");
     assert_eq!(operator_in(&[], None), "unknown");
+}
+
+/// A read-only runbook owned by someone else keeps its mode and owner, and no lock file is
+/// left beside it. (The owner part needs root, as on the machine where the bug was found.)
+#[cfg(unix)]
+#[test]
+fn read_only_runbook_keeps_mode_and_owner_and_no_lock_file_is_left() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let path = runbook(dir.path(), RUNBOOK);
+    let as_root = std::fs::metadata(dir.path()).unwrap().uid() == 0;
+    if as_root {
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let before = std::fs::metadata(&path).unwrap();
+    append(&path, &entry("ab12cd34")).unwrap();
+    let after = std::fs::metadata(&path).unwrap();
+    assert!(std::fs::read_to_string(&path).unwrap().contains("ab12cd34"));
+    assert_eq!(after.mode() & 0o7777, 0o444);
+    assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["runbook.md"], "only the runbook is left");
 }
