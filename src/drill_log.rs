@@ -75,6 +75,20 @@ pub enum DrillLogError {
         #[source]
         source: std::io::Error,
     },
+    /// The runbook has several "Drill log" headings: which table gets the row would be a guess.
+    #[error(
+        "runbook {} has {} \"Drill log\" headings (lines {}): keep one, so the row has one \
+         place to go",
+        path.display(),
+        lines.len(),
+        lines.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    Ambiguous {
+        /// The runbook.
+        path: PathBuf,
+        /// The headings' line numbers (1-based).
+        lines: Vec<usize>,
+    },
     /// The new runbook could not be written.
     #[error("cannot write runbook {}", path.display())]
     Write {
@@ -151,6 +165,17 @@ pub fn append(runbook: &Path, entry: &DrillLogEntry) -> Result<AppendOutcome, Dr
     let text = String::from_utf8(bytes).map_err(|_| DrillLogError::NotUtf8 {
         path: runbook.to_owned(),
     })?;
+    let found = headings(&split_lines(&text))
+        .into_iter()
+        .filter(is_drill_log_heading)
+        .map(|h| h.line + 1)
+        .collect::<Vec<_>>();
+    if found.len() > 1 {
+        return Err(DrillLogError::Ambiguous {
+            path: runbook.to_owned(),
+            lines: found,
+        });
+    }
     let (new_text, outcome) = append_to_document(&text, entry);
     if outcome != AppendOutcome::AlreadyPresent {
         replace_atomically(&path, dir, new_text.as_bytes())?;
@@ -356,9 +381,7 @@ struct Heading {
 
 fn find_drill_log_section(lines: &[Line<'_>]) -> Option<Section> {
     let headings = headings(lines);
-    let index = headings
-        .iter()
-        .position(|h| h.text.to_lowercase().contains("drill log"))?;
+    let index = headings.iter().position(is_drill_log_heading)?;
     let found = &headings[index];
     let end = headings[index + 1..]
         .iter()
@@ -368,6 +391,10 @@ fn find_drill_log_section(lines: &[Line<'_>]) -> Option<Section> {
         body_start: found.body_start,
         end,
     })
+}
+
+fn is_drill_log_heading(heading: &Heading) -> bool {
+    heading.text.to_lowercase().contains("drill log")
 }
 
 /// ATX (`## x`) and setext (`x` underlined with `===`/`---`) headings outside code fences.

@@ -412,3 +412,17 @@ fn read_only_runbook_keeps_mode_and_owner_and_no_lock_file_is_left() {
         .collect();
     assert_eq!(names, ["runbook.md"], "only the runbook is left");
 }
+
+#[test]
+fn two_drill_log_headings_are_refused_as_ambiguous() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "# R\n\n## Drill log\n\n| Date | Notes |\n|---|---|\n\n## Old drill log\n\n| Date | Notes |\n|---|---|\n";
+    let path = runbook(dir.path(), text);
+    let err = append(&path, &entry("ab12cd34")).unwrap_err();
+    assert!(
+        matches!(&err, DrillLogError::Ambiguous { lines, .. } if lines == &[3, 8]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("lines 3, 8"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "untouched");
+}
