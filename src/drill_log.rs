@@ -637,32 +637,43 @@ fn fill_cells(headers: &[String], entry: &DrillLogEntry) -> Vec<String> {
     let link = entry.report_link.as_deref().map(markdown_link);
     let run_marker = (!has(Field::Run)).then(|| format!("run {}", entry.run_id.trim()));
     let notes = (!entry.notes.trim().is_empty()).then(|| entry.notes.trim().to_owned());
-    // Free text goes to Notes; the link to its own column when there is one.
-    let (notes_text, link_text) = if has(Field::Notes) && has(Field::Link) {
-        (join_some([notes, run_marker]), join_some([link]))
+    // The link goes to its own column when there is one; the rest of the details go to Notes,
+    // else next to the verdict (they explain it), else with the link, else into the last
+    // column when there is no Run column: the run id has to be in the row, or the append would
+    // not be idempotent.
+    let (link_cell, details) = if has(Field::Link) {
+        (join_some([link]), join_some([notes, run_marker]))
     } else {
-        (join_some([notes, link, run_marker]), String::new())
+        (String::new(), join_some([notes, link, run_marker]))
+    };
+    let home = [Field::Notes, Field::Verdict, Field::Link]
+        .into_iter()
+        .find(|f| has(*f));
+    let with_details = |field: Field, text: String| {
+        if home == Some(field) {
+            join_some([Some(text), Some(details.clone())])
+        } else {
+            text
+        }
     };
     let mut cells: Vec<String> = fields
         .iter()
         .map(|field| match field {
             Some(Field::Date) => entry.date.clone(),
             Some(Field::Scenario) => entry.scenario.clone(),
-            Some(Field::Verdict) => entry.verdict.clone(),
+            Some(Field::Verdict) => with_details(Field::Verdict, entry.verdict.clone()),
             Some(Field::Operator) => entry.operator.clone(),
             Some(Field::Run) => entry.run_id.trim().to_owned(),
-            Some(Field::Notes) => notes_text.clone(),
-            Some(Field::Link) if has(Field::Notes) => link_text.clone(),
-            Some(Field::Link) => notes_text.clone(),
+            Some(Field::Notes) => with_details(Field::Notes, String::new()),
+            Some(Field::Link) => with_details(Field::Link, link_cell.clone()),
             None => String::new(),
         })
         .collect();
-    // Without a Run, Notes or Link column the run id still has to be in the row, or the
-    // append would not be idempotent: it goes into the last column.
-    if !(has(Field::Run) || has(Field::Notes) || has(Field::Link))
+    if home.is_none()
+        && !has(Field::Run)
         && let Some(last) = cells.last_mut()
     {
-        *last = join_some([(!last.is_empty()).then(|| last.clone()), Some(notes_text)]);
+        *last = join_some([(!last.is_empty()).then(|| last.clone()), Some(details)]);
     }
     cells
 }

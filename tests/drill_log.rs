@@ -426,3 +426,27 @@ fn two_drill_log_headings_are_refused_as_ambiguous() {
     assert!(err.to_string().contains("lines 3, 8"), "{err}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "untouched");
 }
+
+#[test]
+fn without_a_notes_column_details_go_to_the_result_cell_not_the_operator() {
+    let text = "## Drill log\n\n| Date | Action | Result | Operator |\n|---|---|---|---|\n";
+    let (out, _) = append_to_document(text, &entry("ab12cd34"));
+    assert!(
+        out.ends_with(
+            "| 2026-11-22 | proxy-restart | pass; All 4 checks passed.; [report](reports/2026-11-22-proxy-restart-ab12cd34/report.md); run ab12cd34 | Dana |\n"
+        ),
+        "{out}"
+    );
+    let (again, outcome) = append_to_document(&out, &entry("ab12cd34"));
+    assert_eq!(outcome, AppendOutcome::AlreadyPresent);
+    assert_eq!(again, out);
+    // With a Report column the link stays there and the rest goes to the Result cell.
+    let text = "## Drill log\n\n| Date | Result | Report | Operator |\n|---|---|---|---|\n";
+    let (out, _) = append_to_document(text, &entry("ab12cd34"));
+    assert!(
+        out.ends_with(
+            "| 2026-11-22 | pass; All 4 checks passed.; run ab12cd34 | [report](reports/2026-11-22-proxy-restart-ab12cd34/report.md) | Dana |\n"
+        ),
+        "{out}"
+    );
+}
