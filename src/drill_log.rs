@@ -51,7 +51,7 @@ pub enum DrillLogError {
     /// The entry has no run id, so it could never be recognised again.
     #[error("drill log entry has an empty run id")]
     EmptyRunId,
-    /// The runbook could not be read (it must exist: a typo should not create a new file).
+    /// The runbook could not be read (a missing runbook is created, a missing folder is not).
     #[error("cannot read runbook {}", path.display())]
     Read {
         /// The runbook.
@@ -150,7 +150,24 @@ pub fn append(runbook: &Path, entry: &DrillLogEntry) -> Result<AppendOutcome, Dr
         source,
     };
     // Write through a symlink to its target instead of replacing the link with a file.
-    let path = std::fs::canonicalize(runbook).map_err(read_error)?;
+    let path = match std::fs::canonicalize(runbook) {
+        Ok(path) => path,
+        // A runbook that is not there yet is created in its (existing) folder, as `validate`
+        // and `plan` announce; a dangling symlink or a missing folder stays an error.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound && runbook.symlink_metadata().is_err() =>
+        {
+            let folder = match runbook.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let name = runbook.file_name().ok_or_else(|| read_error(e))?;
+            std::fs::canonicalize(folder)
+                .map_err(read_error)?
+                .join(name)
+        }
+        Err(e) => return Err(read_error(e)),
+    };
     let dir = path.parent().unwrap_or(Path::new("."));
     // The directory is locked, not a sidecar file: nothing is left next to the runbook, and
     // the lock outlives the rename that replaces the runbook's inode.
@@ -161,7 +178,10 @@ pub fn append(runbook: &Path, entry: &DrillLogEntry) -> Result<AppendOutcome, Dr
     let lock = std::fs::File::open(dir).map_err(lock_error)?;
     lock.lock().map_err(lock_error)?;
 
-    let bytes = std::fs::read(&path).map_err(read_error)?;
+    let bytes = match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        read => read.map_err(read_error)?,
+    };
     let text = String::from_utf8(bytes).map_err(|_| DrillLogError::NotUtf8 {
         path: runbook.to_owned(),
     })?;
@@ -197,19 +217,37 @@ fn replace_atomically(path: &Path, dir: &Path, contents: &[u8]) -> Result<(), Dr
     temp.write_all(contents).map_err(write_error)?;
     // The replacement keeps the runbook's owner and mode (a read-only runbook stays
     // read-only); when the owner cannot be kept, the runbook is left alone.
-    let original = std::fs::metadata(path).map_err(write_error)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt as _;
-        let current = temp.as_file().metadata().map_err(write_error)?;
-        if (current.uid(), current.gid()) != (original.uid(), original.gid()) {
-            std::os::unix::fs::fchown(temp.as_file(), Some(original.uid()), Some(original.gid()))
+    // A new runbook is a document like any other: rw-r--r--, not the temp file's 0600.
+    match std::fs::metadata(path) {
+        Ok(original) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt as _;
+                let current = temp.as_file().metadata().map_err(write_error)?;
+                if (current.uid(), current.gid()) != (original.uid(), original.gid()) {
+                    std::os::unix::fs::fchown(
+                        temp.as_file(),
+                        Some(original.uid()),
+                        Some(original.gid()),
+                    )
+                    .map_err(write_error)?;
+                }
+            }
+            temp.as_file()
+                .set_permissions(original.permissions())
                 .map_err(write_error)?;
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                temp.as_file()
+                    .set_permissions(std::fs::Permissions::from_mode(0o644))
+                    .map_err(write_error)?;
+            }
+        }
+        Err(e) => return Err(write_error(e)),
     }
-    temp.as_file()
-        .set_permissions(original.permissions())
-        .map_err(write_error)?;
     temp.as_file().sync_all().map_err(write_error)?;
     temp.persist(path).map_err(|e| write_error(e.error))?;
     // Make the rename durable; not every filesystem supports syncing a directory.

@@ -295,12 +295,21 @@ fn same_run_id_from_two_threads_is_one_row() {
 #[test]
 fn errors_for_missing_file_and_empty_run_id() {
     let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("nope.md");
+    let missing = dir.path().join("no-folder").join("nope.md");
     assert!(matches!(
         append(&missing, &entry("ab12cd34")),
         Err(DrillLogError::Read { .. })
     ));
-    assert!(!missing.exists(), "a typo must not create a runbook");
+    assert!(!missing.exists(), "a missing folder is not created");
+    // A missing runbook in an existing folder is created with its Drill log section.
+    let new = dir.path().join("NEW.md");
+    assert_eq!(
+        append(&new, &entry("ab12cd34")).unwrap(),
+        AppendOutcome::CreatedSection
+    );
+    let created = std::fs::read_to_string(&new).unwrap();
+    assert!(created.starts_with("## Drill log\n\n| Date |"), "{created}");
+    assert!(created.contains("run ab12cd34") || created.contains("| ab12cd34 |"));
     let path = runbook(dir.path(), RUNBOOK);
     assert!(matches!(
         append(&path, &entry("  ")),
