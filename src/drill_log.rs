@@ -2,9 +2,9 @@
 //!
 //! The runbook belongs to people, so the edit is surgical: the new row is spliced into the
 //! original text and every other byte (other tables, line endings, a missing final newline)
-//! stays as it was. Appends are atomic (temp file + rename) and serialized by an advisory lock
-//! on a sidecar file, so concurrent drills cannot lose each other's rows. Each row carries the
-//! run id, which makes a repeated append of the same run a no-op.
+//! stays as it was. Appends are atomic (temp file + rename, owner and mode kept) and serialized
+//! by an advisory lock on the runbook's directory, so concurrent drills cannot lose each other's
+//! rows. Each row carries the run id, which makes a repeated append of the same run a no-op.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ pub enum DrillLogError {
     /// The entry has no run id, so it could never be recognised again.
     #[error("drill log entry has an empty run id")]
     EmptyRunId,
-    /// The runbook could not be read (it must exist: a typo should not create a new file).
+    /// The runbook could not be read (a missing runbook is created, a missing folder is not).
     #[error("cannot read runbook {}", path.display())]
     Read {
         /// The runbook.
@@ -66,14 +66,28 @@ pub enum DrillLogError {
         /// The runbook.
         path: PathBuf,
     },
-    /// The sidecar lock file could not be created or locked.
+    /// The runbook's directory could not be locked.
     #[error("cannot lock {}", path.display())]
     Lock {
-        /// The lock file.
+        /// The runbook's directory.
         path: PathBuf,
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// The runbook has several "Drill log" headings: which table gets the row would be a guess.
+    #[error(
+        "runbook {} has {} \"Drill log\" headings (lines {}): keep one, so the row has one \
+         place to go",
+        path.display(),
+        lines.len(),
+        lines.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    Ambiguous {
+        /// The runbook.
+        path: PathBuf,
+        /// The headings' line numbers (1-based).
+        lines: Vec<usize>,
     },
     /// The new runbook could not be written.
     #[error("cannot write runbook {}", path.display())]
@@ -136,30 +150,52 @@ pub fn append(runbook: &Path, entry: &DrillLogEntry) -> Result<AppendOutcome, Dr
         source,
     };
     // Write through a symlink to its target instead of replacing the link with a file.
-    let path = std::fs::canonicalize(runbook).map_err(read_error)?;
+    let path = match std::fs::canonicalize(runbook) {
+        Ok(path) => path,
+        // A runbook that is not there yet is created in its (existing) folder, as `validate`
+        // and `plan` announce; a dangling symlink or a missing folder stays an error.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound && runbook.symlink_metadata().is_err() =>
+        {
+            let folder = match runbook.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let name = runbook.file_name().ok_or_else(|| read_error(e))?;
+            std::fs::canonicalize(folder)
+                .map_err(read_error)?
+                .join(name)
+        }
+        Err(e) => return Err(read_error(e)),
+    };
     let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let lock_path = dir.join(format!(".{file_name}.lock"));
+    // The directory is locked, not a sidecar file: nothing is left next to the runbook, and
+    // the lock outlives the rename that replaces the runbook's inode.
     let lock_error = |source| DrillLogError::Lock {
-        path: lock_path.clone(),
+        path: dir.to_owned(),
         source,
     };
-    // The lock file is left in place: deleting it would let a waiter lock a stale inode.
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(lock_error)?;
+    let lock = std::fs::File::open(dir).map_err(lock_error)?;
     lock.lock().map_err(lock_error)?;
 
-    let bytes = std::fs::read(&path).map_err(read_error)?;
+    let bytes = match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        read => read.map_err(read_error)?,
+    };
     let text = String::from_utf8(bytes).map_err(|_| DrillLogError::NotUtf8 {
         path: runbook.to_owned(),
     })?;
+    let found = headings(&split_lines(&text))
+        .into_iter()
+        .filter(is_drill_log_heading)
+        .map(|h| h.line + 1)
+        .collect::<Vec<_>>();
+    if found.len() > 1 {
+        return Err(DrillLogError::Ambiguous {
+            path: runbook.to_owned(),
+            lines: found,
+        });
+    }
     let (new_text, outcome) = append_to_document(&text, entry);
     if outcome != AppendOutcome::AlreadyPresent {
         replace_atomically(&path, dir, new_text.as_bytes())?;
@@ -179,10 +215,39 @@ fn replace_atomically(path: &Path, dir: &Path, contents: &[u8]) -> Result<(), Dr
         .tempfile_in(dir)
         .map_err(write_error)?;
     temp.write_all(contents).map_err(write_error)?;
-    let permissions = std::fs::metadata(path).map_err(write_error)?.permissions();
-    temp.as_file()
-        .set_permissions(permissions)
-        .map_err(write_error)?;
+    // The replacement keeps the runbook's owner and mode (a read-only runbook stays
+    // read-only); when the owner cannot be kept, the runbook is left alone.
+    // A new runbook is a document like any other: rw-r--r--, not the temp file's 0600.
+    match std::fs::metadata(path) {
+        Ok(original) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt as _;
+                let current = temp.as_file().metadata().map_err(write_error)?;
+                if (current.uid(), current.gid()) != (original.uid(), original.gid()) {
+                    std::os::unix::fs::fchown(
+                        temp.as_file(),
+                        Some(original.uid()),
+                        Some(original.gid()),
+                    )
+                    .map_err(write_error)?;
+                }
+            }
+            temp.as_file()
+                .set_permissions(original.permissions())
+                .map_err(write_error)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                temp.as_file()
+                    .set_permissions(std::fs::Permissions::from_mode(0o644))
+                    .map_err(write_error)?;
+            }
+        }
+        Err(e) => return Err(write_error(e)),
+    }
     temp.as_file().sync_all().map_err(write_error)?;
     temp.persist(path).map_err(|e| write_error(e.error))?;
     // Make the rename durable; not every filesystem supports syncing a directory.
@@ -354,9 +419,7 @@ struct Heading {
 
 fn find_drill_log_section(lines: &[Line<'_>]) -> Option<Section> {
     let headings = headings(lines);
-    let index = headings
-        .iter()
-        .position(|h| h.text.to_lowercase().contains("drill log"))?;
+    let index = headings.iter().position(is_drill_log_heading)?;
     let found = &headings[index];
     let end = headings[index + 1..]
         .iter()
@@ -366,6 +429,10 @@ fn find_drill_log_section(lines: &[Line<'_>]) -> Option<Section> {
         body_start: found.body_start,
         end,
     })
+}
+
+fn is_drill_log_heading(heading: &Heading) -> bool {
+    heading.text.to_lowercase().contains("drill log")
 }
 
 /// ATX (`## x`) and setext (`x` underlined with `===`/`---`) headings outside code fences.
@@ -608,32 +675,43 @@ fn fill_cells(headers: &[String], entry: &DrillLogEntry) -> Vec<String> {
     let link = entry.report_link.as_deref().map(markdown_link);
     let run_marker = (!has(Field::Run)).then(|| format!("run {}", entry.run_id.trim()));
     let notes = (!entry.notes.trim().is_empty()).then(|| entry.notes.trim().to_owned());
-    // Free text goes to Notes; the link to its own column when there is one.
-    let (notes_text, link_text) = if has(Field::Notes) && has(Field::Link) {
-        (join_some([notes, run_marker]), join_some([link]))
+    // The link goes to its own column when there is one; the rest of the details go to Notes,
+    // else next to the verdict (they explain it), else with the link, else into the last
+    // column when there is no Run column: the run id has to be in the row, or the append would
+    // not be idempotent.
+    let (link_cell, details) = if has(Field::Link) {
+        (join_some([link]), join_some([notes, run_marker]))
     } else {
-        (join_some([notes, link, run_marker]), String::new())
+        (String::new(), join_some([notes, link, run_marker]))
+    };
+    let home = [Field::Notes, Field::Verdict, Field::Link]
+        .into_iter()
+        .find(|f| has(*f));
+    let with_details = |field: Field, text: String| {
+        if home == Some(field) {
+            join_some([Some(text), Some(details.clone())])
+        } else {
+            text
+        }
     };
     let mut cells: Vec<String> = fields
         .iter()
         .map(|field| match field {
             Some(Field::Date) => entry.date.clone(),
             Some(Field::Scenario) => entry.scenario.clone(),
-            Some(Field::Verdict) => entry.verdict.clone(),
+            Some(Field::Verdict) => with_details(Field::Verdict, entry.verdict.clone()),
             Some(Field::Operator) => entry.operator.clone(),
             Some(Field::Run) => entry.run_id.trim().to_owned(),
-            Some(Field::Notes) => notes_text.clone(),
-            Some(Field::Link) if has(Field::Notes) => link_text.clone(),
-            Some(Field::Link) => notes_text.clone(),
+            Some(Field::Notes) => with_details(Field::Notes, String::new()),
+            Some(Field::Link) => with_details(Field::Link, link_cell.clone()),
             None => String::new(),
         })
         .collect();
-    // Without a Run, Notes or Link column the run id still has to be in the row, or the
-    // append would not be idempotent: it goes into the last column.
-    if !(has(Field::Run) || has(Field::Notes) || has(Field::Link))
+    if home.is_none()
+        && !has(Field::Run)
         && let Some(last) = cells.last_mut()
     {
-        *last = join_some([(!last.is_empty()).then(|| last.clone()), Some(notes_text)]);
+        *last = join_some([(!last.is_empty()).then(|| last.clone()), Some(details)]);
     }
     cells
 }

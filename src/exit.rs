@@ -20,8 +20,9 @@ pub enum Outcome {
     Aborted,
     /// 5 — pre-flight or a safety rule refused to start; nothing was changed.
     Refused,
-    /// 6 — the drill passed but its report could not be written: a pass nobody can look up
-    /// is not a pass. Any other verdict keeps its own (already non-zero) code.
+    /// 6 — the drill passed but its report, or the drill-log row asked for with `--drill-log`,
+    /// could not be written: a pass nobody can look up is not a pass. Any other verdict keeps
+    /// its own (already non-zero) code.
     Unreported,
     /// 130 — interrupted by SIGINT/SIGTERM; undos ran.
     Interrupted,
@@ -50,7 +51,7 @@ Exit codes:
   3    inconclusive  no check failed, but some had no data to decide on
   4    aborted       an abort guard tripped or the drill hit an error; undos ran
   5    refused       pre-flight or a safety rule refused to start; nothing changed
-  6    unreported    the drill passed but its report could not be written
+  6    unreported    the drill passed but its report or drill-log row could not be written
   130  interrupted   SIGINT/SIGTERM; undos ran";
 }
 

@@ -264,7 +264,7 @@ fn eight_concurrent_appenders_lose_no_row() {
         } else {
             assert!(out.starts_with(start));
         }
-        assert!(dir.path().join(".runbook.md.lock").exists());
+        assert!(!dir.path().join(".runbook.md.lock").exists());
     }
 }
 
@@ -295,12 +295,21 @@ fn same_run_id_from_two_threads_is_one_row() {
 #[test]
 fn errors_for_missing_file_and_empty_run_id() {
     let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("nope.md");
+    let missing = dir.path().join("no-folder").join("nope.md");
     assert!(matches!(
         append(&missing, &entry("ab12cd34")),
         Err(DrillLogError::Read { .. })
     ));
-    assert!(!missing.exists(), "a typo must not create a runbook");
+    assert!(!missing.exists(), "a missing folder is not created");
+    // A missing runbook in an existing folder is created with its Drill log section.
+    let new = dir.path().join("NEW.md");
+    assert_eq!(
+        append(&new, &entry("ab12cd34")).unwrap(),
+        AppendOutcome::CreatedSection
+    );
+    let created = std::fs::read_to_string(&new).unwrap();
+    assert!(created.starts_with("## Drill log\n\n| Date |"), "{created}");
+    assert!(created.contains("run ab12cd34") || created.contains("| ab12cd34 |"));
     let path = runbook(dir.path(), RUNBOOK);
     assert!(matches!(
         append(&path, &entry("  ")),
@@ -385,4 +394,68 @@ fn operator_falls_back_from_env_to_git_to_user_to_unknown() {
     assert_eq!(operator_in(&[("USER", "u")], git), "Git Person");
     assert_eq!(operator_in(&[("USER", "login-name")], None), "login-name");
     assert_eq!(operator_in(&[], None), "unknown");
+}
+
+/// A read-only runbook owned by someone else keeps its mode and owner, and no lock file is
+/// left beside it. (The owner part needs root, as on the machine where the bug was found.)
+#[cfg(unix)]
+#[test]
+fn read_only_runbook_keeps_mode_and_owner_and_no_lock_file_is_left() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let path = runbook(dir.path(), RUNBOOK);
+    let as_root = std::fs::metadata(dir.path()).unwrap().uid() == 0;
+    if as_root {
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let before = std::fs::metadata(&path).unwrap();
+    append(&path, &entry("ab12cd34")).unwrap();
+    let after = std::fs::metadata(&path).unwrap();
+    assert!(std::fs::read_to_string(&path).unwrap().contains("ab12cd34"));
+    assert_eq!(after.mode() & 0o7777, 0o444);
+    assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["runbook.md"], "only the runbook is left");
+}
+
+#[test]
+fn two_drill_log_headings_are_refused_as_ambiguous() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "# R\n\n## Drill log\n\n| Date | Notes |\n|---|---|\n\n## Old drill log\n\n| Date | Notes |\n|---|---|\n";
+    let path = runbook(dir.path(), text);
+    let err = append(&path, &entry("ab12cd34")).unwrap_err();
+    assert!(
+        matches!(&err, DrillLogError::Ambiguous { lines, .. } if lines == &[3, 8]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("lines 3, 8"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "untouched");
+}
+
+#[test]
+fn without_a_notes_column_details_go_to_the_result_cell_not_the_operator() {
+    let text = "## Drill log\n\n| Date | Action | Result | Operator |\n|---|---|---|---|\n";
+    let (out, _) = append_to_document(text, &entry("ab12cd34"));
+    assert!(
+        out.ends_with(
+            "| 2026-11-22 | proxy-restart | pass; All 4 checks passed.; [report](reports/2026-11-22-proxy-restart-ab12cd34/report.md); run ab12cd34 | Dana |\n"
+        ),
+        "{out}"
+    );
+    let (again, outcome) = append_to_document(&out, &entry("ab12cd34"));
+    assert_eq!(outcome, AppendOutcome::AlreadyPresent);
+    assert_eq!(again, out);
+    // With a Report column the link stays there and the rest goes to the Result cell.
+    let text = "## Drill log\n\n| Date | Result | Report | Operator |\n|---|---|---|---|\n";
+    let (out, _) = append_to_document(text, &entry("ab12cd34"));
+    assert!(
+        out.ends_with(
+            "| 2026-11-22 | pass; All 4 checks passed.; run ab12cd34 | [report](reports/2026-11-22-proxy-restart-ab12cd34/report.md) | Dana |\n"
+        ),
+        "{out}"
+    );
 }

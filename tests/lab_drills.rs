@@ -504,3 +504,25 @@ fn a_report_folder_that_cannot_be_written_is_not_a_pass() {
     assert!(row.contains("report not written"), "{row}");
     drill.assert_no_survivors();
 }
+
+#[test]
+fn a_drill_log_that_cannot_be_appended_is_an_error_with_its_cause() {
+    let drill = Drill::new();
+    // `--drill-log RUNBOOK.md` names a directory: the append must fail, loudly.
+    let runbook = drill.dir.path().join("RUNBOOK.md");
+    std::fs::remove_file(&runbook).expect("remove runbook");
+    std::fs::create_dir(&runbook).expect("runbook as a directory");
+    let (output, report) = drill.run("proxy-restart.yaml");
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.verdict_reason);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains("error: could not append to the drill log"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Is a directory"),
+        "the OS cause is shown: {err}"
+    );
+    drill.assert_no_survivors();
+}

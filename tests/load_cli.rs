@@ -215,3 +215,31 @@ async fn bad_options_fail_before_any_load_with_exit_code_2() {
     assert_eq!(bad_token.status.code(), Some(2));
     assert_no_secret(&[], "stderr", &String::from_utf8_lossy(&bad_token.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_a_url_are_refused_without_echoing_the_password() {
+    for args in [
+        &["load", "http://ops:hunter2pw@127.0.0.1:9/x"][..],
+        // Not even a valid URL: the refusal still must not quote the password.
+        &["load", "http://ops:hunter2pw@127.0.0.1:9/a b"],
+        &[
+            "load",
+            "http://127.0.0.1:9/",
+            "--token-url",
+            "http://ops:hunter2pw@127.0.0.1:9/token",
+        ],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--rate", "1/s", "--duration", "1s"]);
+        let out = drillbook(&args, &[]).await;
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        for text in [&stdout, &stderr] {
+            assert!(!text.contains("hunter2pw"), "{args:?} leaked: {text}");
+        }
+        assert!(stderr.contains("ops:***@"), "{args:?}: {stderr}");
+    }
+}

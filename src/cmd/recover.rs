@@ -9,13 +9,22 @@ use crate::targets::UndoAction as _;
 
 pub async fn recover(state_dir: Option<PathBuf>, dry_run: bool) -> anyhow::Result<Outcome> {
     let dir = state_dir.unwrap_or_else(journal::state_dir);
-    let journals = journal::list(&dir)?;
+    let journals = journal::list_each(&dir)?;
     if journals.is_empty() {
         println!("nothing to recover: no undo journal in {}", dir.display());
         return Ok(Outcome::Pass);
     }
-    let mut failed = 0usize;
+    let (mut failed, mut damaged) = (0usize, 0usize);
     for (path, doc) in journals {
+        // A damaged journal is named and left in place for a person; the others still run.
+        let doc = match doc {
+            Ok(doc) => doc,
+            Err(e) => {
+                println!("{e}; left in place, the other journals are still handled");
+                damaged += 1;
+                continue;
+            }
+        };
         println!(
             "run {} of `{}` (started {}), context `{}`, namespace `{}`: {} undo(s) pending",
             doc.run_id,
@@ -55,9 +64,18 @@ pub async fn recover(state_dir: Option<PathBuf>, dry_run: bool) -> anyhow::Resul
         }
         failed += recovered.failed;
     }
+    if damaged > 0 {
+        println!(
+            "{damaged} journal(s) could not be read; repair or remove them, then run \
+             `drillbook recover` again"
+        );
+    }
     if failed > 0 {
         println!("{failed} undo(s) failed; fix the cause and run `drillbook recover` again");
-        return Ok(Outcome::Fail);
     }
-    Ok(Outcome::Pass)
+    Ok(if failed > 0 || damaged > 0 {
+        Outcome::Fail
+    } else {
+        Outcome::Pass
+    })
 }

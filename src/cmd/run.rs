@@ -111,9 +111,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
                 runbook.display()
             ),
             Ok(_) => println!("drill log: appended a row to {}", runbook.display()),
+            // Asked for by name, a lost row is an error: the exit code must not say all is
+            // well (a failing verdict keeps its own code). From the scenario, a warning.
+            Err(e) if args.drill_log.is_some() => {
+                eprintln!(
+                    "error: could not append to the drill log {}: {:#}",
+                    runbook.display(),
+                    anyhow::Error::new(e)
+                );
+                return Ok(match Outcome::from(report.verdict) {
+                    Outcome::Pass => Outcome::Unreported,
+                    other => other,
+                });
+            }
             Err(e) => eprintln!(
-                "warning: could not append to the drill log {}: {e}",
-                runbook.display()
+                "warning: could not append to the drill log {}: {:#}",
+                runbook.display(),
+                anyhow::Error::new(e)
             ),
         }
     }

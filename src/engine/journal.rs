@@ -89,8 +89,21 @@ pub fn path_for(dir: &Path, target: &JournalTarget, run_id: &str) -> PathBuf {
     ))
 }
 
-/// Every journal in `dir`, with its path.
+/// A journal file and what reading it gave.
+pub type Listed = (PathBuf, Result<JournalDoc, JournalError>);
+
+/// Every journal in `dir`, with its path; the first unreadable one is an error (see
+/// [`list_each`] to handle each on its own).
 pub fn list(dir: &Path) -> Result<Vec<(PathBuf, JournalDoc)>, JournalError> {
+    list_each(dir)?
+        .into_iter()
+        .map(|(path, doc)| doc.map(|doc| (path, doc)))
+        .collect()
+}
+
+/// Every journal in `dir`, with its path, each read on its own: one damaged file must not hide
+/// the journals beside it from `recover`.
+pub fn list_each(dir: &Path) -> Result<Vec<Listed>, JournalError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -105,7 +118,8 @@ pub fn list(dir: &Path) -> Result<Vec<(PathBuf, JournalDoc)>, JournalError> {
     for entry in entries.flatten() {
         let path = entry.path();
         if path.to_string_lossy().ends_with(".journal.json") {
-            found.push((path.clone(), read(&path)?));
+            let doc = read(&path);
+            found.push((path, doc));
         }
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));

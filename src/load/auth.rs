@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::conn::{Target, with_host};
+use super::conn::{Target, redact_url, with_host};
 
 /// A secret string (a bearer token). Its `Debug` output is redacted and it has no `Display`,
 /// so it cannot end up in a log line or an error message by accident.
@@ -233,7 +233,7 @@ impl Minter {
             }
             TokenSource::Url { url, field } => {
                 let target = Target::parse(url).map_err(|reason| AuthError::Fetch {
-                    url: url.clone(),
+                    url: redact_url(url),
                     reason,
                 })?;
                 Ok(Minter::Endpoint {

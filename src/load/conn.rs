@@ -40,6 +40,26 @@ impl std::fmt::Debug for Target {
     }
 }
 
+/// `url` with the password of a `user:password@` part shown as `***` (a bare `name@` too, as
+/// tokens are put there): URLs with credentials are refused, and the refusal quotes the URL.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
+    let user = authority[..at].split_once(':').map_or("", |(user, _)| user);
+    let user = if user.is_empty() {
+        String::new()
+    } else {
+        format!("{user}:")
+    };
+    format!("{}{user}***{}", &url[..start], &rest[at..])
+}
+
 impl Target {
     /// Parses an `http://` or `https://` URL. The error says what is wrong, for users.
     pub(crate) fn parse(url: &str) -> Result<Self, String> {
@@ -284,6 +304,12 @@ mod tests {
         assert!(Target::parse("ftp://x/").is_err());
         assert!(Target::parse("example.com/").is_err());
         assert!(Target::parse("http://user:pw@example.com/").is_err());
+        assert_eq!(
+            redact_url("http://user:pw@example.com/a@b"),
+            "http://user:***@example.com/a@b"
+        );
+        assert_eq!(redact_url("https://tok@h:1"), "https://***@h:1");
+        assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
         let v6 = Target::parse("http://[::1]:9/").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v6.host, "::1");
     }

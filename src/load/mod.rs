@@ -341,7 +341,7 @@ fn prepare(config: &LoadConfig) -> Result<Prepared, LoadError> {
     }
     config.profile.validate().map_err(LoadError::Config)?;
     let target = conn::Target::parse(&config.url).map_err(|reason| LoadError::Url {
-        url: config.url.clone(),
+        url: conn::redact_url(&config.url),
         reason,
     })?;
     let mut headers = HeaderMap::with_capacity(config.headers.len() + 1);

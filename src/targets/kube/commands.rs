@@ -35,6 +35,171 @@ impl Tool {
             Self::Helm => "--kube-context",
         }
     }
+
+    /// The flags of this tool that pinning must see. Anything that can send the command to
+    /// another API server or run it as another identity is refused outright: the context names
+    /// both, and a drill must not be able to step around it.
+    fn rules(self) -> &'static [FlagRule] {
+        use FlagKind::{AllNamespaces, Context, Kubeconfig, Namespace, Redirect};
+        const SERVER: FlagKind = Redirect("send it to another API server");
+        const IDENTITY: FlagKind = Redirect("run it as another user");
+        const IMPERSONATE: FlagKind = Redirect("impersonate another user or group");
+        const KUBECTL: &[FlagRule] = &[
+            FlagRule::new("--context", None, Context),
+            FlagRule::new("--namespace", Some('n'), Namespace),
+            FlagRule::new("--kubeconfig", None, Kubeconfig),
+            FlagRule::new("--all-namespaces", Some('A'), AllNamespaces),
+            FlagRule::new("--server", Some('s'), SERVER),
+            FlagRule::new("--cluster", None, SERVER),
+            FlagRule::new("--user", None, IDENTITY),
+            FlagRule::new("--token", None, IDENTITY).secret(),
+            FlagRule::new("--username", None, IDENTITY),
+            FlagRule::new("--password", None, IDENTITY).secret(),
+            FlagRule::new("--client-certificate", None, IDENTITY),
+            FlagRule::new("--client-key", None, IDENTITY),
+            FlagRule::new("--as", None, IMPERSONATE),
+            FlagRule::new("--as-group", None, IMPERSONATE),
+            FlagRule::new("--as-uid", None, IMPERSONATE),
+        ];
+        const HELM: &[FlagRule] = &[
+            FlagRule::new("--kube-context", None, Context),
+            FlagRule::new("--namespace", Some('n'), Namespace),
+            FlagRule::new("--kubeconfig", None, Kubeconfig),
+            FlagRule::new("--all-namespaces", Some('A'), AllNamespaces),
+            FlagRule::new("--kube-apiserver", None, SERVER),
+            FlagRule::new("--kube-token", None, IDENTITY).secret(),
+            FlagRule::new("--kube-as-user", None, IMPERSONATE),
+            FlagRule::new("--kube-as-group", None, IMPERSONATE),
+        ];
+        match self {
+            Self::Kubectl => KUBECTL,
+            Self::Helm => HELM,
+        }
+    }
+
+    /// Shorthands that take no value, so a bundle like `-it` goes on to the next letter. A
+    /// letter not listed here and not in [`Self::rules`] takes the rest of the bundle as its
+    /// value, as pflag reads it.
+    fn boolean_shorthands(self) -> &'static [char] {
+        match self {
+            Self::Kubectl => &['i', 't', 'w', 'R', 'h', 'q', 'A'],
+            Self::Helm => &['a', 'q', 'h', 'd', 'r', 'A'],
+        }
+    }
+}
+
+/// What pinning does with a flag.
+#[derive(Clone, Copy)]
+enum FlagKind {
+    /// Must name the pinned context.
+    Context,
+    /// Must name an allowed namespace.
+    Namespace,
+    /// Must name the scenario's kubeconfig.
+    Kubeconfig,
+    /// Refused (no value).
+    AllNamespaces,
+    /// Refused: what it would do.
+    Redirect(&'static str),
+}
+
+/// A flag of kubectl or helm that pinning reads.
+struct FlagRule {
+    long: &'static str,
+    short: Option<char>,
+    kind: FlagKind,
+    /// Its value is a credential: never shown in a refusal.
+    secret: bool,
+}
+
+impl FlagRule {
+    const fn new(long: &'static str, short: Option<char>, kind: FlagKind) -> Self {
+        Self {
+            long,
+            short,
+            kind,
+            secret: false,
+        }
+    }
+
+    const fn secret(self) -> Self {
+        Self {
+            secret: true,
+            ..self
+        }
+    }
+
+    fn takes_value(&self) -> bool {
+        !matches!(self.kind, FlagKind::AllNamespaces)
+    }
+}
+
+/// Every use of a pinning-relevant flag in `args` (the arguments before any `--`), with its
+/// value (`""` when it has none or it is missing).
+fn flag_uses(tool: Tool, args: &[String]) -> Vec<(&'static FlagRule, String)> {
+    let rules = tool.rules();
+    let next = |i: usize| args.get(i + 1).cloned().unwrap_or_default();
+    let mut found = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_string())),
+                None => (long, None),
+            };
+            if let Some(rule) = rules.iter().find(|r| &r.long[2..] == name) {
+                let value = match inline {
+                    Some(value) => value,
+                    None if rule.takes_value() => next(i),
+                    None => String::new(),
+                };
+                found.push((rule, value));
+            }
+        } else if let Some(bundle) = arg.strip_prefix('-') {
+            for (at, letter) in bundle.char_indices() {
+                if let Some(rule) = rules.iter().find(|r| r.short == Some(letter)) {
+                    if !rule.takes_value() {
+                        found.push((rule, String::new()));
+                        continue;
+                    }
+                    let rest = &bundle[at + letter.len_utf8()..];
+                    let rest = rest.strip_prefix('=').unwrap_or(rest);
+                    let value = if rest.is_empty() {
+                        next(i)
+                    } else {
+                        rest.to_string()
+                    };
+                    found.push((rule, value));
+                    break;
+                }
+                if !tool.boolean_shorthands().contains(&letter) {
+                    break;
+                }
+            }
+        }
+    }
+    found
+}
+
+/// `argv` with the values of credential flags (`--token`, `--kube-token`, `--password`)
+/// replaced by `<redacted>`: refusals quote the argv.
+fn redact_flag_values(tool: Tool, argv: &[String]) -> Vec<String> {
+    let secret = |name: &str| tool.rules().iter().any(|r| r.secret && r.long == name);
+    let mut shown = Vec::with_capacity(argv.len());
+    let mut hide_next = false;
+    for arg in argv {
+        if std::mem::take(&mut hide_next) {
+            shown.push(REDACTED.to_string());
+            continue;
+        }
+        match arg.split_once('=') {
+            Some((name, _)) if secret(name) => shown.push(format!("{name}={REDACTED}")),
+            _ => {
+                hide_next = secret(arg);
+                shown.push(arg.clone());
+            }
+        }
+    }
+    shown
 }
 
 /// helm's `--set` splits on commas; a literal comma in a value must be escaped.
@@ -120,8 +285,11 @@ impl KubeTarget {
     }
 
     /// `argv` with the scenario's pinning when it runs kubectl or helm: the flags go right after
-    /// the program (before any `--`). A context flag that names another context, a namespace
-    /// outside `allowed_namespaces` or an all-namespaces flag is refused. Other programs are
+    /// the program (before any `--`). Refused: a context flag that names another context, a
+    /// `--kubeconfig` other than the scenario's, a namespace outside `allowed_namespaces`, an
+    /// all-namespaces flag, and every flag that points the tool at another server, cluster or
+    /// identity (see [`Tool::rules`]). Flags are read as kubectl and helm read them: `--f v`,
+    /// `--f=v`, `-n v`, `-nv`, `-n=v` and bundled shorthands (`-itnNS`). Other programs are
     /// returned unchanged.
     pub fn pin_command(&self, argv: &[String]) -> Result<Vec<String>, KubeError> {
         let Some((program, args)) = argv.split_first() else {
@@ -130,51 +298,63 @@ impl KubeTarget {
         let Some(tool) = Tool::of(program) else {
             return Ok(argv.to_vec());
         };
+        let own_args = args.split(|a| a == "--").next().unwrap_or(&[]);
         let refuse = |reason: String| KubeError::PinConflict {
-            argv: argv.join(" "),
+            argv: redact_flag_values(tool, argv).join(" "),
             reason,
         };
-        let own_args = args.split(|a| a == "--").next().unwrap_or(&[]);
+        let kubeconfig = self.kubeconfig.as_ref().map(|p| p.display().to_string());
         let (mut has_context, mut has_namespace, mut has_kubeconfig) = (false, false, false);
-        for (i, arg) in own_args.iter().enumerate() {
-            let value_of = |flag: &str| -> Option<String> {
-                if arg == flag {
-                    Some(own_args.get(i + 1).cloned().unwrap_or_default())
-                } else {
-                    arg.strip_prefix(flag)
-                        .and_then(|rest| rest.strip_prefix('='))
-                        .map(str::to_string)
+        for (rule, value) in flag_uses(tool, own_args) {
+            match rule.kind {
+                FlagKind::Context => {
+                    if value != self.context {
+                        return Err(refuse(format!(
+                            "it names context `{value}`, the scenario is pinned to `{}`",
+                            self.context
+                        )));
+                    }
+                    has_context = true;
                 }
-            };
-            if arg == "-A" || arg == "--all-namespaces" || arg.starts_with("--all-namespaces=") {
-                return Err(refuse(format!(
-                    "drills stay in the allowed namespaces ({})",
-                    self.allowed_namespaces.join(", ")
-                )));
-            }
-            if let Some(context) = value_of(tool.context_flag()) {
-                if context != self.context {
-                    return Err(refuse(format!(
-                        "it names context `{context}`, the scenario is pinned to `{}`",
-                        self.context
-                    )));
+                FlagKind::Namespace => {
+                    if !self.allowed_namespaces.contains(&value) {
+                        return Err(refuse(format!(
+                            "namespace `{value}` is not in allowed_namespaces ({})",
+                            self.allowed_namespaces.join(", ")
+                        )));
+                    }
+                    has_namespace = true;
                 }
-                has_context = true;
-            }
-            if let Some(namespace) = value_of("--namespace").or_else(|| value_of("-n")) {
-                if !self.allowed_namespaces.contains(&namespace) {
+                FlagKind::Kubeconfig => {
+                    if kubeconfig.as_deref() != Some(value.as_str()) {
+                        return Err(refuse(format!(
+                            "it names kubeconfig `{value}`, the scenario uses {}",
+                            kubeconfig.as_deref().map_or_else(
+                                || "the default kubeconfig".to_string(),
+                                |k| format!("`{k}`")
+                            )
+                        )));
+                    }
+                    has_kubeconfig = true;
+                }
+                FlagKind::AllNamespaces => {
                     return Err(refuse(format!(
-                        "namespace `{namespace}` is not in allowed_namespaces ({})",
+                        "drills stay in the allowed namespaces ({})",
                         self.allowed_namespaces.join(", ")
                     )));
                 }
-                has_namespace = true;
+                FlagKind::Redirect(what) => {
+                    return Err(refuse(format!(
+                        "`{}` would {what}; the scenario's context `{}` decides the server \
+                         and the identity",
+                        rule.long, self.context
+                    )));
+                }
             }
-            has_kubeconfig |= value_of("--kubeconfig").is_some();
         }
         let mut pinned = vec![program.clone()];
-        if !has_kubeconfig && let Some(path) = &self.kubeconfig {
-            pinned.extend(["--kubeconfig".to_string(), path.display().to_string()]);
+        if !has_kubeconfig && let Some(path) = &kubeconfig {
+            pinned.extend(["--kubeconfig".to_string(), path.clone()]);
         }
         if !has_context {
             pinned.extend([tool.context_flag().to_string(), self.context.clone()]);
@@ -419,6 +599,98 @@ mod tests {
             ]))
             .unwrap();
         assert_eq!(pinned.iter().filter(|a| *a == "--context").count(), 1);
+    }
+
+    #[tokio::test]
+    async fn every_way_around_the_pin_is_refused() {
+        let t = target(Some("/k/config"));
+        for argv in [
+            // kubectl: another server, cluster, user or identity.
+            &["kubectl", "--server", "https://evil:6443", "get", "pods"][..],
+            &["kubectl", "--server=https://evil:6443", "get", "pods"],
+            &["kubectl", "-s", "https://evil:6443", "get", "pods"],
+            &["kubectl", "-shttps://evil:6443", "get", "pods"],
+            &["kubectl", "get", "pods", "--cluster", "prod"],
+            &["kubectl", "get", "pods", "--user=admin"],
+            &["kubectl", "get", "pods", "--token", "abc"],
+            &["kubectl", "get", "pods", "--as", "system:admin"],
+            &["kubectl", "get", "pods", "--as-group=system:masters"],
+            &["kubectl", "--kubeconfig", "/other/config", "get", "pods"],
+            &["kubectl", "--kubeconfig=/other/config", "get", "pods"],
+            // Namespaces in every spelling.
+            &["kubectl", "get", "pods", "-nkube-system"],
+            &["kubectl", "get", "pods", "-n=kube-system"],
+            &["kubectl", "get", "pods", "--namespace=kube-system"],
+            &["kubectl", "exec", "-itnkube-system", "x", "--", "sh"],
+            &["kubectl", "get", "pods", "-wA"],
+            // helm.
+            &["helm", "list", "--kube-apiserver", "https://evil:6443"],
+            &["helm", "list", "--kube-token=abc"],
+            &["helm", "list", "--kube-context=prod"],
+            &["helm", "list", "--kube-as-user", "admin"],
+            &["helm", "list", "--kube-as-group", "system:masters"],
+            &["helm", "list", "--kubeconfig", "/other/config"],
+            &["helm", "list", "-nkube-system"],
+        ] {
+            let err = t.pin_command(&strings(argv)).unwrap_err();
+            assert!(
+                matches!(err, KubeError::PinConflict { .. }),
+                "{argv:?}: {err}"
+            );
+        }
+        // Without a kubeconfig in the scenario, any other one is a different cluster.
+        let err = target(None)
+            .pin_command(&strings(&[
+                "kubectl",
+                "--kubeconfig",
+                "/k/config",
+                "get",
+                "pods",
+            ]))
+            .unwrap_err();
+        assert!(matches!(err, KubeError::PinConflict { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn allowed_spellings_pass_and_credentials_never_show_in_a_refusal() {
+        let t = target(Some("/k/config"));
+        for argv in [
+            &["kubectl", "get", "pods", "-ntracebloc-jobs"][..],
+            &["kubectl", "get", "pods", "-n=tracebloc-jobs"],
+            &[
+                "kubectl",
+                "exec",
+                "-itntracebloc",
+                "x",
+                "--",
+                "sh",
+                "-s",
+                "x",
+            ],
+            &["kubectl", "logs", "-cproxy", "x"],
+            &["kubectl", "--kubeconfig=/k/config", "get", "pods"],
+            &["helm", "list", "--kube-context=staging", "-ntracebloc"],
+        ] {
+            let pinned = t.pin_command(&strings(argv)).unwrap();
+            assert!(pinned.len() >= argv.len(), "{argv:?}: {pinned:?}");
+            assert_eq!(
+                pinned
+                    .iter()
+                    .filter(|a| a.starts_with("--kubeconfig"))
+                    .count(),
+                1,
+                "{pinned:?}"
+            );
+        }
+        for argv in [
+            &["kubectl", "get", "pods", "--token", "s3cr3t"][..],
+            &["kubectl", "get", "pods", "--token=s3cr3t"],
+            &["helm", "list", "--kube-token", "s3cr3t"],
+        ] {
+            let message = t.pin_command(&strings(argv)).unwrap_err().to_string();
+            assert!(!message.contains("s3cr3t"), "{message}");
+            assert!(message.contains(REDACTED), "{message}");
+        }
     }
 
     /// A fake `helm` on PATH records its argv; `helm status` answers revision 4.

@@ -1,0 +1,62 @@
+//! `drillbook recover` through the real binary: a damaged journal is reported by name and
+//! does not hide the valid journals beside it.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use drillbook::engine::journal::{self, JOURNAL_VERSION, JournalDoc, JournalTarget};
+use drillbook::engine::undo::Registered;
+use drillbook::targets::kube::KubeUndo;
+
+#[test]
+fn a_damaged_journal_is_reported_and_the_others_still_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = JournalTarget {
+        context: "staging".into(),
+        namespace: "tracebloc".into(),
+        kubeconfig: None,
+    };
+    let doc = JournalDoc {
+        version: JOURNAL_VERSION,
+        run_id: "cafe0001".into(),
+        scenario: "proxy-restart".into(),
+        started_at: jiff::Timestamp::UNIX_EPOCH,
+        // A pid no process can have: the journal is orphaned.
+        pid: u32::MAX,
+        target: target.clone(),
+        pending: vec![Registered {
+            step: "scale-up".into(),
+            undo: KubeUndo::Scale {
+                deployment: "proxy".into(),
+                replicas: 2,
+            },
+        }],
+    };
+    journal::write(&journal::path_for(dir.path(), &target, "cafe0001"), &doc).unwrap();
+    std::fs::write(dir.path().join("aaa.journal.json"), "{ not json").unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        .args(["recover", "--dry-run", "--state-dir"])
+        .arg(dir.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    let all = format!("{stdout}{stderr}");
+    assert!(
+        all.contains("aaa.journal.json"),
+        "the damaged file is named: {all}"
+    );
+    assert!(all.contains("damaged"), "{all}");
+    assert!(
+        stdout.contains("run cafe0001"),
+        "the valid journal is listed: {all}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        dir.path().join("aaa.journal.json").exists(),
+        "left for a person"
+    );
+}
