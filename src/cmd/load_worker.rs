@@ -42,10 +42,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<Outcome> {
     });
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let writer = tokio::spawn(async move {
-        let mut out = std::io::stdout().lock();
+        let mut out = std::io::stdout();
         while let Some(window) = rx.recv().await {
             let line = WorkerLine::window(worker, zero_unix_s, &window)?.to_json()?;
-            writeln!(out, "{line}").and_then(|()| out.flush())?;
+            // One write per line, so the log never holds half a window.
+            out.write_all(format!("{line}\n").as_bytes())
+                .and_then(|()| out.flush())?;
         }
         anyhow::Ok(())
     });

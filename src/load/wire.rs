@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
 
-use super::stats::{CallerStats, ErrorKind, Stats, Window, new_histogram};
+use super::stats::{CallerStats, ErrorKind, Stats, Window};
 
 /// Why a worker line could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -58,10 +58,11 @@ pub struct WireWindow {
     pub wall_s: i64,
     /// Requests sent.
     pub requests: u64,
-    /// Answered requests by status code.
-    pub statuses: BTreeMap<u16, u64>,
-    /// Requests without an answer, by kind.
-    pub errors: BTreeMap<ErrorKind, u64>,
+    /// Answered requests by status code, as pairs (the line's tag buffers it, and buffered
+    /// JSON maps cannot have number keys).
+    pub statuses: Vec<(u16, u64)>,
+    /// Requests without an answer, by kind, as pairs.
+    pub errors: Vec<(ErrorKind, u64)>,
     /// Requests dropped behind schedule.
     pub dropped: u64,
     /// Whether the worker could not keep up in this window.
@@ -100,8 +101,8 @@ impl WorkerLine {
             second: window.second,
             wall_s: zero_unix_s.saturating_add(i64::try_from(window.second).unwrap_or(i64::MAX)),
             requests: stats.requests,
-            statuses: stats.statuses.clone(),
-            errors: stats.errors.clone(),
+            statuses: stats.statuses.iter().map(|(k, n)| (*k, *n)).collect(),
+            errors: stats.errors.iter().map(|(k, n)| (*k, *n)).collect(),
             dropped: stats.dropped,
             saturated: stats.saturated_windows > 0,
             max_lag_us: u64::try_from(stats.max_lag.as_micros()).unwrap_or(u64::MAX),
@@ -126,8 +127,8 @@ impl WireWindow {
     pub fn to_window(&self) -> Result<Window, WireError> {
         let mut stats = Stats::new();
         stats.requests = self.requests;
-        stats.statuses = self.statuses.clone();
-        stats.errors = self.errors.clone();
+        stats.statuses = self.statuses.iter().copied().collect();
+        stats.errors = self.errors.iter().copied().collect();
         stats.dropped = self.dropped;
         stats.saturated_windows = u64::from(self.saturated);
         stats.max_lag = Duration::from_micros(self.max_lag_us);
