@@ -90,6 +90,18 @@ pub struct LoadArgs {
     /// Write an HdrHistogram interval log (tags `corrected` and `service`, microseconds).
     #[arg(long, value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
+    /// Run as a worker of an in-cluster fleet: one wire line per window on stdout, no table.
+    #[arg(long, hide = true, conflicts_with_all = ["json", "ndjson", "hdr_log"])]
+    pub worker_output: bool,
+    /// This worker's index in the fleet (with --worker-output).
+    #[arg(long, hide = true, default_value_t = 0, requires = "worker_output")]
+    pub worker_index: u32,
+    /// The fleet's time zero, Unix milliseconds (with --worker-output; default: now).
+    #[arg(long, hide = true, requires = "worker_output")]
+    pub start_at_unix_ms: Option<i64>,
+    /// First caller slot of this worker in the fleet (with --worker-output).
+    #[arg(long, hide = true, default_value_t = 0, requires = "worker_output")]
+    pub caller_slot_offset: u32,
 }
 
 fn parse_stage(text: &str) -> Result<Stage, String> {
@@ -181,6 +193,9 @@ impl LoadArgs {
 
 /// `drillbook load`.
 pub async fn run(args: LoadArgs) -> anyhow::Result<Outcome> {
+    if args.worker_output {
+        return super::load_worker::run(args).await;
+    }
     let config = args.to_config()?;
     // Open every output before the load, so a typo does not cost a whole run.
     let ndjson = args.ndjson.as_deref().map(create).transpose()?;

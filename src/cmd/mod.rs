@@ -5,6 +5,7 @@
 
 mod collect;
 mod load;
+mod load_worker;
 mod plan;
 mod recover;
 mod report;

@@ -15,6 +15,7 @@ mod engine;
 mod profile;
 pub mod report;
 mod stats;
+pub mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
