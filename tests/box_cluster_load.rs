@@ -19,17 +19,12 @@ const RATE_PER_WORKER: u64 = 25;
 const SECONDS: u64 = 10;
 const CALLERS_PER_WORKER: u32 = 2;
 
+pub mod common {
+    pub mod boxed;
+}
+
 fn have_box() -> bool {
-    match std::env::var_os("DRILLBOOK_BOX_KUBECONFIG") {
-        Some(_) => true,
-        None if std::env::var_os("DRILLBOOK_REQUIRE_BOX").is_some_and(|v| v == "1") => {
-            panic!("DRILLBOOK_REQUIRE_BOX=1 but no box: run these tests with `make e2e-box`")
-        }
-        None => {
-            eprintln!("SKIPPED: no box (DRILLBOOK_BOX_KUBECONFIG unset); run `make e2e-box`");
-            false
-        }
-    }
+    common::boxed::kubeconfig().is_some()
 }
 
 #[test]

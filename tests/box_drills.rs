@@ -18,19 +18,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_drillbook");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// The box's kubeconfig, or `None` (skip) outside `make e2e-box`.
-fn box_kubeconfig() -> Option<PathBuf> {
-    match std::env::var_os("DRILLBOOK_BOX_KUBECONFIG") {
-        Some(path) => Some(PathBuf::from(path)),
-        None if std::env::var_os("DRILLBOOK_REQUIRE_BOX").is_some_and(|v| v == "1") => {
-            panic!("DRILLBOOK_REQUIRE_BOX=1 but no box: run these tests with `make e2e-box`")
-        }
-        None => {
-            eprintln!("SKIPPED: no box (DRILLBOOK_BOX_KUBECONFIG unset); run `make e2e-box`");
-            None
-        }
-    }
+pub mod common {
+    pub mod boxed;
 }
+
+use common::boxed::kubeconfig as box_kubeconfig;
 
 /// `kubectl` pinned to the box (the pinned tools of `e2e/tools.sh` when installed).
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
