@@ -13,10 +13,14 @@ KUBECTL_VERSION=v1.31
 TOOLS="${DRILLBOOK_CACHE:-$HOME/.cache/drillbook}/tools"
 BIN="$TOOLS/bin"
 
+# Versions are captured before matching: `cmd | grep -q` under pipefail fails at random when
+# grep exits before cmd has written everything (SIGPIPE), which would re-download the tools.
 installed() {
-  [ -x "$BIN/helm" ] && [ -x "$BIN/kubectl" ] &&
-    "$BIN/helm" version --short 2>/dev/null | grep -q "^$HELM_VERSION" &&
-    "$BIN/kubectl" version --client 2>/dev/null | grep -q "Client Version: $KUBECTL_VERSION"
+  [ -x "$BIN/helm" ] && [ -x "$BIN/kubectl" ] || return 1
+  local helm_version kubectl_version
+  helm_version=$("$BIN/helm" version --short 2>/dev/null) || return 1
+  kubectl_version=$("$BIN/kubectl" version --client 2>/dev/null) || return 1
+  [[ $helm_version == "$HELM_VERSION"* ]] && [[ $kubectl_version == *"Client Version: $KUBECTL_VERSION"* ]]
 }
 
 if installed; then
