@@ -213,8 +213,18 @@ impl JobsManager {
         }
     }
 
-    /// Cluster mode: mints a token and starts a Job that holds it.
+    /// Cluster mode: mints a token and starts a Job that holds it. A failure is counted and
+    /// logged here, for both callers (`POST /jobs` and the timer).
     async fn start_job(&self, launcher: &Launcher) -> Result<StartedJob, IssueError> {
+        let started = self.try_start_job(launcher).await;
+        if let Err(error) = &started {
+            self.launch_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %error_chain(error), "training Job not started");
+        }
+        started
+    }
+
+    async fn try_start_job(&self, launcher: &Launcher) -> Result<StartedJob, IssueError> {
         let job_id = token::new_job_id("job");
         let token = self.issue(&job_id).await?;
         self.tokens_minted.inc(&[self.mode.label()]);
@@ -234,15 +244,11 @@ impl JobsManager {
     async fn start_job_response(&self, launcher: &Launcher) -> Response {
         match self.start_job(launcher).await {
             Ok(started) => json_response(StatusCode::OK, &started),
-            Err(error) => {
-                self.launch_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %error_chain(&error), "training Job not started");
-                error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "job_not_started",
-                    &error_chain(&error),
-                )
-            }
+            Err(error) => error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "job_not_started",
+                &error_chain(&error),
+            ),
         }
     }
 
@@ -308,15 +314,13 @@ async fn connect_launcher(
 }
 
 /// Starts one Job every `every`, like users submitting work, so drills always find Jobs in
-/// flight. Failures are logged and counted; the next tick tries again.
+/// flight. A failure is counted and logged by `start_job`; the next tick tries again.
 async fn launch_periodically(manager: Arc<JobsManager>, launcher: Launcher, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if let Err(error) = manager.start_job(&launcher).await {
-            manager.launch_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %error_chain(&error), "training Job not started");
-        }
+        // Already counted and logged by `start_job`.
+        let _ = manager.start_job(&launcher).await;
     }
 }
