@@ -55,6 +55,20 @@ fn write_scenario(dir: &Path, name: &str, seconds: u64) -> PathBuf {
     path
 }
 
+/// Like [`write_scenario`], with the token held in Secret `secret` instead of minted per caller.
+fn write_secret_scenario(dir: &Path, name: &str, seconds: u64, secret: &str) -> PathBuf {
+    let path = write_scenario(dir, name, seconds);
+    let text = std::fs::read_to_string(&path)
+        .expect("read scenario")
+        .replace(
+            &format!("auth: {{token_url: \"{TOKENS}\", callers: 2}}"),
+            &format!("auth: {{bearer_secret: {{name: {secret}, key: token}}, callers: 2}}"),
+        );
+    assert!(text.contains("bearer_secret"));
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}
+
 /// `drillbook` with the box's kubeconfig, the pinned tools and a scratch state directory.
 fn drillbook(kubeconfig: &Path, state: &Path) -> Command {
     let mut command = Command::new(BIN);
@@ -427,4 +441,98 @@ fn two_workers_through_the_service_merge_to_rate_times_duration() {
     assert_eq!(ok, total, "stateless tokens: every request answered 2xx");
     let callers: usize = merger.finals().values().map(|f| f.callers.len()).sum();
     assert_eq!(callers, (WORKERS * CALLERS_PER_WORKER) as usize);
+}
+
+#[test]
+fn a_bearer_token_from_a_secret_reaches_the_workers_and_nowhere_else() {
+    let Some(kubeconfig) = common::boxed::kubeconfig() else {
+        return;
+    };
+    let minted = Command::new("curl")
+        .args(["-fsS", "--noproxy", "*", "--max-time", "10", "-X", "POST"])
+        .arg(TOKENS)
+        .output()
+        .expect("curl runs");
+    let answer: Value = serde_json::from_slice(&minted.stdout).expect("token JSON");
+    let token = answer["token"].as_str().expect("a token").to_string();
+    let secret = "drill-token-e2e";
+    let _ = kubectl(
+        &kubeconfig,
+        &["-n", "tracebloc", "delete", "secret", secret],
+    );
+    let created = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "tracebloc",
+            "create",
+            "secret",
+            "generic",
+            secret,
+            &format!("--from-literal=token={token}"),
+        ],
+    );
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = write_secret_scenario(dir.path(), "box-cluster-load-secret", 12, secret);
+    let mut drill = start_drill(&kubeconfig, dir.path(), &scenario);
+    assert!(
+        eventually(Duration::from_secs(60), || both_workers_running(
+            &kubeconfig
+        )),
+        "the workers did not start: {}",
+        stderr_of(dir.path())
+    );
+    let jobs = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "tracebloc",
+            "get",
+            "jobs",
+            "-l",
+            WORKERS_LABEL,
+            "-o",
+            "json",
+        ],
+    );
+    let jobs = String::from_utf8_lossy(&jobs.stdout).into_owned();
+    let code = wait_exit(&mut drill, Duration::from_secs(90));
+    let _ = kubectl(
+        &kubeconfig,
+        &["-n", "tracebloc", "delete", "secret", secret],
+    );
+    clean_up(&kubeconfig);
+    assert!(
+        jobs.contains("secretKeyRef") && jobs.contains(secret),
+        "{jobs}"
+    );
+    assert!(!jobs.contains(&token), "the token is in the Job spec");
+    let report = report_of(dir.path());
+    assert_eq!(code, 0, "{}", stderr_of(dir.path()));
+    assert_eq!(report["load"]["requests"], 20 * 12, "{report}");
+    assert_eq!(
+        report["load"]["statuses"]["200"],
+        20 * 12,
+        "every call carried the token"
+    );
+    let outputs = std::fs::read_dir(dir.path().join("reports"))
+        .expect("reports")
+        .filter_map(Result::ok)
+        .flat_map(|d| {
+            std::fs::read_dir(d.path())
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+        })
+        .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
+        .chain([stderr_of(dir.path())]);
+    for text in outputs {
+        assert!(!text.contains(&token), "the token leaked into an output");
+    }
 }
