@@ -112,6 +112,30 @@ pub fn render_offline(loaded: &LoadedScenario, seed: Option<u64>) -> String {
             "Load      {} {} at {rate} for {duration}, {} connections\n",
             load.method, load.url.value, load.connections
         ));
+        if let (scenario::LoadFrom::Cluster, Some(cluster)) = (load.from, &load.cluster) {
+            let c = &cluster.value;
+            let namespace = match &s.target {
+                TargetSpec::Kubernetes(k) => k.namespace.value.clone(),
+                TargetSpec::Local(_) => "-".into(),
+            };
+            let mut limits = [c.cpu.as_deref(), c.memory.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if limits.is_empty() {
+                limits = "namespace defaults".into();
+            }
+            out.push_str(&format!(
+                "Workers   {} Job(s) drillbook-load-<run>-0..{} in namespace {namespace}, image \
+                 {}, resources {limits}; created {} before time zero, deleted at the end \
+                 (undo journaled first), each ends by itself after the load\n",
+                c.workers,
+                c.workers.saturating_sub(1),
+                c.image,
+                c.start_within
+            ));
+        }
         out.push_str(if load.steady_state {
             "Steady    before the first fault: a 2xx and at most half failed in the baseline, \
              else abort\n"

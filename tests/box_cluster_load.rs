@@ -1,13 +1,20 @@
 //! Cluster load (issue #13) on the box: load workers (`drillbook load --worker-output`) behind
 //! the proxy's Service, their per-second windows merged by `load::wire::FleetMerger`.
 //!
-//! Step one of the issue: the workers run as processes next to the test (the host reaches the
-//! Service's ClusterIP through kube-proxy, as a pod does); running them as pods of a Job is the
-//! controller's part, still to come. Skips without `DRILLBOOK_BOX_KUBECONFIG`, fails without a
-//! box under `DRILLBOOK_REQUIRE_BOX=1`, like `tests/box_drills.rs`.
+//! The wire format is checked with workers as processes next to the test (the host reaches the
+//! Service's ClusterIP through kube-proxy, as a pod does); the fleet's lifecycle with workers as
+//! Jobs that drillbook creates (`load.from: cluster`): Ctrl-C, SIGKILL + `recover`, a worker
+//! that crashes. The seed drills with cluster load are in `tests/box_drills.rs`. Skips without
+//! `DRILLBOOK_BOX_KUBECONFIG`, fails without a box under `DRILLBOOK_REQUIRE_BOX=1`.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
 
 use drillbook::load::wire::{FleetMerger, WorkerLine};
 
@@ -23,8 +30,351 @@ pub mod common {
     pub mod boxed;
 }
 
+use common::boxed::{kubectl, path_with_tools};
+
+const WORKERS_LABEL: &str = "app.kubernetes.io/name=drillbook-load";
+const CONTAINERD: &str = "/run/drillbook-box/containerd/containerd.sock";
+
 fn have_box() -> bool {
     common::boxed::kubeconfig().is_some()
+}
+
+/// A drill with cluster load (2 workers, 20/s through the stateless proxy's Service) and one
+/// `wait` step, so the load runs `seconds` long with nothing else going on.
+fn write_scenario(dir: &Path, name: &str, seconds: u64) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    let text = format!(
+        "apiVersion: drillbook/v1\nname: {name}\ntarget:\n  kubernetes:\n    context: box\n    \
+         namespace: tracebloc\n    allowed_contexts: [box]\n    allowed_namespaces: [tracebloc]\n\
+         load:\n  url: {PROXY}\n  from: cluster\n  cluster: {{workers: 2, image: \"box.local/drillbook:dev\", \
+         memory: 128Mi, start_within: 8s}}\n  rate: 20/s\n  duration: {seconds}s\n  \
+         requests_per_connection: 1\n  auth: {{token_url: \"{TOKENS}\", callers: 2}}\n\
+         steps:\n  - at: 2s\n    wait: 1s\nchecks:\n  - name: no-401\n    http: \"rate(401) == 0\"\n"
+    );
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}
+
+/// Like [`write_scenario`], with the token held in Secret `secret` instead of minted per caller.
+fn write_secret_scenario(dir: &Path, name: &str, seconds: u64, secret: &str) -> PathBuf {
+    let path = write_scenario(dir, name, seconds);
+    let text = std::fs::read_to_string(&path)
+        .expect("read scenario")
+        .replace(
+            &format!("auth: {{token_url: \"{TOKENS}\", callers: 2}}"),
+            &format!("auth: {{bearer_secret: {{name: {secret}, key: token}}, callers: 2}}"),
+        );
+    assert!(text.contains("bearer_secret"));
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}
+
+/// `drillbook` with the box's kubeconfig, the pinned tools and a scratch state directory.
+fn drillbook(kubeconfig: &Path, state: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env("KUBECONFIG", kubeconfig)
+        .env("PATH", path_with_tools())
+        .env("DRILLBOOK_STATE_DIR", state);
+    command
+}
+
+fn start_drill(kubeconfig: &Path, dir: &Path, scenario: &Path) -> Child {
+    drillbook(kubeconfig, &dir.join("state"))
+        .arg("run")
+        .arg(scenario)
+        .arg("--report-dir")
+        .arg(dir.join("reports"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr")).expect("stderr file"))
+        .spawn()
+        .expect("drillbook starts")
+}
+
+/// The worker pods' phases (`Running`, `Succeeded`, …), by pod name.
+fn worker_pods(kubeconfig: &Path) -> Vec<(String, String)> {
+    let out = kubectl(
+        kubeconfig,
+        &[
+            "-n",
+            "tracebloc",
+            "get",
+            "pods",
+            "-l",
+            WORKERS_LABEL,
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.phase}{\"\\n\"}{end}",
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(name, phase)| (name.to_string(), phase.to_string()))
+        .collect()
+}
+
+fn worker_jobs(kubeconfig: &Path) -> Vec<String> {
+    let out = kubectl(
+        kubeconfig,
+        &[
+            "-n",
+            "tracebloc",
+            "get",
+            "jobs",
+            "-l",
+            WORKERS_LABEL,
+            "-o",
+            "name",
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Polls `done` every 500 ms until it holds or `within` passed; returns whether it held.
+fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    done()
+}
+
+fn both_workers_running(kubeconfig: &Path) -> bool {
+    let pods = worker_pods(kubeconfig);
+    pods.len() == 2 && pods.iter().all(|(_, phase)| phase == "Running")
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> i32 {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for drillbook") {
+            return status.code().unwrap_or(-1);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("drillbook did not end within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn report_of(dir: &Path) -> Value {
+    let reports = dir.join("reports");
+    let path = std::fs::read_dir(&reports)
+        .expect("reports dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("report.json"))
+        .find(|p| p.exists())
+        .expect("a report.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read report")).expect("json")
+}
+
+fn stderr_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("stderr")).unwrap_or_default()
+}
+
+/// Leaves no worker behind for the next test, whatever this one did.
+fn clean_up(kubeconfig: &Path) {
+    let _ = kubectl(
+        kubeconfig,
+        &[
+            "-n",
+            "tracebloc",
+            "delete",
+            "jobs",
+            "-l",
+            WORKERS_LABEL,
+            "--wait=true",
+        ],
+    );
+}
+
+#[test]
+fn ctrl_c_mid_load_removes_every_worker_pod() {
+    let Some(kubeconfig) = common::boxed::kubeconfig() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = write_scenario(dir.path(), "box-cluster-load-interrupt", 40);
+    let mut drill = start_drill(&kubeconfig, dir.path(), &scenario);
+    assert!(
+        eventually(Duration::from_secs(60), || both_workers_running(
+            &kubeconfig
+        )),
+        "the workers did not start: {}",
+        stderr_of(dir.path())
+    );
+    // Into the load: time zero is 8 s after the start, the workers run a little before it.
+    std::thread::sleep(Duration::from_secs(16));
+    kill(Pid::from_raw(drill.id() as i32), Signal::SIGINT).expect("SIGINT");
+    let code = wait_exit(&mut drill, Duration::from_secs(90));
+    assert_eq!(code, 130, "{}", stderr_of(dir.path()));
+    // Grace period 5 s; the Jobs are deleted at once on stop and again by the undo.
+    let gone = eventually(Duration::from_secs(20), || {
+        worker_pods(&kubeconfig).is_empty() && worker_jobs(&kubeconfig).is_empty()
+    });
+    let left = worker_pods(&kubeconfig);
+    clean_up(&kubeconfig);
+    assert!(gone, "worker pods left after Ctrl-C: {left:?}");
+    let report = report_of(dir.path());
+    assert_eq!(report["verdict"], "interrupted");
+    assert!(
+        report["load"]["requests"].as_u64().unwrap_or(0) >= 100,
+        "{report}"
+    );
+    // The stopped workers still sent their last windows and final lines.
+    assert_eq!(
+        report["load_workers"]["problems"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    assert_eq!(
+        report["callers"].as_array().map(Vec::len),
+        Some(2),
+        "{report}"
+    );
+}
+
+#[test]
+fn after_sigkill_workers_end_by_themselves_and_recover_removes_the_jobs() {
+    let Some(kubeconfig) = common::boxed::kubeconfig() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = write_scenario(dir.path(), "box-cluster-load-sigkill", 20);
+    let mut drill = start_drill(&kubeconfig, dir.path(), &scenario);
+    assert!(
+        eventually(Duration::from_secs(60), || both_workers_running(
+            &kubeconfig
+        )),
+        "the workers did not start: {}",
+        stderr_of(dir.path())
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    drill.kill().expect("SIGKILL");
+    let _ = drill.wait();
+    assert_eq!(
+        worker_jobs(&kubeconfig).len(),
+        2,
+        "the Jobs outlive drillbook"
+    );
+    // The load is 20 s from a time zero 8 s after the start: the workers stop on their own.
+    let ended = eventually(Duration::from_secs(60), || {
+        let pods = worker_pods(&kubeconfig);
+        !pods.is_empty()
+            && pods
+                .iter()
+                .all(|(_, phase)| phase != "Running" && phase != "Pending")
+    });
+    let pods = worker_pods(&kubeconfig);
+    if !ended {
+        clean_up(&kubeconfig);
+    }
+    assert!(ended, "workers still running after their load: {pods:?}");
+    let recover = drillbook(&kubeconfig, &dir.path().join("state"))
+        .arg("recover")
+        .output()
+        .expect("recover runs");
+    let gone = eventually(Duration::from_secs(20), || {
+        worker_jobs(&kubeconfig).is_empty()
+    });
+    clean_up(&kubeconfig);
+    assert!(
+        recover.status.success(),
+        "recover: {}",
+        String::from_utf8_lossy(&recover.stderr)
+    );
+    assert!(gone, "recover left the worker Jobs");
+    assert!(
+        String::from_utf8_lossy(&recover.stdout).contains("drillbook-load-")
+            || String::from_utf8_lossy(&recover.stderr).contains("drillbook-load-"),
+        "recover names the worker Jobs it removed"
+    );
+}
+
+#[test]
+fn a_worker_that_crashes_leaves_visible_gaps_and_no_pass() {
+    let Some(kubeconfig) = common::boxed::kubeconfig() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = write_scenario(dir.path(), "box-cluster-load-crash", 30);
+    let mut drill = start_drill(&kubeconfig, dir.path(), &scenario);
+    assert!(
+        eventually(Duration::from_secs(60), || both_workers_running(
+            &kubeconfig
+        )),
+        "the workers did not start: {}",
+        stderr_of(dir.path())
+    );
+    std::thread::sleep(Duration::from_secs(14));
+    // A real crash: the kernel kills worker 1's process (as the OOM killer would).
+    let id = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "tracebloc",
+            "get",
+            "pods",
+            "-l",
+            &format!("{WORKERS_LABEL},drillbook.dev/load-worker=1"),
+            "-o",
+            "jsonpath={.items[0].status.containerStatuses[0].containerID}",
+        ],
+    );
+    let id = String::from_utf8_lossy(&id.stdout)
+        .trim()
+        .trim_start_matches("containerd://")
+        .to_string();
+    assert!(!id.is_empty(), "worker 1's container id");
+    let killed = Command::new("ctr")
+        .args([
+            "--address",
+            CONTAINERD,
+            "-n",
+            "k8s.io",
+            "tasks",
+            "kill",
+            "-s",
+            "SIGKILL",
+        ])
+        .arg(&id)
+        .output()
+        .expect("ctr runs");
+    assert!(
+        killed.status.success(),
+        "ctr kill: {}",
+        String::from_utf8_lossy(&killed.stderr)
+    );
+    let code = wait_exit(&mut drill, Duration::from_secs(120));
+    clean_up(&kubeconfig);
+    let report = report_of(dir.path());
+    assert_ne!(code, 0, "a drill on partial data must not pass: {report}");
+    assert_ne!(report["verdict"], "pass");
+    let workers = &report["load_workers"];
+    assert_eq!(workers["workers"], 2);
+    let partial = workers["partial"].as_array().expect("partial seconds");
+    assert!(
+        partial.len() >= 10,
+        "the crashed worker's seconds are missing: {workers}"
+    );
+    assert!(partial.iter().all(|p| p["reported"] == 1));
+    let problems = workers["problems"].to_string();
+    assert!(
+        problems.contains("worker 1") && problems.contains("137"),
+        "the report says which worker failed and how: {problems}"
+    );
+    let check = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "no-401"))
+        .expect("no-401 check");
+    assert_eq!(check["verdict"], "inconclusive", "{check}");
 }
 
 #[test]
@@ -91,4 +441,98 @@ fn two_workers_through_the_service_merge_to_rate_times_duration() {
     assert_eq!(ok, total, "stateless tokens: every request answered 2xx");
     let callers: usize = merger.finals().values().map(|f| f.callers.len()).sum();
     assert_eq!(callers, (WORKERS * CALLERS_PER_WORKER) as usize);
+}
+
+#[test]
+fn a_bearer_token_from_a_secret_reaches_the_workers_and_nowhere_else() {
+    let Some(kubeconfig) = common::boxed::kubeconfig() else {
+        return;
+    };
+    let minted = Command::new("curl")
+        .args(["-fsS", "--noproxy", "*", "--max-time", "10", "-X", "POST"])
+        .arg(TOKENS)
+        .output()
+        .expect("curl runs");
+    let answer: Value = serde_json::from_slice(&minted.stdout).expect("token JSON");
+    let token = answer["token"].as_str().expect("a token").to_string();
+    let secret = "drill-token-e2e";
+    let _ = kubectl(
+        &kubeconfig,
+        &["-n", "tracebloc", "delete", "secret", secret],
+    );
+    let created = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "tracebloc",
+            "create",
+            "secret",
+            "generic",
+            secret,
+            &format!("--from-literal=token={token}"),
+        ],
+    );
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = write_secret_scenario(dir.path(), "box-cluster-load-secret", 12, secret);
+    let mut drill = start_drill(&kubeconfig, dir.path(), &scenario);
+    assert!(
+        eventually(Duration::from_secs(60), || both_workers_running(
+            &kubeconfig
+        )),
+        "the workers did not start: {}",
+        stderr_of(dir.path())
+    );
+    let jobs = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "tracebloc",
+            "get",
+            "jobs",
+            "-l",
+            WORKERS_LABEL,
+            "-o",
+            "json",
+        ],
+    );
+    let jobs = String::from_utf8_lossy(&jobs.stdout).into_owned();
+    let code = wait_exit(&mut drill, Duration::from_secs(90));
+    let _ = kubectl(
+        &kubeconfig,
+        &["-n", "tracebloc", "delete", "secret", secret],
+    );
+    clean_up(&kubeconfig);
+    assert!(
+        jobs.contains("secretKeyRef") && jobs.contains(secret),
+        "{jobs}"
+    );
+    assert!(!jobs.contains(&token), "the token is in the Job spec");
+    let report = report_of(dir.path());
+    assert_eq!(code, 0, "{}", stderr_of(dir.path()));
+    assert_eq!(report["load"]["requests"], 20 * 12, "{report}");
+    assert_eq!(
+        report["load"]["statuses"]["200"],
+        20 * 12,
+        "every call carried the token"
+    );
+    let outputs = std::fs::read_dir(dir.path().join("reports"))
+        .expect("reports")
+        .filter_map(Result::ok)
+        .flat_map(|d| {
+            std::fs::read_dir(d.path())
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+        })
+        .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
+        .chain([stderr_of(dir.path())]);
+    for text in outputs {
+        assert!(!text.contains(&token), "the token leaked into an output");
+    }
 }

@@ -9,7 +9,7 @@
 //! each waits for the releases to settle before it starts.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -22,32 +22,7 @@ pub mod common {
     pub mod boxed;
 }
 
-use common::boxed::kubeconfig as box_kubeconfig;
-
-/// `kubectl` pinned to the box (the pinned tools of `e2e/tools.sh` when installed).
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
-    let tools = dirs_tools().join("kubectl");
-    let program = if tools.exists() {
-        tools
-    } else {
-        PathBuf::from("kubectl")
-    };
-    Command::new(program)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["--context", "box"])
-        .args(args)
-        .output()
-        .expect("kubectl runs")
-}
-
-fn dirs_tools() -> PathBuf {
-    let cache = std::env::var_os("DRILLBOOK_CACHE").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/drillbook"),
-        PathBuf::from,
-    );
-    cache.join("tools/bin")
-}
+use common::boxed::{kubeconfig as box_kubeconfig, kubectl, path_with_tools};
 
 /// Waits until both deployments of `namespace` are fully rolled out and only their current
 /// pods exist, so a drill's baseline is not an earlier drill's undo still rolling.
@@ -187,15 +162,6 @@ fn run_drill(kubeconfig: &Path, name: &str) -> Run {
     }
 }
 
-/// helm and kubectl for the drill's helm steps: the pinned ones first.
-fn path_with_tools() -> std::ffi::OsString {
-    let mut paths = vec![dirs_tools()];
-    paths.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
-    std::env::join_paths(paths).expect("PATH joins")
-}
-
 /// A user submits a training Job (`POST /jobs` on the jobs-manager Service): it runs for about
 /// 30 s, so a pre-flight right after it finds an active Job whatever the background launches
 /// are doing (the previous drill's undo may just have stranded theirs).
@@ -224,6 +190,39 @@ fn assert_logged(run: &Run, drill: &str, result: &str) {
     );
 }
 
+/// The drill's load came from 2 worker pods through the Service, every second of both arrived,
+/// the merged total is the scenario's rate × duration within 1 %, and no worker is left.
+fn assert_cluster_load(run: &Run, kubeconfig: &Path, namespace: &str, expected: u64) {
+    let report = run.report.as_ref().expect("the run wrote report.json");
+    let workers = &report["load_workers"];
+    assert_eq!(workers["workers"], 2, "{}", run.explain());
+    assert_eq!(
+        workers["complete_seconds"], workers["seconds"],
+        "every second has both workers' windows: {workers}"
+    );
+    let total = report["load"]["requests"].as_u64().unwrap_or(0);
+    let off = total.abs_diff(expected) as f64 / expected as f64;
+    assert!(off <= 0.01, "{total} requests for {expected} expected");
+    let left = kubectl(
+        kubeconfig,
+        &[
+            "-n",
+            namespace,
+            "get",
+            "jobs",
+            "-l",
+            "app.kubernetes.io/name=drillbook-load",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "worker Jobs left after the drill: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
 #[test]
 fn proxy_restart_stateless_passes_with_no_401() {
     let Some(kubeconfig) = box_kubeconfig() else {
@@ -243,6 +242,7 @@ fn proxy_restart_stateless_passes_with_no_401() {
     }
     assert_eq!(run.phase_count("all", "401"), 0, "{}", run.explain());
     assert!(run.phase_count("all", "200") > 1500, "{}", run.explain());
+    assert_cluster_load(&run, &kubeconfig, "tracebloc", 50 * 40);
     assert_logged(&run, "box-proxy-restart", "| pass |");
 }
 
@@ -269,6 +269,7 @@ fn proxy_restart_legacy_fails_with_401s_and_stranded_jobs() {
         "{}",
         run.explain()
     );
+    assert_cluster_load(&run, &kubeconfig, "tracebloc-legacy", 50 * 40);
     assert_logged(&run, "box-proxy-restart-legacy", "| fail |");
 }
 

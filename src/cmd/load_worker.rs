@@ -35,10 +35,16 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<Outcome> {
 
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
+    // The kubelet stops a deleted worker's pod with SIGTERM: end the load, still send the
+    // windows so far and the final line within the pod's grace period.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
         }
+        on_signal.cancel();
     });
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let writer = tokio::spawn(async move {

@@ -37,6 +37,24 @@ impl JudgedPhases {
         observed.windows.span(|second| window.holds_window(second))
     }
 
+    /// Seconds of phase `name` missing a cluster load worker's window, in words; `None` when
+    /// every second of the phase is complete.
+    pub fn missing_worker_data(&self, name: &str, observed: &Observed) -> Option<String> {
+        let window = self.get(name)?;
+        let partial = observed
+            .windows
+            .partial_in(|second| window.holds_window(second));
+        let (first, _) = partial.first()?;
+        let (last, _) = partial.last()?;
+        let lost: u32 = partial.iter().map(|(_, (got, of))| of - got).sum();
+        Some(format!(
+            "{} second(s) of phase `{name}` (t+{first}s..t+{}s) lack {lost} load worker window(s): \
+             requests that may have failed were not seen",
+            partial.len(),
+            last + 1
+        ))
+    }
+
     fn why_missing(&self, name: &str) -> String {
         self.unresolved.iter().find(|u| u.name == name).map_or_else(
             || format!("phase `{name}` did not happen"),
@@ -169,11 +187,25 @@ async fn judge_one(
             }
             let span = phases.span(phase_name, observed);
             let baseline = phases.span("baseline", observed);
-            http::judge(
+            let judged = http::judge(
                 &parsed,
                 span.as_ref().map(|s| s as &dyn http::HttpStats),
                 baseline.as_ref().map(|s| s as &dyn http::HttpStats),
-            )
+            );
+            // A pass on partial data is not a pass; a failure seen in what did arrive stands.
+            let missing = [phase_name, "baseline"]
+                .iter()
+                .filter(|p| **p == phase_name || parsed.uses_baseline())
+                .find_map(|p| phases.missing_worker_data(p, observed));
+            match missing {
+                Some(why) if judged.verdict == CheckVerdict::Pass => Judgement {
+                    verdict: CheckVerdict::Inconclusive,
+                    detail: format!("{}; but {why}", judged.detail),
+                    near_threshold: false,
+                    ..judged
+                },
+                _ => judged,
+            }
         }
         CheckKind::Prometheus(p) => {
             let samples = match observed.prometheus.get(&check.name.value) {

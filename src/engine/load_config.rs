@@ -70,6 +70,9 @@ pub fn build(
                 TokenSource::Env(var.clone())
             } else if let Some(file) = &a.bearer_file {
                 TokenSource::File(loaded.resolve(file))
+            } else if a.bearer_secret.is_some() {
+                // Cluster load: each worker pod reads the Secret's key from this variable.
+                TokenSource::Env(crate::load::fleet::WORKER_BEARER_ENV.into())
             } else if let Some(url) = &a.token_url {
                 TokenSource::Url {
                     url: expand(url)?,

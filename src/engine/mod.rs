@@ -3,6 +3,7 @@
 //! the data flow; `cmd::run` strings the parts together.
 
 pub mod drill;
+pub mod fleet;
 pub mod journal;
 pub mod judge;
 pub mod load_config;

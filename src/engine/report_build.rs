@@ -111,6 +111,9 @@ pub fn build(
             namespace: None,
         },
     };
+    if let Some(workers) = &observed.load_workers {
+        warnings.extend(coverage_warnings(workers));
+    }
     Report {
         schema_version: SCHEMA_VERSION,
         drillbook_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -147,5 +150,42 @@ pub fn build(
             .map(|l| l.total.summary(l.duration.as_secs_f64())),
         preflight: observed.preflight.clone(),
         warnings,
+        load_workers: observed.load_workers.clone(),
     }
+}
+
+/// What the report should say about missing cluster load data: the partial seconds (as
+/// ranges) and the workers that failed.
+fn coverage_warnings(workers: &crate::report::model::LoadWorkers) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut ranges: Vec<(u64, u64, u32)> = Vec::new();
+    for p in &workers.partial {
+        match ranges.last_mut() {
+            Some((_, end, reported)) if *end + 1 == p.second && *reported == p.reported => {
+                *end = p.second;
+            }
+            _ => ranges.push((p.second, p.second, p.reported)),
+        }
+    }
+    if !ranges.is_empty() {
+        let described: Vec<String> = ranges
+            .iter()
+            .map(|(from, to, reported)| {
+                format!(
+                    "t+{from}s..t+{}s ({reported} of {} workers)",
+                    to + 1,
+                    workers.workers
+                )
+            })
+            .collect();
+        out.push(format!(
+            "cluster load: {} of {} seconds lack a worker's window ({}); checks over them \
+             cannot pass",
+            workers.partial.len(),
+            workers.seconds,
+            described.join(", ")
+        ));
+    }
+    out.extend(workers.problems.iter().map(|p| format!("load {p}")));
+    out
 }

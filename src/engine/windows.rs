@@ -50,9 +50,25 @@ impl HttpStats for Span {
 #[derive(Debug, Default)]
 pub struct WindowStore {
     windows: BTreeMap<u64, Stats>,
+    /// Seconds of cluster load missing a worker's window: (reported, workers).
+    partial: BTreeMap<u64, (u32, u32)>,
 }
 
 impl WindowStore {
+    /// Records that `second` holds the windows of only `reported` of `workers` workers.
+    pub fn mark_partial(&mut self, second: u64, reported: u32, workers: u32) {
+        self.partial.insert(second, (reported, workers));
+    }
+
+    /// The partial seconds `holds` selects, with their (reported, workers).
+    pub fn partial_in(&self, holds: impl Fn(u64) -> bool) -> Vec<(u64, (u32, u32))> {
+        self.partial
+            .iter()
+            .filter(|(second, _)| holds(**second))
+            .map(|(second, counts)| (*second, *counts))
+            .collect()
+    }
+
     pub fn insert(&mut self, window: Window) {
         match self.windows.get_mut(&window.second) {
             Some(existing) => existing.merge(&window.stats),

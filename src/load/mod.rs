@@ -12,6 +12,7 @@
 mod auth;
 mod conn;
 mod engine;
+pub mod fleet;
 mod profile;
 pub mod report;
 mod stats;

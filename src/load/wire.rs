@@ -235,6 +235,21 @@ impl FleetMerger {
         ready.into_values().collect()
     }
 
+    /// The oldest held windows that are settled, in order: complete (every worker's part
+    /// arrived) or older than `late_before` (a late part is not waited for any longer; the
+    /// window goes on partial and says so). Stops at the first unsettled window, so windows
+    /// leave in second order.
+    pub fn take_settled(&mut self, late_before: u64) -> Vec<FleetWindow> {
+        let mut settled = Vec::new();
+        while let Some(entry) = self.pending.first_entry() {
+            if !(entry.get().complete() || *entry.key() < late_before) {
+                break;
+            }
+            settled.push(entry.remove());
+        }
+        settled
+    }
+
     /// Every window still held, in order (at the end of the load).
     pub fn take_all(&mut self) -> Vec<FleetWindow> {
         self.take_before(u64::MAX)
@@ -330,6 +345,31 @@ mod tests {
         assert_eq!(first[0].window.stats.requests, 10);
         assert_eq!(merger.unfinished(), vec![0, 1]);
         assert_eq!(merger.take_all().len(), 1);
+    }
+
+    #[test]
+    fn settled_windows_leave_in_order_and_late_ones_go_partial() {
+        let all = samples();
+        let mut merger = FleetMerger::new(2);
+        for (worker, second) in [(0, 0), (1, 0), (0, 1), (0, 2), (1, 2)] {
+            merger
+                .push(roundtrip(worker, &window_of(second, &all[..4])))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        // Second 1 waits for worker 1, and second 2 (complete) waits behind it.
+        let first = merger.take_settled(0);
+        assert_eq!(
+            first.iter().map(|w| w.window.second).collect::<Vec<_>>(),
+            [0]
+        );
+        assert!(merger.take_settled(1).is_empty());
+        let rest = merger.take_settled(2);
+        assert_eq!(
+            rest.iter()
+                .map(|w| (w.window.second, w.complete()))
+                .collect::<Vec<_>>(),
+            [(1, false), (2, true)]
+        );
     }
 
     #[test]

@@ -67,6 +67,37 @@ pub struct Report {
     /// Things the operator should know that did not change the verdict.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Cluster load: the workers and how much of their data arrived; absent for local load.
+    #[serde(default)]
+    pub load_workers: Option<LoadWorkers>,
+}
+
+/// The load workers of a cluster load and the coverage of their data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LoadWorkers {
+    /// Worker pods in the fleet.
+    pub workers: u32,
+    /// Seconds the load covered.
+    pub seconds: u64,
+    /// Seconds with every worker's window.
+    pub complete_seconds: u64,
+    /// Seconds with a worker's window missing: checks over them cannot pass.
+    #[serde(default)]
+    pub partial: Vec<PartialSecond>,
+    /// Workers that failed, never started or went silent, in words.
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
+
+/// A second of cluster load for which not every worker's window arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PartialSecond {
+    /// Seconds after time zero.
+    pub second: u64,
+    /// Workers whose window arrived.
+    pub reported: u32,
+    /// Workers in the fleet.
+    pub workers: u32,
 }
 
 /// The scenario a report belongs to.

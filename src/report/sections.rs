@@ -28,6 +28,15 @@ pub(crate) fn overview(report: &Report) -> Vec<(&'static str, String)> {
     if let Some(operator) = &report.operator {
         lines.push(("Operator", operator.clone()));
     }
+    if let Some(workers) = &report.load_workers {
+        lines.push((
+            "Load",
+            format!(
+                "{} worker pod(s) in the cluster; {} of {} seconds with every worker's window",
+                workers.workers, workers.complete_seconds, workers.seconds
+            ),
+        ));
+    }
     lines.push(("drillbook", report.drillbook_version.clone()));
     lines
 }

@@ -211,6 +211,58 @@ pub struct LoadSpec {
     /// that injects into a service already broken on purpose.
     #[serde(default = "default_steady_state")]
     pub steady_state: bool,
+    /// Where the requests come from: `local` (this process; for `target.local` and services
+    /// reachable from the operator) or `cluster` (load worker pods in the target's namespace,
+    /// calling the Service from inside the cluster, as the real callers do).
+    #[serde(default)]
+    pub from: LoadFrom,
+    /// The load workers of `from: cluster`.
+    #[serde(default)]
+    pub cluster: Option<Sp<ClusterLoadSpec>>,
+}
+
+/// Where the load's requests come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadFrom {
+    /// This drillbook process sends them.
+    #[default]
+    Local,
+    /// Load worker pods in the target's namespace send them (Kubernetes targets).
+    Cluster,
+}
+
+/// Load workers in the cluster: one Job each, running `drillbook load` from `image`. The rate
+/// is split evenly over the workers, callers are spread over them, and their per-second
+/// histograms are merged exactly.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterLoadSpec {
+    /// Number of worker pods.
+    #[serde(default = "default_workers")]
+    pub workers: u32,
+    /// Image holding the drillbook binary at /usr/local/bin/drillbook (this version's image).
+    pub image: String,
+    /// CPU of each worker (request = limit), e.g. `500m`.
+    #[serde(default)]
+    pub cpu: Option<String>,
+    /// Memory of each worker (request = limit), e.g. `128Mi`.
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// Node selector of the worker pods.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Time the workers get to be scheduled and started before the load's time zero.
+    #[serde(default = "default_start_within")]
+    pub start_within: HumanDuration,
+}
+
+fn default_workers() -> u32 {
+    2
+}
+
+fn default_start_within() -> HumanDuration {
+    HumanDuration::from_secs(20)
 }
 
 fn default_steady_state() -> bool {
@@ -253,6 +305,10 @@ pub struct AuthSpec {
     /// Endpoint that mints a token per POST (JSON response).
     #[serde(default)]
     pub token_url: Option<String>,
+    /// One token held in a Kubernetes Secret of the target's namespace (cluster load): the
+    /// workers read it from their environment; it never appears in a spec, log or report.
+    #[serde(default)]
+    pub bearer_secret: Option<SecretKeyRef>,
     /// JSON field of the token endpoint's response that holds the token.
     #[serde(default = "default_token_field")]
     pub token_field: String,
@@ -262,6 +318,14 @@ pub struct AuthSpec {
     /// A caller is replaced by a new one (a new job, a fresh token) after this long.
     #[serde(default)]
     pub caller_lifetime: Option<HumanDuration>,
+}
+
+/// A key of a Secret in the target's namespace.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
 }
 
 fn default_token_field() -> String {

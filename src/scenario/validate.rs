@@ -54,6 +54,7 @@ pub fn validate(scenario: &Scenario, scenario_path: &Path, source: &str) -> Vec<
     v.header();
     v.target();
     v.load();
+    v.cluster_load();
     v.steps();
     v.phases();
     v.checks();
@@ -282,11 +283,13 @@ impl Validator<'_> {
                 auth.bearer_env.is_some(),
                 auth.bearer_file.is_some(),
                 auth.token_url.is_some(),
+                auth.bearer_secret.is_some(),
             ];
             if sources.iter().filter(|s| **s).count() != 1 {
                 self.error(
                     load.url.pos,
-                    "`auth` needs exactly one of `bearer_env`, `bearer_file` or `token_url`",
+                    "`auth` needs exactly one of `bearer_env`, `bearer_file`, `token_url` or \
+                     `bearer_secret`",
                 );
             }
             if auth.callers == 0 {
@@ -724,5 +727,101 @@ impl Validator<'_> {
             .unwrap_or("");
         let first = line.chars().nth(pos.column.saturating_sub(1) as usize);
         u32::from(matches!(first, Some('"' | '\'')))
+    }
+}
+
+/// Most load workers one drill may start: each is a pod and a followed log.
+pub const MAX_LOAD_WORKERS: u32 = 64;
+
+impl Validator<'_> {
+    /// `load.from: cluster`: a Kubernetes target, an image, tokens a pod can get.
+    fn cluster_load(&mut self) {
+        let Some(load) = &self.scenario.load else {
+            return;
+        };
+        let pos = load.cluster.as_ref().map_or(load.url.pos, |c| c.pos);
+        let secret_tokens = load
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.bearer_secret.is_some());
+        if load.from == LoadFrom::Local {
+            if load.cluster.is_some() {
+                self.error(
+                    pos,
+                    "`load.cluster` describes load workers: add `from: cluster`",
+                );
+            }
+            if secret_tokens {
+                self.error(
+                    load.url.pos,
+                    "`auth.bearer_secret` is read by load workers in the cluster: add \
+                     `from: cluster`, or use `bearer_env`/`bearer_file` for local load",
+                );
+            }
+            return;
+        }
+        if self.is_local {
+            self.error(
+                load.url.pos,
+                "`from: cluster` runs load workers as pods: it needs a kubernetes target",
+            );
+        }
+        let Some(cluster) = &load.cluster else {
+            self.error(
+                load.url.pos,
+                "`from: cluster` needs `cluster:` with at least the workers' `image`",
+            )
+            .help = Some("e.g. `cluster: {workers: 2, image: ghcr.io/you/drillbook:0.1}`".into());
+            return;
+        };
+        let workers = cluster.value.workers;
+        if workers == 0 || workers > MAX_LOAD_WORKERS {
+            self.error(
+                cluster.pos,
+                format!("`workers: {workers}` must be between 1 and {MAX_LOAD_WORKERS}"),
+            );
+        }
+        if cluster.value.image.trim().is_empty() {
+            self.error(cluster.pos, "`cluster.image` is empty");
+        }
+        if let Some(auth) = &load.auth {
+            if auth.bearer_file.is_some() || auth.bearer_env.is_some() {
+                self.error(
+                    load.url.pos,
+                    "load workers in the cluster cannot read this machine's environment or \
+                     files: put the token in a Secret and use `auth.bearer_secret: {name, key}`",
+                );
+            }
+            if auth.callers < workers {
+                self.error(
+                    cluster.pos,
+                    format!(
+                        "{} caller(s) cannot be spread over {workers} workers: every worker \
+                         needs at least one caller",
+                        auth.callers
+                    ),
+                );
+            }
+        }
+        if load.body_file.is_some() || load.body.as_deref().is_some_and(|b| b.starts_with('@')) {
+            self.error(
+                load.url.pos,
+                "cluster load passes the body on the workers' command line: write it inline in \
+                 `body` (not starting with `@`)",
+            );
+        }
+        let url = &load.url.value;
+        if ["://127.", "://localhost", "://[::1]"]
+            .iter()
+            .any(|loopback| url.contains(loopback))
+        {
+            self.warn(
+                load.url.pos,
+                format!(
+                    "`{url}` is the worker pod itself: cluster load calls the Service from \
+                     inside the cluster (its ClusterIP or DNS name)"
+                ),
+            );
+        }
     }
 }

@@ -59,6 +59,7 @@ pub fn derive_rules(scenario: &Scenario) -> Vec<PolicyRule> {
     for step in scenario.steps.iter().chain(&scenario.finally) {
         extra_for_action(&mut rules, &step.action);
     }
+
     if rules.contains_key(&("apps", "deployments".to_string())) {
         // Every deployment read goes through a field-selected watch, which lists first.
         grant(&mut rules, "apps", "deployments", &["get", "list", "watch"]);
@@ -264,6 +265,24 @@ mod tests {
             .iter()
             .flat_map(|r| r.resources.clone().unwrap_or_default())
             .collect()
+    }
+
+    #[test]
+    fn cluster_load_grants_worker_jobs_and_their_logs() {
+        let steps = "  - at: 1s\n    kill_pods: {selector: app=api, count: 1}\n";
+        let local = derive_rules(&scenario(steps));
+        assert!(verbs(&local, "", "pods/log").is_empty());
+        let with_load = scenario(&format!(
+            "{steps}load:\n  url: http://10.0.0.1:8080/\n  rate: 10/s\n  duration: 5s\n  \
+             from: cluster\n  cluster: {{workers: 2, image: reg/drillbook:1}}\n"
+        ));
+        let rules = derive_rules(&with_load);
+        assert_eq!(
+            verbs(&rules, "batch", "jobs"),
+            ["create", "delete", "list", "watch"]
+        );
+        assert_eq!(verbs(&rules, "", "pods/log"), ["get"]);
+        assert!(verbs(&rules, "", "pods").contains(&"deletecollection".to_string()));
     }
 
     #[test]

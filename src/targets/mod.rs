@@ -5,6 +5,7 @@
 //! own calls, owns its undo type and reports what it saw as [`observe::Observations`].
 //! Nothing under `targets` imports the engine.
 
+pub mod fleet;
 pub mod kube;
 pub mod local;
 pub mod observe;
@@ -15,11 +16,14 @@ use std::fmt::Debug;
 use rand::rngs::StdRng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::report::model::PreflightResult;
 use crate::scenario::{Action, Scenario, TargetKind, vars::Vars};
 use crate::support::command::CommandError;
+use fleet::{FleetEvent, FleetSpec};
 use observe::{Labels, Observations};
 
 /// Why a target could not prepare, apply or undo a step.
@@ -125,6 +129,28 @@ pub trait Target {
 
     /// Pre-flight checks for this target (before any fault).
     async fn preflight(&self, scenario: &Scenario, vars: &Vars) -> Vec<PreflightResult>;
+
+    /// The undo that removes the load workers of `fleet`, registered (and journaled) before
+    /// the first worker exists. Only Kubernetes targets run load workers.
+    fn fleet_undo(&self, _fleet: &FleetSpec) -> Result<Self::Undo, TargetError> {
+        Err(TargetError::WrongTarget {
+            action: "load.from: cluster",
+            needs: TargetKind::Kubernetes,
+        })
+    }
+
+    /// Starts the load workers of `fleet`; their output and ends arrive on the receiver until
+    /// every worker ended, or `stop` is cancelled (then the workers are removed at once).
+    async fn start_fleet(
+        &self,
+        _fleet: &FleetSpec,
+        _stop: CancellationToken,
+    ) -> Result<mpsc::UnboundedReceiver<FleetEvent>, TargetError> {
+        Err(TargetError::WrongTarget {
+            action: "load.from: cluster",
+            needs: TargetKind::Kubernetes,
+        })
+    }
 
     async fn shutdown(self);
 }

@@ -5,7 +5,8 @@
 //! `make test`, followed by `make e2e-box`) skips quietly.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// The box's kubeconfig (context `box`), or `None`: skip.
 pub fn kubeconfig() -> Option<PathBuf> {
@@ -26,4 +27,38 @@ pub fn kubeconfig() -> Option<PathBuf> {
         "\n*** SKIPPING: no box (DRILLBOOK_BOX_KUBECONFIG unset); run `make e2e-box` ***\n"
     );
     None
+}
+
+/// `kubectl` pinned to the box (the pinned tools of `e2e/tools.sh` when installed).
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    let tools = dirs_tools().join("kubectl");
+    let program = if tools.exists() {
+        tools
+    } else {
+        PathBuf::from("kubectl")
+    };
+    Command::new(program)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--context", "box"])
+        .args(args)
+        .output()
+        .expect("kubectl runs")
+}
+
+pub fn dirs_tools() -> PathBuf {
+    let cache = std::env::var_os("DRILLBOOK_CACHE").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/drillbook"),
+        PathBuf::from,
+    );
+    cache.join("tools/bin")
+}
+
+/// helm and kubectl for the drill's helm steps: the pinned ones first.
+pub fn path_with_tools() -> std::ffi::OsString {
+    let mut paths = vec![dirs_tools()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).expect("PATH joins")
 }

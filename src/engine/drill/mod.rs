@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::fleet::{FleetFailure, FleetReader, FleetRun};
 use super::journal::{self, Journal, JournalDoc, JournalError, JournalTarget};
 use super::load_config::LoadConfigError;
 use super::phases::Marks;
@@ -22,10 +23,15 @@ use super::undo::{RegisterError, UndoOutcome, UndoStack};
 use super::windows::{GuardState, WindowStore, unsteady};
 use crate::checks::prometheus::Sample;
 use crate::load::{LoadError, LoadSummary, Window};
-use crate::report::model::{EventKind, PreflightResult, PreflightStatus, TimelineEvent};
+use crate::report::model::{
+    EventKind, LoadWorkers, PreflightResult, PreflightStatus, TimelineEvent,
+};
 use crate::scenario::describe::describe_action;
 use crate::scenario::vars::{VarError, Vars};
-use crate::scenario::{Action, KubernetesTarget, LoadedScenario, LocalTarget, Step, TargetSpec};
+use crate::scenario::{
+    Action, KubernetesTarget, LoadFrom, LoadSpec, LoadedScenario, LocalTarget, Scenario, Step,
+    TargetSpec,
+};
 use crate::targets::kube::{ConnectOptions, KubeError, KubeRun, KubeTarget, KubeUndo};
 use crate::targets::local::{LocalError, LocalRun, LocalUndo, ProcessConfig};
 use crate::targets::observe::{Observations, same_workload};
@@ -76,6 +82,21 @@ pub enum Ending {
     Interrupted,
 }
 
+/// Why the load did not measure (the drill aborts before its first fault).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadFailure {
+    #[error(transparent)]
+    Local(#[from] LoadError),
+    #[error(transparent)]
+    Fleet(#[from] FleetFailure),
+    #[error("cannot start the load workers: {0}")]
+    WorkersNotStarted(TargetError),
+    #[error("not started: the load workers' removal could not be recorded: {0}")]
+    UndoNotRecorded(RegisterError),
+    #[error("the load task panicked: {0}")]
+    Panicked(String),
+}
+
 /// Why a step did not do its change.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
@@ -117,6 +138,8 @@ pub struct Observed {
     pub windows: WindowStore,
     pub load: Option<LoadSummary>,
     pub load_error: Option<String>,
+    /// Cluster load: the workers and the coverage of their windows.
+    pub load_workers: Option<LoadWorkers>,
     pub observations: Observations,
     pub undo: Vec<UndoOutcome>,
     pub finally: Vec<StepRecord>,
@@ -404,7 +427,7 @@ async fn preflight<T: Target>(
 /// The load, its per-second windows (with the abort guards) and the sampled Prometheus
 /// checks, all running from time zero.
 struct Background {
-    load: Option<JoinHandle<Result<LoadSummary, LoadError>>>,
+    load: Option<JoinHandle<Result<LoadRun, LoadFailure>>>,
     /// Cancelled once the load is set up and sending; never without a load.
     load_started: CancellationToken,
     /// Cancelled when the load is over, however it ended.
@@ -434,6 +457,26 @@ struct Drill<'a, T: Target> {
     warnings: Mutex<Vec<String>>,
     started: jiff::Timestamp,
     t0: Instant,
+    /// Time zero on the wall clock (cluster load workers start their seconds there).
+    zero_wall: jiff::Timestamp,
+}
+
+/// A load as it ended: local, or merged from the cluster's workers.
+struct LoadRun {
+    summary: LoadSummary,
+    workers: Option<LoadWorkers>,
+}
+
+/// Time from the drill's start to time zero: cluster load gives its workers time to start.
+fn start_delay(scenario: &Scenario) -> Duration {
+    match &scenario.load {
+        Some(LoadSpec {
+            from: LoadFrom::Cluster,
+            cluster: Some(cluster),
+            ..
+        }) => START_DELAY.max(cluster.value.start_within.0),
+        _ => START_DELAY,
+    }
 }
 
 impl<'a, T: Target> Drill<'a, T> {
@@ -467,6 +510,9 @@ impl<'a, T: Target> Drill<'a, T> {
                 _ => None,
             })
             .collect();
+        let delay = start_delay(&loaded.scenario);
+        let (now, started) = (Instant::now(), jiff::Timestamp::now());
+        let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         Self {
             loaded,
             target,
@@ -478,8 +524,12 @@ impl<'a, T: Target> Drill<'a, T> {
             stop,
             watched,
             warnings: Mutex::default(),
-            started: jiff::Timestamp::now(),
-            t0: Instant::now() + START_DELAY,
+            started,
+            t0: now + delay,
+            zero_wall: jiff::Timestamp::from_millisecond(
+                started.as_millisecond().saturating_add(delay_ms),
+            )
+            .unwrap_or(started),
         }
     }
 
@@ -488,18 +538,22 @@ impl<'a, T: Target> Drill<'a, T> {
         preflight: Vec<PreflightResult>,
         run_id: &str,
     ) -> Result<Observed, DrillError> {
-        let background = self.start_background()?;
+        let background = self.start_background(run_id).await?;
         let mut rng = StdRng::seed_from_u64(self.seed);
         let (steps, mut events) = self.run_timeline(&mut rng, &background).await;
 
         // Wait for the load to finish (or be stopped).
-        let (load, load_error) = match background.load {
+        let (load, load_workers, load_error) = match background.load {
             Some(task) => match task.await {
-                Ok(Ok(summary)) => (Some(summary), None),
-                Ok(Err(e)) => (None, Some(e.to_string())),
-                Err(e) => (None, Some(format!("the load task panicked: {e}"))),
+                Ok(Ok(run)) => (Some(run.summary), run.workers, None),
+                Ok(Err(e)) => (None, None, Some(e.to_string())),
+                Err(e) => (
+                    None,
+                    None,
+                    Some(LoadFailure::Panicked(e.to_string()).to_string()),
+                ),
             },
-            None => (None, None),
+            None => (None, None, None),
         };
         let mut warnings: Vec<String> = self
             .warnings
@@ -545,6 +599,7 @@ impl<'a, T: Target> Drill<'a, T> {
             windows,
             load,
             load_error,
+            load_workers,
             observations,
             undo,
             finally,
@@ -559,20 +614,60 @@ impl<'a, T: Target> Drill<'a, T> {
         })
     }
 
-    fn start_background(&self) -> Result<Background, DrillError> {
+    async fn start_background(&self, run_id: &str) -> Result<Background, DrillError> {
         let scenario = &self.loaded.scenario;
         let (windows_tx, mut windows_rx) = mpsc::unbounded_channel::<Window>();
         let (load_started, load_over) = (CancellationToken::new(), CancellationToken::new());
+        let store = Arc::<Mutex<WindowStore>>::default();
         let load = match &scenario.load {
             Some(spec) => {
                 let config = super::load_config::build(self.loaded, spec, self.vars, self.t0)?;
-                let cancel = self.stop.clone();
-                let (started, over, abort) =
-                    (load_started.clone(), load_over.clone(), self.abort.clone());
-                Some(tokio::spawn(async move {
-                    let result =
-                        crate::load::run_announcing(config, cancel, Some(windows_tx), started)
+                let measuring = match (spec.from, &spec.cluster) {
+                    (LoadFrom::Cluster, Some(cluster)) => {
+                        let reader = FleetReader {
+                            workers: cluster.value.workers,
+                            t0: self.t0,
+                            started_wall: self.zero_wall,
+                            load_length: config.profile.duration(),
+                            windows: windows_tx,
+                            store: store.clone(),
+                            started: load_started.clone(),
+                            stop: self.stop.clone(),
+                        };
+                        let started = self
+                            .start_fleet(run_id, spec, &cluster.value, &config)
                             .await;
+                        Box::pin(async move {
+                            let FleetRun { summary, coverage } = reader.run(started?).await?;
+                            Ok(LoadRun {
+                                summary,
+                                workers: Some(coverage),
+                            })
+                        })
+                            as std::pin::Pin<
+                                Box<dyn Future<Output = Result<LoadRun, LoadFailure>> + Send>,
+                            >
+                    }
+                    _ => {
+                        let (cancel, started) = (self.stop.clone(), load_started.clone());
+                        Box::pin(async move {
+                            let summary = crate::load::run_announcing(
+                                config,
+                                cancel,
+                                Some(windows_tx),
+                                started,
+                            )
+                            .await?;
+                            Ok(LoadRun {
+                                summary,
+                                workers: None,
+                            })
+                        })
+                    }
+                };
+                let (over, abort) = (load_over.clone(), self.abort.clone());
+                Some(tokio::spawn(async move {
+                    let result = measuring.await;
                     // Faults injected while nothing measures would be judged on no data.
                     if let Err(e) = &result {
                         abort.abort(format!("the load stopped: {e}"));
@@ -591,7 +686,6 @@ impl<'a, T: Target> Drill<'a, T> {
             .iter()
             .filter_map(|g| GuardState::new(&g.value.http.value, g.value.for_.0))
             .collect();
-        let store = Arc::<Mutex<WindowStore>>::default();
         let windows = {
             let (abort, store) = (self.abort.clone(), store.clone());
             tokio::spawn(async move {
@@ -623,6 +717,50 @@ impl<'a, T: Target> Drill<'a, T> {
             store,
             prometheus,
         })
+    }
+
+    /// Cluster load: the workers' removal is registered (and journaled) first, then their
+    /// Jobs are created; the events of the running fleet come back.
+    async fn start_fleet(
+        &self,
+        run_id: &str,
+        spec: &LoadSpec,
+        cluster: &crate::scenario::ClusterLoadSpec,
+        config: &crate::load::LoadConfig,
+    ) -> Result<mpsc::UnboundedReceiver<crate::targets::fleet::FleetEvent>, LoadFailure> {
+        let name = if run_id.is_empty() {
+            format!("{:08x}", self.seed & 0xffff_ffff)
+        } else {
+            run_id.to_ascii_lowercase()
+        };
+        let fleet = super::fleet::fleet_spec(
+            &name,
+            spec,
+            cluster,
+            config,
+            self.zero_wall.as_millisecond(),
+            config.profile.duration(),
+        )
+        .map_err(FleetFailure::from)?;
+        let undo = self
+            .target
+            .fleet_undo(&fleet)
+            .map_err(LoadFailure::WorkersNotStarted)?;
+        self.undo
+            .register("load workers", undo)
+            .map_err(LoadFailure::UndoNotRecorded)?;
+        progress(&format!(
+            "starting {} load worker(s) ({}), time zero in {:.0}s",
+            fleet.workers.len(),
+            fleet.image,
+            self.t0
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64()
+        ));
+        self.target
+            .start_fleet(&fleet, self.stop.clone())
+            .await
+            .map_err(LoadFailure::WorkersNotStarted)
     }
 
     /// The steps, each at its time; a failed step aborts the rest, and so does a first fault

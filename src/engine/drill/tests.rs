@@ -103,11 +103,7 @@ impl Target for Fake {
         false
     }
 
-    async fn preflight(
-        &self,
-        _scenario: &crate::scenario::Scenario,
-        _vars: &Vars,
-    ) -> Vec<PreflightResult> {
+    async fn preflight(&self, _scenario: &Scenario, _vars: &Vars) -> Vec<PreflightResult> {
         Vec::new()
     }
 

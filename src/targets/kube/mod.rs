@@ -8,6 +8,7 @@
 //! refused before any client exists; pod counts are bounded by `max_pods` before any deletion.
 
 mod commands;
+mod fleet;
 mod observer;
 mod pods;
 mod preflight;
@@ -26,6 +27,7 @@ use std::path::PathBuf;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub use commands::REDACTED;
+pub use fleet::{FLEET_LABEL, WORKER_LABEL, worker_job};
 pub use observer::{KubeEvent, KubeEventKind, Observer};
 pub use pods::{KillMethod, KilledPod, PodInfo};
 pub use preflight::{Need, Needs};

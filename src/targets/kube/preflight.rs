@@ -113,6 +113,23 @@ impl Needs {
                 _ => {}
             }
         }
+        if scenario
+            .load
+            .as_ref()
+            .is_some_and(|l| l.from == crate::scenario::LoadFrom::Cluster)
+        {
+            // Cluster load: one Job per worker, their pods' logs followed, all removed at the end.
+            needs.permissions.extend([
+                need("batch", "jobs", "create"),
+                need("batch", "jobs", "delete"),
+                need("", "pods", "list"),
+                need("", "pods", "deletecollection"),
+                Need {
+                    subresource: Some("log"),
+                    ..need("", "pods", "get")
+                },
+            ]);
+        }
         needs.permissions.insert(need("batch", "jobs", "list"));
         if !needs.job_selectors.is_empty() {
             needs.permissions.insert(need("batch", "jobs", "watch"));

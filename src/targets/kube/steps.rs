@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use rand::rngs::StdRng;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{KilledPod, KubeEventKind, KubeTarget, Observer};
 use crate::report::model::PreflightResult;
 use crate::scenario::describe::describe_action;
 use crate::scenario::{Action, CheckKind, HelmUndo, Scenario, TargetKind, vars::Vars};
+use crate::targets::fleet::{FleetEvent, FleetSpec};
 use crate::targets::observe::{JobRecord, JobState, Obs, ObsKind, Observations};
 use crate::targets::{Applied, Target, TargetError, UndoAction, assignments};
 use crate::units::LabelSelector;
@@ -49,6 +52,9 @@ pub enum KubeUndo {
     },
     /// `helm rollback <release> <revision>`.
     HelmRollback { release: String, revision: u32 },
+    /// Delete the Jobs (and pods) of a cluster load's workers.
+    #[serde(rename = "kube_delete_load_workers")]
+    DeleteLoadWorkers { jobs: Vec<String> },
 }
 
 impl UndoAction for KubeUndo {
@@ -76,6 +82,9 @@ impl UndoAction for KubeUndo {
                 format!("helm rollback `{release}` to revision {revision}")
             }
             KubeUndo::Command { argv } => format!("run `{}`", argv.join(" ")),
+            KubeUndo::DeleteLoadWorkers { jobs } => {
+                format!("delete load worker Job(s) {}", jobs.join(", "))
+            }
         }
     }
 }
@@ -102,6 +111,7 @@ impl KubeUndo {
                 run_ok(t, &t.helm_rollback_argv(&release, revision)).await
             }
             KubeUndo::Command { argv } => run_ok(t, &argv).await,
+            KubeUndo::DeleteLoadWorkers { jobs } => Ok(t.delete_jobs(&jobs).await?),
         }
     }
 }
@@ -435,6 +445,20 @@ impl Target for KubeRun {
     /// The scenario's variables are for local targets only; validation keeps them out here.
     async fn preflight(&self, scenario: &Scenario, _vars: &Vars) -> Vec<PreflightResult> {
         self.target.preflight(scenario).await
+    }
+
+    fn fleet_undo(&self, fleet: &FleetSpec) -> Result<KubeUndo, TargetError> {
+        Ok(KubeUndo::DeleteLoadWorkers {
+            jobs: fleet.job_names(),
+        })
+    }
+
+    async fn start_fleet(
+        &self,
+        fleet: &FleetSpec,
+        stop: CancellationToken,
+    ) -> Result<mpsc::UnboundedReceiver<FleetEvent>, TargetError> {
+        Ok(self.target.start_fleet(fleet, stop).await?)
     }
 
     async fn shutdown(self) {
