@@ -188,7 +188,7 @@ pub fn render_offline(loaded: &LoadedScenario, seed: Option<u64>) -> String {
     if !s.abort_when.is_empty() {
         out.push_str("\nAbort when (checked every second)\n");
         for g in &s.abort_when {
-            out.push_str(&format!("  {} for {}\n", g.value.http.value, g.value.for_));
+            out.push_str(&format!("  {} for {}\n", g.value.label(), g.value.for_));
         }
     }
     out

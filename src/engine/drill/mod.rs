@@ -135,6 +135,12 @@ impl Observed {
     pub fn offset(&self, at: Instant) -> f64 {
         offset(self.t0, at)
     }
+
+    /// Wall-clock time (Unix seconds) of `offset_s` seconds after time zero, for queries to
+    /// systems that keep their own history (Prometheus).
+    pub fn unix_s(&self, offset_s: f64) -> f64 {
+        self.started.as_millisecond() as f64 / 1000.0 + START_DELAY.as_secs_f64() + offset_s
+    }
 }
 
 pub fn offset(t0: Instant, at: Instant) -> f64 {
@@ -414,6 +420,8 @@ struct Background {
     /// The windows so far: the steady-state gate reads the baseline from it.
     store: Arc<Mutex<WindowStore>>,
     prometheus: JoinHandle<BTreeMap<String, Vec<Sample>>>,
+    /// The `prometheus` abort guards; stopped once the load and the timeline are over.
+    guards: Vec<JoinHandle<()>>,
 }
 
 /// A drill on a started target that passed pre-flight: the timeline, then the unwind.
@@ -508,6 +516,9 @@ impl<'a, T: Target> Drill<'a, T> {
             .unwrap_or_default();
         warnings.extend(load_error.iter().map(|e| format!("load: {e}")));
         let end = Instant::now();
+        for guard in &background.guards {
+            guard.abort();
+        }
         let _ = background.windows.await;
         let windows = background
             .store
@@ -530,6 +541,9 @@ impl<'a, T: Target> Drill<'a, T> {
                 undo: None,
                 outcome: None,
             });
+        }
+        if let Ok(mut tripped) = self.abort.guard_events.lock() {
+            events.append(&mut tripped);
         }
         let ending = self.ending();
         let (undo, finally) = self.unwind(&mut rng, &mut events).await;
@@ -589,9 +603,13 @@ impl<'a, T: Target> Drill<'a, T> {
         let guards: Vec<GuardState> = scenario
             .abort_when
             .iter()
-            .filter_map(|g| GuardState::new(&g.value.http.value, g.value.for_.0))
+            .filter_map(|g| {
+                let http = g.value.http.as_ref()?;
+                GuardState::new(&g.value.label(), &http.value, g.value.for_.0)
+            })
             .collect();
         let store = Arc::<Mutex<WindowStore>>::default();
+        let t0 = self.t0;
         let windows = {
             let (abort, store) = (self.abort.clone(), store.clone());
             tokio::spawn(async move {
@@ -604,7 +622,7 @@ impl<'a, T: Target> Drill<'a, T> {
                         if let Some(why) = guard.observe(&window.stats)
                             && !abort.token.is_cancelled()
                         {
-                            abort.abort(why);
+                            abort.guard_tripped(why, t0, Instant::now());
                         }
                     }
                     if let Ok(mut store) = store.lock() {
@@ -615,7 +633,22 @@ impl<'a, T: Target> Drill<'a, T> {
         };
         let prometheus =
             super::prometheus::spawn_sampled(scenario, self.vars, self.t0, self.stop.clone());
+        let guards = {
+            let abort = self.abort.clone();
+            super::prometheus::spawn_guards(
+                scenario,
+                self.vars,
+                self.t0,
+                self.stop.clone(),
+                move |trip| {
+                    if !abort.token.is_cancelled() {
+                        abort.guard_tripped(trip.reason, t0, trip.at);
+                    }
+                },
+            )
+        };
         Ok(Background {
+            guards,
             load,
             load_started,
             load_over,
@@ -908,9 +941,27 @@ impl<'a, T: Target> Drill<'a, T> {
 struct Aborter {
     token: CancellationToken,
     reason: Arc<Mutex<Option<String>>>,
+    /// Guards that tripped, as timeline events (when, which, its values).
+    guard_events: Arc<Mutex<Vec<TimelineEvent>>>,
 }
 
 impl Aborter {
+    /// An abort guard tripped at `at`: the abort, and a timeline event saying so.
+    fn guard_tripped(&self, reason: String, t0: Instant, at: Instant) {
+        if let Ok(mut events) = self.guard_events.lock() {
+            events.push(TimelineEvent {
+                at_s: offset(t0, at),
+                kind: EventKind::Guard,
+                step: None,
+                description: reason.clone(),
+                targets: Vec::new(),
+                undo: None,
+                outcome: Some("aborted the drill".into()),
+            });
+        }
+        self.abort(reason);
+    }
+
     fn abort(&self, reason: String) {
         tracing::error!("{reason}: aborting the drill");
         if let Ok(mut r) = self.reason.lock() {
