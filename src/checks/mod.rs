@@ -2,6 +2,7 @@
 //! missing is inconclusive, never pass.
 
 pub mod alerts;
+pub mod compare;
 pub mod http;
 pub mod prometheus;
 

@@ -231,6 +231,28 @@ async fn judge_one(
         CheckKind::Rolled(r) => judge_rolled(r, observed),
         CheckKind::Command(c) => judge_command(c).await,
         CheckKind::ExpectedFailure(e) => judge_expected_failure(e, observed),
+        CheckKind::Compare(text) => {
+            let Ok(parsed) = expr::parse_compare(&text.value) else {
+                return Judgement::inconclusive(
+                    "the comparison does not parse (validation should have caught this)",
+                );
+            };
+            let Some(window) = phases.get(phase_name) else {
+                return Judgement::inconclusive(phases.why_missing(phase_name));
+            };
+            let span = |stream: &str| {
+                observed
+                    .streams
+                    .get(stream)
+                    .and_then(|store| store.span(|second| window.holds_window(second)))
+            };
+            let (left, right) = (span(&parsed.left.stream), span(&parsed.right.stream));
+            crate::checks::compare::judge(
+                &parsed,
+                left.as_ref().map(|s| s as &dyn http::HttpStats),
+                right.as_ref().map(|s| s as &dyn http::HttpStats),
+            )
+        }
         CheckKind::Alerts(a) => {
             let Some(window) = phases.get(phase_name) else {
                 return Judgement::inconclusive(phases.why_missing(phase_name));

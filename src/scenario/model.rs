@@ -211,6 +211,17 @@ pub struct LoadSpec {
     /// that injects into a service already broken on purpose.
     #[serde(default = "default_steady_state")]
     pub steady_state: bool,
+    /// Named extra streams driven like this load (same rate, duration and settings) at other
+    /// URLs, e.g. `canary` and `stable`; `compare` checks judge one against another.
+    #[serde(default)]
+    pub streams: BTreeMap<String, StreamSpec>,
+}
+
+/// One named load stream: the same load as `load:`, sent to another URL.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSpec {
+    pub url: Sp<String>,
 }
 
 fn default_steady_state() -> bool {
@@ -720,6 +731,8 @@ tagged_kinds! {
         ExpectedFailure("expected_failure", ExpectedFailure),
         /// No Prometheus alert whose name matches a pattern fired during the phase.
         Alerts("alerts", AlertsCheck),
+        /// Two load streams compared over the phase: `canary.rate(5xx) <= stable.rate(5xx) + 1%`.
+        Compare("compare", Sp<String>),
     }
 }
 

@@ -664,6 +664,27 @@ impl Validator<'_> {
                     }
                 }
                 CheckKind::Restarts(_) | CheckKind::ReadyWithin(_) => {}
+                CheckKind::Compare(text) => match expr::parse_compare(&text.value) {
+                    Err(e) => self.expr_error(text, &e),
+                    Ok(parsed) => {
+                        let streams = self.scenario.load.as_ref().map(|l| &l.streams);
+                        for side in [&parsed.left, &parsed.right] {
+                            if !streams.is_some_and(|s| s.contains_key(&side.stream)) {
+                                let known = streams
+                                    .map(|s| s.keys().cloned().collect::<Vec<_>>().join(", "))
+                                    .unwrap_or_default();
+                                let error = ExprError {
+                                    offset: side.at,
+                                    message: format!(
+                                        "no load stream named `{}` (declared: [{known}]); declare it under `load.streams`",
+                                        side.stream
+                                    ),
+                                };
+                                self.expr_error(text, &error);
+                            }
+                        }
+                    }
+                },
                 CheckKind::Alerts(a) => {
                     if let Err(e) = regex::Regex::new(&a.pattern.value) {
                         self.error(a.pattern.pos, format!("invalid regular expression: {e}"));

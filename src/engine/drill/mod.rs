@@ -129,6 +129,8 @@ pub struct Observed {
     pub run_id: String,
     /// Undos that failed and stay in the journal for `drillbook recover`.
     pub undo_failed: usize,
+    /// The windows of each named load stream (`load.streams`), for `compare` checks.
+    pub streams: BTreeMap<String, WindowStore>,
 }
 
 impl Observed {
@@ -177,6 +179,7 @@ fn templated_texts(loaded: &LoadedScenario) -> Vec<String> {
     }
     if let Some(load) = &s.load {
         texts.push(load.url.value.clone());
+        texts.extend(load.streams.values().map(|s| s.url.value.clone()));
         texts.extend(load.headers.values().cloned());
         if let Some(auth) = &load.auth {
             texts.extend(auth.token_url.iter().cloned());
@@ -422,6 +425,8 @@ struct Background {
     prometheus: JoinHandle<BTreeMap<String, Vec<Sample>>>,
     /// The `prometheus` abort guards; stopped once the load and the timeline are over.
     guards: Vec<JoinHandle<()>>,
+    /// The named load streams, each with its windows.
+    streams: Vec<(String, JoinHandle<WindowStore>)>,
 }
 
 /// A drill on a started target that passed pre-flight: the timeline, then the unwind.
@@ -520,6 +525,10 @@ impl<'a, T: Target> Drill<'a, T> {
             guard.abort();
         }
         let _ = background.windows.await;
+        let mut streams = BTreeMap::new();
+        for (name, task) in background.streams {
+            streams.insert(name, task.await.unwrap_or_default());
+        }
         let windows = background
             .store
             .lock()
@@ -570,6 +579,7 @@ impl<'a, T: Target> Drill<'a, T> {
             preflight,
             run_id: run_id.to_string(),
             undo_failed: self.undo.failed().len(),
+            streams,
         })
     }
 
@@ -647,7 +657,9 @@ impl<'a, T: Target> Drill<'a, T> {
                 },
             )
         };
+        let streams = self.start_streams()?;
         Ok(Background {
+            streams,
             guards,
             load,
             load_started,
@@ -656,6 +668,34 @@ impl<'a, T: Target> Drill<'a, T> {
             store,
             prometheus,
         })
+    }
+
+    /// Every `load.streams` entry: the scenario's load sent to the stream's URL from time
+    /// zero, its windows kept apart for `compare` checks.
+    fn start_streams(&self) -> Result<Vec<(String, JoinHandle<WindowStore>)>, DrillError> {
+        let Some(spec) = &self.loaded.scenario.load else {
+            return Ok(Vec::new());
+        };
+        let mut started = Vec::new();
+        for (name, stream) in &spec.streams {
+            let mut config = super::load_config::build(self.loaded, spec, self.vars, self.t0)?;
+            config.url = self.vars.expand(&stream.url.value)?;
+            let (tx, mut rx) = mpsc::unbounded_channel::<Window>();
+            let (cancel, name_owned) = (self.stop.clone(), name.clone());
+            let task = tokio::spawn(async move {
+                let load = tokio::spawn(crate::load::run(config, cancel, Some(tx)));
+                let mut store = WindowStore::default();
+                while let Some(window) = rx.recv().await {
+                    store.insert(window);
+                }
+                if let Ok(Err(e)) = load.await {
+                    tracing::warn!("load stream `{name_owned}` stopped: {e}");
+                }
+                store
+            });
+            started.push((name.clone(), task));
+        }
+        Ok(started)
     }
 
     /// The steps, each at its time; a failed step aborts the rest, and so does a first fault
