@@ -63,6 +63,25 @@ pub struct Scenario {
     /// Named windows of the drill. Default: baseline, fault, recovery (see README).
     #[serde(default)]
     pub phases: Option<Vec<Sp<PhaseSpec>>>,
+    /// Parameters: `${var.NAME}` anywhere in the file (URLs, selectors, queries, images, helm
+    /// values) is replaced by `--var NAME=value` or the declared default before parsing.
+    #[serde(default)]
+    pub vars: BTreeMap<String, VarDecl>,
+}
+
+/// A scenario parameter. Without a `default` it is required on the command line.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VarDecl {
+    /// Value used when `--var` does not set one.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// Regular expression the value must match in full, e.g. `[0-9]+\.[0-9]+\.[0-9]+`.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// What the value is for (shown by `plan`).
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// Where the drill runs: a Kubernetes cluster or processes on this machine.
