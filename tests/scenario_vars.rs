@@ -54,7 +54,10 @@ fn load(source: &str, pairs: &[(&str, &str)]) -> Result<scenario::LoadedScenario
 fn values_reach_urls_selectors_queries_images_and_helm_values() {
     let loaded = load(
         SCENARIO,
-        &[("image", "ronaldraygun/zai-proxy:1.2.1"), ("variant", "production")],
+        &[
+            ("image", "ronaldraygun/zai-proxy:1.2.1"),
+            ("variant", "production"),
+        ],
     )
     .expect("valid");
     let s = &loaded.scenario;
@@ -73,11 +76,18 @@ fn values_reach_urls_selectors_queries_images_and_helm_values() {
     let CheckKind::Restarts(r) = &s.checks[0].value.kind else {
         panic!("a restarts check");
     };
-    assert_eq!(r.selector.value.to_string(), "app=zai-proxy,variant=production");
+    assert_eq!(
+        r.selector.value.to_string(),
+        "app=zai-proxy,variant=production"
+    );
     let CheckKind::Prometheus(p) = &s.checks[1].value.kind else {
         panic!("a prometheus check");
     };
-    assert!(p.query.value.contains(r#"variant="production""#), "{}", p.query.value);
+    assert!(
+        p.query.value.contains(r#"variant="production""#),
+        "{}",
+        p.query.value
+    );
     assert_eq!(p.url, "http://127.0.0.1:9090", "the default");
     assert_eq!(loaded.vars["variant"], "production");
     assert!(matches!(s.target, TargetSpec::Kubernetes(_)));
@@ -96,7 +106,10 @@ fn an_unknown_variable_is_located_with_a_suggestion() {
 fn a_missing_required_variable_points_at_its_declaration() {
     let e = load(SCENARIO, &[]).expect_err("image is required");
     assert!(e.contains("case.yaml:4:3:"), "{e}");
-    assert!(e.contains("variable `image` is required: pass `--var image=VALUE`"), "{e}");
+    assert!(
+        e.contains("variable `image` is required: pass `--var image=VALUE`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -119,13 +132,23 @@ fn plan_shows_the_resolved_values() {
         .output()
         .expect("plan");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(
         stdout.contains("Var       image = ronaldraygun/zai-proxy:1.2.1  (--var)"),
         "{stdout}"
     );
-    assert!(stdout.contains("Var       variant = test  (default)"), "{stdout}");
-    assert!(stdout.contains("proxy=ronaldraygun/zai-proxy:1.2.1"), "{stdout}");
+    assert!(
+        stdout.contains("Var       variant = test  (default)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("proxy=ronaldraygun/zai-proxy:1.2.1"),
+        "{stdout}"
+    );
 
     let missing = Command::new(env!("CARGO_BIN_EXE_drillbook"))
         .args(["validate"])
