@@ -134,69 +134,74 @@ pub struct GuardTrip {
     pub at: Instant,
 }
 
+/// One `prometheus` abort guard, ready to watch.
+struct Watched {
+    label: String,
+    url: String,
+    guard: PrometheusGuard,
+    condition: Expr,
+    needed: Duration,
+}
+
 /// Samples every `prometheus` guard from time zero until `stop`; `trip` is called once for
 /// each guard that trips (after which that guard stops sampling).
 pub fn spawn_guards(
     scenario: &Scenario,
     vars: &Vars,
     t0: Instant,
-    stop: CancellationToken,
+    stop: &CancellationToken,
     trip: impl Fn(GuardTrip) + Clone + Send + 'static,
 ) -> Vec<JoinHandle<()>> {
     scenario
         .abort_when
         .iter()
         .filter_map(|g| {
-            let p = g.value.prometheus.clone()?;
-            let condition = expr::parse_condition(&p.condition.value).ok()?;
-            Some((g.value.label(), g.value.for_.0, p, condition))
-        })
-        .map(|(label, needed, guard, condition)| {
-            let (stop, trip) = (stop.clone(), trip.clone());
-            let url = vars
-                .expand(&guard.url)
-                .unwrap_or_else(|_| guard.url.clone());
-            tokio::spawn(async move {
-                watch_guard(&label, &url, &guard, &condition, needed, t0, &stop, trip).await;
+            let guard = g.value.prometheus.clone()?;
+            Some(Watched {
+                label: g.value.label(),
+                url: vars
+                    .expand(&guard.url)
+                    .unwrap_or_else(|_| guard.url.clone()),
+                condition: expr::parse_condition(&guard.condition.value).ok()?,
+                needed: g.value.for_.0,
+                guard,
             })
+        })
+        .map(|watched| {
+            let (stop, trip) = (stop.clone(), trip.clone());
+            tokio::spawn(async move { watched.watch(t0, &stop, trip).await })
         })
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn watch_guard(
-    label: &str,
-    url: &str,
-    guard: &PrometheusGuard,
-    condition: &Expr,
-    needed: Duration,
-    t0: Instant,
-    stop: &CancellationToken,
-    trip: impl Fn(GuardTrip),
-) {
-    let mut streak = Streak::new(needed);
-    for i in 1u32.. {
-        tokio::select! {
-            _ = tokio::time::sleep_until(t0 + guard.interval.0 * i) => {}
-            _ = stop.cancelled() => return,
-        }
-        let value = sample(url, &guard.query.value, &guard.headers, QUERY_TIMEOUT).await;
-        let at = Instant::now();
-        let since_t0 = at.saturating_duration_since(t0);
-        if streak.observe(guard_holds(condition, &value), since_t0) {
-            let first = streak.since().unwrap_or(since_t0);
-            let shown = value.map_or_else(|e| e.to_string(), |v| v.to_string());
-            trip(GuardTrip {
-                reason: format!(
-                    "abort guard `{label}` tripped at t+{:.1}s: result {shown} ({}), held since t+{:.1}s (for: {:?})",
-                    since_t0.as_secs_f64(),
-                    guard.condition.value,
-                    first.as_secs_f64(),
-                    needed
-                ),
-                at,
-            });
-            return;
+impl Watched {
+    async fn watch(&self, t0: Instant, stop: &CancellationToken, trip: impl Fn(GuardTrip)) {
+        let guard = &self.guard;
+        let mut streak = Streak::new(self.needed);
+        for i in 1u32.. {
+            tokio::select! {
+                _ = tokio::time::sleep_until(t0 + guard.interval.0 * i) => {}
+                _ = stop.cancelled() => return,
+            }
+            let value = sample(&self.url, &guard.query.value, &guard.headers, QUERY_TIMEOUT).await;
+            let at = Instant::now();
+            let since_t0 = at.saturating_duration_since(t0);
+            if streak.observe(guard_holds(&self.condition, &value), since_t0) {
+                let first = streak.since().unwrap_or(since_t0);
+                let shown = value.map_or_else(|e| e.to_string(), |v| v.to_string());
+                trip(GuardTrip {
+                    reason: format!(
+                        "abort guard `{}` tripped at t+{:.1}s: result {shown} ({}), held since t+{:.1}s (for: {:?})",
+                        self.label,
+                        since_t0.as_secs_f64(),
+                        guard.condition.value,
+                        first.as_secs_f64(),
+                        self.needed
+                    ),
+                    at,
+                });
+                return;
+            }
         }
     }
 }

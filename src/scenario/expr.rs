@@ -507,11 +507,14 @@ pub fn parse_compare(text: &str) -> Result<CompareExpr, ExprError> {
             '(' => depth += 1,
             ')' => depth -= 1,
             '*' if depth == 0 && star.is_none() => star = Some(i),
-            '+' | '-' if depth == 0 && sign.is_none() && star.is_none_or(|s| i > s + 1) => {
-                // A sign right after `*` or at the start belongs to the factor.
-                if !right_text[..i].trim().is_empty() {
-                    sign = Some(i);
-                }
+            // A sign at the start or right after `*` belongs to the number that follows it.
+            '+' | '-'
+                if depth == 0
+                    && sign.is_none()
+                    && star.is_none_or(|s| i > s + 1)
+                    && !right_text[..i].trim().is_empty() =>
+            {
+                sign = Some(i);
             }
             _ => {}
         }

@@ -216,7 +216,7 @@ impl StatusServer {
                             } else {
                                 tokio::time::sleep(delay).await;
                                 let n = counts[2].fetch_add(1, Ordering::SeqCst) + 1;
-                                if fail_one_in > 0 && n % fail_one_in == 0 {
+                                if fail_one_in > 0 && n.is_multiple_of(fail_one_in) {
                                     counts[1].fetch_add(1, Ordering::SeqCst);
                                     (503, "unavailable\n".to_string())
                                 } else {

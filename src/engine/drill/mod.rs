@@ -645,17 +645,11 @@ impl<'a, T: Target> Drill<'a, T> {
             super::prometheus::spawn_sampled(scenario, self.vars, self.t0, self.stop.clone());
         let guards = {
             let abort = self.abort.clone();
-            super::prometheus::spawn_guards(
-                scenario,
-                self.vars,
-                self.t0,
-                self.stop.clone(),
-                move |trip| {
-                    if !abort.token.is_cancelled() {
-                        abort.guard_tripped(trip.reason, t0, trip.at);
-                    }
-                },
-            )
+            super::prometheus::spawn_guards(scenario, self.vars, self.t0, &self.stop, move |trip| {
+                if !abort.token.is_cancelled() {
+                    abort.guard_tripped(trip.reason, t0, trip.at);
+                }
+            })
         };
         let streams = self.start_streams()?;
         Ok(Background {
