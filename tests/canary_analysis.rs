@@ -11,8 +11,6 @@ pub mod common {
 }
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::prometheus::{Prometheus, StatusServer};
@@ -40,33 +38,11 @@ load:
     )
 }
 
-/// Runs the scenario through the binary; the exit code and the report.
-fn run(text: &str) -> (Option<i32>, Report) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("drill.yaml");
-    std::fs::write(&file, text).expect("write scenario");
-    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
-        .args(["-q", "run"])
-        .arg(&file)
-        .arg("--report-dir")
-        .arg(dir.path().join("reports"))
-        .arg("--no-drill-log")
-        .output()
-        .expect("run drillbook");
-    let reports: PathBuf = dir.path().join("reports");
-    let run_dir = std::fs::read_dir(&reports)
-        .unwrap_or_else(|e| {
-            panic!(
-                "no reports ({e}): {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })
-        .next()
-        .expect("one run")
-        .expect("entry")
-        .path();
-    let report = drillbook::report::load(&run_dir.join("report.json")).expect("report");
-    (output.status.code(), report)
+/// Runs the scenario through the binary (off the async runtime); the exit code and the report.
+async fn run(text: String) -> (Option<i32>, Report) {
+    tokio::task::spawn_blocking(move || common::prometheus::run_drill(&text))
+        .await
+        .expect("run")
 }
 
 fn check<'a>(report: &'a Report, name: &str) -> &'a drillbook::report::model::CheckResult {
@@ -115,9 +91,7 @@ async fn a_nan_result_is_inconclusive_and_the_drill_does_not_pass() {
         prometheus.url
     );
     let text = scenario(&format!("http://{}/work", server.addr), "3s", "", &rest);
-    let (code, report) = tokio::task::spawn_blocking(move || run(&text))
-        .await
-        .expect("run");
+    let (code, report) = run(text).await;
     let nan = check(&report, "error-ratio");
     assert_eq!(nan.verdict, CheckVerdict::Inconclusive, "{}", nan.detail);
     assert!(nan.detail.contains("returned NaN"), "{}", nan.detail);
@@ -154,11 +128,7 @@ abort_when:
         prometheus.url
     );
     let text = scenario(&format!("http://{}/work", server.addr), "15s", "", &rest);
-    Some(
-        tokio::task::spawn_blocking(move || run(&text))
-            .await
-            .expect("run"),
-    )
+    Some(run(text).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,9 +218,7 @@ async fn alerts_checks_fail_on_a_firing_rule_and_pass_on_a_silent_one() {
         url = prometheus.url
     );
     let text = scenario(&format!("http://{}/work", server.addr), "3s", "", &rest);
-    let (code, report) = tokio::task::spawn_blocking(move || run(&text))
-        .await
-        .expect("run");
+    let (code, report) = run(text).await;
     let firing = check(&report, "firing");
     assert_eq!(firing.verdict, CheckVerdict::Fail, "{}", firing.detail);
     assert!(
@@ -299,9 +267,7 @@ async fn a_canary_with_5_percent_503s_and_slower_answers_fails_against_stable() 
         &streams,
         rest,
     );
-    let (code, report) = tokio::task::spawn_blocking(move || run(&text))
-        .await
-        .expect("run");
+    let (code, report) = run(text).await;
     let errors = check(&report, "canary-errors");
     assert_eq!(errors.verdict, CheckVerdict::Fail, "{}", errors.detail);
     assert!(

@@ -248,3 +248,32 @@ impl Drop for StatusServer {
         self.task.abort();
     }
 }
+
+/// Runs scenario `text` through `drillbook -q run` (reports in a temporary directory, no drill
+/// log): its exit code and its report.
+pub fn run_drill(text: &str) -> (Option<i32>, drillbook::report::model::Report) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("drill.yaml");
+    std::fs::write(&file, text).expect("write scenario");
+    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        .args(["-q", "run"])
+        .arg(&file)
+        .arg("--report-dir")
+        .arg(dir.path().join("reports"))
+        .arg("--no-drill-log")
+        .output()
+        .expect("run drillbook");
+    let run_dir = std::fs::read_dir(dir.path().join("reports"))
+        .ok()
+        .and_then(|mut entries| entries.next())
+        .and_then(Result::ok)
+        .unwrap_or_else(|| {
+            panic!(
+                "no report was written: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+        .path();
+    let report = drillbook::report::load(&run_dir.join("report.json")).expect("report");
+    (output.status.code(), report)
+}
