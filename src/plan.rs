@@ -72,6 +72,15 @@ pub fn render_offline(loaded: &LoadedScenario, seed: Option<u64>) -> String {
     if !s.description.is_empty() {
         out.push_str(&format!("          {}\n", s.description.trim()));
     }
+    for (name, value) in &loaded.vars {
+        let given = scenario::vars::command_line()
+            .iter()
+            .any(|(n, _)| n == name);
+        out.push_str(&format!(
+            "Var       {name} = {value}{}\n",
+            if given { "  (--var)" } else { "  (default)" }
+        ));
+    }
     match &s.target {
         TargetSpec::Kubernetes(k) => out.push_str(&format!(
             "Target    kubernetes context={} namespace={} (allowed contexts: {})\n",
@@ -212,7 +221,7 @@ pub fn render_offline(loaded: &LoadedScenario, seed: Option<u64>) -> String {
     if !s.abort_when.is_empty() {
         out.push_str("\nAbort when (checked every second)\n");
         for g in &s.abort_when {
-            out.push_str(&format!("  {} for {}\n", g.value.http.value, g.value.for_));
+            out.push_str(&format!("  {} for {}\n", g.value.label(), g.value.for_));
         }
     }
     out

@@ -9,7 +9,6 @@ pub mod common {
 }
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use drillbook::report::model::{CheckVerdict, Report};
 
@@ -45,31 +44,9 @@ fn scenario(mode_stateless: bool, proxy: u16, jobs: u16, prometheus_url: &str) -
 fn run_with_prometheus(stateless: bool) -> Option<Report> {
     let (proxy, jobs) = (common::base::free_port(), common::base::free_port());
     let prometheus = common::prometheus::Prometheus::start(&[format!("127.0.0.1:{proxy}")])?;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("drill.yaml");
-    std::fs::write(&file, scenario(stateless, proxy, jobs, &prometheus.url))
-        .expect("write scenario");
-    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
-        .args(["-q", "run"])
-        .arg(&file)
-        .arg("--report-dir")
-        .arg(dir.path().join("reports"))
-        .arg("--no-drill-log")
-        .output()
-        .expect("run drillbook");
-    let reports = dir.path().join("reports");
-    let run_dir = std::fs::read_dir(&reports)
-        .expect("reports")
-        .next()
-        .expect("one run")
-        .expect("entry")
-        .path();
-    let report = drillbook::report::load(&run_dir.join("report.json")).expect("report");
-    assert!(
-        matches!(output.status.code(), Some(0 | 1)),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (code, report) =
+        common::prometheus::run_drill(&scenario(stateless, proxy, jobs, &prometheus.url));
+    assert!(matches!(code, Some(0 | 1)), "{}", report.verdict_reason);
     Some(report)
 }
 

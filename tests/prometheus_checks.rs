@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use drillbook::checks::prometheus::{judge, sample};
 use drillbook::report::model::CheckVerdict;
-use drillbook::scenario::{PrometheusCheck, Sp};
+use drillbook::scenario::{OnEmpty, PrometheusCheck, Sp};
 
 fn check(query: &str, success: &str) -> PrometheusCheck {
     PrometheusCheck {
@@ -26,6 +26,10 @@ fn check(query: &str, success: &str) -> PrometheusCheck {
         count: 1,
         failure_limit: 0,
         headers: BTreeMap::new(),
+        inconclusive_limit: 0,
+        consecutive_error_limit: 0,
+        dry_run: false,
+        on_empty: OnEmpty::Inconclusive,
     }
 }
 
@@ -109,4 +113,41 @@ async fn checks_pass_fail_and_go_inconclusive_against_a_real_prometheus() {
     let j = judge(&check(query, "result == 0"), &samples);
     assert_eq!(j.verdict, CheckVerdict::Inconclusive, "{}", j.detail);
     assert!(j.detail.contains("query failed"), "{}", j.detail);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nan_and_infinite_results_from_a_real_prometheus_are_inconclusive() {
+    drillbook::telemetry::install_crypto_provider();
+    let Some(prometheus) = common::prometheus::Prometheus::start(&[]) else {
+        return;
+    };
+    for (query, shown) in [("0/0", "NaN"), ("1/0", "inf"), ("-1/0", "-inf")] {
+        let s = sample(
+            &prometheus.url,
+            query,
+            &BTreeMap::new(),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(
+            s.as_ref().is_ok_and(|v| !v.is_finite()),
+            "{query} gives a non-finite number: {s:?}"
+        );
+        // A failure condition alone would let these through: `NaN > 0` is false.
+        let mut c = check(query, "result == 0");
+        c.success_condition = None;
+        c.failure_condition = Some(Sp::unplaced("result > 0".into()));
+        let j = judge(&c, &[s]);
+        assert_eq!(
+            j.verdict,
+            CheckVerdict::Inconclusive,
+            "{query}: {}",
+            j.detail
+        );
+        assert!(
+            j.detail.contains(&format!("returned {shown}")),
+            "{}",
+            j.detail
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! Checks and verdicts: each check is judged pass, fail or inconclusive; a check whose data is
 //! missing is inconclusive, never pass.
 
+pub mod alerts;
+pub mod compare;
 pub mod http;
 pub mod prometheus;
 

@@ -1,6 +1,11 @@
 //! Prometheus checks (prometheus-http-query): an instant query once at the end, or sampled every
-//! `interval` for `count` samples with a `failure_limit` (Argo Rollouts' analysis model).
-//! A query error, an unreachable server or an empty result is inconclusive, never a pass.
+//! `interval` for `count` samples, judged like an Argo Rollouts analysis run:
+//! - a sample is successful, failed or inconclusive; NaN and ±Inf are inconclusive, never a
+//!   pass; with both conditions set, a value that meets neither is inconclusive;
+//! - an empty result counts as `on_empty` says (inconclusive by default); a query error is an
+//!   error, and more than `consecutive_error_limit` of them in a row make the check inconclusive;
+//! - more than `failure_limit` failed samples fail the check, more than `inconclusive_limit`
+//!   inconclusive ones make it inconclusive, and without one conclusive sample it is inconclusive.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,11 +15,66 @@ use prometheus_http_query::reqwest;
 use prometheus_http_query::response::Data;
 
 use super::{CheckVerdict, Judgement};
-use crate::scenario::PrometheusCheck;
 use crate::scenario::expr::{self, Expr};
+use crate::scenario::{OnEmpty, PrometheusCheck};
+
+/// Why a query gave no number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SampleError {
+    #[error("the query returned no series (empty result)")]
+    Empty,
+    #[error("{0}")]
+    Query(String),
+}
 
 /// One sample of a query: its scalar value, or why there is none.
-pub type Sample = Result<f64, String>;
+pub type Sample = Result<f64, SampleError>;
+
+/// How one sample counts (Argo Rollouts' measurement phases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleOutcome {
+    Successful,
+    Failed,
+    Inconclusive,
+    Error,
+}
+
+fn client(url: &str, timeout: Duration) -> Result<Client, SampleError> {
+    let http = reqwest::Client::builder()
+        .timeout(timeout)
+        .no_proxy()
+        .build()
+        .map_err(|e| SampleError::Query(format!("cannot build HTTP client: {e}")))?;
+    Client::from(http, url)
+        .map_err(|e| SampleError::Query(format!("bad Prometheus URL `{url}`: {e}")))
+}
+
+/// Runs `query` (at `at`, Unix seconds, or now) and returns its data.
+async fn instant(
+    url: &str,
+    query: &str,
+    headers: &BTreeMap<String, String>,
+    timeout: Duration,
+    at: Option<i64>,
+) -> Result<Data, SampleError> {
+    let mut request = client(url, timeout)?.query(query);
+    if let Some(at) = at {
+        request = request.at(at);
+    }
+    for (name, value) in headers {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| SampleError::Query(format!("invalid header name `{name}`")))?;
+        // Header values are secrets (Authorization): they never appear in an error.
+        let value = reqwest::header::HeaderValue::from_str(value)
+            .map_err(|_| SampleError::Query(format!("invalid value for header `{name}`")))?;
+        request = request.header(name, value);
+    }
+    let result = request
+        .get()
+        .await
+        .map_err(|e| SampleError::Query(format!("query failed: {e}")))?;
+    Ok(result.into_inner().0)
+}
 
 /// Runs `query` once and reduces the result to one number (a scalar, or a one-element vector).
 pub async fn sample(
@@ -23,44 +83,79 @@ pub async fn sample(
     headers: &BTreeMap<String, String>,
     timeout: Duration,
 ) -> Sample {
-    let http = reqwest::Client::builder()
-        .timeout(timeout)
-        .no_proxy()
-        .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-    let client = Client::from(http, url).map_err(|e| format!("bad Prometheus URL `{url}`: {e}"))?;
-    let mut request = client.query(query);
-    for (name, value) in headers {
-        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("invalid header name `{name}`"))?;
-        // Header values are secrets (Authorization): they never appear in an error.
-        let value = reqwest::header::HeaderValue::from_str(value)
-            .map_err(|_| format!("invalid value for header `{name}`"))?;
-        request = request.header(name, value);
-    }
-    let result = request
-        .get()
-        .await
-        .map_err(|e| format!("query failed: {e}"))?;
-    match result.data() {
+    match instant(url, query, headers, timeout, None).await? {
         Data::Scalar(s) => Ok(s.value()),
-        Data::Vector(v) if v.is_empty() => {
-            Err("the query returned no series (empty result)".into())
-        }
+        Data::Vector(v) if v.is_empty() => Err(SampleError::Empty),
         Data::Vector(v) if v.len() == 1 => Ok(v[0].sample().value()),
-        Data::Vector(v) => Err(format!(
+        Data::Vector(v) => Err(SampleError::Query(format!(
             "the query returned {} series; aggregate it to one (e.g. sum(...))",
             v.len()
+        ))),
+        Data::Matrix(_) => Err(SampleError::Query(
+            "the query returned a range vector; use an instant query".into(),
         )),
-        Data::Matrix(_) => Err("the query returned a range vector; use an instant query".into()),
     }
 }
 
-/// Whether one sample counts as failed under the check's conditions.
-fn sample_failed(value: f64, success: Option<&Expr>, failure: Option<&Expr>) -> bool {
-    let fails_success = success.is_some_and(|e| !holds(e, value));
-    let meets_failure = failure.is_some_and(|e| holds(e, value));
-    fails_success || meets_failure
+/// The label sets of the series `query` returns at `at` (Unix seconds).
+pub async fn series_at(
+    url: &str,
+    query: &str,
+    headers: &BTreeMap<String, String>,
+    timeout: Duration,
+    at: i64,
+) -> Result<Vec<BTreeMap<String, String>>, SampleError> {
+    match instant(url, query, headers, timeout, Some(at)).await? {
+        Data::Vector(v) => Ok(v
+            .iter()
+            .map(|s| {
+                s.metric()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .collect()),
+        _ => Err(SampleError::Query(format!(
+            "`{query}` did not return an instant vector"
+        ))),
+    }
+}
+
+/// How one value counts under the conditions. NaN and ±Inf are never a pass: comparisons on
+/// them are meaningless (`NaN > 0` is false, so a `failure_condition` alone would pass it).
+pub fn classify(value: f64, success: Option<&Expr>, failure: Option<&Expr>) -> SampleOutcome {
+    if !value.is_finite() {
+        return SampleOutcome::Inconclusive;
+    }
+    let fails = failure.is_some_and(|e| holds(e, value));
+    let succeeds = success.is_some_and(|e| holds(e, value));
+    match (success.is_some(), failure.is_some()) {
+        (true, true) if fails => SampleOutcome::Failed,
+        (true, true) if succeeds => SampleOutcome::Successful,
+        (true, true) | (false, false) => SampleOutcome::Inconclusive,
+        (true, false) if succeeds => SampleOutcome::Successful,
+        (true, false) => SampleOutcome::Failed,
+        (false, true) if fails => SampleOutcome::Failed,
+        (false, true) => SampleOutcome::Successful,
+    }
+}
+
+/// How one sample counts for `check`.
+pub fn outcome(
+    sample: &Sample,
+    success: Option<&Expr>,
+    failure: Option<&Expr>,
+    on_empty: OnEmpty,
+) -> SampleOutcome {
+    match sample {
+        Ok(v) => classify(*v, success, failure),
+        Err(SampleError::Empty) => match on_empty {
+            OnEmpty::Pass => SampleOutcome::Successful,
+            OnEmpty::Fail => SampleOutcome::Failed,
+            OnEmpty::Inconclusive => SampleOutcome::Inconclusive,
+        },
+        Err(SampleError::Query(_)) => SampleOutcome::Error,
+    }
 }
 
 fn holds(e: &Expr, value: f64) -> bool {
@@ -70,64 +165,107 @@ fn holds(e: &Expr, value: f64) -> bool {
     }
 }
 
-/// Judges the samples taken for `check`.
-pub fn judge(check: &PrometheusCheck, samples: &[Sample]) -> Judgement {
+/// The check's conditions, parsed (validation has already rejected bad ones).
+pub fn conditions(check: &PrometheusCheck) -> (Option<Expr>, Option<Expr>) {
     let parse = |c: &Option<crate::scenario::Sp<String>>| {
         c.as_ref()
             .and_then(|c| expr::parse_condition(&c.value).ok())
     };
-    let (success, failure) = (
+    (
         parse(&check.success_condition),
         parse(&check.failure_condition),
-    );
+    )
+}
+
+/// Samples counted by outcome.
+#[derive(Debug, Default)]
+struct Tally {
+    successful: u32,
+    failed: u32,
+    inconclusive: u32,
+    errors: u32,
+    errors_in_a_row: u32,
+}
+
+/// Judges the samples taken for `check`.
+pub fn judge(check: &PrometheusCheck, samples: &[Sample]) -> Judgement {
+    let (success, failure) = conditions(check);
     if samples.is_empty() {
         return Judgement::inconclusive(
             "no sample was taken (the drill ended before the first one)",
         );
     }
-    let mut failed = 0u32;
+    let mut tally = Tally::default();
+    let mut run = 0u32;
     let mut problems = Vec::new();
-    let mut last = None;
     for s in samples {
+        let o = outcome(s, success.as_ref(), failure.as_ref(), check.on_empty);
+        run = if o == SampleOutcome::Error {
+            run + 1
+        } else {
+            0
+        };
+        tally.errors_in_a_row = tally.errors_in_a_row.max(run);
+        match o {
+            SampleOutcome::Successful => tally.successful += 1,
+            SampleOutcome::Failed => tally.failed += 1,
+            SampleOutcome::Inconclusive => tally.inconclusive += 1,
+            SampleOutcome::Error => tally.errors += 1,
+        }
         match s {
-            Ok(v) => {
-                last = Some(*v);
-                if sample_failed(*v, success.as_ref(), failure.as_ref()) {
-                    failed += 1;
-                }
-            }
-            Err(why) => problems.push(why.clone()),
+            Err(e) => problems.push(e.to_string()),
+            Ok(v) if o == SampleOutcome::Inconclusive => problems.push(if v.is_finite() {
+                format!("{v} meets neither condition")
+            } else {
+                format!("the query returned {v}")
+            }),
+            Ok(_) => {}
         }
     }
-    let condition = check
-        .success_condition
-        .as_ref()
-        .map(|c| c.value.clone())
-        .or_else(|| {
-            check
-                .failure_condition
-                .as_ref()
-                .map(|c| format!("not ({})", c.value))
-        })
-        .unwrap_or_default();
+    let condition = [
+        check.success_condition.as_ref().map(|c| c.value.clone()),
+        check
+            .failure_condition
+            .as_ref()
+            .map(|c| format!("not ({})", c.value)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" and ");
     let summary = format!(
-        "{} sample(s): {failed} failed (limit {}), {} without data{}",
+        "{}{} sample(s): {} successful, {} failed (limit {}), {} inconclusive (limit {}), {} error(s) ({} in a row, limit {}){}",
+        if check.dry_run {
+            "dry run, not deciding: "
+        } else {
+            ""
+        },
         samples.len(),
+        tally.successful,
+        tally.failed,
         check.failure_limit,
-        problems.len(),
+        tally.inconclusive,
+        check.inconclusive_limit,
+        tally.errors,
+        tally.errors_in_a_row,
+        check.consecutive_error_limit,
         problems
             .first()
             .map(|p| format!(": {p}"))
             .unwrap_or_default()
     );
-    let mut j = if failed > check.failure_limit {
+    let mut j = if tally.failed > check.failure_limit {
         Judgement::decided(false, summary)
-    } else if !problems.is_empty() {
+    } else if tally.errors_in_a_row > check.consecutive_error_limit
+        || tally.inconclusive > check.inconclusive_limit
+        || tally.successful + tally.failed == 0
+    {
         Judgement::inconclusive(summary)
     } else {
         Judgement::decided(true, summary)
     };
-    j.measured = last;
+    let last = samples.iter().rev().find_map(|s| s.as_ref().ok().copied());
+    j.measured = last.filter(|v| v.is_finite());
     j.measured_text = last.map(|v| format!("{v}"));
     j.threshold_text = Some(condition);
     if j.verdict == CheckVerdict::Pass
@@ -137,7 +275,7 @@ pub fn judge(check: &PrometheusCheck, samples: &[Sample]) -> Judgement {
                 threshold: expr::Threshold::Value(t),
                 ..
             }),
-        ) = (last, success.as_ref())
+        ) = (j.measured, success.as_ref())
     {
         j.threshold = Some(*t);
         j.near_threshold = *t != 0.0 && ((t - v).abs() / t.abs()) < 0.10;
@@ -150,34 +288,141 @@ mod tests {
     use super::*;
     use crate::scenario::Sp;
 
-    fn check(success: &str, limit: u32) -> PrometheusCheck {
+    fn check(success: Option<&str>, failure: Option<&str>, limit: u32) -> PrometheusCheck {
         PrometheusCheck {
             url: "http://127.0.0.1:9".into(),
             query: Sp::unplaced("up".into()),
-            success_condition: Some(Sp::unplaced(success.into())),
-            failure_condition: None,
+            success_condition: success.map(|s| Sp::unplaced(s.into())),
+            failure_condition: failure.map(|s| Sp::unplaced(s.into())),
             interval: None,
             count: 1,
             failure_limit: limit,
             headers: BTreeMap::new(),
+            inconclusive_limit: 0,
+            consecutive_error_limit: 0,
+            dry_run: false,
+            on_empty: OnEmpty::Inconclusive,
         }
+    }
+
+    fn verdict(c: &PrometheusCheck, samples: &[Sample]) -> CheckVerdict {
+        judge(c, samples).verdict
+    }
+
+    fn query_error() -> Sample {
+        Err(SampleError::Query("unreachable".into()))
     }
 
     #[test]
     fn samples_are_judged_like_an_analysis_run() {
-        let c = check("result < 0.05", 1);
-        assert_eq!(judge(&c, &[Ok(0.01), Ok(0.02)]).verdict, CheckVerdict::Pass);
+        let c = check(Some("result < 0.05"), None, 1);
+        assert_eq!(verdict(&c, &[Ok(0.01), Ok(0.02)]), CheckVerdict::Pass);
         assert_eq!(
-            judge(&c, &[Ok(0.01), Ok(0.2)]).verdict,
+            verdict(&c, &[Ok(0.01), Ok(0.2)]),
             CheckVerdict::Pass,
             "one failure is within the limit"
         );
-        assert_eq!(judge(&c, &[Ok(0.3), Ok(0.2)]).verdict, CheckVerdict::Fail);
+        assert_eq!(verdict(&c, &[Ok(0.3), Ok(0.2)]), CheckVerdict::Fail);
         assert_eq!(
-            judge(&c, &[Ok(0.01), Err("unreachable".into())]).verdict,
+            verdict(&c, &[Ok(0.01), query_error()]),
             CheckVerdict::Inconclusive
         );
-        assert_eq!(judge(&c, &[]).verdict, CheckVerdict::Inconclusive);
+        assert_eq!(verdict(&c, &[]), CheckVerdict::Inconclusive);
+    }
+
+    #[test]
+    fn nan_and_infinities_are_inconclusive_never_a_pass() {
+        // `result > 0` is false for NaN, so judged naively a failure condition alone passes it.
+        let failure_only = check(None, Some("result > 0"), 0);
+        let success_only = check(Some("result < 1"), None, 0);
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            for c in [&failure_only, &success_only] {
+                let j = judge(c, &[Ok(bad)]);
+                assert_eq!(j.verdict, CheckVerdict::Inconclusive, "{bad}: {}", j.detail);
+                assert_eq!(j.measured, None, "{bad} is not a measurement");
+            }
+        }
+        assert_eq!(verdict(&failure_only, &[Ok(0.0)]), CheckVerdict::Pass);
+        assert_eq!(verdict(&failure_only, &[Ok(2.0)]), CheckVerdict::Fail);
+        assert!(
+            judge(&failure_only, &[Ok(f64::INFINITY)])
+                .detail
+                .contains("returned inf")
+        );
+    }
+
+    #[test]
+    fn a_value_in_neither_condition_is_inconclusive() {
+        let band = check(Some("result < 0.05"), Some("result > 0.10"), 0);
+        assert_eq!(
+            classify(
+                0.07,
+                band_exprs(&band).0.as_ref(),
+                band_exprs(&band).1.as_ref()
+            ),
+            SampleOutcome::Inconclusive
+        );
+        assert_eq!(verdict(&band, &[Ok(0.07)]), CheckVerdict::Inconclusive);
+        assert_eq!(verdict(&band, &[Ok(0.01)]), CheckVerdict::Pass);
+        assert_eq!(verdict(&band, &[Ok(0.2)]), CheckVerdict::Fail);
+    }
+
+    fn band_exprs(c: &PrometheusCheck) -> (Option<Expr>, Option<Expr>) {
+        conditions(c)
+    }
+
+    #[test]
+    fn inconclusive_and_error_limits_are_honoured() {
+        let mut c = check(Some("result < 0.05"), None, 0);
+        let samples = [Ok(0.01), Ok(f64::NAN), Ok(0.02)];
+        assert_eq!(verdict(&c, &samples), CheckVerdict::Inconclusive);
+        c.inconclusive_limit = 1;
+        assert_eq!(verdict(&c, &samples), CheckVerdict::Pass);
+
+        let samples = [
+            Ok(0.01),
+            query_error(),
+            query_error(),
+            Ok(0.02),
+            query_error(),
+        ];
+        c.consecutive_error_limit = 1;
+        assert_eq!(
+            verdict(&c, &samples),
+            CheckVerdict::Inconclusive,
+            "two errors in a row exceed a limit of one"
+        );
+        c.consecutive_error_limit = 2;
+        assert_eq!(verdict(&c, &samples), CheckVerdict::Pass);
+        assert_eq!(
+            verdict(&c, &[query_error(), query_error()]),
+            CheckVerdict::Inconclusive,
+            "no conclusive sample at all"
+        );
+    }
+
+    #[test]
+    fn an_empty_result_counts_as_on_empty_says() {
+        let mut c = check(Some("result == 0"), None, 0);
+        let empty = [Err(SampleError::Empty)];
+        assert_eq!(verdict(&c, &empty), CheckVerdict::Inconclusive);
+        c.on_empty = OnEmpty::Pass;
+        assert_eq!(verdict(&c, &empty), CheckVerdict::Pass);
+        c.on_empty = OnEmpty::Fail;
+        assert_eq!(verdict(&c, &empty), CheckVerdict::Fail);
+    }
+
+    #[test]
+    fn a_dry_run_says_so_in_its_detail() {
+        let mut c = check(Some("result < 0.05"), None, 0);
+        c.dry_run = true;
+        let j = judge(&c, &[Ok(0.5)]);
+        assert_eq!(
+            j.verdict,
+            CheckVerdict::Fail,
+            "measured and judged as usual"
+        );
+        assert!(j.detail.starts_with("dry run"), "{}", j.detail);
     }
 
     #[tokio::test]
@@ -190,6 +435,6 @@ mod tests {
             Duration::from_secs(2),
         )
         .await;
-        assert!(s.is_err());
+        assert!(matches!(s, Err(SampleError::Query(_))));
     }
 }

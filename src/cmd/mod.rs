@@ -41,6 +41,9 @@ pub struct Cli {
     /// Less logging (-q warnings only, -qq errors only).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub quiet: u8,
+    /// Scenario parameter `NAME=value` for `${var.NAME}` (repeatable; run, plan, validate, schedule).
+    #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -218,6 +221,7 @@ pub fn main() -> ExitCode {
     let verbosity = i8::try_from(i16::from(cli.verbose) - i16::from(cli.quiet)).unwrap_or(0);
     telemetry::init(cli.log_format, verbosity);
     telemetry::install_crypto_provider();
+    crate::scenario::vars::set_command_line(cli.vars);
     match dispatch(cli.command) {
         Ok(outcome) => outcome.into(),
         Err(error) => {
@@ -228,6 +232,12 @@ pub fn main() -> ExitCode {
             Outcome::Invalid.into()
         }
     }
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(n, v)| (n.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

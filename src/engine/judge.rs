@@ -77,18 +77,31 @@ pub struct Judged {
 pub async fn judge(scenario: &Scenario, observed: &Observed) -> Judged {
     let phases = JudgedPhases::resolve(scenario, observed);
     let checks = judge_all(scenario, observed, &phases, &observed.vars).await;
-    let checks_verdict = crate::checks::combine(checks.iter().map(|c| c.verdict));
-    let failed: Vec<&str> = checks
+    let (verdict, verdict_reason) = decide(&observed.ending, &checks);
+    Judged {
+        phases,
+        checks,
+        verdict,
+        verdict_reason,
+    }
+}
+
+/// The drill's verdict and its reason from how it ended and its checks' verdicts.
+pub fn decide(ending: &Ending, checks: &[CheckResult]) -> (Verdict, String) {
+    // Dry-run checks are reported but decide nothing (Argo's `dryRun`).
+    let deciding: Vec<&CheckResult> = checks.iter().filter(|c| !c.dry_run).collect();
+    let checks_verdict = crate::checks::combine(deciding.iter().map(|c| c.verdict));
+    let failed: Vec<&str> = deciding
         .iter()
         .filter(|c| c.verdict == CheckVerdict::Fail)
         .map(|c| c.name.as_str())
         .collect();
-    let unsure: Vec<&str> = checks
+    let unsure: Vec<&str> = deciding
         .iter()
         .filter(|c| c.verdict == CheckVerdict::Inconclusive)
         .map(|c| c.name.as_str())
         .collect();
-    let (verdict, verdict_reason) = match &observed.ending {
+    match ending {
         Ending::Interrupted => (
             Verdict::Interrupted,
             "interrupted by a signal; registered undos ran".to_string(),
@@ -103,7 +116,7 @@ pub async fn judge(scenario: &Scenario, observed: &Observed) -> Judged {
                 format!(
                     "{} of {} checks failed: {}",
                     failed.len(),
-                    checks.len(),
+                    deciding.len(),
                     failed.join(", ")
                 ),
             ),
@@ -115,18 +128,15 @@ pub async fn judge(scenario: &Scenario, observed: &Observed) -> Judged {
                     unsure.join(", ")
                 ),
             ),
-            CheckVerdict::Pass if checks.is_empty() => (
+            CheckVerdict::Pass if deciding.is_empty() => (
                 Verdict::Inconclusive,
                 "the scenario has no checks".to_string(),
             ),
-            CheckVerdict::Pass => (Verdict::Pass, format!("all {} checks passed", checks.len())),
+            CheckVerdict::Pass => (
+                Verdict::Pass,
+                format!("all {} checks passed", deciding.len()),
+            ),
         },
-    };
-    Judged {
-        phases,
-        checks,
-        verdict,
-        verdict_reason,
     }
 }
 
@@ -153,9 +163,14 @@ pub async fn judge_all(
             verdict: judgement.verdict,
             detail: judgement.detail,
             near_threshold: judgement.near_threshold,
+            dry_run: is_dry_run(check),
         });
     }
     results
+}
+
+fn is_dry_run(check: &Check) -> bool {
+    matches!(&check.kind, CheckKind::Prometheus(p) if p.dry_run)
 }
 
 fn expression_of(check: &Check) -> String {
@@ -248,6 +263,45 @@ async fn judge_one(
         CheckKind::Rolled(r) => judge_rolled(r, observed),
         CheckKind::Command(c) => judge_command(c).await,
         CheckKind::ExpectedFailure(e) => judge_expected_failure(e, observed),
+        CheckKind::Compare(text) => {
+            let Ok(parsed) = expr::parse_compare(&text.value) else {
+                return Judgement::inconclusive(
+                    "the comparison does not parse (validation should have caught this)",
+                );
+            };
+            let Some(window) = phases.get(phase_name) else {
+                return Judgement::inconclusive(phases.why_missing(phase_name));
+            };
+            let span = |stream: &str| {
+                observed
+                    .streams
+                    .get(stream)
+                    .and_then(|store| store.span(|second| window.holds_window(second)))
+            };
+            let (left, right) = (span(&parsed.left.stream), span(&parsed.right.stream));
+            crate::checks::compare::judge(
+                &parsed,
+                left.as_ref().map(|s| s as &dyn http::HttpStats),
+                right.as_ref().map(|s| s as &dyn http::HttpStats),
+            )
+        }
+        CheckKind::Alerts(a) => {
+            let Some(window) = phases.get(phase_name) else {
+                return Judgement::inconclusive(phases.why_missing(phase_name));
+            };
+            let end = observed.unix_s(window.end_s).ceil() as i64;
+            let range = (window.end_s - window.start_s.max(0.0)).ceil().max(1.0) as u64;
+            let url = vars.expand(&a.url).unwrap_or_else(|_| a.url.clone());
+            let fired = crate::checks::alerts::fired_during(
+                &url,
+                &a.headers,
+                super::prometheus::QUERY_TIMEOUT,
+                end,
+                range,
+            )
+            .await;
+            crate::checks::alerts::judge(&a.pattern.value, phase_name, fired)
+        }
     }
 }
 
@@ -565,6 +619,7 @@ fn judge_expected_failure(e: &crate::scenario::ExpectedFailure, observed: &Obser
 pub fn phase_verdict(phase: &str, checks: &[CheckResult]) -> CheckVerdict {
     let verdicts = checks
         .iter()
+        .filter(|c| !c.dry_run)
         .filter(|c| {
             c.phase
                 .as_deref()
@@ -573,4 +628,51 @@ pub fn phase_verdict(phase: &str, checks: &[CheckResult]) -> CheckVerdict {
         })
         .map(|c| c.verdict);
     crate::checks::combine(verdicts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(name: &str, verdict: CheckVerdict, dry_run: bool) -> CheckResult {
+        CheckResult {
+            name: name.into(),
+            kind: "prometheus".into(),
+            phase: None,
+            expression: String::new(),
+            measured: None,
+            threshold: None,
+            measured_text: None,
+            threshold_text: None,
+            verdict,
+            detail: String::new(),
+            near_threshold: false,
+            dry_run,
+        }
+    }
+
+    #[test]
+    fn dry_run_checks_never_decide_the_verdict() {
+        let checks = [
+            result("real", CheckVerdict::Pass, false),
+            result("trial", CheckVerdict::Fail, true),
+        ];
+        assert_eq!(decide(&Ending::Completed, &checks).0, Verdict::Pass);
+        assert_eq!(phase_verdict(WHOLE, &checks), CheckVerdict::Pass);
+        let checks = [
+            result("real", CheckVerdict::Pass, false),
+            result("trial", CheckVerdict::Inconclusive, true),
+        ];
+        assert_eq!(decide(&Ending::Completed, &checks).0, Verdict::Pass);
+        let checks = [result("real", CheckVerdict::Fail, false)];
+        assert_eq!(decide(&Ending::Completed, &checks).0, Verdict::Fail);
+        let only_dry = [result("trial", CheckVerdict::Pass, true)];
+        assert_eq!(
+            decide(&Ending::Completed, &only_dry).0,
+            Verdict::Inconclusive,
+            "nothing decided"
+        );
+    }
+
+    const WHOLE: &str = crate::scenario::validate::WHOLE_RUN;
 }

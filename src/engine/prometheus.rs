@@ -1,5 +1,6 @@
-//! Prometheus checks during a drill: sampled ones run on their interval from time zero;
-//! end-of-run ones are queried when the drill is judged.
+//! Prometheus during a drill: sampled checks run on their interval from time zero; end-of-run
+//! ones are queried when the drill is judged; `prometheus` abort guards are sampled on their
+//! interval and trip once their condition has held without a break for their `for:`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,7 +10,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::prometheus::{Sample, sample};
-use crate::scenario::{CheckKind, PrometheusCheck, Scenario, vars::Vars};
+use crate::scenario::expr::{self, Expr};
+use crate::scenario::{CheckKind, PrometheusCheck, PrometheusGuard, Scenario, vars::Vars};
 
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -81,4 +83,166 @@ pub async fn sample_at_end(check: &PrometheusCheck, vars: &Vars) -> Vec<Sample> 
         )
         .await,
     ]
+}
+
+/// Whether a guard's condition has held, without a break, for long enough.
+#[derive(Debug, Clone)]
+pub struct Streak {
+    needed: Duration,
+    since: Option<Duration>,
+}
+
+impl Streak {
+    pub fn new(needed: Duration) -> Self {
+        Self {
+            needed,
+            since: None,
+        }
+    }
+
+    /// Feeds one observation at `at` (time since t0); true once the condition has held from
+    /// the first observation of the current streak for at least `needed`.
+    pub fn observe(&mut self, holds: bool, at: Duration) -> bool {
+        if !holds {
+            self.since = None;
+            return false;
+        }
+        let since = *self.since.get_or_insert(at);
+        at.saturating_sub(since) >= self.needed
+    }
+
+    /// When the current streak began.
+    pub fn since(&self) -> Option<Duration> {
+        self.since
+    }
+}
+
+/// Whether a guard's condition holds on one sample. No number (NaN, ±Inf, no series, a query
+/// error) never holds: an abort needs evidence, and a gap in it breaks the streak.
+pub fn guard_holds(condition: &Expr, sample: &Sample) -> bool {
+    match (sample, condition.threshold) {
+        (Ok(v), expr::Threshold::Value(t)) if v.is_finite() => condition.cmp.holds(*v, t),
+        _ => false,
+    }
+}
+
+/// A prometheus guard that tripped.
+#[derive(Debug, Clone)]
+pub struct GuardTrip {
+    /// Why the drill aborts, naming the guard, its value and its streak.
+    pub reason: String,
+    pub at: Instant,
+}
+
+/// One `prometheus` abort guard, ready to watch.
+struct Watched {
+    label: String,
+    url: String,
+    guard: PrometheusGuard,
+    condition: Expr,
+    needed: Duration,
+}
+
+/// Samples every `prometheus` guard from time zero until `stop`; `trip` is called once for
+/// each guard that trips (after which that guard stops sampling).
+pub fn spawn_guards(
+    scenario: &Scenario,
+    vars: &Vars,
+    t0: Instant,
+    stop: &CancellationToken,
+    trip: impl Fn(GuardTrip) + Clone + Send + 'static,
+) -> Vec<JoinHandle<()>> {
+    scenario
+        .abort_when
+        .iter()
+        .filter_map(|g| {
+            let guard = g.value.prometheus.clone()?;
+            Some(Watched {
+                label: g.value.label(),
+                url: vars
+                    .expand(&guard.url)
+                    .unwrap_or_else(|_| guard.url.clone()),
+                condition: expr::parse_condition(&guard.condition.value).ok()?,
+                needed: g.value.for_.0,
+                guard,
+            })
+        })
+        .map(|watched| {
+            let (stop, trip) = (stop.clone(), trip.clone());
+            tokio::spawn(async move { watched.watch(t0, &stop, trip).await })
+        })
+        .collect()
+}
+
+impl Watched {
+    async fn watch(&self, t0: Instant, stop: &CancellationToken, trip: impl Fn(GuardTrip)) {
+        let guard = &self.guard;
+        let mut streak = Streak::new(self.needed);
+        for i in 1u32.. {
+            tokio::select! {
+                _ = tokio::time::sleep_until(t0 + guard.interval.0 * i) => {}
+                _ = stop.cancelled() => return,
+            }
+            let value = sample(&self.url, &guard.query.value, &guard.headers, QUERY_TIMEOUT).await;
+            let at = Instant::now();
+            let since_t0 = at.saturating_duration_since(t0);
+            if streak.observe(guard_holds(&self.condition, &value), since_t0) {
+                let first = streak.since().unwrap_or(since_t0);
+                let shown = value.map_or_else(|e| e.to_string(), |v| v.to_string());
+                trip(GuardTrip {
+                    reason: format!(
+                        "abort guard `{}` tripped at t+{:.1}s: result {shown} ({}), held since t+{:.1}s (for: {:?})",
+                        self.label,
+                        since_t0.as_secs_f64(),
+                        guard.condition.value,
+                        first.as_secs_f64(),
+                        self.needed
+                    ),
+                    at,
+                });
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::prometheus::SampleError;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn a_streak_trips_only_after_holding_for_its_duration() {
+        let mut s = Streak::new(S(20));
+        assert!(!s.observe(true, S(10)));
+        assert!(!s.observe(true, S(20)));
+        assert!(!s.observe(false, S(30)), "a break resets the streak");
+        assert!(!s.observe(true, S(40)));
+        assert!(!s.observe(true, S(50)));
+        assert!(s.observe(true, S(60)), "held from 40s to 60s");
+        assert_eq!(s.since(), Some(S(40)));
+    }
+
+    #[test]
+    fn for_zero_trips_on_the_first_sample_that_holds() {
+        let mut s = Streak::new(Duration::ZERO);
+        assert!(!s.observe(false, S(1)));
+        assert!(s.observe(true, S(2)));
+    }
+
+    #[test]
+    fn no_number_never_holds() {
+        let above = expr::parse_condition("result > 0.1").expect("condition");
+        assert!(guard_holds(&above, &Ok(0.5)));
+        assert!(!guard_holds(&above, &Ok(0.05)));
+        assert!(!guard_holds(&above, &Ok(f64::NAN)));
+        assert!(!guard_holds(&above, &Ok(f64::INFINITY)));
+        assert!(!guard_holds(&above, &Err(SampleError::Empty)));
+        assert!(!guard_holds(
+            &above,
+            &Err(SampleError::Query("down".into()))
+        ));
+    }
 }

@@ -106,18 +106,19 @@ impl WindowStore {
 /// An abort guard: trips when its expression holds for `needed` consecutive windows.
 #[derive(Debug)]
 pub struct GuardState {
-    pub source: String,
+    /// The guard's name in the report (its expression unless it was named).
+    pub label: String,
     pub expr: Expr,
     pub needed: u32,
     pub streak: u32,
 }
 
 impl GuardState {
-    pub fn new(source: &str, for_: std::time::Duration) -> Option<Self> {
+    pub fn new(label: &str, source: &str, for_: std::time::Duration) -> Option<Self> {
         let expr = expr::parse_http(source).ok()?;
         let needed = u32::try_from(for_.as_secs().max(1)).unwrap_or(u32::MAX);
         Some(Self {
-            source: source.to_string(),
+            label: label.to_string(),
             expr,
             needed,
             streak: 0,
@@ -134,13 +135,16 @@ impl GuardState {
             expr::Threshold::Value(v) => v,
             expr::Threshold::Baseline { .. } => return None,
         };
-        let holds =
-            measure(self.expr.metric, &span).is_ok_and(|v| self.expr.cmp.holds(v, threshold));
+        let value = measure(self.expr.metric, &span).ok();
+        let holds = value.is_some_and(|v| self.expr.cmp.holds(v, threshold));
         self.streak = if holds { self.streak + 1 } else { 0 };
         (self.streak >= self.needed).then(|| {
             format!(
-                "abort guard `{}` held for {} consecutive second(s)",
-                self.source, self.streak
+                "abort guard `{}` ({}) held for {} consecutive second(s); last second: {}",
+                self.label,
+                self.expr,
+                self.streak,
+                value.map_or_else(|| "-".into(), |v| expr::format_value(self.expr.metric, v))
             )
         })
     }

@@ -340,6 +340,9 @@ pub struct CheckResult {
     /// Passed or failed within a small margin of the threshold: worth a look.
     #[serde(default)]
     pub near_threshold: bool,
+    /// Measured and reported only (`dry_run: true`): it does not decide any verdict.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// Result of one pre-flight check.

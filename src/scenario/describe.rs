@@ -150,6 +150,8 @@ pub fn check_what(kind: &CheckKind) -> String {
             r.after.value
         ),
         CheckKind::Command(c) => format!("`{}` exits {}", c.argv.join(" "), c.exit_code),
+        CheckKind::Compare(e) => e.value.clone(),
+        CheckKind::Alerts(a) => format!("no alert matching `{}` fires", a.pattern.value),
         CheckKind::ExpectedFailure(e) => format!(
             "{} only for callers started before `{}`{}",
             e.status.value,

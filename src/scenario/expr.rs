@@ -447,6 +447,149 @@ fn parse_number(text: &str, at: usize) -> Result<f64, ExprError> {
     }
 }
 
+/// One stream's metric in a comparison: `canary.rate(5xx)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamMetric {
+    pub stream: String,
+    pub metric: Metric,
+    /// Byte offset of the stream name in the expression (for diagnostics).
+    pub at: usize,
+}
+
+/// A comparison of two load streams, Kayenta-style: the canary judged against the stable
+/// version measured at the same time, e.g. `canary.rate(5xx) <= stable.rate(5xx) + 1%` or
+/// `canary.p(95) <= 1.2 * stable.p(95)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareExpr {
+    pub left: StreamMetric,
+    pub cmp: Cmp,
+    /// `factor * right.metric + offset`.
+    pub factor: f64,
+    pub right: StreamMetric,
+    pub offset: f64,
+}
+
+impl fmt::Display for CompareExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{} {} ", self.left.stream, self.left.metric, self.cmp)?;
+        if (self.factor - 1.0).abs() > f64::EPSILON {
+            write!(f, "{} * ", self.factor)?;
+        }
+        write!(f, "{}.{}", self.right.stream, self.right.metric)?;
+        if self.offset != 0.0 {
+            let sign = if self.offset < 0.0 { '-' } else { '+' };
+            write!(
+                f,
+                " {sign} {}",
+                format_value(self.left.metric, self.offset.abs())
+            )?;
+        }
+        Ok(())
+    }
+}
+
+const COMPARE_HINT: &str = "write e.g. `canary.rate(5xx) <= stable.rate(5xx) + 1%` or `canary.p(95) <= 1.2 * stable.p(95)`";
+
+/// Parses a comparison of two load streams.
+pub fn parse_compare(text: &str) -> Result<CompareExpr, ExprError> {
+    let (cmp_at, cmp, cmp_len) = find_comparison(text).ok_or_else(|| ExprError {
+        offset: text.len(),
+        message: format!("no comparison (<, <=, >, >=, ==, !=) in `{text}`: {COMPARE_HINT}"),
+    })?;
+    let left = stream_metric(&text[..cmp_at], 0)?;
+    let right_at = cmp_at + cmp_len;
+    let right_text = &text[right_at..];
+    // `[factor *] stream.metric [+|- value]`, operators outside parentheses only.
+    let mut depth = 0i32;
+    let (mut star, mut sign) = (None, None);
+    for (i, c) in right_text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            '*' if depth == 0 && star.is_none() => star = Some(i),
+            // A sign at the start or right after `*` belongs to the number that follows it.
+            '+' | '-'
+                if depth == 0
+                    && sign.is_none()
+                    && star.is_none_or(|s| i > s + 1)
+                    && !right_text[..i].trim().is_empty() =>
+            {
+                sign = Some(i);
+            }
+            _ => {}
+        }
+    }
+    let end = sign.unwrap_or(right_text.len());
+    let (factor, metric_from) = match star {
+        Some(s) if s < end => (parse_number(&right_text[..s], right_at)?, s + 1),
+        _ => (1.0, 0),
+    };
+    let right = stream_metric(&right_text[metric_from..end], right_at + metric_from)?;
+    if std::mem::discriminant(&left.metric) != std::mem::discriminant(&right.metric) {
+        return err(
+            right.at,
+            format!(
+                "compare like with like: {} against {}",
+                left.metric, right.metric
+            ),
+        );
+    }
+    if left.stream == right.stream {
+        return err(right.at, "a comparison needs two different streams");
+    }
+    let offset = match sign {
+        None => 0.0,
+        Some(at) => {
+            let value = &right_text[at + 1..];
+            let magnitude = match parse_threshold(value, right_at + at + 1, left.metric, false)? {
+                Threshold::Value(v) => v,
+                Threshold::Baseline { .. } => {
+                    return err(right_at + at, "a stream comparison has no baseline");
+                }
+            };
+            if right_text[at..].starts_with('-') {
+                -magnitude
+            } else {
+                magnitude
+            }
+        }
+    };
+    Ok(CompareExpr {
+        left,
+        cmp,
+        factor,
+        right,
+        offset,
+    })
+}
+
+fn stream_metric(text: &str, base: usize) -> Result<StreamMetric, ExprError> {
+    let at = base + leading(text);
+    let t = text.trim();
+    let Some((stream, metric)) = t.split_once('.').filter(|(s, _)| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }) else {
+        return err(
+            at,
+            format!("`{t}` names no stream: write `STREAM.metric`; {COMPARE_HINT}"),
+        );
+    };
+    let metric = parse_metric(metric).map_err(|e| ExprError {
+        offset: at + stream.len() + 1 + e.offset,
+        message: e.message,
+    })?;
+    if matches!(metric, Metric::Result) {
+        return err(at, "`result` is only for prometheus conditions");
+    }
+    Ok(StreamMetric {
+        stream: stream.to_string(),
+        metric,
+        at,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,5 +662,53 @@ mod tests {
         assert!(Cmp::Le.holds(0.1 + 0.2, 0.3));
         assert!(parse_condition("result < 0.05").is_ok());
         assert!(parse_condition("value < 0.05").is_err());
+    }
+
+    #[test]
+    fn parses_stream_comparisons() {
+        let e = parse_compare("canary.rate(5xx) <= stable.rate(5xx) + 1%").expect("parses");
+        assert_eq!(e.left.stream, "canary");
+        assert_eq!(e.right.stream, "stable");
+        assert_eq!(e.left.metric, Metric::Rate(StatusSel::Class(5)));
+        assert_eq!((e.factor, e.offset), (1.0, 0.01));
+        assert_eq!(e.to_string(), "canary.rate(5xx) <= stable.rate(5xx) + 1%");
+        let e = parse_compare("canary.p(95) <= 1.2 * stable.p(95)").expect("parses");
+        assert_eq!((e.factor, e.offset), (1.2, 0.0));
+        assert_eq!(
+            e.right.metric,
+            Metric::Quantile(95.0, LatencyKind::Corrected)
+        );
+        let e = parse_compare("canary.p(99) < 1.5*stable.p(99) - 10ms").expect("parses");
+        assert_eq!(e.factor, 1.5);
+        assert!((e.offset + 0.010).abs() < 1e-12);
+        assert_eq!(e.to_string(), "canary.p(99) < 1.5 * stable.p(99) - 10ms");
+    }
+
+    #[test]
+    fn stream_comparison_errors_point_at_the_problem() {
+        let e = |t: &str| {
+            parse_compare(t)
+                .err()
+                .unwrap_or_else(|| panic!("{t} should fail"))
+        };
+        assert!(
+            e("rate(5xx) <= stable.rate(5xx)")
+                .message
+                .contains("names no stream")
+        );
+        let like = e("canary.rate(5xx) <= stable.p(95)");
+        assert!(like.message.contains("like with like"), "{}", like.message);
+        assert_eq!(like.offset, 20);
+        assert!(
+            e("canary.rate(5xx) <= canary.rate(5xx)")
+                .message
+                .contains("two different")
+        );
+        assert!(
+            e("canary.p(95) <= stable.p(95) + 5")
+                .message
+                .contains("no unit")
+        );
+        assert_eq!(e("canary.rate(6xx) <= stable.rate(5xx)").offset, 12);
     }
 }

@@ -36,6 +36,8 @@ pub struct LoadedScenario {
     pub scenario: Scenario,
     /// Warnings found by validation (errors make loading fail).
     pub warnings: Vec<Diagnostic>,
+    /// The scenario parameters as resolved for this load (`--var` or defaults).
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 impl LoadedScenario {
@@ -56,8 +58,22 @@ pub fn load(path: &Path) -> Result<LoadedScenario, FileDiagnostics> {
     load_source(path, source)
 }
 
-/// Parses and validates scenario text as if read from `path` (relative paths resolve from it).
+/// Parses and validates scenario text as if read from `path` (relative paths resolve from it),
+/// with the parameters given on this process's command line.
 pub fn load_source(path: &Path, source: String) -> Result<LoadedScenario, FileDiagnostics> {
+    load_source_with(path, source, vars::command_line())
+}
+
+/// [`load_source`] with the parameter values `given` (`NAME`, `value`) instead.
+pub fn load_source_with(
+    path: &Path,
+    source: String,
+    given: &[(String, String)],
+) -> Result<LoadedScenario, FileDiagnostics> {
+    let (source, vars) = match parameters(&source, given) {
+        Ok(resolved) => resolved,
+        Err(d) => return Err(FileDiagnostics::new(path, Some(source), vec![d])),
+    };
     let scenario = match parse_str(&source) {
         Ok(s) => s,
         Err(items) => return Err(FileDiagnostics::new(path, Some(source), items)),
@@ -73,7 +89,79 @@ pub fn load_source(path: &Path, source: String) -> Result<LoadedScenario, FileDi
         source,
         scenario,
         warnings: items,
+        vars,
     })
+}
+
+/// The scenario's `vars:` declarations, read before the whole file is (an unreadable file is
+/// left for the full parse to report).
+#[derive(serde::Deserialize)]
+struct Declared {
+    #[serde(default)]
+    vars: std::collections::BTreeMap<String, VarDecl>,
+}
+
+/// The text with `${var.NAME}` replaced, and the values used; errors located in the file.
+fn parameters(
+    source: &str,
+    given: &[(String, String)],
+) -> Result<(String, std::collections::BTreeMap<String, String>), Diagnostic> {
+    let declared = serde_saphyr::from_str_with_options::<Declared>(source, parse_options())
+        .map(|d| d.vars)
+        .unwrap_or_default();
+    if declared.is_empty() && given.is_empty() && !source.contains("${var.") {
+        return Ok((source.to_string(), Default::default()));
+    }
+    let located = |e: vars::ParamError| {
+        let pos = match &e {
+            vars::ParamError::Unknown { offset, .. } | vars::ParamError::Unclosed { offset } => {
+                pos_of(source, *offset)
+            }
+            vars::ParamError::Missing { name }
+            | vars::ParamError::NoMatch { name, .. }
+            | vars::ParamError::BadPattern { name, .. }
+            | vars::ParamError::Multiline { name } => declaration_pos(source, name),
+            vars::ParamError::Undeclared { .. } => Pos::default(),
+        };
+        Diagnostic::error(pos, e.to_string())
+    };
+    let values = vars::resolve(&declared, given).map_err(located)?;
+    let text = vars::substitute(source, &values).map_err(located)?;
+    Ok((text, values))
+}
+
+/// Line and column (1-based, in characters) of a byte offset.
+fn pos_of(source: &str, offset: usize) -> Pos {
+    let before = &source[..offset.min(source.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Pos::new(
+        u32::try_from(line).unwrap_or(u32::MAX),
+        u32::try_from(column).unwrap_or(u32::MAX),
+    )
+}
+
+/// Where `name` is declared under `vars:` (the `vars:` key when it cannot be told).
+fn declaration_pos(source: &str, name: &str) -> Pos {
+    let Some(vars_at) = source.find("\nvars:").map(|i| i + 1) else {
+        return Pos::default();
+    };
+    let mut line_start = vars_at;
+    for (index, line) in source[vars_at..].split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_start();
+        let indented = line.starts_with([' ', '\t']) || trimmed.is_empty();
+        if index > 0 && !indented && !trimmed.starts_with('#') {
+            break;
+        }
+        let declares = trimmed
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with(':'));
+        if index > 0 && declares {
+            return pos_of(source, line_start + (line.len() - trimmed.len()));
+        }
+        line_start += line.len();
+    }
+    pos_of(source, vars_at)
 }
 
 fn read_bounded(path: &Path) -> Result<String, Diagnostic> {

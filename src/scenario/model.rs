@@ -63,6 +63,25 @@ pub struct Scenario {
     /// Named windows of the drill. Default: baseline, fault, recovery (see README).
     #[serde(default)]
     pub phases: Option<Vec<Sp<PhaseSpec>>>,
+    /// Parameters: `${var.NAME}` anywhere in the file (URLs, selectors, queries, images, helm
+    /// values) is replaced by `--var NAME=value` or the declared default before parsing.
+    #[serde(default)]
+    pub vars: BTreeMap<String, VarDecl>,
+}
+
+/// A scenario parameter. Without a `default` it is required on the command line.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VarDecl {
+    /// Value used when `--var` does not set one.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// Regular expression the value must match in full, e.g. `[0-9]+\.[0-9]+\.[0-9]+`.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// What the value is for (shown by `plan`).
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// Where the drill runs: a Kubernetes cluster or processes on this machine.
@@ -219,6 +238,10 @@ pub struct LoadSpec {
     /// The load workers of `from: cluster`.
     #[serde(default)]
     pub cluster: Option<Sp<ClusterLoadSpec>>,
+    /// Named extra streams driven like this load (same rate, duration and settings) at other
+    /// URLs, e.g. `canary` and `stable`; `compare` checks judge one against another.
+    #[serde(default)]
+    pub streams: BTreeMap<String, StreamSpec>,
 }
 
 /// Where the load's requests come from.
@@ -263,6 +286,13 @@ fn default_workers() -> u32 {
 
 fn default_start_within() -> HumanDuration {
     HumanDuration::from_secs(20)
+}
+
+/// One named load stream: the same load as `load:`, sent to another URL.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSpec {
+    pub url: Sp<String>,
 }
 
 fn default_steady_state() -> bool {
@@ -684,15 +714,61 @@ fn default_status() -> u16 {
     200
 }
 
-/// Abort the drill (and undo everything) when an expression holds for long enough.
+/// Abort the drill (and undo everything) when a condition holds for long enough. Exactly one
+/// condition kind: `http` or `prometheus`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Guard {
     /// An http expression over each 1-second window, e.g. `rate(5xx) > 50%`.
-    pub http: Sp<String>,
-    /// How long the expression must hold before the drill aborts. Default: one window.
+    #[serde(default)]
+    pub http: Option<Sp<String>>,
+    /// How long the condition must hold, without a break, before the drill aborts. Default: one
+    /// window (http) or the first sample that holds (prometheus).
     #[serde(default, rename = "for")]
     pub for_: HumanDuration,
+    /// Name used in the report and the abort reason. Default: the condition itself.
+    #[serde(default)]
+    pub name: Option<Sp<String>>,
+    /// A PromQL query sampled every `interval` during the drill, with a condition on its result.
+    #[serde(default)]
+    pub prometheus: Option<PrometheusGuard>,
+}
+
+/// A rollback trigger read from Prometheus, e.g. an error rate above 10 % for 2 minutes.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusGuard {
+    /// Prometheus base URL.
+    pub url: String,
+    /// A query returning one number (a scalar or a one-series vector).
+    pub query: Sp<String>,
+    /// When the guard holds, e.g. `result > 0.10`. NaN, ±Inf, no series or a query error never
+    /// hold, and they break a streak.
+    pub condition: Sp<String>,
+    /// How often the query runs.
+    #[serde(default = "default_guard_interval")]
+    pub interval: HumanDuration,
+    /// Extra request headers (e.g. `Authorization`); values are redacted in every output.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn default_guard_interval() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+
+impl Guard {
+    /// What the report calls this guard: its name, or its condition.
+    pub fn label(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.value.clone();
+        }
+        match (&self.http, &self.prometheus) {
+            (Some(h), _) => h.value.clone(),
+            (None, Some(p)) => format!("{} → {}", p.query.value, p.condition.value),
+            (None, None) => "guard".into(),
+        }
+    }
 }
 
 /// A named window of the drill, between two boundaries.
@@ -736,7 +812,24 @@ tagged_kinds! {
         Command("command", CommandCheck),
         /// A bounded, declared failure: these errors are expected, and only these.
         ExpectedFailure("expected_failure", ExpectedFailure),
+        /// No Prometheus alert whose name matches a pattern fired during the phase.
+        Alerts("alerts", AlertsCheck),
+        /// Two load streams compared over the phase: `canary.rate(5xx) <= stable.rate(5xx) + 1%`.
+        Compare("compare", Sp<String>),
     }
+}
+
+/// "No canary alerts firing": Prometheus' `ALERTS{alertstate="firing"}` over the phase.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsCheck {
+    /// Prometheus base URL (the server that evaluates the alerting rules).
+    pub url: String,
+    /// Regular expression an alert name must match in full to count, e.g. `ZaiProxyCanary.*`.
+    pub pattern: Sp<String>,
+    /// Extra request headers (e.g. `Authorization`); values are redacted in every output.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -762,6 +855,29 @@ pub struct PrometheusCheck {
     /// Extra request headers (e.g. `Authorization`); values are redacted in every output.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// How many inconclusive samples (NaN, ±Inf, neither condition held, empty) are tolerated.
+    #[serde(default)]
+    pub inconclusive_limit: u32,
+    /// How many query errors in a row are tolerated (Argo's default is 4; here 0: a check
+    /// that could not measure is not a pass).
+    #[serde(default)]
+    pub consecutive_error_limit: u32,
+    /// Measured and reported, but never decides the verdict (Argo's `dryRun`).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// What a sample without any series counts as.
+    #[serde(default)]
+    pub on_empty: OnEmpty,
+}
+
+/// How a Prometheus sample whose query returned no series is judged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnEmpty {
+    Pass,
+    Fail,
+    #[default]
+    Inconclusive,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -667,6 +667,32 @@ impl Validator<'_> {
                     }
                 }
                 CheckKind::Restarts(_) | CheckKind::ReadyWithin(_) => {}
+                CheckKind::Compare(text) => match expr::parse_compare(&text.value) {
+                    Err(e) => self.expr_error(text, &e),
+                    Ok(parsed) => {
+                        let streams = self.scenario.load.as_ref().map(|l| &l.streams);
+                        for side in [&parsed.left, &parsed.right] {
+                            if !streams.is_some_and(|s| s.contains_key(&side.stream)) {
+                                let known = streams
+                                    .map(|s| s.keys().cloned().collect::<Vec<_>>().join(", "))
+                                    .unwrap_or_default();
+                                let error = ExprError {
+                                    offset: side.at,
+                                    message: format!(
+                                        "no load stream named `{}` (declared: [{known}]); declare it under `load.streams`",
+                                        side.stream
+                                    ),
+                                };
+                                self.expr_error(text, &error);
+                            }
+                        }
+                    }
+                },
+                CheckKind::Alerts(a) => {
+                    if let Err(e) = regex::Regex::new(&a.pattern.value) {
+                        self.error(a.pattern.pos, format!("invalid regular expression: {e}"));
+                    }
+                }
             }
         }
         let has_fault = self.scenario.steps.iter().any(|s| {
@@ -685,22 +711,49 @@ impl Validator<'_> {
 
     fn guards(&mut self) {
         for guard in &self.scenario.abort_when {
-            match expr::parse_http(&guard.value.http.value) {
-                Err(e) => self.expr_error(&guard.value.http, &e),
-                Ok(parsed) => {
-                    if matches!(parsed.metric, Metric::Dropped | Metric::Requests)
-                        || parsed.uses_baseline()
-                    {
-                        self.error(guard.value.http.pos, "guards are judged per 1-second window: use rate(...), count(...), p(...) or rps, against a fixed value");
+            let g = &guard.value;
+            match (&g.http, &g.prometheus) {
+                (Some(_), Some(_)) | (None, None) => {
+                    self.error(
+                        guard.pos,
+                        "a guard needs exactly one condition: `http` or `prometheus`",
+                    );
+                }
+                (Some(http), None) => self.http_guard(guard, http),
+                (None, Some(p)) => {
+                    if let Err(e) = expr::parse_condition(&p.condition.value) {
+                        self.expr_error(&p.condition, &e);
+                    }
+                    if p.query.value.trim().is_empty() {
+                        self.error(p.query.pos, "empty PromQL query");
+                    }
+                    if p.interval.0.is_zero() {
+                        self.error(
+                            guard.pos,
+                            "a prometheus guard's `interval` must be above 0s",
+                        );
                     }
                 }
             }
-            if self.scenario.load.is_none() {
-                self.error(
-                    guard.pos,
-                    "`abort_when` guards need a `load:` section to watch",
-                );
+        }
+    }
+
+    fn http_guard(&mut self, guard: &Sp<Guard>, http: &Sp<String>) {
+        match expr::parse_http(&http.value) {
+            Err(e) => self.expr_error(http, &e),
+            Ok(parsed) => {
+                if matches!(parsed.metric, Metric::Dropped | Metric::Requests)
+                    || parsed.uses_baseline()
+                {
+                    self.error(http.pos, "guards are judged per 1-second window: use rate(...), count(...), p(...) or rps, against a fixed value");
+                }
             }
+        }
+        if self.scenario.load.is_none() {
+            self.error(
+                guard.pos,
+                "`abort_when` guards need a `load:` section to watch",
+            );
         }
     }
 
@@ -808,6 +861,13 @@ impl Validator<'_> {
                 load.url.pos,
                 "cluster load passes the body on the workers' command line: write it inline in \
                  `body` (not starting with `@`)",
+            );
+        }
+        if !load.streams.is_empty() {
+            self.error(
+                pos,
+                "`load.streams` are sent by this process, not by the cluster's workers: compare \
+                 canary and stable with local load, or with a prometheus check",
             );
         }
         let url = &load.url.value;

@@ -1,9 +1,140 @@
-//! `${...}` substitutions in local-target commands, env, URLs and load settings:
-//! `${drillbook}` is this binary, `${port.NAME}` a free loopback port chosen once per run.
+//! `${...}` substitutions. Scenario parameters, `${var.NAME}`, are replaced in the scenario's
+//! text before it is parsed (so they work in selectors, images, queries and helm values alike)
+//! from `--var NAME=value` or the `vars:` declaration's default. At run time, local-target
+//! commands, env, URLs and load settings get `${drillbook}` (this binary) and `${port.NAME}`
+//! (a free loopback port chosen once per run).
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use super::model::VarDecl;
+
+/// Why scenario parameters could not be resolved. Offsets are byte offsets in the scenario text.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParamError {
+    #[error("unknown variable `${{var.{name}}}`: declare it under `vars:`{}", did_you_mean_suffix(.suggestion))]
+    Unknown {
+        name: String,
+        offset: usize,
+        suggestion: Option<String>,
+    },
+    #[error("unclosed `${{var.` (no `}}` on the same line)")]
+    Unclosed { offset: usize },
+    #[error("variable `{name}` is required: pass `--var {name}=VALUE` (it has no default)")]
+    Missing { name: String },
+    #[error(
+        "`--var {name}=...` sets a variable the scenario does not declare (declared: [{declared}])"
+    )]
+    Undeclared { name: String, declared: String },
+    #[error("variable `{name}` = `{value}` does not match its pattern `{pattern}`")]
+    NoMatch {
+        name: String,
+        value: String,
+        pattern: String,
+    },
+    #[error("variable `{name}` has an invalid pattern: {why}")]
+    BadPattern { name: String, why: String },
+    #[error("variable `{name}`: a value must be one line")]
+    Multiline { name: String },
+}
+
+fn did_you_mean_suffix(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
+}
+
+static COMMAND_LINE: OnceLock<Vec<(String, String)>> = OnceLock::new();
+
+/// Records the `--var NAME=value` pairs of this invocation. The command-line edge calls it once,
+/// before any scenario is read; every scenario this process loads resolves against them.
+pub fn set_command_line(pairs: Vec<(String, String)>) {
+    let _ = COMMAND_LINE.set(pairs);
+}
+
+/// The `--var` pairs of this invocation (none when the edge set none).
+pub fn command_line() -> &'static [(String, String)] {
+    COMMAND_LINE.get().map_or(&[], Vec::as_slice)
+}
+
+/// The value of every declared parameter: the command line's, else the default.
+pub fn resolve(
+    declared: &BTreeMap<String, VarDecl>,
+    given: &[(String, String)],
+) -> Result<BTreeMap<String, String>, ParamError> {
+    for (name, _) in given {
+        if !declared.contains_key(name) {
+            return Err(ParamError::Undeclared {
+                name: name.clone(),
+                declared: declared.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
+    }
+    let mut values = BTreeMap::new();
+    for (name, decl) in declared {
+        let value = given
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| decl.default.clone())
+            .ok_or_else(|| ParamError::Missing { name: name.clone() })?;
+        if value.contains(['\n', '\r']) {
+            return Err(ParamError::Multiline { name: name.clone() });
+        }
+        if let Some(pattern) = &decl.pattern {
+            let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+                ParamError::BadPattern {
+                    name: name.clone(),
+                    why: e.to_string(),
+                }
+            })?;
+            if !re.is_match(&value) {
+                return Err(ParamError::NoMatch {
+                    name: name.clone(),
+                    value,
+                    pattern: pattern.clone(),
+                });
+            }
+        }
+        values.insert(name.clone(), value);
+    }
+    Ok(values)
+}
+
+/// `source` with every `${var.NAME}` replaced by its value; other `${...}` are left alone.
+pub fn substitute(source: &str, values: &BTreeMap<String, String>) -> Result<String, ParamError> {
+    const OPEN: &str = "${var.";
+    let mut out = String::with_capacity(source.len());
+    let mut done = 0;
+    while let Some(found) = source[done..].find(OPEN) {
+        let start = done + found;
+        out.push_str(&source[done..start]);
+        let name_at = start + OPEN.len();
+        let line_end = source[name_at..]
+            .find('\n')
+            .map_or(source.len(), |i| name_at + i);
+        let Some(close) = source[name_at..line_end].find('}') else {
+            return Err(ParamError::Unclosed { offset: start });
+        };
+        let name = &source[name_at..name_at + close];
+        let Some(value) = values.get(name) else {
+            return Err(ParamError::Unknown {
+                name: name.to_string(),
+                offset: start,
+                suggestion: super::tagged::did_you_mean(name, values.keys().map(String::as_str))
+                    .map(str::to_string),
+            });
+        };
+        out.push_str(value);
+        done = name_at + close + 1;
+    }
+    out.push_str(&source[done..]);
+    Ok(out)
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VarError {
@@ -118,6 +249,70 @@ mod tests {
         );
         assert_ne!(vars.ports["proxy"], vars.ports["jobs"]);
         Ok(())
+    }
+
+    fn declared(pairs: &[(&str, Option<&str>, Option<&str>)]) -> BTreeMap<String, VarDecl> {
+        pairs
+            .iter()
+            .map(|(name, default, pattern)| {
+                (
+                    name.to_string(),
+                    VarDecl {
+                        default: default.map(str::to_string),
+                        pattern: pattern.map(str::to_string),
+                        description: None,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parameters_resolve_from_the_command_line_then_defaults() {
+        let d = declared(&[
+            ("image", None, Some("[a-z/]+:[0-9.]+")),
+            ("ns", Some("mcp"), None),
+        ]);
+        let given = vec![("image".to_string(), "proxy:1.2.1".to_string())];
+        let values = resolve(&d, &given).expect("resolves");
+        assert_eq!(values["image"], "proxy:1.2.1");
+        assert_eq!(values["ns"], "mcp");
+        assert_eq!(
+            substitute("image: ${var.image} in ${var.ns} on ${port.x}", &values),
+            Ok("image: proxy:1.2.1 in mcp on ${port.x}".to_string())
+        );
+        assert_eq!(
+            resolve(&d, &[]),
+            Err(ParamError::Missing {
+                name: "image".into()
+            })
+        );
+        let bad = vec![("image".to_string(), "proxy:latest".to_string())];
+        assert!(matches!(resolve(&d, &bad), Err(ParamError::NoMatch { .. })));
+        let stray = vec![("imgae".to_string(), "x".to_string())];
+        assert!(matches!(
+            resolve(&d, &stray),
+            Err(ParamError::Undeclared { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_and_unclosed_parameters_are_located() {
+        let values: BTreeMap<String, String> = [("image".to_string(), "x".to_string())].into();
+        let e = substitute("a: 1\nb: ${var.imgae}\n", &values).expect_err("unknown");
+        assert_eq!(
+            e,
+            ParamError::Unknown {
+                name: "imgae".into(),
+                offset: 8,
+                suggestion: Some("image".into())
+            }
+        );
+        assert!(e.to_string().contains("did you mean `image`"), "{e}");
+        assert_eq!(
+            substitute("b: ${var.image\n}", &values),
+            Err(ParamError::Unclosed { offset: 3 })
+        );
     }
 
     #[test]

@@ -91,11 +91,24 @@ pub fn prometheus_binary() -> Option<PathBuf> {
 
 impl Prometheus {
     pub fn start(targets: &[String]) -> Option<Self> {
+        Self::start_with_rules(targets, None)
+    }
+
+    /// Like [`Prometheus::start`], evaluating the given rule file (YAML) every second.
+    pub fn start_with_rules(targets: &[String], rules: Option<&str>) -> Option<Self> {
         let binary = prometheus_binary()?;
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
+        let rule_files = match rules {
+            Some(rules) => {
+                let path = dir.path().join("rules.yml");
+                std::fs::write(&path, rules).expect("write rules");
+                format!("rule_files: ['{}']\n", path.display())
+            }
+            None => String::new(),
+        };
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: drill\n    static_configs:\n      - targets: [{}]\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: drill\n    static_configs:\n      - targets: [{}]\n",
             targets
                 .iter()
                 .map(|t| format!("'{t}'"))
@@ -162,4 +175,105 @@ impl Drop for Prometheus {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A service stand-in on loopback: answers 200, or 503 to every `fail_one_in`-th request (0:
+/// never), after `delay`; `/metrics` counts the answers as `test_requests_total{code}`.
+#[derive(Debug)]
+pub struct StatusServer {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StatusServer {
+    pub async fn start(fail_one_in: u64, delay: Duration) -> Self {
+        use hyper::service::service_fn;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // Answered 200, answered 503, requests seen.
+        let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let counts = counts.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let counts = counts.clone();
+                        async move {
+                            let (status, body) = if req.uri().path() == "/metrics" {
+                                let ok = counts[0].load(Ordering::SeqCst);
+                                let failed = counts[1].load(Ordering::SeqCst);
+                                (
+                                    200,
+                                    format!(
+                                        "# TYPE test_requests_total counter\ntest_requests_total{{code=\"200\"}} {ok}\ntest_requests_total{{code=\"503\"}} {failed}\n"
+                                    ),
+                                )
+                            } else {
+                                tokio::time::sleep(delay).await;
+                                let n = counts[2].fetch_add(1, Ordering::SeqCst) + 1;
+                                if fail_one_in > 0 && n.is_multiple_of(fail_one_in) {
+                                    counts[1].fetch_add(1, Ordering::SeqCst);
+                                    (503, "unavailable\n".to_string())
+                                } else {
+                                    counts[0].fetch_add(1, Ordering::SeqCst);
+                                    (200, "ok\n".to_string())
+                                }
+                            };
+                            let mut response = hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(body),
+                            ));
+                            *response.status_mut() =
+                                hyper::StatusCode::from_u16(status).expect("status");
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for StatusServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs scenario `text` through `drillbook -q run` (reports in a temporary directory, no drill
+/// log): its exit code and its report.
+pub fn run_drill(text: &str) -> (Option<i32>, drillbook::report::model::Report) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("drill.yaml");
+    std::fs::write(&file, text).expect("write scenario");
+    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        .args(["-q", "run"])
+        .arg(&file)
+        .arg("--report-dir")
+        .arg(dir.path().join("reports"))
+        .arg("--no-drill-log")
+        .output()
+        .expect("run drillbook");
+    let run_dir = std::fs::read_dir(dir.path().join("reports"))
+        .ok()
+        .and_then(|mut entries| entries.next())
+        .and_then(Result::ok)
+        .unwrap_or_else(|| {
+            panic!(
+                "no report was written: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+        .path();
+    let report = drillbook::report::load(&run_dir.join("report.json")).expect("report");
+    (output.status.code(), report)
 }

@@ -152,11 +152,19 @@ pub struct Observed {
     pub run_id: String,
     /// Undos that failed and stay in the journal for `drillbook recover`.
     pub undo_failed: usize,
+    /// The windows of each named load stream (`load.streams`), for `compare` checks.
+    pub streams: BTreeMap<String, WindowStore>,
 }
 
 impl Observed {
     pub fn offset(&self, at: Instant) -> f64 {
         offset(self.t0, at)
+    }
+
+    /// Wall-clock time (Unix seconds) of `offset_s` seconds after time zero, for queries to
+    /// systems that keep their own history (Prometheus).
+    pub fn unix_s(&self, offset_s: f64) -> f64 {
+        self.started.as_millisecond() as f64 / 1000.0 + START_DELAY.as_secs_f64() + offset_s
     }
 }
 
@@ -194,6 +202,7 @@ fn templated_texts(loaded: &LoadedScenario) -> Vec<String> {
     }
     if let Some(load) = &s.load {
         texts.push(load.url.value.clone());
+        texts.extend(load.streams.values().map(|s| s.url.value.clone()));
         texts.extend(load.headers.values().cloned());
         if let Some(auth) = &load.auth {
             texts.extend(auth.token_url.iter().cloned());
@@ -437,6 +446,10 @@ struct Background {
     /// The windows so far: the steady-state gate reads the baseline from it.
     store: Arc<Mutex<WindowStore>>,
     prometheus: JoinHandle<BTreeMap<String, Vec<Sample>>>,
+    /// The `prometheus` abort guards; stopped once the load and the timeline are over.
+    guards: Vec<JoinHandle<()>>,
+    /// The named load streams, each with its windows.
+    streams: Vec<(String, JoinHandle<WindowStore>)>,
 }
 
 /// A drill on a started target that passed pre-flight: the timeline, then the unwind.
@@ -562,7 +575,14 @@ impl<'a, T: Target> Drill<'a, T> {
             .unwrap_or_default();
         warnings.extend(load_error.iter().map(|e| format!("load: {e}")));
         let end = Instant::now();
+        for guard in &background.guards {
+            guard.abort();
+        }
         let _ = background.windows.await;
+        let mut streams = BTreeMap::new();
+        for (name, task) in background.streams {
+            streams.insert(name, task.await.unwrap_or_default());
+        }
         let windows = background
             .store
             .lock()
@@ -584,6 +604,9 @@ impl<'a, T: Target> Drill<'a, T> {
                 undo: None,
                 outcome: None,
             });
+        }
+        if let Ok(mut tripped) = self.abort.guard_events.lock() {
+            events.append(&mut tripped);
         }
         let ending = self.ending();
         let (undo, finally) = self.unwind(&mut rng, &mut events).await;
@@ -611,6 +634,7 @@ impl<'a, T: Target> Drill<'a, T> {
             preflight,
             run_id: run_id.to_string(),
             undo_failed: self.undo.failed().len(),
+            streams,
         })
     }
 
@@ -684,8 +708,12 @@ impl<'a, T: Target> Drill<'a, T> {
         let guards: Vec<GuardState> = scenario
             .abort_when
             .iter()
-            .filter_map(|g| GuardState::new(&g.value.http.value, g.value.for_.0))
+            .filter_map(|g| {
+                let http = g.value.http.as_ref()?;
+                GuardState::new(&g.value.label(), &http.value, g.value.for_.0)
+            })
             .collect();
+        let t0 = self.t0;
         let windows = {
             let (abort, store) = (self.abort.clone(), store.clone());
             tokio::spawn(async move {
@@ -698,7 +726,7 @@ impl<'a, T: Target> Drill<'a, T> {
                         if let Some(why) = guard.observe(&window.stats)
                             && !abort.token.is_cancelled()
                         {
-                            abort.abort(why);
+                            abort.guard_tripped(why, t0, Instant::now());
                         }
                     }
                     if let Ok(mut store) = store.lock() {
@@ -709,7 +737,18 @@ impl<'a, T: Target> Drill<'a, T> {
         };
         let prometheus =
             super::prometheus::spawn_sampled(scenario, self.vars, self.t0, self.stop.clone());
+        let guards = {
+            let abort = self.abort.clone();
+            super::prometheus::spawn_guards(scenario, self.vars, self.t0, &self.stop, move |trip| {
+                if !abort.token.is_cancelled() {
+                    abort.guard_tripped(trip.reason, t0, trip.at);
+                }
+            })
+        };
+        let streams = self.start_streams()?;
         Ok(Background {
+            streams,
+            guards,
             load,
             load_started,
             load_over,
@@ -761,6 +800,34 @@ impl<'a, T: Target> Drill<'a, T> {
             .start_fleet(&fleet, self.stop.clone())
             .await
             .map_err(LoadFailure::WorkersNotStarted)
+    }
+
+    /// Every `load.streams` entry: the scenario's load sent to the stream's URL from time
+    /// zero, its windows kept apart for `compare` checks.
+    fn start_streams(&self) -> Result<Vec<(String, JoinHandle<WindowStore>)>, DrillError> {
+        let Some(spec) = &self.loaded.scenario.load else {
+            return Ok(Vec::new());
+        };
+        let mut started = Vec::new();
+        for (name, stream) in &spec.streams {
+            let mut config = super::load_config::build(self.loaded, spec, self.vars, self.t0)?;
+            config.url = self.vars.expand(&stream.url.value)?;
+            let (tx, mut rx) = mpsc::unbounded_channel::<Window>();
+            let (cancel, name_owned) = (self.stop.clone(), name.clone());
+            let task = tokio::spawn(async move {
+                let load = tokio::spawn(crate::load::run(config, cancel, Some(tx)));
+                let mut store = WindowStore::default();
+                while let Some(window) = rx.recv().await {
+                    store.insert(window);
+                }
+                if let Ok(Err(e)) = load.await {
+                    tracing::warn!("load stream `{name_owned}` stopped: {e}");
+                }
+                store
+            });
+            started.push((name.clone(), task));
+        }
+        Ok(started)
     }
 
     /// The steps, each at its time; a failed step aborts the rest, and so does a first fault
@@ -1046,9 +1113,27 @@ impl<'a, T: Target> Drill<'a, T> {
 struct Aborter {
     token: CancellationToken,
     reason: Arc<Mutex<Option<String>>>,
+    /// Guards that tripped, as timeline events (when, which, its values).
+    guard_events: Arc<Mutex<Vec<TimelineEvent>>>,
 }
 
 impl Aborter {
+    /// An abort guard tripped at `at`: the abort, and a timeline event saying so.
+    fn guard_tripped(&self, reason: String, t0: Instant, at: Instant) {
+        if let Ok(mut events) = self.guard_events.lock() {
+            events.push(TimelineEvent {
+                at_s: offset(t0, at),
+                kind: EventKind::Guard,
+                step: None,
+                description: reason.clone(),
+                targets: Vec::new(),
+                undo: None,
+                outcome: Some("aborted the drill".into()),
+            });
+        }
+        self.abort(reason);
+    }
+
     fn abort(&self, reason: String) {
         tracing::error!("{reason}: aborting the drill");
         if let Ok(mut r) = self.reason.lock() {

@@ -1,0 +1,164 @@
+//! Scenario parameters: `vars:` declared with defaults and patterns, `--var NAME=value`, and
+//! `${var.NAME}` in URLs, selectors, queries, images and helm values; errors are located.
+
+use std::path::Path;
+use std::process::Command;
+
+use drillbook::scenario::{self, Action, CheckKind, TargetSpec};
+
+const SCENARIO: &str = r#"apiVersion: drillbook/v1
+name: bake
+vars:
+  image:
+    pattern: "[a-z/-]+:[0-9]+\\.[0-9]+\\.[0-9]+"
+    description: candidate image
+  variant: {default: test}
+  prometheus: {default: "http://127.0.0.1:9090"}
+target:
+  kubernetes:
+    context: staging
+    namespace: mcp
+    allowed_contexts: [staging]
+load:
+  url: http://127.0.0.1:8080/${var.variant}/health
+  rate: 10/s
+  duration: 60s
+steps:
+  - name: promote
+    command: {argv: [kubectl, set, image, deployment/zai-proxy, "proxy=${var.image}"]}
+  - name: values
+    helm_upgrade: {release: zai-proxy, set: {image.tag: "${var.image}"}}
+checks:
+  - name: restarts
+    restarts: {selector: "app=zai-proxy,variant=${var.variant}", max: 1}
+  - name: errors
+    prometheus:
+      url: ${var.prometheus}
+      query: sum(rate(zai_proxy_requests_total{variant="${var.variant}",status=~"5.."}[5m]))
+      success_condition: "result < 0.05"
+"#;
+
+fn given(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+fn load(source: &str, pairs: &[(&str, &str)]) -> Result<scenario::LoadedScenario, String> {
+    scenario::load_source_with(Path::new("case.yaml"), source.to_string(), &given(pairs))
+        .map_err(|d| d.to_string())
+}
+
+#[test]
+fn values_reach_urls_selectors_queries_images_and_helm_values() {
+    let loaded = load(
+        SCENARIO,
+        &[
+            ("image", "ronaldraygun/zai-proxy:1.2.1"),
+            ("variant", "production"),
+        ],
+    )
+    .expect("valid");
+    let s = &loaded.scenario;
+    assert_eq!(
+        s.load.as_ref().map(|l| l.url.value.as_str()),
+        Some("http://127.0.0.1:8080/production/health")
+    );
+    let Action::Command(promote) = &s.steps[0].value.action else {
+        panic!("a command step");
+    };
+    assert_eq!(promote.argv[4], "proxy=ronaldraygun/zai-proxy:1.2.1");
+    let Action::HelmUpgrade(helm) = &s.steps[1].value.action else {
+        panic!("a helm step");
+    };
+    assert_eq!(helm.set["image.tag"], "ronaldraygun/zai-proxy:1.2.1");
+    let CheckKind::Restarts(r) = &s.checks[0].value.kind else {
+        panic!("a restarts check");
+    };
+    assert_eq!(
+        r.selector.value.to_string(),
+        "app=zai-proxy,variant=production"
+    );
+    let CheckKind::Prometheus(p) = &s.checks[1].value.kind else {
+        panic!("a prometheus check");
+    };
+    assert!(
+        p.query.value.contains(r#"variant="production""#),
+        "{}",
+        p.query.value
+    );
+    assert_eq!(p.url, "http://127.0.0.1:9090", "the default");
+    assert_eq!(loaded.vars["variant"], "production");
+    assert!(matches!(s.target, TargetSpec::Kubernetes(_)));
+}
+
+#[test]
+fn an_unknown_variable_is_located_with_a_suggestion() {
+    let source = SCENARIO.replace("variant=${var.variant}", "variant=${var.variatn}");
+    let e = load(&source, &[("image", "a/b:1.2.3")]).expect_err("unknown var");
+    assert!(e.contains("case.yaml:25:49:"), "{e}");
+    assert!(e.contains("unknown variable `${var.variatn}`"), "{e}");
+    assert!(e.contains("did you mean `variant`?"), "{e}");
+}
+
+#[test]
+fn a_missing_required_variable_points_at_its_declaration() {
+    let e = load(SCENARIO, &[]).expect_err("image is required");
+    assert!(e.contains("case.yaml:4:3:"), "{e}");
+    assert!(
+        e.contains("variable `image` is required: pass `--var image=VALUE`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn values_must_match_their_pattern_and_be_declared() {
+    let e = load(SCENARIO, &[("image", "a/b:latest")]).expect_err("pattern");
+    assert!(e.contains("does not match its pattern"), "{e}");
+    let e = load(SCENARIO, &[("image", "a/b:1.2.3"), ("imgae", "x")]).expect_err("undeclared");
+    assert!(e.contains("does not declare"), "{e}");
+}
+
+#[test]
+fn plan_shows_the_resolved_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bake.yaml");
+    std::fs::write(&file, SCENARIO).expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        .args(["plan", "--offline"])
+        .arg(&file)
+        .args(["--var", "image=ronaldraygun/zai-proxy:1.2.1"])
+        .output()
+        .expect("plan");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("Var       image = ronaldraygun/zai-proxy:1.2.1  (--var)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Var       variant = test  (default)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("proxy=ronaldraygun/zai-proxy:1.2.1"),
+        "{stdout}"
+    );
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        .args(["validate"])
+        .arg(&file)
+        .output()
+        .expect("validate");
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("variable `image` is required"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}
