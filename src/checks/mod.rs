@@ -2,6 +2,7 @@
 //! missing is inconclusive, never pass.
 
 pub mod http;
+pub mod kube_state;
 pub mod prometheus;
 
 pub use crate::report::model::CheckVerdict;

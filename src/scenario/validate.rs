@@ -1,7 +1,7 @@
 //! Semantic validation: everything that parses but cannot work. All problems are collected,
 //! not just the first, and each points at the value at fault.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -479,6 +479,57 @@ impl Validator<'_> {
                 }
             }
             Action::Wait(_) => {}
+            Action::SetImage(i) => {
+                if i.workload().is_none() {
+                    self.error(
+                        step.action_at,
+                        "`set_image` needs exactly one of `deployment`, `statefulset` or `daemonset`",
+                    );
+                }
+                if i.image.value.trim().is_empty() {
+                    self.error(i.image.pos, "empty image");
+                }
+            }
+            Action::RolloutUndo(_) => {}
+            Action::Patch(p) => {
+                self.resource_ref(&p.api_version, &p.name);
+                match (&p.merge, &p.json) {
+                    (Some(merge), None) => {
+                        if !merge.is_object() {
+                            self.error(step.action_at, "a merge patch is a mapping");
+                        }
+                    }
+                    (None, Some(ops)) => {
+                        if let Some(why) = ops.iter().find_map(json_patch_op_problem) {
+                            self.error(step.action_at, why);
+                        }
+                    }
+                    _ => {
+                        self.error(
+                            step.action_at,
+                            "`patch` needs exactly one of `merge` or `json`",
+                        );
+                    }
+                }
+            }
+            Action::WaitFor(w) => {
+                self.resource_ref(&w.api_version, &w.name);
+                if FieldCondition::parse(&w.condition.value).is_none() {
+                    self.error(
+                        w.condition.pos,
+                        "not a condition: write `path == value` or `path != value`, e.g. `status.phase == Healthy`",
+                    );
+                }
+            }
+        }
+    }
+
+    fn resource_ref(&mut self, api_version: &Sp<String>, name: &Sp<String>) {
+        if api_version.value.split('/').count() > 2 || api_version.value.is_empty() {
+            self.error(api_version.pos, "`apiVersion` is `v1` or `group/version`");
+        }
+        if name.value.is_empty() {
+            self.error(name.pos, "empty name");
         }
     }
 
@@ -664,6 +715,40 @@ impl Validator<'_> {
                     }
                 }
                 CheckKind::Restarts(_) | CheckKind::ReadyWithin(_) => {}
+                CheckKind::Logs(l) => {
+                    if let Err(e) = regex::Regex::new(&l.pattern.value) {
+                        self.error(l.pattern.pos, format!("invalid regular expression: {e}"));
+                    }
+                    if l.min.is_none() && l.max.is_none() {
+                        self.error(c.kind_at, "a logs check needs `min` or `max`");
+                    }
+                }
+                CheckKind::Configmap(m) => {
+                    if m.max_bytes.is_none() && m.max_keys.is_none() {
+                        self.error(
+                            c.kind_at,
+                            "a configmap check needs `max_bytes` or `max_keys`",
+                        );
+                    }
+                    if m.interval.0.is_zero() {
+                        self.error(c.kind_at, "`interval` must be above 0s");
+                    }
+                }
+                CheckKind::Version(v) => {
+                    if v.image.is_none() && v.label.as_ref().is_none_or(BTreeMap::is_empty) {
+                        self.error(c.kind_at, "a version check needs `image` or `label`");
+                    }
+                }
+            }
+            let kube_only = matches!(
+                c.kind,
+                CheckKind::Logs(_) | CheckKind::Configmap(_) | CheckKind::Version(_)
+            );
+            if kube_only && self.is_local {
+                self.error(
+                    c.kind_at,
+                    format!("`{}` checks need a kubernetes target", c.kind.kind()),
+                );
             }
         }
         let has_fault = self.scenario.steps.iter().any(|s| {
@@ -682,22 +767,49 @@ impl Validator<'_> {
 
     fn guards(&mut self) {
         for guard in &self.scenario.abort_when {
-            match expr::parse_http(&guard.value.http.value) {
-                Err(e) => self.expr_error(&guard.value.http, &e),
-                Ok(parsed) => {
-                    if matches!(parsed.metric, Metric::Dropped | Metric::Requests)
-                        || parsed.uses_baseline()
-                    {
-                        self.error(guard.value.http.pos, "guards are judged per 1-second window: use rate(...), count(...), p(...) or rps, against a fixed value");
-                    }
-                }
-            }
-            if self.scenario.load.is_none() {
+            let g = &guard.value;
+            let kinds = usize::from(g.http.is_some())
+                + usize::from(g.not_ready.is_some())
+                + usize::from(g.restarts.is_some());
+            if kinds != 1 {
                 self.error(
                     guard.pos,
-                    "`abort_when` guards need a `load:` section to watch",
+                    "a guard needs exactly one of `http`, `not_ready` or `restarts`",
                 );
             }
+            if let Some(http) = &g.http {
+                self.http_guard(guard.pos, http);
+            }
+            if let Some(n) = &g.not_ready
+                && n.threshold().is_none()
+            {
+                self.error(n.above.pos, "`above` is a share such as `50%` (0-100%)");
+            }
+            if (g.not_ready.is_some() || g.restarts.is_some()) && self.is_local {
+                self.error(
+                    guard.pos,
+                    "`not_ready` and `restarts` guards need a kubernetes target",
+                );
+            }
+        }
+    }
+
+    fn http_guard(&mut self, guard_at: Pos, http: &Sp<String>) {
+        match expr::parse_http(&http.value) {
+            Err(e) => self.expr_error(http, &e),
+            Ok(parsed) => {
+                if matches!(parsed.metric, Metric::Dropped | Metric::Requests)
+                    || parsed.uses_baseline()
+                {
+                    self.error(http.pos, "guards are judged per 1-second window: use rate(...), count(...), p(...) or rps, against a fixed value");
+                }
+            }
+        }
+        if self.scenario.load.is_none() {
+            self.error(
+                guard_at,
+                "`abort_when` http guards need a `load:` section to watch",
+            );
         }
     }
 
@@ -724,5 +836,30 @@ impl Validator<'_> {
             .unwrap_or("");
         let first = line.chars().nth(pos.column.saturating_sub(1) as usize);
         u32::from(matches!(first, Some('"' | '\'')))
+    }
+}
+
+/// Why one JSON patch operation cannot be applied (or undone), if it cannot.
+fn json_patch_op_problem(op: &serde_json::Value) -> Option<String> {
+    let kind = op.get("op").and_then(serde_json::Value::as_str);
+    let path = op.get("path").and_then(serde_json::Value::as_str);
+    match (kind, path) {
+        (Some("add" | "replace" | "test"), Some(_)) if op.get("value").is_none() => {
+            Some("a json patch `add`, `replace` or `test` needs a `value`".into())
+        }
+        (Some("move" | "copy"), Some(_)) if op.get("from").is_none() => {
+            Some("a json patch `move` or `copy` needs a `from`".into())
+        }
+        (Some("add" | "replace" | "remove" | "test" | "move" | "copy"), Some(p))
+            if p.starts_with('/') =>
+        {
+            None
+        }
+        (Some(other), Some(_))
+            if !["add", "replace", "remove", "test", "move", "copy"].contains(&other) =>
+        {
+            Some(format!("`{other}` is not a json patch operation"))
+        }
+        _ => Some("each json patch operation needs `op` and a `path` starting with `/`".into()),
     }
 }

@@ -11,7 +11,10 @@ mod commands;
 mod observer;
 mod pods;
 mod preflight;
+mod resource_steps;
+mod resources;
 mod retry;
+mod state_checks;
 mod steps;
 mod workloads;
 
@@ -29,6 +32,7 @@ pub use commands::REDACTED;
 pub use observer::{KubeEvent, KubeEventKind, Observer};
 pub use pods::{KillMethod, KilledPod, PodInfo};
 pub use preflight::{Need, Needs};
+pub use resources::{PatchBody, ResourceId, inverse_json_patch, inverse_merge_patch};
 pub use steps::{KubeRun, KubeUndo};
 pub use workloads::{RESTARTED_AT, pods_rolled};
 
