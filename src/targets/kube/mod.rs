@@ -21,6 +21,8 @@ mod workloads;
 #[cfg(test)]
 mod mock;
 #[cfg(test)]
+mod resource_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
