@@ -160,7 +160,6 @@ mod tests {
     use super::*;
     use crate::report::model::CheckVerdict;
     use crate::scenario::Sp;
-    use crate::units::HumanDuration;
 
     fn logs(min: Option<u32>, max: Option<u32>) -> LogsCheck {
         LogsCheck {
@@ -201,7 +200,7 @@ mod tests {
             name: Sp::unplaced("revoke".into()),
             max_bytes,
             max_keys,
-            interval: HumanDuration::from_secs(1),
+            interval: "1s".parse().unwrap(),
         }
     }
 
