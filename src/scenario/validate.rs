@@ -808,7 +808,7 @@ impl Validator<'_> {
         if self.scenario.load.is_none() {
             self.error(
                 guard_at,
-                "`abort_when` http guards need a `load:` section to watch",
+                "`abort_when` guards need a `load:` section to watch",
             );
         }
     }
