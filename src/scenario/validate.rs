@@ -863,3 +863,82 @@ fn json_patch_op_problem(op: &serde_json::Value) -> Option<String> {
         _ => Some("each json patch operation needs `op` and a `path` starting with `/`".into()),
     }
 }
+
+#[cfg(test)]
+mod canary_tests {
+    use std::path::Path;
+
+    /// The errors of a kubernetes scenario with `body` after its target.
+    fn errors(body: &str) -> String {
+        let source = format!(
+            "apiVersion: drillbook/v1\nname: t\ntarget:\n  kubernetes:\n    context: box\n    \
+             namespace: ns\n    allowed_contexts: [box]\n{body}"
+        );
+        match crate::scenario::load_source(Path::new("t.yaml"), source) {
+            Ok(_) => String::new(),
+            Err(diagnostics) => diagnostics.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_new_steps_guards_and_checks_validate_when_well_formed() {
+        let ok = errors(
+            "steps:\n  - set_image: {deployment: web, container: main, image: \"web:2\"}\n  \
+             - rollout_undo: {deployment: web}\n  \
+             - patch: {apiVersion: example.com/v1, kind: Rollout, name: r, json: [{op: remove, path: /spec/paused}]}\n  \
+             - wait_for: {apiVersion: example.com/v1, kind: Rollout, name: r, condition: \"status.phase == Healthy\"}\n\
+             abort_when:\n  - not_ready: {selector: \"app=web\", above: \"50%\"}\n    for: 2m\n  \
+             - restarts: {selector: \"app=web\"}\n\
+             checks:\n  - name: logs\n    logs: {selector: \"app=web\", pattern: ERROR, max: 0}\n  \
+             - name: cm\n    configmap: {name: revoke, max_bytes: 1024}\n  \
+             - name: v\n    version: {selector: \"app=web\", image: \"web:2\"}\n",
+        );
+        assert_eq!(ok, "");
+    }
+
+    #[test]
+    fn malformed_new_constructs_are_refused_with_a_reason() {
+        let cases = [
+            (
+                "steps:\n  - set_image: {deployment: a, daemonset: b, container: c, image: i}\n",
+                "exactly one of `deployment`",
+            ),
+            (
+                "steps:\n  - patch: {apiVersion: v1, kind: ConfigMap, name: c}\n",
+                "exactly one of `merge` or `json`",
+            ),
+            (
+                "steps:\n  - patch: {apiVersion: v1, kind: ConfigMap, name: c, json: [{op: put, path: /a}]}\n",
+                "not a json patch operation",
+            ),
+            (
+                "steps:\n  - wait_for: {apiVersion: v1, kind: Pod, name: p, condition: \"status.phase\"}\n",
+                "not a condition",
+            ),
+            (
+                "abort_when:\n  - not_ready: {selector: \"app=web\", above: \"150%\"}\n",
+                "share such as `50%`",
+            ),
+            (
+                "abort_when:\n  - for: 1s\n",
+                "exactly one of `http`, `not_ready` or `restarts`",
+            ),
+            (
+                "checks:\n  - name: l\n    logs: {selector: \"app=web\", pattern: \"(\"}\n",
+                "invalid regular expression",
+            ),
+            (
+                "checks:\n  - name: c\n    configmap: {name: revoke}\n",
+                "`max_bytes` or `max_keys`",
+            ),
+            (
+                "checks:\n  - name: v\n    version: {selector: \"app=web\"}\n",
+                "`image` or `label`",
+            ),
+        ];
+        for (body, why) in cases {
+            let found = errors(body);
+            assert!(found.contains(why), "{body}: expected `{why}` in:\n{found}");
+        }
+    }
+}
