@@ -417,4 +417,27 @@ mod tests {
         );
         assert_eq!(rules[0].verbs, ["get"]);
     }
+
+    #[test]
+    fn the_canary_steps_grant_what_they_patch_and_read() {
+        let rules = derive_rules(&scenario(
+            "  - set_image: {statefulset: db, container: db, image: \"db:2\"}\n  \
+             - rollout_undo: {deployment: web}\n  \
+             - patch: {apiVersion: argoproj.io/v1alpha1, kind: Rollout, name: r, subresource_status: true, merge: {status: {phase: Healthy}}}\n  \
+             - patch: {apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, name: p, merge: {spec: {}}}\n  \
+             - wait_for: {apiVersion: argoproj.io/v1alpha1, kind: Rollout, name: r, condition: \"status.phase == Healthy\"}\n",
+        ));
+        assert_eq!(verbs(&rules, "apps", "statefulsets"), ["get", "patch"]);
+        assert!(verbs(&rules, "apps", "deployments").contains(&"patch".to_string()));
+        assert_eq!(verbs(&rules, "apps", "replicasets"), ["get", "list"]);
+        assert_eq!(
+            verbs(&rules, "argoproj.io", "rollouts/status"),
+            ["get", "patch"]
+        );
+        assert_eq!(verbs(&rules, "argoproj.io", "rollouts"), ["get"]);
+        assert_eq!(
+            verbs(&rules, "networking.k8s.io", "networkpolicies"),
+            ["get", "patch"]
+        );
+    }
 }
