@@ -8,7 +8,9 @@ use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
 use crate::report::model::PreflightStatus;
-use crate::scenario::describe::{check_what, check_when, describe_action, describe_undo};
+use crate::scenario::describe::{
+    check_what, check_when, describe_action, describe_guard, describe_undo,
+};
 use crate::scenario::{self, Action, LoadedScenario, Scenario, TargetSpec};
 use crate::targets::kube::{KubeError, KubeTarget};
 
@@ -221,7 +223,7 @@ pub fn render_offline(loaded: &LoadedScenario, seed: Option<u64>) -> String {
     if !s.abort_when.is_empty() {
         out.push_str("\nAbort when (checked every second)\n");
         for g in &s.abort_when {
-            out.push_str(&format!("  {} for {}\n", g.value.label(), g.value.for_));
+            out.push_str(&format!("  {}\n", describe_guard(&g.value)));
         }
     }
     out

@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod compare;
 pub mod http;
+pub mod kube_state;
 pub mod prometheus;
 
 pub use crate::report::model::CheckVerdict;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use super::drill::{Ending, Observed, offset};
 use super::phases::{self, PhaseWindow, Unresolved};
 use super::windows::Span;
-use crate::checks::{Judgement, http};
+use crate::checks::{Judgement, http, kube_state};
 use crate::report::model::{CheckResult, CheckVerdict, Verdict};
 use crate::scenario::expr::{self, StatusSel};
 use crate::scenario::{Action, Check, CheckKind, Scenario, vars::Vars};
@@ -302,7 +302,67 @@ async fn judge_one(
             .await;
             crate::checks::alerts::judge(&a.pattern.value, phase_name, fired)
         }
+        CheckKind::Logs(l) => {
+            let Some(window) = phases.get(phase_name) else {
+                return Judgement::inconclusive(phases.why_missing(phase_name));
+            };
+            let Some(read) = observed.observations.logs.get(&check.name.value) else {
+                return Judgement::inconclusive("the target read no logs for this check");
+            };
+            let (from, to) = window_instants(observed, window.start_s, window.end_s);
+            let matched = read
+                .matches
+                .iter()
+                .filter(|at| **at >= from && **at < to)
+                .count();
+            kube_state::judge_logs(
+                l,
+                u32::try_from(matched).unwrap_or(u32::MAX),
+                read.read.len(),
+                &read.errors,
+                phase_name,
+            )
+        }
+        CheckKind::Configmap(m) => {
+            let Some(window) = phases.get(phase_name) else {
+                return Judgement::inconclusive(phases.why_missing(phase_name));
+            };
+            let (from, to) = window_instants(observed, window.start_s, window.end_s);
+            let samples: Vec<(Option<u64>, u32)> = observed
+                .observations
+                .configmaps
+                .get(&m.name.value)
+                .into_iter()
+                .flatten()
+                .filter(|s| s.at >= from && s.at < to)
+                .map(|s| (s.bytes, s.keys))
+                .collect();
+            kube_state::judge_configmap(m, &samples, phase_name)
+        }
+        CheckKind::Version(v) => match observed.observations.versions.get(&check.name.value) {
+            Some(Ok(pods)) => {
+                let facts: Vec<kube_state::PodFacts<'_>> = pods
+                    .iter()
+                    .map(|p| (p.name.as_str(), &p.images, &p.labels))
+                    .collect();
+                kube_state::judge_version(v, &facts)
+            }
+            Some(Err(why)) => {
+                Judgement::inconclusive(format!("the pods could not be listed: {why}"))
+            }
+            None => Judgement::inconclusive("the target listed no pods for this check"),
+        },
     }
+}
+
+/// A phase's bounds (seconds from time zero) as instants.
+fn window_instants(
+    observed: &Observed,
+    start_s: f64,
+    end_s: f64,
+) -> (tokio::time::Instant, tokio::time::Instant) {
+    let at = |s: f64| observed.t0 + std::time::Duration::from_secs_f64(s.max(0.0));
+    (at(start_s), at(end_s))
 }
 
 fn step_time(observed: &Observed, name: &str, at_end: bool) -> Option<tokio::time::Instant> {

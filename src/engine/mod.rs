@@ -8,6 +8,7 @@ pub mod journal;
 pub mod judge;
 pub mod load_config;
 pub mod phases;
+pub mod pod_guards;
 pub mod prometheus;
 pub mod recover;
 pub mod report_build;

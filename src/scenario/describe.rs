@@ -71,7 +71,44 @@ pub fn describe_action(action: &Action) -> String {
             (None, None) => "wait until ready".into(),
         },
         Action::Wait(d) => format!("wait {d}"),
+        Action::SetImage(i) => format!(
+            "set image of container `{}` of {} to `{}`",
+            i.container.value,
+            workload_words(i),
+            i.image.value
+        ),
+        Action::RolloutUndo(r) => format!(
+            "roll deployment `{}` back to its previous revision",
+            r.deployment.value
+        ),
+        Action::Patch(p) => format!(
+            "{} patch {} `{}`{}",
+            if p.json.is_some() { "json" } else { "merge" },
+            p.kind.value,
+            p.name.value,
+            if p.subresource_status {
+                " (status)"
+            } else {
+                ""
+            }
+        ),
+        Action::WaitFor(w) => format!(
+            "wait until {} `{}` has {} (≤ {})",
+            w.kind.value, w.name.value, w.condition.value, w.timeout
+        ),
     }
+}
+
+fn workload_words(step: &super::SetImage) -> String {
+    step.workload().map_or_else(
+        || "the workload".into(),
+        |(kind, name)| format!("{} `{name}`", kind.kind().to_lowercase()),
+    )
+}
+
+/// One line describing an abort guard.
+pub fn describe_guard(guard: &super::Guard) -> String {
+    format!("{} for {}", guard.condition(), guard.for_)
 }
 
 /// What undo is registered before an action runs ("—" when the action needs none).
@@ -99,7 +136,22 @@ pub fn describe_undo(action: &Action) -> String {
         | Action::Evict(_)
         | Action::KillProcess(_)
         | Action::RolloutRestart(_) => "— (the workload's controller replaces them)".into(),
-        Action::WaitRollout(_) | Action::WaitReady(_) | Action::Wait(_) => "—".into(),
+        Action::SetImage(i) => format!(
+            "set container `{}` of {} back to its current image",
+            i.container.value,
+            workload_words(i)
+        ),
+        Action::RolloutUndo(r) => format!(
+            "restore the pod template now live in `{}`",
+            r.deployment.value
+        ),
+        Action::Patch(p) => format!(
+            "restore the touched fields of {} `{}` as they are now",
+            p.kind.value, p.name.value
+        ),
+        Action::WaitRollout(_) | Action::WaitReady(_) | Action::Wait(_) | Action::WaitFor(_) => {
+            "—".into()
+        }
     }
 }
 
@@ -140,6 +192,41 @@ pub fn check_what(kind: &CheckKind) -> String {
                 .unwrap_or_default()
         ),
         CheckKind::Restarts(r) => format!("restarts of `{}` ≤ {}", r.selector.value, r.max),
+        CheckKind::Logs(l) => format!(
+            "lines matching /{}/ in logs of `{}`{}{}",
+            l.pattern.value,
+            l.selector.value,
+            l.min.map(|m| format!(" ≥ {m}")).unwrap_or_default(),
+            l.max.map(|m| format!(" ≤ {m}")).unwrap_or_default()
+        ),
+        CheckKind::Configmap(c) => format!(
+            "configmap `{}`{}{}",
+            c.name.value,
+            c.max_bytes
+                .map(|m| format!(" ≤ {m} bytes"))
+                .unwrap_or_default(),
+            c.max_keys
+                .map(|m| format!(" ≤ {m} keys"))
+                .unwrap_or_default()
+        ),
+        CheckKind::Version(v) => {
+            let mut wants: Vec<String> = v
+                .image
+                .iter()
+                .map(|i| format!("image `{}`", i.value))
+                .collect();
+            wants.extend(
+                v.label
+                    .iter()
+                    .flatten()
+                    .map(|(k, val)| format!("label {k}={val}")),
+            );
+            format!(
+                "every pod of `{}` has {}",
+                v.selector.value,
+                wants.join(" and ")
+            )
+        }
         CheckKind::ReadyWithin(r) => {
             format!("`{}` ready again within {}", r.selector.value, r.within)
         }

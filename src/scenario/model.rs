@@ -403,6 +403,14 @@ tagged_kinds! {
         WaitReady("wait_ready", WaitReady),
         /// Do nothing for a while.
         Wait("wait", HumanDuration),
+        /// Set a container's image in a Deployment, StatefulSet or DaemonSet, like `kubectl set image`; undo restores the previous image (kubernetes).
+        SetImage("set_image", SetImage),
+        /// Roll a Deployment back to its previous revision, like `kubectl rollout undo`; undo restores the template that was live (kubernetes).
+        RolloutUndo("rollout_undo", RolloutUndo),
+        /// A merge or JSON patch on any namespaced resource; undo computed from the live object before applying (kubernetes).
+        Patch("patch", PatchResource),
+        /// Wait until a field of any resource satisfies a condition, e.g. `status.phase == Healthy` (kubernetes).
+        WaitFor("wait_for", WaitFor),
     }
 }
 
@@ -441,7 +449,11 @@ impl Action {
             | Action::Scale(_)
             | Action::PatchConfigmap(_)
             | Action::HelmUpgrade(_)
-            | Action::WaitRollout(_) => Some(TargetKind::Kubernetes),
+            | Action::WaitRollout(_)
+            | Action::SetImage(_)
+            | Action::RolloutUndo(_)
+            | Action::Patch(_)
+            | Action::WaitFor(_) => Some(TargetKind::Kubernetes),
             Action::KillProcess(_) | Action::StartProcess(_) => Some(TargetKind::Local),
             Action::RolloutRestart(_)
             | Action::PatchEnv(_)
@@ -715,7 +727,7 @@ fn default_status() -> u16 {
 }
 
 /// Abort the drill (and undo everything) when a condition holds for long enough. Exactly one
-/// condition kind: `http` or `prometheus`.
+/// condition kind: `http`, `prometheus`, `not_ready` or `restarts`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Guard {
@@ -732,7 +744,14 @@ pub struct Guard {
     /// A PromQL query sampled every `interval` during the drill, with a condition on its result.
     #[serde(default)]
     pub prometheus: Option<PrometheusGuard>,
+    /// Share of the pods matching a selector that are NotReady (kubernetes).
+    #[serde(default)]
+    pub not_ready: Option<NotReadyGuard>,
+    /// Container restarts since the drill started, or a container in CrashLoopBackOff (kubernetes).
+    #[serde(default)]
+    pub restarts: Option<RestartsGuard>,
 }
+
 
 /// A rollback trigger read from Prometheus, e.g. an error rate above 10 % for 2 minutes.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -763,12 +782,61 @@ impl Guard {
         if let Some(name) = &self.name {
             return name.value.clone();
         }
-        match (&self.http, &self.prometheus) {
-            (Some(h), _) => h.value.clone(),
-            (None, Some(p)) => format!("{} → {}", p.query.value, p.condition.value),
-            (None, None) => "guard".into(),
+        self.condition()
+    }
+
+    /// The guard's condition in words.
+    pub fn condition(&self) -> String {
+        if let Some(http) = &self.http {
+            http.value.clone()
+        } else if let Some(p) = &self.prometheus {
+            format!("{} → {}", p.query.value, p.condition.value)
+        } else if let Some(n) = &self.not_ready {
+            format!("NotReady share of `{}` > {}", n.selector.value, n.above.value)
+        } else if let Some(r) = &self.restarts {
+            let crash_loop = if r.crash_loop {
+                " or a container in CrashLoopBackOff"
+            } else {
+                ""
+            };
+            format!("restarts of `{}` > {}{crash_loop}", r.selector.value, r.above)
+        } else {
+            "(no condition)".into()
         }
     }
+}
+
+
+/// Trips while more than `above` of the matching pods are NotReady.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotReadyGuard {
+    pub selector: Sp<LabelSelector>,
+    /// A share such as `50%`: the guard holds while the NotReady share is strictly above it.
+    pub above: Sp<String>,
+}
+
+impl NotReadyGuard {
+    /// `above` as a fraction in `[0, 1]`, or `None` when it is not `N%` with N in 0..=100.
+    pub fn threshold(&self) -> Option<f64> {
+        let number = self.above.value.trim().strip_suffix('%')?.trim();
+        let percent: f64 = number.parse().ok()?;
+        (0.0..=100.0).contains(&percent).then_some(percent / 100.0)
+    }
+}
+
+/// Trips while the matching pods' containers restarted more than `above` times since the drill
+/// started, or (with `crash_loop`) while any of them waits in CrashLoopBackOff.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestartsGuard {
+    pub selector: Sp<LabelSelector>,
+    /// Restarts tolerated since the drill started. Default 0.
+    #[serde(default)]
+    pub above: u32,
+    /// Also hold while any matching container is in CrashLoopBackOff. Default true.
+    #[serde(default = "yes")]
+    pub crash_loop: bool,
 }
 
 /// A named window of the drill, between two boundaries.
@@ -816,6 +884,12 @@ tagged_kinds! {
         Alerts("alerts", AlertsCheck),
         /// Two load streams compared over the phase: `canary.rate(5xx) <= stable.rate(5xx) + 1%`.
         Compare("compare", Sp<String>),
+        /// Regex matches in the container logs of pods matching a selector, per phase (kubernetes).
+        Logs("logs", LogsCheck),
+        /// Size in bytes and/or number of keys of a ConfigMap, sampled over the drill (kubernetes).
+        Configmap("configmap", ConfigmapCheck),
+        /// Every pod of a selector runs an image, or carries a label value, at the end of the drill (kubernetes).
+        Version("version", VersionCheck),
     }
 }
 
@@ -954,4 +1028,212 @@ pub struct ExpectedFailure {
     /// The failures must have stopped this long after the step (e.g. the caller lifetime).
     #[serde(default)]
     pub within: Option<HumanDuration>,
+}
+
+/// Which workload a `set_image` step changes: exactly one of the three.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetImage {
+    #[serde(default)]
+    pub deployment: Option<Sp<String>>,
+    #[serde(default)]
+    pub statefulset: Option<Sp<String>>,
+    #[serde(default)]
+    pub daemonset: Option<Sp<String>>,
+    /// Container name (`kubectl set image deployment/x CONTAINER=IMAGE`).
+    pub container: Sp<String>,
+    pub image: Sp<String>,
+}
+
+/// The three kinds of workload whose pod template holds containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+impl WorkloadKind {
+    /// The kind as the API names it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+        }
+    }
+}
+
+impl SetImage {
+    /// The workload this step names, when exactly one is set (validation makes sure).
+    pub fn workload(&self) -> Option<(WorkloadKind, &str)> {
+        match (&self.deployment, &self.statefulset, &self.daemonset) {
+            (Some(d), None, None) => Some((WorkloadKind::Deployment, d.value.as_str())),
+            (None, Some(s), None) => Some((WorkloadKind::StatefulSet, s.value.as_str())),
+            (None, None, Some(d)) => Some((WorkloadKind::DaemonSet, d.value.as_str())),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutUndo {
+    pub deployment: Sp<String>,
+}
+
+/// A patch on any namespaced resource (by apiVersion, kind and name): exactly one of `merge` (RFC 7386) and `json` (RFC 6902).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchResource {
+    #[serde(rename = "apiVersion")]
+    pub api_version: Sp<String>,
+    pub kind: Sp<String>,
+    pub name: Sp<String>,
+    /// A JSON merge patch, e.g. `{spec: {paused: true}}`.
+    #[serde(default)]
+    pub merge: Option<serde_json::Value>,
+    /// A JSON patch: a list of `{op, path, value}` operations.
+    #[serde(default)]
+    pub json: Option<Vec<serde_json::Value>>,
+    /// Patch the `status` subresource instead of the object.
+    #[serde(default)]
+    pub subresource_status: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitFor {
+    #[serde(rename = "apiVersion")]
+    pub api_version: Sp<String>,
+    pub kind: Sp<String>,
+    pub name: Sp<String>,
+    /// `path == value` or `path != value`, the path dotted with `[n]` indices, e.g.
+    /// `status.phase == Healthy`. A missing field never equals a value.
+    pub condition: Sp<String>,
+    #[serde(default = "default_wait_timeout")]
+    pub timeout: HumanDuration,
+}
+
+/// A parsed `wait_for` condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldCondition {
+    pub path: Vec<PathSegment>,
+    pub equal: bool,
+    pub value: String,
+}
+
+/// One step of a field path: an object key or an array index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathSegment {
+    Key(String),
+    Index(usize),
+}
+
+impl FieldCondition {
+    /// Parses `a.b[0].c == value` (or `!=`); the value may be quoted.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (path, equal, value) = if let Some((p, v)) = text.split_once("!=") {
+            (p, false, v)
+        } else {
+            let (p, v) = text.split_once("==")?;
+            (p, true, v)
+        };
+        let value = value
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'')
+            .to_string();
+        let mut segments = Vec::new();
+        for part in path.trim().trim_start_matches('.').split('.') {
+            let (key, indices) = part
+                .split_once('[')
+                .map_or((part, ""), |(k, rest)| (k, rest));
+            if key.is_empty() {
+                return None;
+            }
+            segments.push(PathSegment::Key(key.to_string()));
+            for index in indices.split('[').filter(|i| !i.is_empty()) {
+                segments.push(PathSegment::Index(index.strip_suffix(']')?.parse().ok()?));
+            }
+        }
+        Some(Self {
+            path: segments,
+            equal,
+            value,
+        })
+    }
+
+    /// The field at the path, as text (strings bare, other JSON values serialised).
+    pub fn field(&self, object: &serde_json::Value) -> Option<String> {
+        let mut at = object;
+        for segment in &self.path {
+            at = match segment {
+                PathSegment::Key(k) => at.get(k)?,
+                PathSegment::Index(i) => at.get(i)?,
+            };
+        }
+        Some(match at {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
+    /// Whether the condition holds on `object`.
+    pub fn holds(&self, object: &serde_json::Value) -> bool {
+        match self.field(object) {
+            Some(field) => (field == self.value) == self.equal,
+            None => !self.equal,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogsCheck {
+    /// Pods whose containers' logs are read (all containers, or `container`).
+    pub selector: Sp<LabelSelector>,
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Regular expression counted per line.
+    pub pattern: Sp<String>,
+    /// At most this many matching lines in the phase.
+    #[serde(default)]
+    pub max: Option<u32>,
+    /// At least this many matching lines in the phase.
+    #[serde(default)]
+    pub min: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigmapCheck {
+    pub name: Sp<String>,
+    /// Largest size allowed (sum of keys and values of `data` and `binaryData`, in bytes).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// Most keys allowed.
+    #[serde(default)]
+    pub max_keys: Option<u32>,
+    /// How often the ConfigMap is read during the drill. Default 2s.
+    #[serde(default = "default_sample_interval")]
+    pub interval: HumanDuration,
+}
+
+fn default_sample_interval() -> HumanDuration {
+    HumanDuration::from_secs(2)
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VersionCheck {
+    pub selector: Sp<LabelSelector>,
+    /// Every container (or `container`) of every matching pod runs this image.
+    #[serde(default)]
+    pub image: Option<Sp<String>>,
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Every matching pod carries this label with this value, e.g. `{version: "2.1"}`.
+    #[serde(default)]
+    pub label: Option<BTreeMap<String, String>>,
 }

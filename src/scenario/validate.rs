@@ -1,7 +1,7 @@
 //! Semantic validation: everything that parses but cannot work. All problems are collected,
 //! not just the first, and each points at the value at fault.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -482,6 +482,57 @@ impl Validator<'_> {
                 }
             }
             Action::Wait(_) => {}
+            Action::SetImage(i) => {
+                if i.workload().is_none() {
+                    self.error(
+                        step.action_at,
+                        "`set_image` needs exactly one of `deployment`, `statefulset` or `daemonset`",
+                    );
+                }
+                if i.image.value.trim().is_empty() {
+                    self.error(i.image.pos, "empty image");
+                }
+            }
+            Action::RolloutUndo(_) => {}
+            Action::Patch(p) => {
+                self.resource_ref(&p.api_version, &p.name);
+                match (&p.merge, &p.json) {
+                    (Some(merge), None) => {
+                        if !merge.is_object() {
+                            self.error(step.action_at, "a merge patch is a mapping");
+                        }
+                    }
+                    (None, Some(ops)) => {
+                        if let Some(why) = ops.iter().find_map(json_patch_op_problem) {
+                            self.error(step.action_at, why);
+                        }
+                    }
+                    _ => {
+                        self.error(
+                            step.action_at,
+                            "`patch` needs exactly one of `merge` or `json`",
+                        );
+                    }
+                }
+            }
+            Action::WaitFor(w) => {
+                self.resource_ref(&w.api_version, &w.name);
+                if FieldCondition::parse(&w.condition.value).is_none() {
+                    self.error(
+                        w.condition.pos,
+                        "not a condition: write `path == value` or `path != value`, e.g. `status.phase == Healthy`",
+                    );
+                }
+            }
+        }
+    }
+
+    fn resource_ref(&mut self, api_version: &Sp<String>, name: &Sp<String>) {
+        if api_version.value.split('/').count() > 2 || api_version.value.is_empty() {
+            self.error(api_version.pos, "`apiVersion` is `v1` or `group/version`");
+        }
+        if name.value.is_empty() {
+            self.error(name.pos, "empty name");
         }
     }
 
@@ -693,6 +744,40 @@ impl Validator<'_> {
                         self.error(a.pattern.pos, format!("invalid regular expression: {e}"));
                     }
                 }
+                CheckKind::Logs(l) => {
+                    if let Err(e) = regex::Regex::new(&l.pattern.value) {
+                        self.error(l.pattern.pos, format!("invalid regular expression: {e}"));
+                    }
+                    if l.min.is_none() && l.max.is_none() {
+                        self.error(c.kind_at, "a logs check needs `min` or `max`");
+                    }
+                }
+                CheckKind::Configmap(m) => {
+                    if m.max_bytes.is_none() && m.max_keys.is_none() {
+                        self.error(
+                            c.kind_at,
+                            "a configmap check needs `max_bytes` or `max_keys`",
+                        );
+                    }
+                    if m.interval.0.is_zero() {
+                        self.error(c.kind_at, "`interval` must be above 0s");
+                    }
+                }
+                CheckKind::Version(v) => {
+                    if v.image.is_none() && v.label.as_ref().is_none_or(BTreeMap::is_empty) {
+                        self.error(c.kind_at, "a version check needs `image` or `label`");
+                    }
+                }
+            }
+            let kube_only = matches!(
+                c.kind,
+                CheckKind::Logs(_) | CheckKind::Configmap(_) | CheckKind::Version(_)
+            );
+            if kube_only && self.is_local {
+                self.error(
+                    c.kind_at,
+                    format!("`{}` checks need a kubernetes target", c.kind.kind()),
+                );
             }
         }
         let has_fault = self.scenario.steps.iter().any(|s| {
@@ -712,33 +797,45 @@ impl Validator<'_> {
     fn guards(&mut self) {
         for guard in &self.scenario.abort_when {
             let g = &guard.value;
-            match (&g.http, &g.prometheus) {
-                (Some(_), Some(_)) | (None, None) => {
-                    self.error(
-                        guard.pos,
-                        "a guard needs exactly one condition: `http` or `prometheus`",
-                    );
+            let kinds = usize::from(g.http.is_some())
+                + usize::from(g.prometheus.is_some())
+                + usize::from(g.not_ready.is_some())
+                + usize::from(g.restarts.is_some());
+            if kinds != 1 {
+                self.error(
+                    guard.pos,
+                    "a guard needs exactly one of `http`, `prometheus`, `not_ready` or `restarts`",
+                );
+            }
+            if let Some(http) = &g.http {
+                self.http_guard(guard.pos, http);
+            }
+            if let Some(p) = &g.prometheus {
+                if let Err(e) = expr::parse_condition(&p.condition.value) {
+                    self.expr_error(&p.condition, &e);
                 }
-                (Some(http), None) => self.http_guard(guard, http),
-                (None, Some(p)) => {
-                    if let Err(e) = expr::parse_condition(&p.condition.value) {
-                        self.expr_error(&p.condition, &e);
-                    }
-                    if p.query.value.trim().is_empty() {
-                        self.error(p.query.pos, "empty PromQL query");
-                    }
-                    if p.interval.0.is_zero() {
-                        self.error(
-                            guard.pos,
-                            "a prometheus guard's `interval` must be above 0s",
-                        );
-                    }
+                if p.query.value.trim().is_empty() {
+                    self.error(p.query.pos, "empty PromQL query");
                 }
+                if p.interval.0.is_zero() {
+                    self.error(guard.pos, "a prometheus guard's `interval` must be above 0s");
+                }
+            }
+            if let Some(n) = &g.not_ready
+                && n.threshold().is_none()
+            {
+                self.error(n.above.pos, "`above` is a share such as `50%` (0-100%)");
+            }
+            if (g.not_ready.is_some() || g.restarts.is_some()) && self.is_local {
+                self.error(
+                    guard.pos,
+                    "`not_ready` and `restarts` guards need a kubernetes target",
+                );
             }
         }
     }
 
-    fn http_guard(&mut self, guard: &Sp<Guard>, http: &Sp<String>) {
+    fn http_guard(&mut self, guard_at: Pos, http: &Sp<String>) {
         match expr::parse_http(&http.value) {
             Err(e) => self.expr_error(http, &e),
             Ok(parsed) => {
@@ -751,7 +848,7 @@ impl Validator<'_> {
         }
         if self.scenario.load.is_none() {
             self.error(
-                guard.pos,
+                guard_at,
                 "`abort_when` guards need a `load:` section to watch",
             );
         }
@@ -882,6 +979,110 @@ impl Validator<'_> {
                      inside the cluster (its ClusterIP or DNS name)"
                 ),
             );
+        }
+    }
+}
+
+/// Why one JSON patch operation cannot be applied (or undone), if it cannot.
+fn json_patch_op_problem(op: &serde_json::Value) -> Option<String> {
+    let kind = op.get("op").and_then(serde_json::Value::as_str);
+    let path = op.get("path").and_then(serde_json::Value::as_str);
+    match (kind, path) {
+        (Some("add" | "replace" | "test"), Some(_)) if op.get("value").is_none() => {
+            Some("a json patch `add`, `replace` or `test` needs a `value`".into())
+        }
+        (Some("move" | "copy"), Some(_)) if op.get("from").is_none() => {
+            Some("a json patch `move` or `copy` needs a `from`".into())
+        }
+        (Some("add" | "replace" | "remove" | "test" | "move" | "copy"), Some(p))
+            if p.starts_with('/') =>
+        {
+            None
+        }
+        (Some(other), Some(_))
+            if !["add", "replace", "remove", "test", "move", "copy"].contains(&other) =>
+        {
+            Some(format!("`{other}` is not a json patch operation"))
+        }
+        _ => Some("each json patch operation needs `op` and a `path` starting with `/`".into()),
+    }
+}
+
+#[cfg(test)]
+mod canary_tests {
+    use std::path::Path;
+
+    /// The errors of a kubernetes scenario with `body` after its target.
+    fn errors(body: &str) -> String {
+        let source = format!(
+            "apiVersion: drillbook/v1\nname: t\ntarget:\n  kubernetes:\n    context: box\n    \
+             namespace: ns\n    allowed_contexts: [box]\n{body}"
+        );
+        match crate::scenario::load_source(Path::new("t.yaml"), source) {
+            Ok(_) => String::new(),
+            Err(diagnostics) => diagnostics.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_new_steps_guards_and_checks_validate_when_well_formed() {
+        let ok = errors(
+            "steps:\n  - set_image: {deployment: web, container: main, image: \"web:2\"}\n  \
+             - rollout_undo: {deployment: web}\n  \
+             - patch: {apiVersion: example.com/v1, kind: Rollout, name: r, json: [{op: remove, path: /spec/paused}]}\n  \
+             - wait_for: {apiVersion: example.com/v1, kind: Rollout, name: r, condition: \"status.phase == Healthy\"}\n\
+             abort_when:\n  - not_ready: {selector: \"app=web\", above: \"50%\"}\n    for: 2m\n  \
+             - restarts: {selector: \"app=web\"}\n\
+             checks:\n  - name: logs\n    logs: {selector: \"app=web\", pattern: ERROR, max: 0}\n  \
+             - name: cm\n    configmap: {name: revoke, max_bytes: 1024}\n  \
+             - name: v\n    version: {selector: \"app=web\", image: \"web:2\"}\n",
+        );
+        assert_eq!(ok, "");
+    }
+
+    #[test]
+    fn malformed_new_constructs_are_refused_with_a_reason() {
+        let cases = [
+            (
+                "steps:\n  - set_image: {deployment: a, daemonset: b, container: c, image: i}\n",
+                "exactly one of `deployment`",
+            ),
+            (
+                "steps:\n  - patch: {apiVersion: v1, kind: ConfigMap, name: c}\n",
+                "exactly one of `merge` or `json`",
+            ),
+            (
+                "steps:\n  - patch: {apiVersion: v1, kind: ConfigMap, name: c, json: [{op: put, path: /a}]}\n",
+                "not a json patch operation",
+            ),
+            (
+                "steps:\n  - wait_for: {apiVersion: v1, kind: Pod, name: p, condition: \"status.phase\"}\n",
+                "not a condition",
+            ),
+            (
+                "abort_when:\n  - not_ready: {selector: \"app=web\", above: \"150%\"}\n",
+                "share such as `50%`",
+            ),
+            (
+                "abort_when:\n  - for: 1s\n",
+                "exactly one of `http`, `not_ready` or `restarts`",
+            ),
+            (
+                "checks:\n  - name: l\n    logs: {selector: \"app=web\", pattern: \"(\"}\n",
+                "invalid regular expression",
+            ),
+            (
+                "checks:\n  - name: c\n    configmap: {name: revoke}\n",
+                "`max_bytes` or `max_keys`",
+            ),
+            (
+                "checks:\n  - name: v\n    version: {selector: \"app=web\"}\n",
+                "`image` or `label`",
+            ),
+        ];
+        for (body, why) in cases {
+            let found = errors(body);
+            assert!(found.contains(why), "{body}: expected `{why}` in:\n{found}");
         }
     }
 }

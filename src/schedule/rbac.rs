@@ -14,7 +14,7 @@ use k8s_openapi::api::rbac::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::scenario::{Action, Scenario};
+use crate::scenario::{Action, Scenario, WorkloadKind};
 use crate::targets::kube::Needs;
 
 /// Annotation on the Role stating, in words, what helm steps need beyond the listed rules.
@@ -30,11 +30,11 @@ those, because they depend on the chart. Add rules for the chart's kinds here if
 changes more than the release Secret.";
 
 /// `(api group, resource[/subresource])` → verbs.
-type RuleMap = BTreeMap<(&'static str, String), BTreeSet<&'static str>>;
+type RuleMap = BTreeMap<(String, String), BTreeSet<&'static str>>;
 
-fn grant(rules: &mut RuleMap, group: &'static str, resource: &str, verbs: &[&'static str]) {
+fn grant(rules: &mut RuleMap, group: &str, resource: &str, verbs: &[&'static str]) {
     rules
-        .entry((group, resource.to_string()))
+        .entry((group.to_string(), resource.to_string()))
         .or_default()
         .extend(verbs.iter().copied());
 }
@@ -59,15 +59,14 @@ pub fn derive_rules(scenario: &Scenario) -> Vec<PolicyRule> {
     for step in scenario.steps.iter().chain(&scenario.finally) {
         extra_for_action(&mut rules, &step.action);
     }
-
-    if rules.contains_key(&("apps", "deployments".to_string())) {
+    if rules.contains_key(&("apps".to_string(), "deployments".to_string())) {
         // Every deployment read goes through a field-selected watch, which lists first.
         grant(&mut rules, "apps", "deployments", &["get", "list", "watch"]);
     }
     rules
         .into_iter()
         .map(|((group, resource), verbs)| PolicyRule {
-            api_groups: Some(vec![group.to_string()]),
+            api_groups: Some(vec![group]),
             resources: Some(vec![resource]),
             verbs: verbs.into_iter().map(str::to_string).collect(),
             ..PolicyRule::default()
@@ -105,9 +104,59 @@ fn extra_for_action(rules: &mut RuleMap, action: &Action) {
             "secrets",
             &["get", "list", "create", "update", "delete"],
         ),
+        Action::SetImage(i) => {
+            let resource = match i.workload() {
+                Some((WorkloadKind::StatefulSet, _)) => "statefulsets",
+                Some((WorkloadKind::DaemonSet, _)) => "daemonsets",
+                _ => "deployments",
+            };
+            grant(rules, "apps", resource, &["get", "patch"]);
+        }
+        Action::RolloutUndo(_) => {
+            grant(rules, "apps", "deployments", &["get", "patch"]);
+            grant(rules, "apps", "replicasets", &["get", "list"]);
+        }
+        Action::Patch(p) => {
+            let (group, resource) = group_resource(&p.api_version.value, &p.kind.value);
+            let resource = if p.subresource_status {
+                format!("{resource}/status")
+            } else {
+                resource
+            };
+            grant(rules, &group, &resource, &["get", "patch"]);
+        }
+        Action::WaitFor(w) => {
+            let (group, resource) = group_resource(&w.api_version.value, &w.kind.value);
+            grant(rules, &group, &resource, &["get"]);
+        }
         Action::KillProcess(_) | Action::StartProcess(_) | Action::Command(_) | Action::Wait(_) => {
         }
     }
+}
+
+/// The API group of `api_version` and the usual plural of `kind`, as RBAC names them. A kind
+/// with an irregular plural needs its rule corrected by hand (the Role is rendered offline,
+/// without discovery).
+fn group_resource(api_version: &str, kind: &str) -> (String, String) {
+    let group = api_version
+        .rsplit_once('/')
+        .map_or("", |(group, _)| group)
+        .to_string();
+    let lower = kind.to_lowercase();
+    let plural = if let Some(stem) = lower.strip_suffix('y')
+        && !stem.ends_with(['a', 'e', 'i', 'o', 'u'])
+    {
+        format!("{stem}ies")
+    } else if lower.ends_with('s')
+        || lower.ends_with("sh")
+        || lower.ends_with("ch")
+        || lower.ends_with('x')
+    {
+        format!("{lower}es")
+    } else {
+        format!("{lower}s")
+    };
+    (group, plural)
 }
 
 fn has_helm_steps(scenario: &Scenario) -> bool {
@@ -385,5 +434,28 @@ mod tests {
             Some(&["shop".to_string()][..])
         );
         assert_eq!(rules[0].verbs, ["get"]);
+    }
+
+    #[test]
+    fn the_canary_steps_grant_what_they_patch_and_read() {
+        let rules = derive_rules(&scenario(
+            "  - set_image: {statefulset: db, container: db, image: \"db:2\"}\n  \
+             - rollout_undo: {deployment: web}\n  \
+             - patch: {apiVersion: argoproj.io/v1alpha1, kind: Rollout, name: r, subresource_status: true, merge: {status: {phase: Healthy}}}\n  \
+             - patch: {apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, name: p, merge: {spec: {}}}\n  \
+             - wait_for: {apiVersion: argoproj.io/v1alpha1, kind: Rollout, name: r, condition: \"status.phase == Healthy\"}\n",
+        ));
+        assert_eq!(verbs(&rules, "apps", "statefulsets"), ["get", "patch"]);
+        assert!(verbs(&rules, "apps", "deployments").contains(&"patch".to_string()));
+        assert_eq!(verbs(&rules, "apps", "replicasets"), ["get", "list"]);
+        assert_eq!(
+            verbs(&rules, "argoproj.io", "rollouts/status"),
+            ["get", "patch"]
+        );
+        assert_eq!(verbs(&rules, "argoproj.io", "rollouts"), ["get"]);
+        assert_eq!(
+            verbs(&rules, "networking.k8s.io", "networkpolicies"),
+            ["get", "patch"]
+        );
     }
 }

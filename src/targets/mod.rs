@@ -23,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use crate::report::model::PreflightResult;
 use crate::scenario::{Action, Scenario, TargetKind, vars::Vars};
 use crate::support::command::CommandError;
+use crate::units::LabelSelector;
 use fleet::{FleetEvent, FleetSpec};
-use observe::{Labels, Observations};
+use observe::{Labels, Observations, PodHealth};
 
 /// Why a target could not prepare, apply or undo a step.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +154,12 @@ pub trait Target {
     }
 
     async fn shutdown(self);
+
+    /// The current health of the pods matching `selector`, for abort guards; `None` when this
+    /// target has no pods to ask about.
+    fn pod_health(&self, _selector: &LabelSelector) -> Option<PodHealth> {
+        None
+    }
 }
 
 /// `key=value` (or `unset key`) pairs of an env/ConfigMap restore, for undo descriptions.

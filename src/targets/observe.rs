@@ -55,10 +55,58 @@ pub struct JobRecord {
     pub state: JobState,
 }
 
+/// The pods matching a guard's selector, as the target sees them right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodHealth {
+    /// Matching pods that are not being deleted.
+    pub pods: u32,
+    /// Of those, the ones whose Ready condition is not true.
+    pub not_ready: u32,
+    /// Container restarts of matching pods since the drill started.
+    pub restarts: u32,
+    /// `pod/container` of containers waiting in CrashLoopBackOff.
+    pub crash_looping: Vec<String>,
+}
+
+/// Log lines a `logs` check counts, read from the matching pods' containers.
+#[derive(Debug, Clone, Default)]
+pub struct LogMatches {
+    /// `pod/container` whose logs were read.
+    pub read: Vec<String>,
+    /// When each matching line was written.
+    pub matches: Vec<Instant>,
+    /// Why some logs could not be read.
+    pub errors: Vec<String>,
+}
+
+/// One reading of a ConfigMap's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigMapSample {
+    pub at: Instant,
+    /// Bytes of every key and value of `data` and `binaryData` (`None`: the ConfigMap is absent).
+    pub bytes: Option<u64>,
+    pub keys: u32,
+}
+
+/// A pod's images (by container) and labels, for `version` checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodVersion {
+    pub name: String,
+    pub images: BTreeMap<String, String>,
+    pub labels: Labels,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Observations {
     pub events: Vec<Obs>,
     pub jobs: Vec<JobRecord>,
+    /// By `logs` check name.
+    pub logs: BTreeMap<String, LogMatches>,
+    /// By ConfigMap name.
+    pub configmaps: BTreeMap<String, Vec<ConfigMapSample>>,
+    /// By `version` check name: the matching pods at the end of the drill, or why they could
+    /// not be listed.
+    pub versions: BTreeMap<String, Result<Vec<PodVersion>, String>>,
 }
 
 impl Observations {
@@ -145,7 +193,7 @@ mod tests {
                 obs(7, "proxy"),
                 obs(9, "proxy"),
             ],
-            jobs: vec![],
+            ..Observations::default()
         };
         let proxy = labels(&[("app", "proxy")]);
         let at = o.ready_after(t0 + std::time::Duration::from_secs(2), |l| {

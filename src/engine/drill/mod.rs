@@ -18,6 +18,7 @@ use super::fleet::{FleetFailure, FleetReader, FleetRun};
 use super::journal::{self, Journal, JournalDoc, JournalError, JournalTarget};
 use super::load_config::LoadConfigError;
 use super::phases::Marks;
+use super::pod_guards::PodGuardState;
 use super::signals::Notice;
 use super::undo::{RegisterError, UndoOutcome, UndoStack};
 use super::windows::{GuardState, WindowStore, unsteady};
@@ -41,6 +42,8 @@ use crate::targets::{Applied, Target, TargetError, UndoAction};
 pub const UNDO_TIMEOUT: Duration = Duration::from_secs(120);
 /// Delay between target readiness and time zero, so the first windows are not start-up noise.
 const START_DELAY: Duration = Duration::from_millis(300);
+/// How often pod guards read the target's pods.
+const POD_GUARD_INTERVAL: Duration = Duration::from_secs(1);
 /// How long to wait after the load for jobs that a `jobs` check looks at.
 const JOB_GRACE: Duration = Duration::from_secs(15);
 
@@ -553,7 +556,20 @@ impl<'a, T: Target> Drill<'a, T> {
     ) -> Result<Observed, DrillError> {
         let background = self.start_background(run_id).await?;
         let mut rng = StdRng::seed_from_u64(self.seed);
-        let (steps, mut events) = self.run_timeline(&mut rng, &background).await;
+        let guards_done = CancellationToken::new();
+        let timeline = async {
+            let timeline = self.run_timeline(&mut rng, &background).await;
+            // Pod guards watch as long as the load runs, past the last step.
+            if background.load.is_some() {
+                tokio::select! {
+                    _ = background.load_over.cancelled() => {}
+                    _ = self.stop.cancelled() => {}
+                }
+            }
+            guards_done.cancel();
+            timeline
+        };
+        let ((steps, mut events), ()) = tokio::join!(timeline, self.watch_pod_guards(&guards_done));
 
         // Wait for the load to finish (or be stopped).
         let (load, load_workers, load_error) = match background.load {
@@ -828,6 +844,40 @@ impl<'a, T: Target> Drill<'a, T> {
             started.push((name.clone(), task));
         }
         Ok(started)
+    }
+
+    /// The `not_ready` and `restarts` guards, evaluated every second on the target's pods
+    /// until `done` or the drill stops.
+    async fn watch_pod_guards(&self, done: &CancellationToken) {
+        let mut guards: Vec<PodGuardState> = self
+            .loaded
+            .scenario
+            .abort_when
+            .iter()
+            .filter_map(|g| PodGuardState::new(&g.value))
+            .collect();
+        if guards.is_empty() {
+            return;
+        }
+        let mut tick = tokio::time::interval_at(self.t0, POD_GUARD_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = done.cancelled() => return,
+                _ = self.stop.cancelled() => return,
+            }
+            let now = Instant::now();
+            for guard in &mut guards {
+                let Some(health) = self.target.pod_health(&guard.selector) else {
+                    continue;
+                };
+                if let Some(why) = guard.observe(&health, now, self.t0)
+                    && !self.abort.token.is_cancelled()
+                {
+                    self.abort.abort(why);
+                }
+            }
+        }
     }
 
     /// The steps, each at its time; a failed step aborts the rest, and so does a first fault

@@ -28,6 +28,8 @@ struct Fake {
     no_undo: Option<&'static str>,
     /// The step during which an interrupt arrives; its apply then never returns by itself.
     interrupt: Option<(&'static str, CancellationToken)>,
+    /// What `pod_health` answers (pod guards).
+    pods: Option<crate::targets::observe::PodHealth>,
 }
 
 impl Fake {
@@ -109,6 +111,13 @@ impl Target for Fake {
 
     async fn shutdown(self) {
         self.log("shutdown".into());
+    }
+
+    fn pod_health(
+        &self,
+        _selector: &crate::units::LabelSelector,
+    ) -> Option<crate::targets::observe::PodHealth> {
+        self.pods.clone()
     }
 }
 
@@ -384,4 +393,72 @@ async fn steady_state_false_lets_a_fault_into_a_broken_baseline() {
         .expect("the drill ends by itself");
     assert_eq!(observed.ending, Ending::Completed);
     assert_eq!(calls.first().map(String::as_str), Some("apply a [undo-a]"));
+}
+
+/// A scenario with a `not_ready` guard on `app=svc` (above 50%, for 1s). Validation refuses
+/// pod guards on a local target, so the guard is added after loading, as a kube scenario has it.
+fn with_not_ready_guard(steps: &str) -> LoadedScenario {
+    let mut loaded = scenario_with("", steps);
+    let guard = crate::scenario::Guard {
+        http: None,
+        for_: "1s".parse().unwrap(),
+        not_ready: Some(crate::scenario::NotReadyGuard {
+            selector: crate::scenario::Sp::unplaced("app=svc".parse().unwrap()),
+            above: crate::scenario::Sp::unplaced("50%".into()),
+        }),
+        restarts: None,
+    };
+    loaded
+        .scenario
+        .abort_when
+        .push(crate::scenario::Sp::unplaced(guard));
+    loaded
+}
+
+fn pods(not_ready: u32) -> crate::targets::observe::PodHealth {
+    crate::targets::observe::PodHealth {
+        pods: 2,
+        not_ready,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_tripped_not_ready_guard_aborts_unwinds_and_names_its_values() {
+    let loaded = with_not_ready_guard(
+        &STEPS
+            .replacen("- name: one", "- at: 0s\n    name: one", 1)
+            .replacen("- name: two", "- at: 15s\n    name: two", 1),
+    );
+    let fake = Fake {
+        pods: Some(pods(2)),
+        ..Fake::default()
+    };
+    let run = drill(&loaded, fake, CancellationToken::new());
+    let (observed, calls) = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the guard ends the drill long before step two");
+    assert_eq!(
+        calls,
+        ["apply a [undo-a]", "undo undo-a", "apply f []", "shutdown"]
+    );
+    assert!(
+        matches!(&observed.ending,
+            Ending::Aborted(why) if why.contains("2 of 2 pod(s) NotReady") && why.contains("tripped at t+")),
+        "{:?}",
+        observed.ending
+    );
+}
+
+#[tokio::test]
+async fn a_healthy_not_ready_guard_lets_every_step_run() {
+    let loaded =
+        with_not_ready_guard(&STEPS.replacen("- name: three", "- at: 3s\n    name: three", 1));
+    let fake = Fake {
+        pods: Some(pods(1)),
+        ..Fake::default()
+    };
+    let (observed, calls) = drill(&loaded, fake, CancellationToken::new()).await;
+    assert_eq!(observed.ending, Ending::Completed);
+    assert!(calls.iter().any(|c| c.starts_with("apply c")), "{calls:?}");
 }

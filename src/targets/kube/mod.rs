@@ -12,12 +12,17 @@ mod fleet;
 mod observer;
 mod pods;
 mod preflight;
+mod resource_steps;
+mod resources;
 mod retry;
+mod state_checks;
 mod steps;
 mod workloads;
 
 #[cfg(test)]
 mod mock;
+#[cfg(test)]
+mod resource_tests;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +36,7 @@ pub use fleet::{FLEET_LABEL, WORKER_LABEL, worker_job};
 pub use observer::{KubeEvent, KubeEventKind, Observer};
 pub use pods::{KillMethod, KilledPod, PodInfo};
 pub use preflight::{Need, Needs};
+pub use resources::{PatchBody, ResourceId, inverse_json_patch, inverse_merge_patch};
 pub use steps::{KubeRun, KubeUndo};
 pub use workloads::{RESTARTED_AT, pods_rolled};
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Pod};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use tokio::task::JoinHandle;
@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::KubeTarget;
 use super::pods::{KilledPod, PodInfo};
+use crate::targets::observe::{ConfigMapSample, PodHealth};
 use crate::units::LabelSelector;
 
 /// Something the observer saw, and when.
@@ -98,10 +99,133 @@ pub enum KubeEventKind {
 #[derive(Debug)]
 pub struct Observer {
     events: Arc<Mutex<Vec<KubeEvent>>>,
+    live: LivePods,
+    samples: ConfigMapSamples,
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// A watched pod as it stands now, for the abort guards.
+#[derive(Debug, Clone)]
+struct LivePod {
+    name: String,
+    labels: BTreeMap<String, String>,
+    ready: bool,
+    terminating: bool,
+    /// Restarts since the observer started (a pod listed at start counts from its count then).
+    restarts: i32,
+    /// Containers waiting in CrashLoopBackOff.
+    crash_looping: Vec<String>,
+}
+
+/// ConfigMap readings by name.
+type ConfigMapSamples = Arc<Mutex<BTreeMap<String, Vec<ConfigMapSample>>>>;
+
+/// Reads one ConfigMap every `every` until the observer stops; a failed read is skipped (the
+/// check is inconclusive without samples, never passed).
+async fn sample_configmap(
+    api: kube::Api<ConfigMap>,
+    name: String,
+    every: Duration,
+    samples: ConfigMapSamples,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let sample = match api.get_opt(&name).await {
+            Ok(Some(map)) => configmap_size(&map),
+            Ok(None) => ConfigMapSample {
+                at: Instant::now(),
+                bytes: None,
+                keys: 0,
+            },
+            Err(e) => {
+                tracing::warn!(configmap = %name, "reading the configmap failed: {e}");
+                continue;
+            }
+        };
+        match samples.lock() {
+            Ok(mut s) => s.entry(name.clone()).or_default().push(sample),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .entry(name.clone())
+                .or_default()
+                .push(sample),
+        }
+    }
+}
+
+/// The size of a ConfigMap as stored: every key and value of `data` and `binaryData`.
+pub fn configmap_size(map: &ConfigMap) -> ConfigMapSample {
+    let data = map.data.iter().flatten().map(|(k, v)| (k.len(), v.len()));
+    let binary = map
+        .binary_data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.len(), v.0.len()));
+    let (mut bytes, mut keys) = (0u64, 0u32);
+    for (k, v) in data.chain(binary) {
+        bytes += (k + v) as u64;
+        keys += 1;
+    }
+    ConfigMapSample {
+        at: Instant::now(),
+        bytes: Some(bytes),
+        keys,
+    }
+}
+
+/// The watched pods by name, kept current by the pod watcher.
+type LivePods = Arc<Mutex<BTreeMap<String, LivePod>>>;
+
+fn crash_looping(pod: &Pod) -> Vec<String> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c.state
+                .as_ref()
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref())
+                == Some("CrashLoopBackOff")
+        })
+        .map(|c| c.name.clone())
+        .collect()
+}
+
 impl Observer {
+    /// Every ConfigMap reading so far, by name.
+    pub fn configmap_samples(&self) -> BTreeMap<String, Vec<ConfigMapSample>> {
+        self.samples
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// The watched pods matching `selector` right now.
+    pub fn pod_health(&self, selector: &LabelSelector) -> PodHealth {
+        let live = self
+            .live
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
+        let mut health = PodHealth::default();
+        for pod in live
+            .values()
+            .filter(|p| !p.terminating && selector.matches(&p.labels))
+        {
+            let name = &pod.name;
+            health.pods += 1;
+            health.not_ready += u32::from(!pod.ready);
+            health.restarts += u32::try_from(pod.restarts.max(0)).unwrap_or(0);
+            health
+                .crash_looping
+                .extend(pod.crash_looping.iter().map(|c| format!("{name}/{c}")));
+        }
+        health
+    }
+
     /// Everything seen so far, in arrival order.
     pub fn events(&self) -> Vec<KubeEvent> {
         self.events
@@ -175,13 +299,26 @@ impl KubeTarget {
         selectors: Vec<LabelSelector>,
         job_selectors: Vec<LabelSelector>,
     ) -> Observer {
+        self.observe_with_configmaps(selectors, job_selectors, Vec::new())
+    }
+
+    /// [`Self::observe`], and also reads each `(ConfigMap, interval)` on its interval.
+    pub fn observe_with_configmaps(
+        &self,
+        selectors: Vec<LabelSelector>,
+        job_selectors: Vec<LabelSelector>,
+        configmaps: Vec<(String, Duration)>,
+    ) -> Observer {
+        let samples = ConfigMapSamples::default();
         let sink = Sink(Arc::new(Mutex::new(Vec::new())));
+        let live = LivePods::default();
         let mut tasks = Vec::new();
         if !selectors.is_empty() {
             tasks.push(tokio::spawn(watch_pods(
                 self.api::<Pod>(),
                 selectors,
                 sink.clone(),
+                live.clone(),
             )));
         }
         if !job_selectors.is_empty() {
@@ -195,8 +332,18 @@ impl KubeTarget {
             self.api::<CoreEvent>(),
             sink.clone(),
         )));
+        for (name, every) in configmaps {
+            tasks.push(tokio::spawn(sample_configmap(
+                self.api::<ConfigMap>(),
+                name,
+                every,
+                samples.clone(),
+            )));
+        }
         Observer {
             events: sink.0,
+            live,
+            samples,
             tasks,
         }
     }
@@ -212,8 +359,15 @@ struct PodSeen {
 
 /// One watcher over the namespace's pods, filtered by the selectors here (a pod matching two
 /// selectors is reported once).
-async fn watch_pods(api: kube::Api<Pod>, selectors: Vec<LabelSelector>, sink: Sink) {
+async fn watch_pods(
+    api: kube::Api<Pod>,
+    selectors: Vec<LabelSelector>,
+    sink: Sink,
+    live: LivePods,
+) {
     let mut seen: BTreeMap<String, PodSeen> = BTreeMap::new();
+    // Restart counts of the pods listed at start: restarts before the drill are not its doing.
+    let mut restarts_at_start: BTreeMap<String, i32> = BTreeMap::new();
     let mut initializing = false;
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
@@ -243,6 +397,30 @@ async fn watch_pods(api: kube::Api<Pod>, selectors: Vec<LabelSelector>, sink: Si
             continue;
         }
         let (name, labels) = (info.name.clone(), info.labels.clone());
+        if let Ok(mut live) = live.lock() {
+            if deleted {
+                live.remove(&info.uid);
+            } else {
+                let baseline = if initializing {
+                    *restarts_at_start
+                        .entry(info.uid.clone())
+                        .or_insert(info.restarts)
+                } else {
+                    restarts_at_start.get(&info.uid).copied().unwrap_or(0)
+                };
+                live.insert(
+                    info.uid.clone(),
+                    LivePod {
+                        name: name.clone(),
+                        labels: labels.clone(),
+                        ready: info.ready,
+                        terminating: info.terminating,
+                        restarts: info.restarts - baseline,
+                        crash_looping: crash_looping(&pod),
+                    },
+                );
+            }
+        }
         if deleted {
             seen.remove(&name);
             sink.push(KubeEventKind::PodDeleted { name, labels });

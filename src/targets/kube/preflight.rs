@@ -97,11 +97,36 @@ impl Needs {
                 CheckKind::Restarts(r) => needs.selector(&r.selector, 1),
                 CheckKind::ReadyWithin(r) => needs.selector(&r.selector, 1),
                 CheckKind::Jobs(j) => needs.job_selectors.push(j.selector.value.clone()),
+                CheckKind::Logs(l) => {
+                    needs.permissions.extend(WATCH_PODS);
+                    needs.permissions.insert(Need {
+                        subresource: Some("log"),
+                        ..need("", "pods", "get")
+                    });
+                    needs.selector(&l.selector, 1);
+                }
+                CheckKind::Configmap(_) => {
+                    needs.permissions.insert(need("", "configmaps", "get"));
+                }
+                CheckKind::Version(v) => {
+                    needs.permissions.extend(WATCH_PODS);
+                    needs.selector(&v.selector, 1);
+                }
                 CheckKind::Rolled(_) => {
                     needs.permissions.extend(READ_DEPLOYMENTS);
                     needs.permissions.extend(WATCH_PODS);
                 }
                 _ => {}
+            }
+        }
+        for guard in &scenario.abort_when {
+            let selector = guard
+                .not_ready
+                .as_ref()
+                .map(|n| &n.selector)
+                .or(guard.restarts.as_ref().map(|r| &r.selector));
+            if let Some(selector) = selector {
+                needs.selector(selector, 1);
             }
         }
         for item in &scenario.preflight {
@@ -175,6 +200,18 @@ impl Needs {
                 perms.insert(need("", "secrets", "list"));
                 perms.insert(need("", "secrets", "create"));
             }
+            Action::SetImage(_) => {
+                perms.extend(READ_DEPLOYMENTS);
+                perms.insert(need("apps", "deployments", "patch"));
+            }
+            Action::RolloutUndo(_) => {
+                perms.extend(READ_DEPLOYMENTS);
+                perms.insert(need("apps", "deployments", "patch"));
+                perms.insert(need("apps", "replicasets", "list"));
+            }
+            // The patched or awaited resource is known only after discovery: the step itself
+            // reports a refused call, and `rbac` renders its rule.
+            Action::Patch(_) | Action::WaitFor(_) => {}
             Action::KillProcess(_)
             | Action::StartProcess(_)
             | Action::Command(_)

@@ -12,12 +12,19 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{KilledPod, KubeEventKind, KubeTarget, Observer};
+use serde_json::Value;
+
+use super::resources::{PatchBody, ResourceId};
+use super::{KilledPod, KubeEventKind, KubeTarget, Observer, resource_steps};
 use crate::report::model::PreflightResult;
 use crate::scenario::describe::describe_action;
-use crate::scenario::{Action, CheckKind, HelmUndo, Scenario, TargetKind, vars::Vars};
+use crate::scenario::{
+    Action, Check, CheckKind, HelmUndo, Scenario, TargetKind, WorkloadKind, vars::Vars,
+};
+use crate::targets::observe::{
+    JobRecord, JobState, LogMatches, Obs, ObsKind, Observations, PodHealth,
+};
 use crate::targets::fleet::{FleetEvent, FleetSpec};
-use crate::targets::observe::{JobRecord, JobState, Obs, ObsKind, Observations};
 use crate::targets::{Applied, Target, TargetError, UndoAction, assignments};
 use crate::units::LabelSelector;
 
@@ -55,6 +62,23 @@ pub enum KubeUndo {
     /// Delete the Jobs (and pods) of a cluster load's workers.
     #[serde(rename = "kube_delete_load_workers")]
     DeleteLoadWorkers { jobs: Vec<String> },
+    /// Set a container's image back (`set_image`).
+    #[serde(rename = "kube_restore_image")]
+    RestoreImage {
+        workload: WorkloadKind,
+        name: String,
+        container: String,
+        image: String,
+    },
+    /// Put back the pod template that was live (`rollout_undo`).
+    #[serde(rename = "kube_restore_template")]
+    RestoreTemplate { deployment: String, template: Value },
+    /// Send the inverse of a `patch`, computed from the live object before it.
+    #[serde(rename = "kube_restore_patch")]
+    RestorePatch {
+        resource: ResourceId,
+        patch: PatchBody,
+    },
 }
 
 impl UndoAction for KubeUndo {
@@ -85,6 +109,21 @@ impl UndoAction for KubeUndo {
             KubeUndo::DeleteLoadWorkers { jobs } => {
                 format!("delete load worker Job(s) {}", jobs.join(", "))
             }
+            KubeUndo::RestoreImage {
+                workload,
+                name,
+                container,
+                image,
+            } => format!(
+                "set image of container `{container}` of {} `{name}` back to `{image}`",
+                workload.kind().to_lowercase()
+            ),
+            KubeUndo::RestoreTemplate { deployment, .. } => {
+                format!("restore the previous pod template of deployment `{deployment}`")
+            }
+            KubeUndo::RestorePatch { resource, .. } => {
+                format!("restore the patched fields of {resource}")
+            }
         }
     }
 }
@@ -112,6 +151,19 @@ impl KubeUndo {
             }
             KubeUndo::Command { argv } => run_ok(t, &argv).await,
             KubeUndo::DeleteLoadWorkers { jobs } => Ok(t.delete_jobs(&jobs).await?),
+            KubeUndo::RestoreImage {
+                workload,
+                name,
+                container,
+                image,
+            } => Ok(t.set_image(workload, &name, &container, &image).await?),
+            KubeUndo::RestoreTemplate {
+                deployment,
+                template,
+            } => Ok(t.replace_template(&deployment, &template).await?),
+            KubeUndo::RestorePatch { resource, patch } => {
+                Ok(t.patch_resource(&resource, &patch).await?)
+            }
         }
     }
 }
@@ -123,6 +175,8 @@ pub struct KubeRun {
     observer: Observer,
     /// The same moment on both clocks, to place wall-clock Job start times on the run's timeline.
     reference: (Instant, Timestamp),
+    /// The checks whose data the target gathers at the end (`logs`, `version`).
+    checks: Vec<Check>,
 }
 
 /// The selectors worth watching: what the steps touch and what the checks look at.
@@ -136,6 +190,22 @@ fn watched_selectors(scenario: &Scenario) -> (Vec<LabelSelector>, Vec<LabelSelec
             Action::WaitReady(w) => pods.extend(w.selector.as_ref().map(|s| s.value.clone())),
             _ => {}
         }
+    }
+    for guard in &scenario.abort_when {
+        pods.extend(
+            guard
+                .value
+                .not_ready
+                .as_ref()
+                .map(|n| n.selector.value.clone()),
+        );
+        pods.extend(
+            guard
+                .value
+                .restarts
+                .as_ref()
+                .map(|r| r.selector.value.clone()),
+        );
     }
     for check in &scenario.checks {
         match &check.value.kind {
@@ -153,11 +223,20 @@ fn watched_selectors(scenario: &Scenario) -> (Vec<LabelSelector>, Vec<LabelSelec
 impl KubeRun {
     pub fn start(target: KubeTarget, scenario: &Scenario) -> Self {
         let (pods, jobs) = watched_selectors(scenario);
-        let observer = target.observe(pods, jobs);
+        let configmaps = scenario
+            .checks
+            .iter()
+            .filter_map(|c| match &c.value.kind {
+                CheckKind::Configmap(m) => Some((m.name.value.clone(), m.interval.0)),
+                _ => None,
+            })
+            .collect();
+        let observer = target.observe_with_configmaps(pods, jobs, configmaps);
         Self {
             target,
             observer,
             reference: (Instant::now(), Timestamp::now()),
+            checks: scenario.checks.iter().map(|c| c.value.clone()).collect(),
         }
     }
 
@@ -221,6 +300,9 @@ impl KubeRun {
                 }),
                 None => None,
             },
+            Action::SetImage(_) | Action::RolloutUndo(_) | Action::Patch(_) => {
+                Some(resource_steps::read_undo(t, action).await?)
+            }
             _ => None,
         };
         Ok(undo)
@@ -304,6 +386,10 @@ impl KubeRun {
                 tokio::time::sleep(d.0).await;
                 Ok(plain(described))
             }
+            Action::SetImage(_)
+            | Action::RolloutUndo(_)
+            | Action::Patch(_)
+            | Action::WaitFor(_) => resource_steps::apply(t, action, described).await,
             other => Err(TargetError::not_runnable(other, TargetKind::Kubernetes)),
         }
     }
@@ -362,6 +448,8 @@ impl KubeRun {
         Observations {
             events,
             jobs: jobs.into_values().collect(),
+            configmaps: self.observer.configmap_samples(),
+            ..Observations::default()
         }
     }
 
@@ -428,7 +516,33 @@ impl Target for KubeRun {
     }
 
     async fn observations(&self) -> Observations {
-        self.observed()
+        let mut observations = self.observed();
+        for check in &self.checks {
+            match &check.kind {
+                CheckKind::Logs(l) => {
+                    let read = self.target.log_matches(l, self.reference.1).await;
+                    let matches = read.1.iter().map(|at| self.instant_of(*at)).collect();
+                    observations.logs.insert(
+                        check.name.value.clone(),
+                        LogMatches {
+                            read: read.0,
+                            matches,
+                            errors: read.2,
+                        },
+                    );
+                }
+                CheckKind::Version(v) => {
+                    let pods = self
+                        .target
+                        .pod_versions(&v.selector.value)
+                        .await
+                        .map_err(|e| e.to_string());
+                    observations.versions.insert(check.name.value.clone(), pods);
+                }
+                _ => {}
+            }
+        }
+        observations
     }
 
     fn notable(&self) -> Vec<(Instant, String)> {
@@ -463,6 +577,10 @@ impl Target for KubeRun {
 
     async fn shutdown(self) {
         self.observer.stop();
+    }
+
+    fn pod_health(&self, selector: &LabelSelector) -> Option<PodHealth> {
+        Some(self.observer.pod_health(selector))
     }
 }
 

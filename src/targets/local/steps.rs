@@ -361,5 +361,9 @@ fn observations(target: &LocalTarget, log: &ProcessLog) -> Observations {
             },
         })
         .collect();
-    Observations { events, jobs }
+    Observations {
+        events,
+        jobs,
+        ..Observations::default()
+    }
 }
