@@ -197,3 +197,58 @@ fn the_cli_exits_2_with_file_line_column_for_each_broken_file() {
         }
     }
 }
+
+/// Runs `drillbook <verb> <path>` and kills it if it has not finished within 10 s.
+fn run_bounded(verb: &str, path: &Path) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        .arg(verb)
+        .arg(path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run drillbook");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().expect("kill");
+            panic!("drillbook {verb} {} hung", path.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn fifos_and_directories_are_refused_without_hanging() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("pipe.yaml");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    for verb in ["validate", "plan"] {
+        let out = run_bounded(verb, &fifo);
+        assert_eq!(out.status.code(), Some(2), "{verb}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("named pipe (FIFO)"), "{verb}: {stderr}");
+    }
+    let err = scenario::load(dir.path())
+        .expect_err("directory")
+        .to_string();
+    assert!(err.contains("directory, not a regular file"), "{err}");
+}
+
+#[test]
+fn utf16_is_reported_as_utf16_with_a_hint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, bom) in [("bom.yaml", true), ("nobom.yaml", false)] {
+        let mut bytes: Vec<u8> = if bom { vec![0xff, 0xfe] } else { vec![] };
+        bytes.extend(BASE.encode_utf16().flat_map(u16::to_le_bytes));
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        let err = scenario::load(&path).expect_err("utf-16").to_string();
+        assert!(
+            err.contains("UTF-16") && err.contains("UTF-8"),
+            "{name}: {err}"
+        );
+        assert!(!err.contains("binary"), "{name}: {err}");
+    }
+}

@@ -166,7 +166,21 @@ fn declaration_pos(source: &str, name: &str) -> Pos {
 
 fn read_bounded(path: &Path) -> Result<String, Diagnostic> {
     let unplaced = Pos::default();
-    let file = std::fs::File::open(path)
+    // Checked before opening: opening a FIFO blocks until a writer appears, and a device or
+    // socket is never a scenario.
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| Diagnostic::error(unplaced, format!("cannot open the scenario: {e}")))?;
+    if !metadata.is_file() {
+        return Err(Diagnostic::error(
+            unplaced,
+            format!(
+                "this is a {}, not a regular file",
+                special_file_kind(&metadata)
+            ),
+        )
+        .with_help("pass the path of a YAML scenario file"));
+    }
+    let file = open_nonblocking(path)
         .map_err(|e| Diagnostic::error(unplaced, format!("cannot open the scenario: {e}")))?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
@@ -181,6 +195,12 @@ fn read_bounded(path: &Path) -> Result<String, Diagnostic> {
             ),
         )
         .with_help("check that this is the scenario you meant to pass"));
+    }
+    if looks_like_utf16(&bytes) {
+        return Err(
+            Diagnostic::error(unplaced, "the file is UTF-16 text, not UTF-8")
+                .with_help("save the scenario as UTF-8 (most editors offer this in \"Save As\")"),
+        );
     }
     if bytes.contains(&0) {
         return Err(Diagnostic::error(
@@ -197,6 +217,51 @@ fn read_bounded(path: &Path) -> Result<String, Diagnostic> {
             ),
         )
     })
+}
+
+/// Opens without blocking, so a FIFO swapped in after the metadata check cannot hang us.
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
+fn special_file_kind(metadata: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    if kind.is_dir() {
+        "directory"
+    } else if kind.is_fifo() {
+        "named pipe (FIFO)"
+    } else if kind.is_socket() {
+        "socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "device"
+    } else {
+        "special file"
+    }
+}
+
+/// A byte-order mark, or ASCII text with every other byte zero (UTF-16 without a BOM).
+fn looks_like_utf16(bytes: &[u8]) -> bool {
+    if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        return true;
+    }
+    let sample = &bytes[..bytes.len().min(64) & !1];
+    let zero_at = |parity: usize| {
+        sample.len() >= 4
+            && sample
+                .iter()
+                .enumerate()
+                .all(|(i, b)| (i % 2 == parity) == (*b == 0))
+    };
+    zero_at(0) || zero_at(1)
 }
 
 fn parse_options() -> serde_saphyr::Options {
