@@ -153,7 +153,8 @@ measure big "$DRILLBOOK" -q load "$URL" --rate max --duration 24h --max-requests
 echo
 echo "drillbook load benchmark — $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-tools="nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') (1 worker), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
+# wrk -v exits 1: keep pipefail from ending the script here.
+tools="nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') (1 worker), $( (wrk -v 2>&1 || true) | head -1 | awk '{print $1, $2}')"
 if [[ -n $OHA ]]; then tools+=", $("$OHA" --version)"; else tools+=", oha absent"; fi
 echo "tools: $tools, $("$DRILLBOOK" --version)"
 echo "max rate, $CONNECTIONS connections, ${DURATION}s per tool:"
