@@ -116,6 +116,8 @@ mod tests {
     fn guard(not_ready: Option<&str>, restarts: Option<u32>, for_secs: u64) -> Guard {
         Guard {
             http: None,
+            name: None,
+            prometheus: None,
             for_: HumanDuration::from_secs(for_secs),
             not_ready: not_ready.map(|above| NotReadyGuard {
                 selector: Sp::unplaced("app=proxy".parse().unwrap()),

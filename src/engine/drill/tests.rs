@@ -401,6 +401,8 @@ fn with_not_ready_guard(steps: &str) -> LoadedScenario {
     let mut loaded = scenario_with("", steps);
     let guard = crate::scenario::Guard {
         http: None,
+        name: None,
+        prometheus: None,
         for_: "1s".parse().unwrap(),
         not_ready: Some(crate::scenario::NotReadyGuard {
             selector: crate::scenario::Sp::unplaced("app=svc".parse().unwrap()),
