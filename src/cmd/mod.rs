@@ -7,6 +7,7 @@ mod collect;
 mod load;
 mod load_worker;
 mod plan;
+mod progress;
 mod recover;
 mod report;
 mod run;
@@ -216,7 +217,18 @@ pub fn main() -> ExitCode {
         }
     };
     let verbosity = i8::try_from(i16::from(cli.verbose) - i16::from(cli.quiet)).unwrap_or(0);
-    telemetry::init(cli.log_format, verbosity);
+    // A person at a terminal gets plain lines and a live status line; logs, JSON, `-v` and
+    // RUST_LOG get structured lines.
+    let human = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && cli.log_format == LogFormat::Text
+        && verbosity <= 0
+        && std::env::var_os("RUST_LOG").is_none();
+    let human_layer = human.then(|| {
+        let layer: telemetry::BoxedLayer =
+            Box::new(progress::HumanLayer::new(telemetry::stderr_color()));
+        (layer, progress::FILTER)
+    });
+    telemetry::init(cli.log_format, verbosity, human_layer);
     telemetry::install_crypto_provider();
     match dispatch(cli.command) {
         Ok(outcome) => outcome.into(),

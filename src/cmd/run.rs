@@ -47,7 +47,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Refused);
     };
 
-    let observed = match drill::run(&loaded, seed, &options).await {
+    let result = drill::run(&loaded, seed, &options).await;
+    super::progress::clear_status();
+    let observed = match result {
         Ok(observed) => observed,
         Err(DrillError::Refused(why)) => {
             eprintln!("refused: {why}");
@@ -83,9 +85,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
             Err(e) => eprintln!("warning: could not store the result in the cluster: {e}"),
         }
     }
-    let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
-        && std::env::var_os("NO_COLOR").is_none();
-    println!("{}", crate::report::table::render(&report, color));
+    println!(
+        "{}",
+        crate::report::table::render(&report, crate::telemetry::stdout_color())
+    );
     if files.is_empty() {
         println!("reports: none written (see the error above)");
     } else {
