@@ -233,7 +233,7 @@ async fn watch_pods(api: kube::Api<Pod>, selectors: Vec<LabelSelector>, sink: Si
             Err(e) => {
                 sink.push(KubeEventKind::WatchError {
                     watching: "pods",
-                    error: e.to_string(),
+                    error: super::watch_words(&e),
                 });
                 continue;
             }
@@ -327,7 +327,7 @@ async fn watch_jobs(api: kube::Api<Job>, selectors: Vec<LabelSelector>, sink: Si
             Err(e) => {
                 sink.push(KubeEventKind::WatchError {
                     watching: "jobs",
-                    error: e.to_string(),
+                    error: super::watch_words(&e),
                 });
                 continue;
             }
@@ -402,7 +402,7 @@ async fn watch_warnings(api: kube::Api<CoreEvent>, sink: Sink) {
             Err(e) => {
                 sink.push(KubeEventKind::WatchError {
                     watching: "events",
-                    error: e.to_string(),
+                    error: super::watch_words(&e),
                 });
                 continue;
             }
