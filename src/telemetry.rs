@@ -41,6 +41,19 @@ pub fn stdout_color() -> bool {
     )
 }
 
+/// The width tables on stdout should fit: `$COLUMNS`, else the terminal's; `None` when stdout
+/// is not a terminal (a file or a pipe gets the full text).
+pub fn stdout_width() -> Option<usize> {
+    let stdout = std::io::stdout();
+    if !stdout.is_terminal() {
+        return None;
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .or_else(|| terminal_size::terminal_size_of(&stdout).map(|(w, _)| usize::from(w.0)))
+}
+
 /// The level for drillbook's own events: `verbosity` is `-v` count minus `-q` count.
 fn level(verbosity: i8) -> &'static str {
     match verbosity {

@@ -27,7 +27,13 @@ pub struct ReportArgs {
 pub fn run(args: &ReportArgs) -> anyhow::Result<Outcome> {
     let report = crate::report::load(&args.report)?;
     let color = args.output.is_none() && crate::telemetry::stdout_color();
-    let text = crate::report::render(&report, args.format, color)?;
+    let text = match (args.format, &args.output) {
+        // A terminal gets tables that fit it; files get the full text.
+        (Format::Table, None) => {
+            crate::report::table::render_fitted(&report, color, crate::telemetry::stdout_width())
+        }
+        _ => crate::report::render(&report, args.format, color)?,
+    };
     match &args.output {
         Some(path) => {
             std::fs::write(path, text)

@@ -109,6 +109,7 @@ struct PlacedLabel {
 
 impl PlacedLabel {
     /// The label's box in pixels: left, top, right, bottom.
+    #[cfg(test)]
     fn bounds(&self) -> (f64, f64, f64, f64) {
         let top = self.lane as f64 * LANE_PX;
         (self.x_px, top, self.x_px + self.width_px, top + LANE_PX)
