@@ -87,3 +87,29 @@ fn no_color_set_means_no_escapes() {
     assert_eq!(output.status.code(), Some(0), "{err}");
     assert_plain(&err);
 }
+
+/// `plan` says where the drill-log row will go: the runbook, its heading and table columns.
+#[test]
+fn plan_names_the_drill_log_file_and_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("quick.yaml");
+    std::fs::write(&scenario, format!("{QUICK}runbook: RUNBOOK.md\n")).expect("scenario");
+    std::fs::write(
+        dir.path().join("RUNBOOK.md"),
+        "# Runbook\n\n## Drill log\n\n| Date | Drill | Result |\n|---|---|---|\n",
+    )
+    .expect("runbook");
+    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        .args(["plan", "--offline"])
+        .arg(&scenario)
+        .output()
+        .expect("run drillbook plan");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(
+            "RUNBOOK.md — the table under `## Drill log` (line 5), columns: Date, Drill, Result"
+        ),
+        "{stdout}"
+    );
+}
