@@ -113,3 +113,39 @@ fn plan_names_the_drill_log_file_and_table() {
         "{stdout}"
     );
 }
+
+/// `--junit FILE` and `--json FILE` put CI artefacts at fixed paths, besides the run's folder;
+/// JUnit testcases carry their time.
+#[test]
+fn run_writes_junit_and_json_at_fixed_paths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("quick.yaml");
+    std::fs::write(&scenario, QUICK).expect("write the scenario");
+    let (junit, json) = (
+        dir.path().join("ci/junit.xml"),
+        dir.path().join("ci/report.json"),
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--report-dir")
+        .arg(dir.path().join("reports"))
+        .arg("--no-drill-log")
+        .arg("--junit")
+        .arg(&junit)
+        .arg("--json")
+        .arg(&json)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run drillbook");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    let junit = std::fs::read_to_string(&junit).expect("junit at its fixed path");
+    assert!(
+        junit.contains("<testcase name=\"answered\"") && junit.contains("time=\""),
+        "{junit}"
+    );
+    let report = drillbook::report::load(&json).expect("report.json at its fixed path");
+    assert_eq!(report.scenario.name, "cli-output");
+}

@@ -142,6 +142,12 @@ pub struct RunArgs {
     /// Parent directory of the run's report directory.
     #[arg(long, default_value = "reports")]
     pub report_dir: PathBuf,
+    /// Also write the JUnit XML to this fixed path (a CI artefact), atomically.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Also write report.json to this fixed path (a CI artefact), atomically.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
     /// Runbook whose Drill log table gets a row (default: the scenario's `runbook:`).
     #[arg(long)]
     pub drill_log: Option<PathBuf>,

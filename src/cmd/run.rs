@@ -63,7 +63,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     let dir = drill::report_dir(&args.report_dir, &report);
     // A report that cannot be written in full must not also cost the drill-log row, but the
     // row must not link to it, and a pass nobody can look up is not a pass (exit 6).
-    let (files, unwritten) = match crate::report::write_all(&report, &dir) {
+    let (mut files, unwritten) = match crate::report::write_all(&report, &dir) {
         Ok(files) => (files, None),
         Err(e) => {
             let why = format!("{:#}", anyhow::Error::from(e));
@@ -71,6 +71,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
             (Vec::new(), Some(why))
         }
     };
+    // CI artefacts at fixed paths, besides the run's folder; a pass whose artefact is missing
+    // is not a pass CI can see (exit 6), but the run's folder and its drill-log link stand.
+    let mut artefact_missing = false;
+    let artefacts = [
+        (&args.junit, crate::report::Format::Junit),
+        (&args.json, crate::report::Format::Json),
+    ];
+    for (path, format) in artefacts {
+        let Some(path) = path else { continue };
+        match crate::report::write_file(&report, format, path) {
+            Ok(()) => files.push(path.clone()),
+            Err(e) => {
+                eprintln!("error: {:#}", anyhow::Error::from(e));
+                artefact_missing = true;
+            }
+        }
+    }
     if args.store_results {
         // The verdict stays the run's outcome; a storage failure is loud but does not hide it.
         match crate::schedule::results::store_after_run(
@@ -138,9 +155,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
             ),
         }
     }
-    Ok(match (Outcome::from(report.verdict), unwritten) {
-        (Outcome::Pass, Some(_)) => Outcome::Unreported,
-        (outcome, _) => outcome,
+    Ok(match Outcome::from(report.verdict) {
+        Outcome::Pass if unwritten.is_some() || artefact_missing => Outcome::Unreported,
+        outcome => outcome,
     })
 }
 
