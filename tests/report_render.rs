@@ -426,9 +426,9 @@ fn write_all_replaces_files_whole_and_leaves_no_temp_file_when_one_cannot_be_wri
 #[test]
 fn repeated_warning_events_are_one_row_with_a_count() {
     let mut report = fixture("pass-proxy-restart");
-    let warning = drillbook::report::model::TimelineEvent {
+    let warning = report::model::TimelineEvent {
         at_s: 3.0,
-        kind: drillbook::report::model::EventKind::Observation,
+        kind: report::model::EventKind::Observation,
         step: None,
         description: "Warning FailedScheduling pod/proxy-7d9: 0/1 nodes are available".into(),
         targets: Vec::new(),
@@ -436,7 +436,7 @@ fn repeated_warning_events_are_one_row_with_a_count() {
         outcome: None,
     };
     for i in 0..14 {
-        report.events.push(drillbook::report::model::TimelineEvent {
+        report.events.push(report::model::TimelineEvent {
             at_s: 3.0 + f64::from(i) * 2.5,
             ..warning.clone()
         });

@@ -506,7 +506,7 @@ async fn evict_without_any_eviction_api_names_the_alternative() {
 
 #[test]
 fn api_errors_read_as_the_api_servers_words_with_the_context() {
-    let response = kube::core::ErrorResponse {
+    let response = kube::core::Status {
         status: Some(kube::core::response::StatusSummary::Failure),
         code: 404,
         message: "namespaces \"mcp\" not found".into(),
