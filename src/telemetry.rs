@@ -3,7 +3,6 @@
 //! only where a person reads it: a terminal, and never with `NO_COLOR` set.
 
 use std::ffi::OsStr;
-use std::io::IsTerminal as _;
 
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -25,35 +24,6 @@ pub fn color_allowed(is_terminal: bool, no_color: Option<&OsStr>) -> bool {
     is_terminal && no_color.is_none_or(OsStr::is_empty)
 }
 
-/// [`color_allowed`] for stderr.
-pub fn stderr_color() -> bool {
-    color_allowed(
-        std::io::stderr().is_terminal(),
-        std::env::var_os("NO_COLOR").as_deref(),
-    )
-}
-
-/// [`color_allowed`] for stdout.
-pub fn stdout_color() -> bool {
-    color_allowed(
-        std::io::stdout().is_terminal(),
-        std::env::var_os("NO_COLOR").as_deref(),
-    )
-}
-
-/// The width tables on stdout should fit: `$COLUMNS`, else the terminal's; `None` when stdout
-/// is not a terminal (a file or a pipe gets the full text).
-pub fn stdout_width() -> Option<usize> {
-    let stdout = std::io::stdout();
-    if !stdout.is_terminal() {
-        return None;
-    }
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.trim().parse().ok())
-        .or_else(|| terminal_size::terminal_size_of(&stdout).map(|(w, _)| usize::from(w.0)))
-}
-
 /// The level for drillbook's own events: `verbosity` is `-v` count minus `-q` count.
 fn level(verbosity: i8) -> &'static str {
     match verbosity {
@@ -65,10 +35,11 @@ fn level(verbosity: i8) -> &'static str {
     }
 }
 
-/// Installs the global subscriber: `human` when given, else structured lines in `format`.
+/// Installs the global subscriber: `human` when given, else structured lines in `format`
+/// (coloured when `ansi`).
 /// `human_extra` adds filter directives the human layer needs (it may want more than the
 /// structured lines show, e.g. every second of load for a live status line).
-pub fn init(format: LogFormat, verbosity: i8, human: Option<(BoxedLayer, &str)>) {
+pub fn init(format: LogFormat, verbosity: i8, ansi: bool, human: Option<(BoxedLayer, &str)>) {
     // Dependencies stay at warn unless asked for: their info logs drown drill progress.
     let default = format!("warn,drillbook={}", level(verbosity));
     let from_env = EnvFilter::try_from_default_env().ok();
@@ -85,7 +56,7 @@ pub fn init(format: LogFormat, verbosity: i8, human: Option<(BoxedLayer, &str)>)
             let layer: BoxedLayer = match format {
                 LogFormat::Text => fmt
                     .with_target(false)
-                    .with_ansi(stderr_color())
+                    .with_ansi(ansi)
                     .with_filter(filter)
                     .boxed(),
                 LogFormat::Json => fmt

@@ -230,11 +230,10 @@ pub fn main() -> ExitCode {
         && verbosity <= 0
         && std::env::var_os("RUST_LOG").is_none();
     let human_layer = human.then(|| {
-        let layer: telemetry::BoxedLayer =
-            Box::new(progress::HumanLayer::new(telemetry::stderr_color()));
+        let layer: telemetry::BoxedLayer = Box::new(progress::HumanLayer::new(stderr_color()));
         (layer, progress::FILTER)
     });
-    telemetry::init(cli.log_format, verbosity, human_layer);
+    telemetry::init(cli.log_format, verbosity, stderr_color(), human_layer);
     telemetry::install_crypto_provider();
     match dispatch(cli.command) {
         Ok(outcome) => outcome.into(),
@@ -246,6 +245,35 @@ pub fn main() -> ExitCode {
             Outcome::Invalid.into()
         }
     }
+}
+
+/// [`telemetry::color_allowed`] for stderr.
+pub(crate) fn stderr_color() -> bool {
+    telemetry::color_allowed(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+/// [`telemetry::color_allowed`] for stdout.
+pub(crate) fn stdout_color() -> bool {
+    telemetry::color_allowed(
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+/// The width tables on stdout should fit: `$COLUMNS`, else the terminal's; `None` when stdout
+/// is not a terminal (a file or a pipe gets the full text).
+pub(crate) fn stdout_width() -> Option<usize> {
+    let stdout = std::io::stdout();
+    if !std::io::IsTerminal::is_terminal(&stdout) {
+        return None;
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .or_else(|| terminal_size::terminal_size_of(&stdout).map(|(w, _)| usize::from(w.0)))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

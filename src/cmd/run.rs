@@ -104,11 +104,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     }
     println!(
         "{}",
-        crate::report::table::render_fitted(
-            &report,
-            crate::telemetry::stdout_color(),
-            crate::telemetry::stdout_width()
-        )
+        crate::report::table::render_fitted(&report, super::stdout_color(), super::stdout_width())
     );
     if files.is_empty() {
         println!("reports: none written (see the error above)");
