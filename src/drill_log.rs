@@ -831,3 +831,92 @@ mod tests {
         );
     }
 }
+
+/// Where a run's row would go in a runbook, as `plan` announces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// The first table under the Drill log heading.
+    Table {
+        /// The heading as written (`## Drill log`).
+        heading: String,
+        /// 1-based line of the table's header row.
+        line: usize,
+        columns: Vec<String>,
+    },
+    /// A Drill log heading without a table: a table is created under it.
+    NewTable { heading: String },
+    /// No Drill log heading: a `## Drill log` section with a table is appended.
+    NewSection,
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Table {
+                heading,
+                line,
+                columns,
+            } => write!(
+                f,
+                "the table under `{heading}` (line {line}), columns: {}",
+                columns.join(", ")
+            ),
+            Self::NewTable { heading } => {
+                write!(f, "a new table under `{heading}` (it has no table yet)")
+            }
+            Self::NewSection => f.write_str("a new `## Drill log` section at the end"),
+        }
+    }
+}
+
+/// Where [`append_to_document`] would put a row of `document` (the same heading and table).
+pub fn destination(document: &str) -> Destination {
+    let lines = split_lines(document);
+    let Some(section) = find_drill_log_section(&lines) else {
+        return Destination::NewSection;
+    };
+    let heading = headings(&lines)
+        .into_iter()
+        .find(|h| h.body_start == section.body_start)
+        .map_or_else(
+            || "Drill log".to_string(),
+            |h| lines[h.line].content.trim().to_string(),
+        );
+    match find_table(&lines, section.body_start, section.end) {
+        Some(table) => Destination::Table {
+            heading,
+            line: table.header + 1,
+            columns: split_cells(lines[table.header].content),
+        },
+        None => Destination::NewTable { heading },
+    }
+}
+
+#[cfg(test)]
+mod destination_tests {
+    use super::*;
+
+    #[test]
+    fn names_the_heading_line_and_columns_of_the_table() {
+        let runbook = "# Runbook\n\n## Drill log\n\nRows below.\n\n| Date | Scenario | Result |\n|---|---|---|\n| 1 | a | pass |\n\n## Other\n\n| x |\n|---|\n";
+        assert_eq!(
+            destination(runbook),
+            Destination::Table {
+                heading: "## Drill log".into(),
+                line: 7,
+                columns: vec!["Date".into(), "Scenario".into(), "Result".into()],
+            }
+        );
+        assert_eq!(
+            destination("# Runbook\n\n## Drill log\n\nnone yet\n"),
+            Destination::NewTable {
+                heading: "## Drill log".into()
+            }
+        );
+        assert_eq!(destination("# Runbook\n"), Destination::NewSection);
+        assert_eq!(
+            destination(runbook).to_string(),
+            "the table under `## Drill log` (line 7), columns: Date, Scenario, Result"
+        );
+    }
+}

@@ -420,3 +420,59 @@ fn write_all_replaces_files_whole_and_leaves_no_temp_file_when_one_cannot_be_wri
         .collect();
     assert!(temps.is_empty(), "temp files left: {temps:?}");
 }
+
+/// 14 identical `FailedScheduling` warnings at different times: one row with a count and the
+/// first and last time, in the terminal table and in Markdown.
+#[test]
+fn repeated_warning_events_are_one_row_with_a_count() {
+    let mut report = fixture("pass-proxy-restart");
+    let warning = report::model::TimelineEvent {
+        at_s: 3.0,
+        kind: report::model::EventKind::Observation,
+        step: None,
+        description: "Warning FailedScheduling pod/proxy-7d9: 0/1 nodes are available".into(),
+        targets: Vec::new(),
+        undo: None,
+        outcome: None,
+    };
+    for i in 0..14 {
+        report.events.push(report::model::TimelineEvent {
+            at_s: 3.0 + f64::from(i) * 2.5,
+            ..warning.clone()
+        });
+    }
+    for format in [Format::Table, Format::Md] {
+        let text = render(&report, format);
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("FailedScheduling"))
+            .collect();
+        assert_eq!(rows.len(), 1, "one row for 14 repeats ({format:?}): {text}");
+        assert!(rows[0].contains("(×14)"), "{}", rows[0]);
+        assert!(rows[0].contains("t+3.0s-t+35.5s"), "{}", rows[0]);
+    }
+}
+
+/// A terminal 80 columns wide gets tables no wider than that; the long column is cut with `…`
+/// and the full text stays in Markdown.
+#[test]
+fn terminal_tables_fit_the_width() {
+    let mut report = fixture("pass-proxy-restart");
+    let long = "x".repeat(300);
+    report.events[0].description = format!("a very long description {long}");
+    let wide = report::table::render(&report, false);
+    assert!(wide.lines().any(|l| l.chars().count() > 300));
+    let fitted = report::table::render_fitted(&report, false, Some(80));
+    for line in fitted
+        .lines()
+        .filter(|l| l.starts_with(['│', '╭', '├', '╰']))
+    {
+        assert!(
+            line.chars().count() <= 80,
+            "{} wide: {line}",
+            line.chars().count()
+        );
+    }
+    assert!(fitted.contains('…'), "{fitted}");
+    assert!(render(&report, Format::Md).contains(&long));
+}

@@ -7,6 +7,7 @@ mod collect;
 mod load;
 mod load_worker;
 mod plan;
+mod progress;
 mod recover;
 mod report;
 mod run;
@@ -144,6 +145,12 @@ pub struct RunArgs {
     /// Parent directory of the run's report directory.
     #[arg(long, default_value = "reports")]
     pub report_dir: PathBuf,
+    /// Also write the JUnit XML to this fixed path (a CI artefact), atomically.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Also write report.json to this fixed path (a CI artefact), atomically.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
     /// Runbook whose Drill log table gets a row (default: the scenario's `runbook:`).
     #[arg(long)]
     pub drill_log: Option<PathBuf>,
@@ -219,7 +226,17 @@ pub fn main() -> ExitCode {
         }
     };
     let verbosity = i8::try_from(i16::from(cli.verbose) - i16::from(cli.quiet)).unwrap_or(0);
-    telemetry::init(cli.log_format, verbosity);
+    // A person at a terminal gets plain lines and a live status line; logs, JSON, `-v` and
+    // RUST_LOG get structured lines.
+    let human = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && cli.log_format == LogFormat::Text
+        && verbosity <= 0
+        && std::env::var_os("RUST_LOG").is_none();
+    let human_layer = human.then(|| {
+        let layer: telemetry::BoxedLayer = Box::new(progress::HumanLayer::new(stderr_color()));
+        (layer, progress::FILTER)
+    });
+    telemetry::init(cli.log_format, verbosity, stderr_color(), human_layer);
     telemetry::install_crypto_provider();
     crate::scenario::vars::set_command_line(cli.vars);
     match dispatch(cli.command) {
@@ -238,6 +255,35 @@ fn parse_var(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(n, v)| (n.trim().to_string(), v.to_string()))
         .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))
+}
+
+/// [`telemetry::color_allowed`] for stderr.
+pub(crate) fn stderr_color() -> bool {
+    telemetry::color_allowed(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+/// [`telemetry::color_allowed`] for stdout.
+pub(crate) fn stdout_color() -> bool {
+    telemetry::color_allowed(
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+/// The width tables on stdout should fit: `$COLUMNS`, else the terminal's; `None` when stdout
+/// is not a terminal (a file or a pipe gets the full text).
+pub(crate) fn stdout_width() -> Option<usize> {
+    let stdout = std::io::stdout();
+    if !std::io::IsTerminal::is_terminal(&stdout) {
+        return None;
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .or_else(|| terminal_size::terminal_size_of(&stdout).map(|(w, _)| usize::from(w.0)))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -84,6 +84,9 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<Outcome> {
         }
     };
     print!("{}", render_offline(&loaded, args.seed));
+    if let Some(runbook) = &loaded.scenario.runbook {
+        println!("\n{}", drill_log_line(&loaded.resolve(&runbook.value)));
+    }
     let TargetSpec::Kubernetes(spec) = &loaded.scenario.target else {
         return Ok(Outcome::Pass);
     };
@@ -112,5 +115,21 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<Outcome> {
             eprintln!("refused: {e}");
             Ok(Outcome::Refused)
         }
+    }
+}
+
+/// Where `run` would append its drill-log row: the runbook, its heading and table.
+fn drill_log_line(runbook: &Path) -> String {
+    match std::fs::read_to_string(runbook) {
+        Ok(text) => format!(
+            "Drill log: {} — {}",
+            runbook.display(),
+            crate::drill_log::destination(&text)
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!(
+            "Drill log: {} does not exist yet; `run` creates it with a `## Drill log` table",
+            runbook.display()
+        ),
+        Err(e) => format!("Drill log: {} cannot be read: {e}", runbook.display()),
     }
 }

@@ -1,6 +1,6 @@
 //! `drillbook report`: render a `report.json` in another format.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -26,10 +26,14 @@ pub struct ReportArgs {
 /// command reports, it does not judge (`drillbook run` carries the verdict's exit code).
 pub fn run(args: &ReportArgs) -> anyhow::Result<Outcome> {
     let report = crate::report::load(&args.report)?;
-    let color = args.output.is_none()
-        && std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let text = crate::report::render(&report, args.format, color)?;
+    let color = args.output.is_none() && super::stdout_color();
+    let text = match (args.format, &args.output) {
+        // A terminal gets tables that fit it; files get the full text.
+        (Format::Table, None) => {
+            crate::report::table::render_fitted(&report, color, super::stdout_width())
+        }
+        _ => crate::report::render(&report, args.format, color)?,
+    };
     match &args.output {
         Some(path) => {
             std::fs::write(path, text)

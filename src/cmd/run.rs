@@ -47,7 +47,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Refused);
     };
 
-    let observed = match drill::run(&loaded, seed, &options).await {
+    let result = drill::run(&loaded, seed, &options).await;
+    super::progress::clear_status();
+    let observed = match result {
         Ok(observed) => observed,
         Err(DrillError::Refused(why)) => {
             eprintln!("refused: {why}");
@@ -61,7 +63,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     let dir = drill::report_dir(&args.report_dir, &report);
     // A report that cannot be written in full must not also cost the drill-log row, but the
     // row must not link to it, and a pass nobody can look up is not a pass (exit 6).
-    let (files, unwritten) = match crate::report::write_all(&report, &dir) {
+    let (mut files, unwritten) = match crate::report::write_all(&report, &dir) {
         Ok(files) => (files, None),
         Err(e) => {
             let why = format!("{:#}", anyhow::Error::from(e));
@@ -69,6 +71,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
             (Vec::new(), Some(why))
         }
     };
+    // CI artefacts at fixed paths, besides the run's folder; a pass whose artefact is missing
+    // is not a pass CI can see (exit 6), but the run's folder and its drill-log link stand.
+    let mut artefact_missing = false;
+    let artefacts = [
+        (&args.junit, crate::report::Format::Junit),
+        (&args.json, crate::report::Format::Json),
+    ];
+    for (path, format) in artefacts {
+        let Some(path) = path else { continue };
+        match crate::report::write_file(&report, format, path) {
+            Ok(()) => files.push(path.clone()),
+            Err(e) => {
+                eprintln!("error: {:#}", anyhow::Error::from(e));
+                artefact_missing = true;
+            }
+        }
+    }
     if args.store_results {
         // The verdict stays the run's outcome; a storage failure is loud but does not hide it.
         match crate::schedule::results::store_after_run(
@@ -83,9 +102,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
             Err(e) => eprintln!("warning: could not store the result in the cluster: {e}"),
         }
     }
-    let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
-        && std::env::var_os("NO_COLOR").is_none();
-    println!("{}", crate::report::table::render(&report, color));
+    println!(
+        "{}",
+        crate::report::table::render_fitted(&report, super::stdout_color(), super::stdout_width())
+    );
     if files.is_empty() {
         println!("reports: none written (see the error above)");
     } else {
@@ -131,9 +151,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
             ),
         }
     }
-    Ok(match (Outcome::from(report.verdict), unwritten) {
-        (Outcome::Pass, Some(_)) => Outcome::Unreported,
-        (outcome, _) => outcome,
+    Ok(match Outcome::from(report.verdict) {
+        Outcome::Pass if unwritten.is_some() || artefact_missing => Outcome::Unreported,
+        outcome => outcome,
     })
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::drill::PROGRESS;
 use super::windows::WindowStore;
 use crate::load::fleet::{FleetError, FleetLayout, WORKER_BEARER_ENV, worker_args};
 use crate::load::wire::{FleetMerger, FleetWindow, WireError, WorkerLine};
@@ -190,12 +191,12 @@ impl FleetReader {
                 }
             }
             FleetEvent::Waiting { worker, why } => {
-                tracing::info!("load worker {worker}: {why}");
+                tracing::info!(target: PROGRESS, kind = "note", "load worker {worker}: {why}");
                 states.entry(worker).or_default().waiting = Some(why);
             }
             FleetEvent::Ended { worker, end } => {
                 if let WorkerEnd::Failed(why) = &end {
-                    tracing::warn!("load worker {worker} failed: {why}");
+                    tracing::warn!(target: PROGRESS, kind = "note", "load worker {worker} failed: {why}");
                 }
                 states.entry(worker).or_default().end = Some(end);
             }

@@ -537,9 +537,11 @@ fn judge_rolled(r: &crate::scenario::RolledCheck, observed: &Observed) -> Judgem
     let rolled = replaced == before.len();
     let nothing = replaced == 0;
     let detail = format!(
-        "{replaced} of {} member(s) of `{group}` replaced by `{}` ({before:?} → {after:?})",
+        "{replaced} of {} member(s) of `{group}` replaced by `{}` ({} → {})",
         before.len(),
-        r.after.value
+        r.after.value,
+        words_list(before),
+        words_list(after),
     );
     let pass = if r.expect { rolled } else { nothing };
     let mut j = Judgement::decided(pass, detail);
@@ -554,6 +556,16 @@ fn judge_rolled(r: &crate::scenario::RolledCheck, observed: &Observed) -> Judgem
     j
 }
 
+/// Names as a person lists them: `a, b`, or `none`.
+fn words_list<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.into_iter().map(String::as_str).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
 async fn judge_command(c: &crate::scenario::CommandCheck) -> Judgement {
     match command::run(&c.argv, &Default::default(), c.timeout.0).await {
         Err(e) => Judgement::inconclusive(e.to_string()),
@@ -566,8 +578,8 @@ async fn judge_command(c: &crate::scenario::CommandCheck) -> Judgement {
             let mut j = Judgement::decided(
                 code_ok && regex_ok,
                 format!(
-                    "exit {:?}{}",
-                    out.status,
+                    "{}{}",
+                    out.status_text(),
                     if regex_ok {
                         ""
                     } else {
@@ -575,7 +587,7 @@ async fn judge_command(c: &crate::scenario::CommandCheck) -> Judgement {
                     }
                 ),
             );
-            j.measured_text = Some(format!("exit {:?}", out.status));
+            j.measured_text = Some(out.status_text());
             j.threshold_text = Some(format!("exit {}", c.exit_code));
             j
         }

@@ -42,13 +42,14 @@ pub fn render(report: &Report) -> String {
     }
     out.push_str("    </properties>\n");
     for check in &report.checks {
-        testcase(&mut out, &suite, check);
+        testcase(&mut out, &suite, check, check_seconds(report, check));
     }
     if drill_error {
         let _ = writeln!(
             out,
-            "    <testcase name=\"drill completed\" classname=\"{}\">\n      <error type=\"{}\" message=\"{}\"/>\n    </testcase>",
+            "    <testcase name=\"drill completed\" classname=\"{}\" time=\"{:.3}\">\n      <error type=\"{}\" message=\"{}\"/>\n    </testcase>",
             xml(&suite),
+            report.duration_s(),
             report.verdict,
             xml(&report.verdict_reason)
         );
@@ -83,14 +84,24 @@ fn properties(report: &Report) -> Vec<(&'static str, String)> {
     props
 }
 
-fn testcase(out: &mut String, suite: &str, check: &CheckResult) {
+/// A check's time: the duration of the phase it judges, else of the whole run.
+fn check_seconds(report: &Report, check: &CheckResult) -> f64 {
+    check
+        .phase
+        .as_deref()
+        .and_then(|name| report.phases.iter().find(|p| p.name == name))
+        .map_or_else(|| report.duration_s(), |p| p.end_s - p.start_s)
+        .max(0.0)
+}
+
+fn testcase(out: &mut String, suite: &str, check: &CheckResult, seconds: f64) {
     let classname = match &check.phase {
         Some(phase) => format!("{suite}.{phase}"),
         None => suite.to_owned(),
     };
     let _ = write!(
         out,
-        "    <testcase name=\"{}\" classname=\"{}\"",
+        "    <testcase name=\"{}\" classname=\"{}\" time=\"{seconds:.3}\"",
         xml(&check.name),
         xml(&classname)
     );

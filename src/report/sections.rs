@@ -1,7 +1,10 @@
 //! The content shared by the terminal and Markdown renderers: which rows and columns each
 //! section has and how numbers read. The renderers only decide the styling.
 
-use super::model::{CallerStats, CheckResult, PhaseReport, PreflightStatus, Report, StatsSummary};
+use super::model::{
+    CallerStats, CheckResult, EventKind, PhaseReport, PreflightStatus, Report, StatsSummary,
+    TimelineEvent,
+};
 
 /// A titled table: a header row and body rows, all plain text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,16 +209,45 @@ fn status(caller: &CallerStats, code: u16) -> u64 {
     caller.statuses.get(&code.to_string()).copied().unwrap_or(0)
 }
 
+/// Identical observations (e.g. 14 `FailedScheduling` warnings) are one row with a count and
+/// their first and last time, as `kubectl get events` shows them.
 fn timeline(report: &Report) -> Section {
-    let rows = report
-        .events
-        .iter()
-        .map(|e| {
+    let mut groups: Vec<(&TimelineEvent, usize, f64)> = Vec::new();
+    for event in &report.events {
+        let repeat = (event.kind == EventKind::Observation)
+            .then(|| {
+                groups.iter_mut().find(|(first, _, _)| {
+                    first.kind == event.kind
+                        && first.description == event.description
+                        && first.targets == event.targets
+                        && first.outcome == event.outcome
+                })
+            })
+            .flatten();
+        match repeat {
+            Some((_, count, last)) => {
+                *count += 1;
+                *last = last.max(event.at_s);
+            }
+            None => groups.push((event, 1, event.at_s)),
+        }
+    }
+    let rows = groups
+        .into_iter()
+        .map(|(e, count, last)| {
+            let (at, what) = if count > 1 {
+                (
+                    format!("{}-{}", offset(e.at_s), offset(last)),
+                    format!("{} (×{count})", e.description),
+                )
+            } else {
+                (offset(e.at_s), e.description.clone())
+            };
             vec![
-                offset(e.at_s),
+                at,
                 e.kind.as_str().to_owned(),
                 e.step.clone().unwrap_or_else(|| MISSING.to_owned()),
-                e.description.clone(),
+                what,
                 join_or_missing(&e.targets),
                 e.undo.clone().unwrap_or_else(|| MISSING.to_owned()),
                 e.outcome.clone().unwrap_or_else(|| MISSING.to_owned()),

@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use tabled::builder::Builder;
-use tabled::settings::Style;
+use tabled::settings::peaker::PriorityMax;
+use tabled::settings::{Style, Width};
 
 use super::model::{Report, Verdict};
 use super::sections::{self, Section};
@@ -11,6 +12,12 @@ use super::sections::{self, Section};
 /// Renders the report for a terminal. `color` adds ANSI colour to the verdict line only
 /// (tables stay uncoloured so their column widths stay right).
 pub fn render(report: &Report, color: bool) -> String {
+    render_fitted(report, color, None)
+}
+
+/// [`render`], with every table fitted to `width` columns when given: the widest columns are
+/// cut short with `…` (the full text stays in report.md and report.json).
+pub fn render_fitted(report: &Report, color: bool, width: Option<usize>) -> String {
     let mut out = String::new();
     for (key, value) in sections::overview(report) {
         let _ = writeln!(out, "{key:<10} {value}");
@@ -27,7 +34,7 @@ pub fn render(report: &Report, color: bool) -> String {
         "Verdict", report.verdict_reason
     );
     for section in sections::all(report) {
-        let _ = write!(out, "\n{}\n{}\n", section.title, grid(&section));
+        let _ = write!(out, "\n{}\n{}\n", section.title, grid(&section, width));
     }
     for warning in &report.warnings {
         let _ = writeln!(out, "\nwarning: {warning}");
@@ -35,13 +42,22 @@ pub fn render(report: &Report, color: bool) -> String {
     out
 }
 
-fn grid(section: &Section) -> String {
+fn grid(section: &Section, width: Option<usize>) -> String {
     let mut builder = Builder::default();
     builder.push_record(section.header.iter().copied());
     for row in &section.rows {
         builder.push_record(row.iter().map(String::as_str));
     }
-    builder.build().with(Style::rounded()).to_string()
+    let mut table = builder.build();
+    table.with(Style::rounded());
+    if let Some(width) = width {
+        table.with(
+            Width::truncate(width)
+                .suffix("…")
+                .priority(PriorityMax::right()),
+        );
+    }
+    table.to_string()
 }
 
 const ANSI_RESET: &str = "\x1b[0m";

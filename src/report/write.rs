@@ -33,6 +33,26 @@ pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportErro
         .collect()
 }
 
+/// Writes the report in `format` to `path` atomically (for CI artefacts at a fixed path, such
+/// as `--junit FILE`), creating its folder when missing.
+pub fn write_file(report: &Report, format: super::Format, path: &Path) -> Result<(), ReportError> {
+    let error = |source| ReportError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let text = super::render(report, format, false)?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(error)?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| error(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
+    write_atomically(dir, name, text.as_bytes()).map_err(error)
+}
+
 /// `dir/name` replaced in one rename: a temp file beside it (created with the usual mode, so
 /// reports stay as readable as before), synced, then renamed over; the temp file never stays.
 fn write_atomically(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<()> {

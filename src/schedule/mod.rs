@@ -329,7 +329,7 @@ pub async fn dry_run(
                 true,
                 "already exists (valid; `kubectl apply` updates it)".to_string(),
             ),
-            Err(e) => (false, e.to_string()),
+            Err(e) => (false, crate::targets::kube::api_words(&e)),
         };
         results.push(DryRunResult {
             object,
@@ -428,7 +428,7 @@ pub async fn render_validated(
             action: "discover the batch API".into(),
             context: target.context().to_string(),
             namespace: target.namespace().to_string(),
-            source: Box::new(e),
+            error: Box::new(e),
         })?;
     let manifests = render(loaded, &options, cron_api)?;
     let results = dry_run(target.client(), target.namespace(), &manifests).await;

@@ -32,12 +32,12 @@ pub enum ResultsError {
     #[error(transparent)]
     Kube(#[from] KubeError),
     /// An API call failed.
-    #[error("{action} in namespace `{namespace}`: {source}")]
+    #[error("{action} in namespace `{namespace}`: {}", crate::targets::kube::api_words(.error))]
     Api {
         action: String,
         namespace: String,
-        #[source]
-        source: Box<kube::Error>,
+        /// Not a `#[source]`: its words are already in the message.
+        error: Box<kube::Error>,
     },
     /// The report could not be serialized or written.
     #[error(transparent)]
@@ -81,7 +81,7 @@ fn api_error(action: &str, namespace: &str, source: kube::Error) -> ResultsError
     ResultsError::Api {
         action: action.to_string(),
         namespace: namespace.to_string(),
-        source: Box::new(source),
+        error: Box::new(source),
     }
 }
 

@@ -32,7 +32,20 @@ pub struct CommandOutput {
     pub stderr: String,
 }
 
+/// How a command ended, in words: `exit 1`, or `killed by a signal` (no exit code).
+pub fn status_words(status: &Option<i32>) -> String {
+    status.map_or_else(
+        || "killed by a signal".into(),
+        |code| format!("exit {code}"),
+    )
+}
+
 impl CommandOutput {
+    /// How it ended, in words (see [`status_words`]).
+    pub fn status_text(&self) -> String {
+        status_words(&self.status)
+    }
+
     pub fn stderr_tail(&self) -> String {
         let lines: Vec<&str> = self.stderr.lines().collect();
         lines[lines.len().saturating_sub(5)..].join(" / ")

@@ -37,14 +37,14 @@ pub enum TargetError {
     #[error(transparent)]
     Command(#[from] CommandError),
     /// A command ran to its end but did not exit 0.
-    #[error("`{argv}` exited with {status:?}: {stderr_tail}")]
+    #[error("`{argv}` ended with {}: {stderr_tail}", crate::support::command::status_words(.status))]
     Exited {
         argv: String,
         status: Option<i32>,
         stderr_tail: String,
     },
     /// A local undo command did not exit 0 (its argv is already in the undo's description).
-    #[error("exited with {status:?}")]
+    #[error("ended with {}", crate::support::command::status_words(.status))]
     UndoExited { status: Option<i32> },
     /// The action needs the other kind of target (validation refuses this before a run).
     #[error("`{action}` needs a {needs} target")]

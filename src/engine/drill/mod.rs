@@ -219,9 +219,22 @@ fn templated_texts(loaded: &LoadedScenario) -> Vec<String> {
     texts
 }
 
-/// Prints progress lines unless `-q` was given (tracing's level decides).
+/// The tracing target of progress events. Besides a message for structured logs, each carries
+/// a `kind` and plain fields (numbers, names) that the command-line edge renders: on a
+/// terminal a live status line and one line per step. The engine itself prints nothing.
+pub const PROGRESS: &str = "drillbook::progress";
+
+/// A progress note (no fields), shown unless `-q` was given (tracing's level decides).
 fn progress(line: &str) {
-    tracing::info!("{line}");
+    tracing::info!(target: PROGRESS, kind = "note", "{line}");
+}
+
+/// When the step after `index` is due (seconds from time zero), if it has an `at:`.
+fn next_step_at(steps: &[crate::scenario::Sp<Step>], index: usize) -> Option<f64> {
+    steps
+        .get(index)
+        .and_then(|s| s.value.at.as_ref())
+        .map(|at| at.value.0.as_secs_f64())
 }
 
 /// Choices made on the command line that the scenario cannot make for itself.
@@ -599,6 +612,7 @@ impl<'a, T: Target> Drill<'a, T> {
         for (name, task) in background.streams {
             streams.insert(name, task.await.unwrap_or_default());
         }
+        tracing::debug!(target: PROGRESS, kind = "load_over", "the load is over");
         let windows = background
             .store
             .lock()
@@ -735,9 +749,7 @@ impl<'a, T: Target> Drill<'a, T> {
             tokio::spawn(async move {
                 let mut guards = guards;
                 while let Some(window) = windows_rx.recv().await {
-                    if window.second % 2 == 1 {
-                        progress(&window_line(&window));
-                    }
+                    log_window(&window);
                     for guard in &mut guards {
                         if let Some(why) = guard.observe(&window.stats)
                             && !abort.token.is_cancelled()
@@ -891,9 +903,23 @@ impl<'a, T: Target> Drill<'a, T> {
         let mut events = Vec::new();
         let mut before_first_fault = true;
         tokio::time::sleep_until(self.t0).await;
-        progress(&format!("t+0s load started; seed {}", self.seed));
-        for (index, step) in self.loaded.scenario.steps.iter().enumerate() {
+        let all_steps = &self.loaded.scenario.steps;
+        let next_at = next_step_at(all_steps, 0);
+        tracing::info!(
+            target: PROGRESS,
+            kind = "start",
+            seed = self.seed,
+            next_at_s = next_at,
+            "t+0s load started; seed {}",
+            self.seed
+        );
+        for (index, step) in all_steps.iter().enumerate() {
             let step = &step.value;
+            let position = StepPosition {
+                number: index + 1,
+                total: all_steps.len(),
+                next_at_s: next_step_at(all_steps, index + 1),
+            };
             let name = step_name(step, index, "#");
             if let Some(at) = &step.at {
                 tokio::select! {
@@ -913,7 +939,7 @@ impl<'a, T: Target> Drill<'a, T> {
             if self.stop.is_cancelled() {
                 break;
             }
-            let record = self.step(&name, step, rng, &self.stop).await;
+            let record = self.step(&name, step, rng, &self.stop, &position).await;
             events.push(self.step_event(&record));
             let failed = record.error.as_ref().map(ToString::to_string);
             steps.push(record);
@@ -1017,7 +1043,12 @@ impl<'a, T: Target> Drill<'a, T> {
         let never = CancellationToken::new();
         for (index, step) in self.loaded.scenario.finally.iter().enumerate() {
             let name = step_name(&step.value, index, "finally #");
-            let record = self.step(&name, &step.value, rng, &never).await;
+            let position = StepPosition {
+                number: index + 1,
+                total: self.loaded.scenario.finally.len(),
+                next_at_s: None,
+            };
+            let record = self.step(&name, &step.value, rng, &never, &position).await;
             events.push(self.step_event(&record));
             finally.push(record);
         }
@@ -1060,6 +1091,7 @@ impl<'a, T: Target> Drill<'a, T> {
         step: &Step,
         rng: &mut StdRng,
         stop: &CancellationToken,
+        position: &StepPosition,
     ) -> StepRecord {
         let before = self.identities().await;
         let start = Instant::now();
@@ -1089,11 +1121,18 @@ impl<'a, T: Target> Drill<'a, T> {
                 return not_applied(StepError::UndoNotRecorded(e));
             }
         }
-        progress(&format!(
-            "t+{:.1}s ▶ {name}: {}",
-            offset(self.t0, start),
-            describe_action(&step.action)
-        ));
+        let (at_s, what) = (offset(self.t0, start), describe_action(&step.action));
+        tracing::info!(
+            target: PROGRESS,
+            kind = "step",
+            number = position.number,
+            total = position.total,
+            name,
+            what,
+            at_s,
+            fault = is_fault(&step.action),
+            "t+{at_s:.1}s ▶ {name}: {what}"
+        );
         let result = tokio::select! {
             r = self.target.apply(&step.action, rng) => r.map_err(StepError::Failed),
             _ = stop.cancelled() => Err(StepError::Interrupted),
@@ -1101,9 +1140,16 @@ impl<'a, T: Target> Drill<'a, T> {
         let end = Instant::now();
         let (applied, error) = match result {
             Ok(applied) => {
-                if !applied.targets.is_empty() {
-                    progress(&format!("          hit: {}", applied.targets.join(", ")));
-                }
+                let hit = applied.targets.join(", ");
+                tracing::info!(
+                    target: PROGRESS,
+                    kind = "applied",
+                    number = position.number,
+                    total = position.total,
+                    next_at_s = position.next_at_s,
+                    hit,
+                    "          hit: {hit}"
+                );
                 (Some(applied), None)
             }
             Err(e) => {
@@ -1201,25 +1247,51 @@ impl Aborter {
     }
 }
 
-/// The progress line of one second of load.
-fn window_line(window: &Window) -> String {
+/// Where a step stands in its list, for progress events.
+struct StepPosition {
+    number: usize,
+    total: usize,
+    /// When the next step is due, if it has an `at:`.
+    next_at_s: Option<f64>,
+}
+
+/// One second of load as a progress event: every second for a live status line (debug), every
+/// other second as a structured log line (info) so logs stay short.
+fn log_window(window: &Window) {
     let s = &window.stats;
-    let p99 = s
-        .quantile_ms(99.0, crate::load::LatencyKind::Corrected)
-        .map_or("-".into(), |v| format!("{v:.0}ms"));
-    format!(
-        "t+{:>3}s  {} req  401: {}  5xx: {}  errors: {}  p99 {p99}{}",
-        window.second,
-        s.requests,
-        s.status_count(401),
-        s.class_count(5),
-        s.error_count(),
-        if s.dropped > 0 {
-            format!("  dropped: {}", s.dropped)
-        } else {
-            String::new()
-        }
-    )
+    let p99_ms = s.quantile_ms(99.0, crate::load::LatencyKind::Corrected);
+    let p99 = p99_ms.map_or("-".into(), |v| format!("{v:.0}ms"));
+    let dropped = if s.dropped > 0 {
+        format!("  dropped: {}", s.dropped)
+    } else {
+        String::new()
+    };
+    macro_rules! window_event {
+        ($level:expr) => {
+            tracing::event!(
+                target: PROGRESS,
+                $level,
+                kind = "window",
+                second = window.second,
+                requests = s.requests,
+                status_401 = s.status_count(401),
+                status_5xx = s.class_count(5),
+                errors = s.error_count(),
+                p99_ms,
+                "t+{:>3}s  {} req  401: {}  5xx: {}  errors: {}  p99 {p99}{dropped}",
+                window.second,
+                s.requests,
+                s.status_count(401),
+                s.class_count(5),
+                s.error_count(),
+            )
+        };
+    }
+    if window.second % 2 == 1 {
+        window_event!(tracing::Level::INFO);
+    } else {
+        window_event!(tracing::Level::DEBUG);
+    }
 }
 
 /// Phase boundaries from what happened: first fault, ready again, step times.

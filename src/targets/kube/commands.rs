@@ -400,7 +400,7 @@ impl KubeTarget {
         if out.status != Some(0) {
             return Err(KubeError::Command {
                 argv: argv.join(" "),
-                message: format!("exit {:?}: {}", out.status, out.stderr_tail()),
+                message: format!("{}: {}", out.status_text(), out.stderr_tail()),
             });
         }
         let unexpected = |message: String| KubeError::Unexpected {

@@ -67,13 +67,13 @@ pub enum KubeError {
     #[error("kubeconfig {path}: {message}")]
     Kubeconfig { path: String, message: String },
     /// An API call failed (after retries, when it was retryable).
-    #[error("{action} in context `{context}`, namespace `{namespace}`: {source}")]
+    #[error("{action} in context `{context}`, namespace `{namespace}`: {}", api_words(.error))]
     Api {
         action: String,
         context: String,
         namespace: String,
-        #[source]
-        source: Box<kube::Error>,
+        /// Not a `#[source]`: its words are already in the message (see [`api_words`]).
+        error: Box<kube::Error>,
     },
     /// An object the step needs does not exist.
     #[error("{kind} `{name}` not found in context `{context}`, namespace `{namespace}`")]
@@ -156,6 +156,54 @@ pub enum KubeError {
     /// A value the API returned could not be understood.
     #[error("unexpected answer to {what}: {message}")]
     Unexpected { what: String, message: String },
+}
+
+/// A Kubernetes client error in words: the API server's own message with its reason and HTTP
+/// code (`namespaces "mcp" not found (NotFound, HTTP 404)`), or a transport error with its
+/// causes. kube's own Display appends a Rust debug dump of the whole Status.
+pub fn api_words(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            let message = if status.message.is_empty() {
+                "the API server refused the request"
+            } else {
+                status.message.as_str()
+            };
+            match (status.reason.as_str(), status.code) {
+                ("", 0) => message.to_string(),
+                ("", code) => format!("{message} (HTTP {code})"),
+                (reason, 0) => format!("{message} ({reason})"),
+                (reason, code) => format!("{message} ({reason}, HTTP {code})"),
+            }
+        }
+        other => {
+            let mut words = other.to_string();
+            let mut cause = std::error::Error::source(other);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if !words.ends_with(&text) {
+                    words = format!("{words}: {text}");
+                }
+                cause = c.source();
+            }
+            words
+        }
+    }
+}
+
+/// A watch error in words, with [`api_words`] for the client error inside.
+pub fn watch_words(error: &kube::runtime::watcher::Error) -> String {
+    use kube::runtime::watcher::Error as W;
+    match error {
+        W::InitialListFailed(e) => format!("the initial list failed: {}", api_words(e)),
+        W::WatchStartFailed(e) => format!("the watch did not start: {}", api_words(e)),
+        W::WatchFailed(e) => format!("the watch failed: {}", api_words(e)),
+        W::WatchError(status) => format!(
+            "the API server ended the watch: {}",
+            api_words(&kube::Error::Api(status.clone()))
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// A Kubernetes client pinned to one context and one namespace, with the scenario's limits.
@@ -469,7 +517,7 @@ impl KubeTarget {
             action: action.into(),
             context: self.context.clone(),
             namespace: self.namespace.clone(),
-            source: Box::new(source),
+            error: Box::new(source),
         }
     }
 

@@ -387,7 +387,7 @@ async fn watch_pods(
             Err(e) => {
                 sink.push(KubeEventKind::WatchError {
                     watching: "pods",
-                    error: e.to_string(),
+                    error: super::watch_words(&e),
                 });
                 continue;
             }
@@ -505,7 +505,7 @@ async fn watch_jobs(api: kube::Api<Job>, selectors: Vec<LabelSelector>, sink: Si
             Err(e) => {
                 sink.push(KubeEventKind::WatchError {
                     watching: "jobs",
-                    error: e.to_string(),
+                    error: super::watch_words(&e),
                 });
                 continue;
             }
@@ -580,7 +580,7 @@ async fn watch_warnings(api: kube::Api<CoreEvent>, sink: Sink) {
             Err(e) => {
                 sink.push(KubeEventKind::WatchError {
                     watching: "events",
-                    error: e.to_string(),
+                    error: super::watch_words(&e),
                 });
                 continue;
             }

@@ -179,7 +179,7 @@ impl KubeTarget {
                     return Err(self.api_error(format!("delete pod `{}`", pod.name), e));
                 }
             };
-            tracing::info!(pod = %pod.name, context = %self.context, namespace = %self.namespace, ?grace_period_seconds, already_gone, "killed pod");
+            tracing::info!(pod = %pod.name, context = %self.context, namespace = %self.namespace, grace_period_seconds, already_gone, "killed pod");
             killed.push(KilledPod {
                 pod: pod.clone(),
                 at,

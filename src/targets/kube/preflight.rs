@@ -458,7 +458,7 @@ impl KubeTarget {
             Ok(out) => result(
                 name,
                 PreflightStatus::Fail,
-                format!("exit {:?}: {}", out.status, out.stderr_tail()),
+                format!("{}: {}", out.status_text(), out.stderr_tail()),
             ),
             Err(e) => result(name, PreflightStatus::Fail, e.to_string()),
         }

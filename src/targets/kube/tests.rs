@@ -503,3 +503,53 @@ async fn evict_without_any_eviction_api_names_the_alternative() {
         "no eviction may be posted"
     );
 }
+
+#[test]
+fn api_errors_read_as_the_api_servers_words_with_the_context() {
+    let response = kube::core::Status {
+        status: Some(kube::core::response::StatusSummary::Failure),
+        code: 404,
+        message: "namespaces \"mcp\" not found".into(),
+        reason: "NotFound".into(),
+        metadata: None,
+        details: None,
+    };
+    let error = KubeError::Api {
+        action: "read the namespace".into(),
+        context: "staging".into(),
+        namespace: "mcp".into(),
+        error: Box::new(kube::Error::Api(Box::new(response))),
+    };
+    assert_eq!(
+        error.to_string(),
+        "read the namespace in context `staging`, namespace `mcp`: namespaces \"mcp\" not \
+         found (NotFound, HTTP 404)"
+    );
+    // Nothing more in the chain: the cause's words are already in the message.
+    assert!(std::error::Error::source(&error).is_none());
+}
+
+#[tokio::test]
+async fn a_refused_list_names_the_api_message_not_a_debug_dump() {
+    let (target, mut server) = mock::target(5);
+    let list =
+        tokio::spawn(async move { target.matching_pods(&"app=proxy".parse().unwrap()).await });
+    server
+        .answer(
+            403,
+            status(
+                403,
+                "Forbidden",
+                "pods is forbidden: User \"drill\" cannot list resource \"pods\"",
+            ),
+        )
+        .await;
+    let error = list.await.unwrap().unwrap_err().to_string();
+    assert!(
+        error.contains("context `test`, namespace `ns`: pods is forbidden: User \"drill\" cannot list resource \"pods\" (Forbidden, HTTP 403)"),
+        "{error}"
+    );
+    for internal in ["Status {", "Some(", "ApiError"] {
+        assert!(!error.contains(internal), "{error}");
+    }
+}

@@ -184,6 +184,36 @@ pub enum ExitCause {
     Stopped,
 }
 
+impl std::fmt::Display for ExitCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exited => f.write_str("on its own"),
+            Self::Killed { signal } => write!(f, "killed by drillbook ({})", signal_name(*signal)),
+            Self::Stopped => f.write_str("stopped by drillbook"),
+        }
+    }
+}
+
+/// The name a person knows a scenario signal by.
+pub fn signal_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Kill => "SIGKILL",
+        Signal::Term => "SIGTERM",
+    }
+}
+
+/// How a process ended, in words: `code 0`, `signal SIGKILL`.
+pub fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (Some(code), _) => format!("code {code}"),
+        (None, Some(number)) => match NixSignal::try_from(number) {
+            Ok(signal) => format!("signal {}", signal.as_str()),
+            Err(_) => format!("signal {number}"),
+        },
+        (None, None) => "an unknown status".into(),
+    }
+}
+
 /// How a process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExitInfo {
@@ -539,7 +569,7 @@ impl LocalTarget {
                 signal,
                 at: Instant::now(),
             };
-            tracing::info!(instance = %instance_name(name, id), pid, ?signal, "killed");
+            tracing::info!(instance = %instance_name(name, id), pid, signal = signal_name(signal), "killed");
             self.shared.emit(ProcessEvent::Killed(record.clone()));
             killed.push(record);
         }

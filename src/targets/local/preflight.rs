@@ -29,7 +29,7 @@ pub async fn run(scenario: &Scenario, vars: &Vars) -> Vec<PreflightResult> {
                 }
                 Ok(out) => fail(
                     format!("command {}", c.argv.join(" ")),
-                    format!("exit {:?}: {}", out.status, out.stderr_tail()),
+                    format!("{}: {}", out.status_text(), out.stderr_tail()),
                 ),
                 Err(e) => fail(format!("command {}", c.argv.join(" ")), e.to_string()),
             },

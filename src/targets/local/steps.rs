@@ -149,7 +149,11 @@ impl Target for LocalRun {
     async fn shutdown(self) {
         let report = self.target.shutdown().await;
         if !report.is_clean() {
-            tracing::warn!("some processes needed SIGKILL at shutdown: {report:?}");
+            let pids: Vec<String> = report.survivors.iter().map(u32::to_string).collect();
+            tracing::warn!(
+                "processes still running after SIGKILL at shutdown: pid {}",
+                pids.join(", ")
+            );
         }
         // The sender side is gone with the target; the collector ends by itself.
         drop(self.collector);

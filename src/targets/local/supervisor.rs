@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::child::{self, OutputRing};
 use super::config::ProcessConfig;
+use super::describe_exit;
 use super::probe::ReadyProbe;
 use super::{ExitCause, ExitInfo, InstanceStatus, LocalError, ProcessEvent, lock};
 use crate::scenario::ProcessKind;
@@ -449,9 +450,9 @@ impl Shared {
             });
             let name = instance_name(&key.group, key.id);
             if expected {
-                tracing::debug!(instance = %name, pid, ?code, ?signal, "stopped");
+                tracing::debug!(instance = %name, pid, exit = %describe_exit(code, signal), "stopped");
             } else {
-                tracing::info!(instance = %name, pid, ?code, ?signal, ?cause, "exited");
+                tracing::info!(instance = %name, pid, exit = %describe_exit(code, signal), cause = %cause, "exited");
             }
             self.emit(ProcessEvent::Exited {
                 name: key.group.clone(),

@@ -1,0 +1,151 @@
+//! What a person sees from a drill when stderr is not a terminal (`2>file`, CI): structured
+//! lines without ANSI escapes, and no Rust debug formatting (`Some(0)`, `None`) anywhere.
+
+use std::process::{Command, Output, Stdio};
+
+/// A drill of a few seconds with a job that exits (code 0) and a process killed by signal:
+/// both used to be logged as `code=Some(0) signal=None`.
+const QUICK: &str = r#"apiVersion: drillbook/v1
+name: cli-output
+target:
+  local:
+    processes:
+      - name: requests-proxy
+        command: ["${drillbook}", "lab", "proxy", "--listen", "127.0.0.1:${port.proxy}"]
+        env: {LAB_STATELESS_TOKENS: "true"}
+        ready: http://127.0.0.1:${port.proxy}/healthz
+      - name: trainer
+        kind: job
+        command: ["true"]
+load:
+  url: http://127.0.0.1:${port.proxy}/healthz
+  rate: 20/s
+  duration: 3s
+steps:
+  - at: 1s
+    kill_process: {name: requests-proxy, signal: SIGKILL}
+checks:
+  - name: answered
+    phase: all
+    http: "rate(5xx) < 100%"
+"#;
+
+/// Runs the drill with stderr redirected to a file, as `2>file` does.
+fn run_to_file(no_color: Option<&str>) -> (Output, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("quick.yaml");
+    std::fs::write(&scenario, QUICK).expect("write the scenario");
+    let err_path = dir.path().join("stderr.txt");
+    let err_file = std::fs::File::create(&err_path).expect("stderr file");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_drillbook"));
+    command
+        .arg("run")
+        .arg(&scenario)
+        .arg("--report-dir")
+        .arg(dir.path().join("reports"))
+        .arg("--no-drill-log")
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(err_file);
+    if let Some(value) = no_color {
+        command.env("NO_COLOR", value);
+    }
+    let output = command.output().expect("run drillbook");
+    let err = std::fs::read_to_string(&err_path).expect("read stderr");
+    (output, err)
+}
+
+fn assert_plain(err: &str) {
+    assert!(!err.contains('\x1b'), "no ANSI escapes in a file: {err:?}");
+    for internal in ["Some(", "None", "Killed {"] {
+        assert!(
+            !err.contains(internal),
+            "no debug formatting ({internal}): {err}"
+        );
+    }
+}
+
+#[test]
+fn a_drill_logged_to_a_file_has_no_escapes_and_no_debug_formatting() {
+    let (output, err) = run_to_file(None);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert_plain(&err);
+    assert!(
+        err.contains("exit=code 0"),
+        "the job's exit in words: {err}"
+    );
+    assert!(err.contains("exit=signal SIGKILL"), "{err}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains('\x1b'), "stdout is a pipe: {stdout:?}");
+}
+
+#[test]
+fn no_color_set_means_no_escapes() {
+    let (output, err) = run_to_file(Some("1"));
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert_plain(&err);
+}
+
+/// `plan` says where the drill-log row will go: the runbook, its heading and table columns.
+#[test]
+fn plan_names_the_drill_log_file_and_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("quick.yaml");
+    std::fs::write(&scenario, format!("{QUICK}runbook: RUNBOOK.md\n")).expect("scenario");
+    std::fs::write(
+        dir.path().join("RUNBOOK.md"),
+        "# Runbook\n\n## Drill log\n\n| Date | Drill | Result |\n|---|---|---|\n",
+    )
+    .expect("runbook");
+    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        .args(["plan", "--offline"])
+        .arg(&scenario)
+        .output()
+        .expect("run drillbook plan");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(
+            "RUNBOOK.md — the table under `## Drill log` (line 5), columns: Date, Drill, Result"
+        ),
+        "{stdout}"
+    );
+}
+
+/// `--junit FILE` and `--json FILE` put CI artefacts at fixed paths, besides the run's folder;
+/// JUnit testcases carry their time.
+#[test]
+fn run_writes_junit_and_json_at_fixed_paths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("quick.yaml");
+    std::fs::write(&scenario, QUICK).expect("write the scenario");
+    let (junit, json) = (
+        dir.path().join("ci/junit.xml"),
+        dir.path().join("ci/report.json"),
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--report-dir")
+        .arg(dir.path().join("reports"))
+        .arg("--no-drill-log")
+        .arg("--junit")
+        .arg(&junit)
+        .arg("--json")
+        .arg(&json)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run drillbook");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    let junit = std::fs::read_to_string(&junit).expect("junit at its fixed path");
+    assert!(
+        junit.contains("<testcase name=\"answered\"") && junit.contains("time=\""),
+        "{junit}"
+    );
+    let report = drillbook::report::load(&json).expect("report.json at its fixed path");
+    assert_eq!(report.scenario.name, "cli-output");
+}
