@@ -389,7 +389,7 @@ fn patch_and_wait_for_on_a_crd_status_and_the_patch_undo_restores_it() {
     };
     let ns = Namespace::new(&kubeconfig, "crd");
     crd_object(&ns);
-    let body = "steps:\n  - name: healthy\n    patch: {apiVersion: drill.example.com/v1, kind: CanaryRollout, name: canary, subresource_status: true, merge: {status: {phase: Healthy}}}\n  - name: pause\n    patch: {apiVersion: drill.example.com/v1, kind: CanaryRollout, name: canary, json: [{op: replace, path: /spec/paused, value: true}]}\n  - wait_for: {apiVersion: drill.example.com/v1, kind: CanaryRollout, name: canary, condition: \"status.phase == Healthy\", timeout: 20s}\nchecks:\n  - name: ran\n    configmap: {name: kube-root-ca.crt, max_bytes: 100000}\n";
+    let body = "steps:\n  - name: healthy\n    patch: {apiVersion: drill.example.com/v1, kind: CanaryRollout, name: canary, subresource_status: true, merge: {status: {phase: Healthy}}}\n  - name: pause\n    patch: {apiVersion: drill.example.com/v1, kind: CanaryRollout, name: canary, json: [{op: replace, path: /spec/paused, value: true}]}\n  - wait_for: {apiVersion: drill.example.com/v1, kind: CanaryRollout, name: canary, condition: \"status.phase == Healthy\", timeout: 20s}\n  # Long enough for the ConfigMap sampler (every 2s) to read once.\n  - wait: 3s\nchecks:\n  - name: ran\n    configmap: {name: kube-root-ca.crt, max_bytes: 100000}\n";
     let run = ns.drill("crd-patch", body);
     assert_eq!(run.verdict(), "pass", "{}", run.explain());
     let after = ns.kubectl(&["get", "canaryrollout/canary", "-o", "json"]);

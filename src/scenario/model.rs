@@ -752,7 +752,6 @@ pub struct Guard {
     pub restarts: Option<RestartsGuard>,
 }
 
-
 /// A rollback trigger read from Prometheus, e.g. an error rate above 10 % for 2 minutes.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -792,20 +791,25 @@ impl Guard {
         } else if let Some(p) = &self.prometheus {
             format!("{} → {}", p.query.value, p.condition.value)
         } else if let Some(n) = &self.not_ready {
-            format!("NotReady share of `{}` > {}", n.selector.value, n.above.value)
+            format!(
+                "NotReady share of `{}` > {}",
+                n.selector.value, n.above.value
+            )
         } else if let Some(r) = &self.restarts {
             let crash_loop = if r.crash_loop {
                 " or a container in CrashLoopBackOff"
             } else {
                 ""
             };
-            format!("restarts of `{}` > {}{crash_loop}", r.selector.value, r.above)
+            format!(
+                "restarts of `{}` > {}{crash_loop}",
+                r.selector.value, r.above
+            )
         } else {
             "(no condition)".into()
         }
     }
 }
-
 
 /// Trips while more than `above` of the matching pods are NotReady.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -818,7 +818,10 @@ impl Validator<'_> {
                     self.error(p.query.pos, "empty PromQL query");
                 }
                 if p.interval.0.is_zero() {
-                    self.error(guard.pos, "a prometheus guard's `interval` must be above 0s");
+                    self.error(
+                        guard.pos,
+                        "a prometheus guard's `interval` must be above 0s",
+                    );
                 }
             }
             if let Some(n) = &g.not_ready

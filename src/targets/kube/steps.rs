@@ -21,10 +21,10 @@ use crate::scenario::describe::describe_action;
 use crate::scenario::{
     Action, Check, CheckKind, HelmUndo, Scenario, TargetKind, WorkloadKind, vars::Vars,
 };
+use crate::targets::fleet::{FleetEvent, FleetSpec};
 use crate::targets::observe::{
     JobRecord, JobState, LogMatches, Obs, ObsKind, Observations, PodHealth,
 };
-use crate::targets::fleet::{FleetEvent, FleetSpec};
 use crate::targets::{Applied, Target, TargetError, UndoAction, assignments};
 use crate::units::LabelSelector;
 
