@@ -286,7 +286,7 @@ pub async fn render_in_cluster(
                     .join(", "),
                 Err(e) => format!("error: {e}"),
             },
-            Action::HelmUpgrade(h) => match target.helm_upgrade_argv(h) {
+            Action::HelmUpgrade(h) => match target.helm_upgrade_argv(h, None) {
                 Ok(argv) => KubeTarget::redacted(&argv, h).join(" "),
                 Err(e) => format!("error: {e}"),
             },

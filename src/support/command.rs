@@ -58,8 +58,21 @@ pub async fn run(
     env: &BTreeMap<String, String>,
     timeout: Duration,
 ) -> Result<CommandOutput, CommandError> {
+    run_unsetting(argv, env, &[], timeout).await
+}
+
+/// [`run`], with the inherited variables `unset` removed from the child's environment.
+pub async fn run_unsetting(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    unset: &[&str],
+    timeout: Duration,
+) -> Result<CommandOutput, CommandError> {
     let (program, args) = argv.split_first().ok_or(CommandError::EmptyArgv)?;
     let mut command = tokio::process::Command::new(program);
+    for name in unset {
+        command.env_remove(name);
+    }
     command
         .args(args)
         .envs(env)
@@ -85,5 +98,24 @@ pub async fn run(
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unset_variables_are_not_inherited() {
+        // HOME is set wherever tests run; the child must not see it once unset.
+        assert!(std::env::var_os("HOME").is_some());
+        let argv: Vec<String> = ["sh", "-c", "echo ${HOME:-gone}"]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let kept = run(&argv, &BTreeMap::new(), Duration::from_secs(5)).await;
+        assert_ne!(kept.map(|o| o.stdout).unwrap_or_default().trim(), "gone");
+        let out = run_unsetting(&argv, &BTreeMap::new(), &["HOME"], Duration::from_secs(5)).await;
+        assert_eq!(out.map(|o| o.stdout).unwrap_or_default().trim(), "gone");
     }
 }

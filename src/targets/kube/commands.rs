@@ -1,11 +1,12 @@
 //! helm and kubectl, always pinned: `--kube-context`/`--context` and `--namespace` come from the
 //! scenario (and `--kubeconfig` when it names one), never from the kubeconfig's current context.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::{KubeError, KubeTarget};
 use crate::scenario::HelmUpgrade;
-use crate::support::command::{CommandOutput, run};
+use crate::support::command::{CommandOutput, run_unsetting};
 
 /// What replaces a secret value in anything printed or stored.
 pub const REDACTED: &str = "<redacted>";
@@ -202,6 +203,92 @@ fn redact_flag_values(tool: Tool, argv: &[String]) -> Vec<String> {
     shown
 }
 
+/// Variables that point helm at another API server, identity or namespace than the pinned
+/// flags say: removed from what kubectl/helm inherit, refused in a scenario's `env`
+/// (`KUBECONFIG` is refused there too; the operator's own is what the client uses).
+const REDIRECTING_ENV: [&str; 9] = [
+    "HELM_KUBECONTEXT",
+    "HELM_NAMESPACE",
+    "HELM_KUBEAPISERVER",
+    "HELM_KUBETOKEN",
+    "HELM_KUBEASUSER",
+    "HELM_KUBEASGROUPS",
+    "HELM_KUBECAFILE",
+    "HELM_KUBEINSECURE_SKIP_TLS_VERIFY",
+    "HELM_KUBETLS_SERVER_NAME",
+];
+
+/// Stands for the `set_secret` values file in a plan (the file exists only while helm runs).
+pub const SECRET_VALUES_PLACEHOLDER: &str = "<set_secret values file, 0600>";
+
+/// Why the `set_secret` values could not be handed to helm.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretValuesError {
+    /// helm's `--set` syntax (`a[0]`, `a\.b`) has no place in a values file.
+    #[error("set_secret key `{0}` is not a dotted name (letters, digits, `_`, `-` between dots)")]
+    Key(String),
+    /// Two keys give one path both a value and children (`a: x` and `a.b: y`).
+    #[error("set_secret keys `{0}` conflict: one is a prefix of another")]
+    Conflict(String),
+    #[error("cannot write the set_secret values file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The `set_secret` values as a helm values file: created 0600 in the temp directory, holding
+/// every value as a string (so `1.10` stays `"1.10"`, never a float), removed when dropped —
+/// also when helm fails. `None` without secret values.
+pub fn secret_values_file(
+    h: &HelmUpgrade,
+) -> Result<Option<tempfile::NamedTempFile>, SecretValuesError> {
+    if h.set_secret.is_empty() {
+        return Ok(None);
+    }
+    let mut root = serde_json::Map::new();
+    for (key, value) in &h.set_secret {
+        let parts: Vec<&str> = key.split('.').collect();
+        let valid = |p: &&str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if !parts.iter().all(valid) {
+            return Err(SecretValuesError::Key(key.clone()));
+        }
+        let (last, parents) = parts
+            .split_last()
+            .ok_or_else(|| SecretValuesError::Key(key.clone()))?;
+        let mut node = &mut root;
+        for part in parents {
+            let child = node
+                .entry((*part).to_string())
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            node = child
+                .as_object_mut()
+                .ok_or_else(|| SecretValuesError::Conflict(key.clone()))?;
+        }
+        if node
+            .insert(
+                (*last).to_string(),
+                serde_json::Value::String(value.clone()),
+            )
+            .is_some()
+        {
+            return Err(SecretValuesError::Conflict(key.clone()));
+        }
+    }
+    // JSON is YAML: helm reads it as a values file, with every value a string.
+    let mut file = tempfile::Builder::new()
+        .prefix("drillbook-helm-secrets-")
+        .suffix(".yaml")
+        .tempfile()?;
+    std::io::Write::write_all(
+        &mut file,
+        serde_json::Value::Object(root).to_string().as_bytes(),
+    )?;
+    std::io::Write::flush(&mut file)?;
+    Ok(Some(file))
+}
+
 /// helm's `--set` splits on commas; a literal comma in a value must be escaped.
 fn set_pair(key: &str, value: &str) -> String {
     format!("{key}={}", value.replace('\\', "\\\\").replace(',', "\\,"))
@@ -223,11 +310,16 @@ impl KubeTarget {
         flags
     }
 
-    /// `helm upgrade <release> <chart> <pinning> [--reuse-values] --set k=v ... [--wait]
-    /// --timeout <t>`. `set_secret` pairs are included in clear (helm needs them): show the
-    /// argv only through [`Self::redacted`]. Refused without a chart: helm cannot upgrade a
-    /// release without one.
-    pub fn helm_upgrade_argv(&self, h: &HelmUpgrade) -> Result<Vec<String>, KubeError> {
+    /// `helm upgrade <release> <chart> <pinning> [--reuse-values] --set k=v ... [-f SECRETS]
+    /// [--wait] --timeout <t>`. `set_secret` values never go on the command line (where
+    /// `/proc/*/cmdline` shows them): they are in the 0600 file `secret_values` (see
+    /// [`secret_values_file`]); without one (a plan) a placeholder names it. Refused without a
+    /// chart: helm cannot upgrade a release without one.
+    pub fn helm_upgrade_argv(
+        &self,
+        h: &HelmUpgrade,
+        secret_values: Option<&Path>,
+    ) -> Result<Vec<String>, KubeError> {
         let chart = h
             .chart
             .as_ref()
@@ -244,8 +336,15 @@ impl KubeTarget {
         if h.reuse_values {
             argv.push("--reuse-values".into());
         }
-        for (key, value) in h.set.iter().chain(&h.set_secret) {
+        for (key, value) in &h.set {
             argv.extend(["--set".to_string(), set_pair(key, value)]);
+        }
+        if !h.set_secret.is_empty() {
+            argv.push("-f".into());
+            argv.push(secret_values.map_or_else(
+                || SECRET_VALUES_PLACEHOLDER.to_string(),
+                |p| p.display().to_string(),
+            ));
         }
         if h.wait {
             argv.push("--wait".into());
@@ -374,9 +473,21 @@ impl KubeTarget {
         env: &std::collections::BTreeMap<String, String>,
         timeout: Duration,
     ) -> Result<CommandOutput, KubeError> {
+        if let Some(name) = env
+            .keys()
+            .find(|k| REDIRECTING_ENV.contains(&k.as_str()) || k.as_str() == "KUBECONFIG")
+        {
+            return Err(KubeError::PinConflict {
+                argv: argv.join(" "),
+                reason: format!(
+                    "`env` sets {name}, which can point kubectl or helm at another cluster, user \
+                     or namespace than the scenario's pin"
+                ),
+            });
+        }
         let mut full_env = self.tool_env.clone();
         full_env.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        run(argv, &full_env, timeout)
+        run_unsetting(argv, &full_env, &REDIRECTING_ENV, timeout)
             .await
             .map_err(|source| KubeError::Run {
                 argv: argv.join(" "),
@@ -470,7 +581,7 @@ mod tests {
 
     #[tokio::test]
     async fn helm_upgrade_is_pinned_and_exact() {
-        let argv = target(None).helm_upgrade_argv(&upgrade()).unwrap();
+        let argv = target(None).helm_upgrade_argv(&upgrade(), None).unwrap();
         assert_eq!(
             argv,
             strings(&[
@@ -487,8 +598,8 @@ mod tests {
                 "list=a\\,b",
                 "--set",
                 "requestsProxy.statelessTokens=true",
-                "--set",
-                "auth.key=s3cr3t",
+                "-f",
+                SECRET_VALUES_PLACEHOLDER,
                 "--wait",
                 "--timeout",
                 "5m",
@@ -499,10 +610,10 @@ mod tests {
     #[tokio::test]
     async fn secrets_are_redacted_and_nothing_else() {
         let h = upgrade();
-        let argv = target(None).helm_upgrade_argv(&h).unwrap();
+        let argv = target(None).helm_upgrade_argv(&h, None).unwrap();
         let shown = KubeTarget::redacted(&argv, &h);
+        assert!(!argv.join(" ").contains("s3cr3t"), "{argv:?}");
         assert!(!shown.join(" ").contains("s3cr3t"), "{shown:?}");
-        assert!(shown.contains(&"auth.key=<redacted>".to_string()));
         assert!(shown.contains(&"requestsProxy.statelessTokens=true".to_string()));
         assert_eq!(shown.len(), argv.len());
     }
@@ -511,7 +622,7 @@ mod tests {
     async fn helm_upgrade_without_chart_is_refused() {
         let mut h = upgrade();
         h.chart = None;
-        let err = target(None).helm_upgrade_argv(&h).unwrap_err();
+        let err = target(None).helm_upgrade_argv(&h, None).unwrap_err();
         assert!(matches!(err, KubeError::HelmChartMissing { .. }), "{err}");
     }
 
@@ -702,7 +813,10 @@ mod tests {
         std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\ncase \"$1\" in status) echo '{{\"name\":\"client\",\"version\":4}}';; esac\n",
+                "#!/bin/sh\nlog='{}'\nprintf '%s\\n' \"$*\" >> \"$log\"\nprev=\nfor a in \"$@\"; do \
+                 if [ \"$prev\" = -f ]; then stat -c 'mode %a' \"$a\" >> \"$log\"; cat \"$a\" >> \"$log\"; \
+                 echo >> \"$log\"; fi; prev=$a; done\n\
+                 case \"$1\" in status) echo '{{\"name\":\"client\",\"version\":4}}';; esac\n",
                 log.display()
             ),
         )
@@ -716,23 +830,106 @@ mod tests {
         );
         let t = target(None).with_tool_env("PATH", path);
         assert_eq!(t.helm_revision("client").await.unwrap(), 4);
-        let argv = t.helm_upgrade_argv(&upgrade()).unwrap();
+        let mut h = upgrade();
+        // A version-like secret must reach the chart as the string it is, not the float 1.1.
+        h.set_secret.insert("image.pin".into(), "1.10".into());
+        let secrets = secret_values_file(&h).unwrap().unwrap();
+        let file = secrets.path().to_path_buf();
+        let argv = t.helm_upgrade_argv(&h, Some(&file)).unwrap();
         let out = t
             .run_tool(&argv, &BTreeMap::new(), Duration::from_secs(10))
             .await
             .unwrap();
         assert_eq!(out.status, Some(0));
+        drop(secrets);
+        assert!(
+            !file.exists(),
+            "the secret values file is removed after helm ran"
+        );
         let recorded = std::fs::read_to_string(&log).unwrap();
         let lines: Vec<&str> = recorded.lines().collect();
         assert_eq!(
             lines,
             [
                 "status client --kube-context staging --namespace tracebloc -o json",
-                "upgrade client tracebloc/client --kube-context staging --namespace tracebloc \
-                 --reuse-values --set list=a\\,b --set requestsProxy.statelessTokens=true \
-                 --set auth.key=s3cr3t --wait --timeout 5m",
+                &format!(
+                    "upgrade client tracebloc/client --kube-context staging --namespace tracebloc \
+                     --reuse-values --set list=a\\,b --set requestsProxy.statelessTokens=true \
+                     -f {} --wait --timeout 5m",
+                    file.display()
+                ),
+                "mode 600",
+                r#"{"auth":{"key":"s3cr3t"},"image":{"pin":"1.10"}}"#,
             ]
         );
+    }
+
+    /// A scenario's `env` may not set what redirects helm or kubectl (the inherited ones are
+    /// removed by `run_unsetting`, tested in `support::command`); other variables pass.
+    #[tokio::test]
+    async fn a_scenario_env_may_not_redirect_helm_or_kubectl() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("helm");
+        std::fs::write(&script, "#!/bin/sh\nenv | grep -E '^HELM_' | sort\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let path = format!(
+            "{}:{}",
+            dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let t = target(None)
+            .with_tool_env("PATH", path)
+            .with_tool_env("HELM_CACHE_HOME", "/tmp/cache");
+        let argv = t.pin_command(&strings(&["helm", "list"])).unwrap();
+        let out = t
+            .run_tool(&argv, &BTreeMap::new(), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(
+            out.stdout.contains("HELM_CACHE_HOME=/tmp/cache"),
+            "{}",
+            out.stdout
+        );
+        for name in [
+            "HELM_KUBETOKEN",
+            "HELM_KUBEAPISERVER",
+            "KUBECONFIG",
+            "HELM_KUBECONTEXT",
+        ] {
+            let err = t
+                .run_tool(
+                    &argv,
+                    &BTreeMap::from([(name.to_string(), "x".to_string())]),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, KubeError::PinConflict { .. }),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn secret_keys_must_be_dotted_names_without_conflicts() {
+        let mut h = upgrade();
+        h.set_secret = BTreeMap::from([("a[0]".to_string(), "x".to_string())]);
+        assert!(matches!(
+            secret_values_file(&h),
+            Err(SecretValuesError::Key(_))
+        ));
+        h.set_secret = BTreeMap::from([
+            ("a".to_string(), "x".to_string()),
+            ("a.b".to_string(), "y".to_string()),
+        ]);
+        assert!(matches!(
+            secret_values_file(&h),
+            Err(SecretValuesError::Conflict(_))
+        ));
+        h.set_secret.clear();
+        assert!(secret_values_file(&h).unwrap().is_none());
     }
 
     #[tokio::test]

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-pub use commands::REDACTED;
+pub use commands::{REDACTED, SecretValuesError};
 pub use fleet::{FLEET_LABEL, WORKER_LABEL, worker_job};
 pub use observer::{KubeEvent, KubeEventKind, Observer};
 pub use pods::{KillMethod, KilledPod, PodInfo};
@@ -156,6 +156,9 @@ pub enum KubeError {
     /// A value the API returned could not be understood.
     #[error("unexpected answer to {what}: {message}")]
     Unexpected { what: String, message: String },
+    /// The `set_secret` values could not be put in their values file.
+    #[error(transparent)]
+    SecretValues(#[from] SecretValuesError),
 }
 
 /// A Kubernetes client error in words: the API server's own message with its reason and HTTP

@@ -337,7 +337,10 @@ impl KubeRun {
                 Ok(plain(described))
             }
             Action::HelmUpgrade(h) => {
-                let argv = t.helm_upgrade_argv(h)?;
+                // Removed when this arm ends, whatever helm did.
+                let secrets =
+                    super::commands::secret_values_file(h).map_err(super::KubeError::from)?;
+                let argv = t.helm_upgrade_argv(h, secrets.as_ref().map(|f| f.path()))?;
                 let shown = KubeTarget::redacted(&argv, h).join(" ");
                 let out = t
                     .run_tool(&argv, &BTreeMap::new(), h.timeout.0 + HELM_GRACE)
