@@ -91,6 +91,25 @@ fn start_drill(kubeconfig: &Path, dir: &Path, scenario: &Path) -> Child {
         .expect("drillbook starts")
 }
 
+/// Starts the drill and waits until both of its worker pods run.
+fn start_with_workers(kubeconfig: &Path, dir: &Path, scenario: &Path) -> Child {
+    let drill = start_drill(kubeconfig, dir, scenario);
+    assert!(
+        eventually(Duration::from_secs(60), || both_workers_running(kubeconfig)),
+        "the workers did not start: {}",
+        stderr_of(dir)
+    );
+    drill
+}
+
+/// A fresh [`write_scenario`] drill started, with both worker pods running.
+fn drill_with_workers(kubeconfig: &Path, name: &str, seconds: u64) -> (tempfile::TempDir, Child) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = write_scenario(dir.path(), name, seconds);
+    let drill = start_with_workers(kubeconfig, dir.path(), &scenario);
+    (dir, drill)
+}
+
 /// The worker pods' phases (`Running`, `Succeeded`, …), by pod name.
 fn worker_pods(kubeconfig: &Path) -> Vec<(String, String)> {
     let out = kubectl(
@@ -200,16 +219,7 @@ fn ctrl_c_mid_load_removes_every_worker_pod() {
     let Some(kubeconfig) = common::boxed::kubeconfig() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let scenario = write_scenario(dir.path(), "box-cluster-load-interrupt", 40);
-    let mut drill = start_drill(&kubeconfig, dir.path(), &scenario);
-    assert!(
-        eventually(Duration::from_secs(60), || both_workers_running(
-            &kubeconfig
-        )),
-        "the workers did not start: {}",
-        stderr_of(dir.path())
-    );
+    let (dir, mut drill) = drill_with_workers(&kubeconfig, "box-cluster-load-interrupt", 40);
     // Into the load: time zero is 8 s after the start, the workers run a little before it.
     std::thread::sleep(Duration::from_secs(16));
     kill(Pid::from_raw(drill.id() as i32), Signal::SIGINT).expect("SIGINT");
@@ -246,16 +256,7 @@ fn after_sigkill_workers_end_by_themselves_and_recover_removes_the_jobs() {
     let Some(kubeconfig) = common::boxed::kubeconfig() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let scenario = write_scenario(dir.path(), "box-cluster-load-sigkill", 20);
-    let mut drill = start_drill(&kubeconfig, dir.path(), &scenario);
-    assert!(
-        eventually(Duration::from_secs(60), || both_workers_running(
-            &kubeconfig
-        )),
-        "the workers did not start: {}",
-        stderr_of(dir.path())
-    );
+    let (dir, mut drill) = drill_with_workers(&kubeconfig, "box-cluster-load-sigkill", 20);
     std::thread::sleep(Duration::from_secs(10));
     drill.kill().expect("SIGKILL");
     let _ = drill.wait();
@@ -303,16 +304,7 @@ fn a_worker_that_crashes_leaves_visible_gaps_and_no_pass() {
     let Some(kubeconfig) = common::boxed::kubeconfig() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let scenario = write_scenario(dir.path(), "box-cluster-load-crash", 30);
-    let mut drill = start_drill(&kubeconfig, dir.path(), &scenario);
-    assert!(
-        eventually(Duration::from_secs(60), || both_workers_running(
-            &kubeconfig
-        )),
-        "the workers did not start: {}",
-        stderr_of(dir.path())
-    );
+    let (dir, mut drill) = drill_with_workers(&kubeconfig, "box-cluster-load-crash", 30);
     std::thread::sleep(Duration::from_secs(14));
     // A real crash: the kernel kills worker 1's process (as the OOM killer would).
     let id = kubectl(
@@ -480,14 +472,7 @@ fn a_bearer_token_from_a_secret_reaches_the_workers_and_nowhere_else() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let scenario = write_secret_scenario(dir.path(), "box-cluster-load-secret", 12, secret);
-    let mut drill = start_drill(&kubeconfig, dir.path(), &scenario);
-    assert!(
-        eventually(Duration::from_secs(60), || both_workers_running(
-            &kubeconfig
-        )),
-        "the workers did not start: {}",
-        stderr_of(dir.path())
-    );
+    let mut drill = start_with_workers(&kubeconfig, dir.path(), &scenario);
     let jobs = kubectl(
         &kubeconfig,
         &[

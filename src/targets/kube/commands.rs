@@ -804,6 +804,17 @@ mod tests {
         }
     }
 
+    /// Makes `script` executable and returns a PATH that finds it first.
+    fn path_with_tool(script: &Path) -> String {
+        std::fs::set_permissions(script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        format!(
+            "{}:{}",
+            script.parent().unwrap_or(Path::new("/")).display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
     /// A fake `helm` on PATH records its argv; `helm status` answers revision 4.
     #[tokio::test]
     async fn helm_runs_pinned_through_path() {
@@ -821,14 +832,7 @@ mod tests {
             ),
         )
         .unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let path = format!(
-            "{}:{}",
-            dir.path().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let t = target(None).with_tool_env("PATH", path);
+        let t = target(None).with_tool_env("PATH", path_with_tool(&script));
         assert_eq!(t.helm_revision("client").await.unwrap(), 4);
         let mut h = upgrade();
         // A version-like secret must reach the chart as the string it is, not the float 1.1.
@@ -871,15 +875,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("helm");
         std::fs::write(&script, "#!/bin/sh\nenv | grep -E '^HELM_' | sort\n").unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let path = format!(
-            "{}:{}",
-            dir.path().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
         let t = target(None)
-            .with_tool_env("PATH", path)
+            .with_tool_env("PATH", path_with_tool(&script))
             .with_tool_env("HELM_CACHE_HOME", "/tmp/cache");
         let argv = t.pin_command(&strings(&["helm", "list"])).unwrap();
         let out = t
