@@ -1068,7 +1068,7 @@ mod canary_tests {
             ),
             (
                 "abort_when:\n  - for: 1s\n",
-                "exactly one of `http`, `not_ready` or `restarts`",
+                "exactly one of `http`, `prometheus`, `not_ready` or `restarts`",
             ),
             (
                 "checks:\n  - name: l\n    logs: {selector: \"app=web\", pattern: \"(\"}\n",
