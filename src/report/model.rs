@@ -68,7 +68,7 @@ pub struct Report {
     #[serde(default)]
     pub warnings: Vec<String>,
     /// Cluster load: the workers and how much of their data arrived; absent for local load.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_workers: Option<LoadWorkers>,
 }
 
