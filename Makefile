@@ -39,7 +39,7 @@ box-down: ## remove the Kubernetes box (processes, containers, mounts, netns, st
 # The box's tests share one cluster: one at a time. The box is taken down afterwards on every
 # exit path unless it was already running before (then it is left as it was found).
 # The drill-level tests of `make e2e` (BOX_E2E_TESTS) run on the real node here as well.
-BOX_E2E_TESTS := --test kube_drills --test kube_interrupt_trials --test box_cluster_load --test box_canary
+BOX_E2E_TESTS := --test kube_drills --test kube_interrupt_trials --test box_cluster_load --test box_canary --test box_apiserver_gone
 
 e2e-box: build ## the seed drills (and the drill-level e2e tests) on the box, a real one-node Kubernetes (root)
 	./e2e/box/run-tests.sh $(CARGO) test --locked --test box_drills $(BOX_E2E_TESTS) -- --test-threads=1

@@ -123,6 +123,13 @@ pub fn render_offline(loaded: &LoadedScenario, seed: Option<u64>) -> String {
             "Load      {} {} at {rate} for {duration}, {} connections\n",
             load.method, load.url.value, load.connections
         ));
+        for (name, stream) in &load.streams {
+            out.push_str(&format!(
+                "Stream    {name}: {} {} at {rate} for {duration}, {} connections (measured on \
+                 its own, for `compare`)\n",
+                load.method, stream.url.value, load.connections
+            ));
+        }
         if let (scenario::LoadFrom::Cluster, Some(cluster)) = (load.from, &load.cluster) {
             let c = &cluster.value;
             let namespace = match &s.target {
@@ -178,22 +185,27 @@ pub fn render_offline(loaded: &LoadedScenario, seed: Option<u64>) -> String {
             undo: describe_undo(&step.value.action),
         });
     }
-    for (i, step) in s.finally.iter().enumerate() {
-        rows.push(TimelineRow {
-            when: "finally".into(),
-            step: step
-                .value
-                .name
-                .as_ref()
-                .map_or_else(|| format!("finally #{}", i + 1), |n| n.value.clone()),
-            what: describe_action(&step.value.action),
-            undo: "—".into(),
-        });
+    for (section, steps) in [("on abort", &s.on_abort), ("finally", &s.finally)] {
+        for (i, step) in steps.iter().enumerate() {
+            rows.push(TimelineRow {
+                when: section.into(),
+                step: step
+                    .value
+                    .name
+                    .as_ref()
+                    .map_or_else(|| format!("{section} #{}", i + 1), |n| n.value.clone()),
+                what: describe_action(&step.value.action),
+                undo: "—".into(),
+            });
+        }
     }
     let _ = after_previous;
-    out.push_str(
-        "\nTimeline (registered undos run in reverse order on every exit path, then `finally`)\n",
-    );
+    out.push_str(if s.on_abort.is_empty() {
+        "\nTimeline (registered undos run in reverse order on every exit path, then `finally`)\n"
+    } else {
+        "\nTimeline (on an abort the `on abort` steps run first; registered undos run in reverse \
+         order on every exit path, then `finally`)\n"
+    });
     out.push_str(&Table::new(rows).with(Style::rounded()).to_string());
     out.push('\n');
     if !s.checks.is_empty() {
@@ -223,7 +235,11 @@ pub fn render_offline(loaded: &LoadedScenario, seed: Option<u64>) -> String {
     if !s.abort_when.is_empty() {
         out.push_str("\nAbort when (checked every second)\n");
         for g in &s.abort_when {
-            out.push_str(&format!("  {}\n", describe_guard(&g.value)));
+            let described = describe_guard(&g.value);
+            match &g.value.name {
+                Some(name) => out.push_str(&format!("  {}: {described}\n", name.value)),
+                None => out.push_str(&format!("  {described}\n")),
+            }
         }
     }
     out

@@ -13,6 +13,22 @@ use std::time::Duration;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// `value` with at most four significant digits, for people (`0.05052631578947368` → `0.05053`,
+/// `1234.5678` → `1235`); NaN and infinities as Rust writes them.
+pub fn four_significant(value: f64) -> String {
+    if !value.is_finite() || value == 0.0 {
+        return value.to_string();
+    }
+    let magnitude = value.abs().log10().floor() as i32;
+    let decimals = (3 - magnitude).clamp(0, 12) as usize;
+    let text = format!("{value:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
 /// Why a unit string did not parse. The message is shown to users verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -462,6 +478,16 @@ string_unit!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn four_significant_digits_for_people() {
+        assert_eq!(four_significant(0.05052631578947368), "0.05053");
+        assert_eq!(four_significant(1234.5678), "1235");
+        assert_eq!(four_significant(2.0), "2");
+        assert_eq!(four_significant(-0.5), "-0.5");
+        assert_eq!(four_significant(0.0), "0");
+        assert_eq!(four_significant(f64::NAN), "NaN");
+    }
 
     #[test]
     fn durations_parse_and_print_canonically() {

@@ -18,7 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("report", &["load", "exit"]),
     ("scenario", &["units"]),
     ("drill_log", &["report"]),
-    ("checks", &["scenario", "report"]),
+    ("checks", &["scenario", "report", "units"]),
     (
         "targets",
         &["scenario", "report", "support", "units", "telemetry"],

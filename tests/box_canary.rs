@@ -413,6 +413,41 @@ fn patch_and_wait_for_on_a_crd_status_and_the_patch_undo_restores_it() {
 }
 
 #[test]
+fn preflight_reviews_the_permissions_of_a_discovered_resource_and_refuses_an_unserved_kind() {
+    let Some(kubeconfig) = common::boxed::kubeconfig() else {
+        return;
+    };
+    let ns = Namespace::new(&kubeconfig, "discovery");
+    crd_object(&ns);
+    let patch = "steps:\n  - patch: {apiVersion: drill.example.com/v1, kind: CanaryRollout, name: canary, json: [{op: replace, path: /spec/paused, value: true}]}\n";
+    let served = ns.drill("discovered", patch);
+    assert_eq!(served.verdict(), "pass", "{}", served.explain());
+    // 2 verbs of the canaryrollouts resource on top of the fixed ones: patch's get and patch.
+    assert!(
+        served.stdout.contains("verbs the drill needs are allowed"),
+        "{}",
+        served.explain()
+    );
+    let unserved = ns.drill(
+        "unserved",
+        "steps:\n  - patch: {apiVersion: drill.example.com/v1, kind: NoSuchRollout, name: canary, json: [{op: replace, path: /spec/paused, value: true}]}\n",
+    );
+    assert_eq!(
+        unserved.code,
+        5,
+        "refused before anything: {}",
+        unserved.explain()
+    );
+    assert!(
+        unserved
+            .stdout
+            .contains("resource NoSuchRollout (drill.example.com/v1)"),
+        "the pre-flight names the kind the cluster does not serve: {}",
+        unserved.explain()
+    );
+}
+
+#[test]
 fn logs_check_passes_and_fails_on_real_container_logs() {
     let Some(kubeconfig) = common::boxed::kubeconfig() else {
         return;

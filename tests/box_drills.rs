@@ -128,6 +128,11 @@ fn tail(text: &str, lines: usize) -> String {
 /// Runs `scenarios/box/<name>.yaml` through the binary from the repository root (the helm
 /// steps name the chart by a path relative to it), with a scratch runbook for its drill log.
 fn run_drill(kubeconfig: &Path, name: &str) -> Run {
+    run_drill_with(kubeconfig, name, &[])
+}
+
+/// [`run_drill`] with extra arguments (`--var NAME=VALUE`).
+fn run_drill_with(kubeconfig: &Path, name: &str, extra: &[&str]) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let runbook = dir.path().join("RUNBOOK.md");
     std::fs::copy(Path::new(REPO).join("docs/RUNBOOK.box.md"), &runbook).expect("copy runbook");
@@ -143,6 +148,7 @@ fn run_drill(kubeconfig: &Path, name: &str) -> Run {
         .arg("--drill-log")
         .arg(&runbook)
         .args(["--operator", "box-tests"])
+        .args(extra)
         .output()
         .expect("drillbook runs");
     let report = std::fs::read_dir(&reports).ok().and_then(|entries| {
@@ -221,6 +227,189 @@ fn assert_cluster_load(run: &Run, kubeconfig: &Path, namespace: &str, expected: 
         "worker Jobs left after the drill: {}",
         String::from_utf8_lossy(&left.stdout)
     );
+}
+
+/// The image of the stateless release's requests-proxy template, and of each of its pods.
+fn proxy_images(kubeconfig: &Path) -> (String, Vec<String>) {
+    let get = |what: &[&str]| {
+        let output = kubectl(kubeconfig, &[&["-n", "tracebloc", "get"], what].concat());
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    let template = get(&[
+        "deployment/requests-proxy",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    let pods = get(&[
+        "pods",
+        "-l",
+        "app=requests-proxy",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}",
+    ]);
+    (template, pods.lines().map(str::to_string).collect())
+}
+
+/// Puts the release's proxy back on its chart image (after a bake that kept a candidate).
+fn restore_proxy_image(kubeconfig: &Path, image: &str) {
+    let set = kubectl(
+        kubeconfig,
+        &[
+            "-n",
+            "tracebloc",
+            "set",
+            "image",
+            "deployment/requests-proxy",
+            &format!("requests-proxy={image}"),
+        ],
+    );
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    settle(kubeconfig, "tracebloc");
+}
+
+/// Waits (bounded) until the box's Prometheus has no `LabProxy*` alert firing, so a bake's
+/// baseline does not inherit the alert of an earlier bad rollout (it lingers for its `for:`
+/// and the 30 s rate window).
+fn wait_for_no_proxy_alert() {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let answer = Command::new("curl")
+            .args(["-fsS", "--noproxy", "*", "--max-time", "5"])
+            .arg("http://10.250.0.2:9090/api/v1/alerts")
+            .output()
+            .expect("curl runs");
+        let body = String::from_utf8_lossy(&answer.stdout);
+        if answer.status.success() && !body.contains("\"LabProxy") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a LabProxy alert still fires: {body}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// When the timeline's first event of `step` happened.
+fn step_at(run: &Run, step: &str) -> Option<f64> {
+    let report = run.report.as_ref()?;
+    let events = report["events"].as_array()?;
+    let event = events
+        .iter()
+        .find(|event| event["step"].as_str() == Some(step))?;
+    event["at_s"].as_f64()
+}
+
+/// When the abort guard `name` tripped, from the timeline.
+fn guard_tripped_at(run: &Run, name: &str) -> Option<f64> {
+    let report = run.report.as_ref()?;
+    let events = report["events"].as_array()?;
+    let event = events.iter().find(|event| {
+        event["kind"] == "guard"
+            && event["description"]
+                .as_str()
+                .is_some_and(|text| text.contains(&format!("`{name}`")))
+    })?;
+    event["at_s"].as_f64()
+}
+
+#[test]
+fn canary_bake_of_a_candidate_failing_5_percent_trips_its_prometheus_trigger_and_rolls_back() {
+    let Some(kubeconfig) = box_kubeconfig() else {
+        return;
+    };
+    settle(&kubeconfig, "tracebloc");
+    wait_for_no_proxy_alert();
+    let (stable, _) = proxy_images(&kubeconfig);
+    let run = run_drill_with(
+        &kubeconfig,
+        "canary-bake",
+        &["--var", "image=box.local/drillbook:candidate-fails-5pct"],
+    );
+    assert_eq!(run.code, 4, "aborted: {}", run.explain());
+    let report = run.report.as_ref().expect("report.json");
+    let reason = report["verdict_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("proxy-5xx-over-3-percent"),
+        "the reason names the trigger: {reason}\n{}",
+        run.explain()
+    );
+    let promoted = step_at(&run, "promote").expect("the promotion is on the timeline");
+    let tripped = guard_tripped_at(&run, "proxy-5xx-over-3-percent")
+        .unwrap_or_else(|| panic!("the trigger is on the timeline: {}", run.explain()));
+    let rolled_back = step_at(&run, "rollback")
+        .unwrap_or_else(|| panic!("the rollback is on the timeline: {}", run.explain()));
+    let watched = step_at(&run, "rolled-back")
+        .unwrap_or_else(|| panic!("the rollback's rollout is watched: {}", run.explain()));
+    assert!(
+        reason.contains("rolled back by on_abort: `rollback` ok, `rolled-back` ok"),
+        "{reason}"
+    );
+    // 20 s of 5 %-503s over the 30 s rate: the trigger cannot fire sooner after the promotion.
+    assert!(
+        tripped > promoted + 20.0,
+        "tripped at {tripped}, promoted at {promoted}"
+    );
+    assert!(
+        rolled_back >= tripped,
+        "rollback at {rolled_back}, trigger at {tripped}"
+    );
+    assert!(
+        watched >= rolled_back,
+        "watched at {watched}, rollback at {rolled_back}"
+    );
+    assert!(
+        run.stdout.contains("proxy-5xx-over-3-percent"),
+        "the terminal report names the trigger: {}",
+        run.explain()
+    );
+    settle(&kubeconfig, "tracebloc");
+    let (template, pods) = proxy_images(&kubeconfig);
+    assert_eq!(template, stable, "rolled back to the stable image");
+    assert!(pods.iter().all(|image| *image == stable), "{pods:?}");
+    assert_logged(&run, "box-canary-bake", "aborted");
+}
+
+#[test]
+fn canary_bake_of_a_healthy_candidate_passes_and_keeps_the_promotion() {
+    let Some(kubeconfig) = box_kubeconfig() else {
+        return;
+    };
+    settle(&kubeconfig, "tracebloc");
+    wait_for_no_proxy_alert();
+    let (stable, _) = proxy_images(&kubeconfig);
+    let candidate = "box.local/drillbook:candidate";
+    let run = run_drill_with(
+        &kubeconfig,
+        "canary-bake",
+        &["--var", &format!("image={candidate}")],
+    );
+    settle(&kubeconfig, "tracebloc");
+    let (template, pods) = proxy_images(&kubeconfig);
+    restore_proxy_image(&kubeconfig, &stable);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    for check in [
+        "baseline-clean",
+        "no-proxy-alert-before-promotion",
+        "error-rate-during-rollout",
+        "error-rate-after-rollout",
+        "proxy-cpu-below-half-a-core",
+        "all-pods-run-the-candidate",
+        "no-proxy-alert-after-rollout",
+    ] {
+        assert_eq!(run.verdict_of(check), "pass", "{check}: {}", run.explain());
+    }
+    assert!(
+        step_at(&run, "rollback").is_none(),
+        "no rollback on a clean bake"
+    );
+    assert_eq!(template, candidate, "`keep: true` kept the promotion");
+    assert!(pods.iter().all(|image| image == candidate), "{pods:?}");
+    assert_logged(&run, "box-canary-bake", "| pass |");
 }
 
 #[test]

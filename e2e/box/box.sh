@@ -49,7 +49,10 @@ CTR_SOCK=$BOX_RUN/containerd/containerd.sock
 TOOLS_BIN=${DRILLBOOK_CACHE:-$HOME/.cache/drillbook}/tools/bin
 
 # Start order; `down` stops them in reverse (after killing the pods).
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy pod-targets.sh prometheus)
+# The box's Prometheus (Debian's), as staging has one: it discovers pods through the API server
+# and scrapes those annotated `prometheus.io/scrape: "true"`. Reachable from the host.
+PROM_ADDR=$NODE_IP:9090
 
 # Never let a proxy setting send our requests (all to box addresses) anywhere else.
 export NO_PROXY="127.0.0.1,localhost,$NODE_IP,$LINK_CIDR,$POD_CIDR,$SVC_CIDR"
@@ -540,6 +543,41 @@ start_node() {
   wait_until 180 "node $NODE to be Ready without the not-ready taint" kubelet node_ready
 }
 
+# Debian's Prometheus inside the node's netns, scraping every 5 s the pods annotated
+# prometheus.io/scrape=true on each declared container port, with namespace, pod, container and
+# the pod's labels as target labels. Debian builds it without kubernetes_sd, so pod-targets.sh
+# keeps a file_sd list from the API server. One alerting rule, for `alerts` checks.
+start_prometheus() {
+  mkdir -p "$BOX_DIR/prometheus"
+  echo '[]' > "$CONF/pod-targets.json"
+  start pod-targets.sh "$HERE/pod-targets.sh" "$CONF/pod-targets.json" "$PKI" "$API"
+  cat > "$CONF/prometheus-rules.yaml" <<'EOF'
+groups:
+  - name: box
+    interval: 5s
+    rules:
+      - alert: LabProxyErrorRateHigh
+        expr: >-
+          sum by (namespace) (rate(lab_proxy_requests_total{code=~"5.."}[30s]))
+          / sum by (namespace) (rate(lab_proxy_requests_total[30s])) > 0.03
+        for: 15s
+        labels: {severity: warning}
+        annotations: {summary: "more than 3 % of the requests-proxy's answers are 5xx"}
+EOF
+  cat > "$CONF/prometheus.yaml" <<EOF
+global: {scrape_interval: 5s, evaluation_interval: 5s}
+rule_files: [$CONF/prometheus-rules.yaml]
+scrape_configs:
+  - job_name: box-pods
+    file_sd_configs: [{files: [$CONF/pod-targets.json], refresh_interval: 5s}]
+EOF
+  start prometheus prometheus --config.file="$CONF/prometheus.yaml" \
+    --storage.tsdb.path="$BOX_DIR/prometheus" --storage.tsdb.retention.time=1d \
+    --web.listen-address="$PROM_ADDR" --log.level=warn
+  wait_until 60 "Prometheus to be ready" prometheus \
+    curl -sf --noproxy '*' --max-time 3 "http://$PROM_ADDR/-/ready"
+}
+
 # --- self-test ---------------------------------------------------------------------------------
 
 pod_phase() { api GET "/api/v1/namespaces/$SELFTEST_NS/pods/$1" | jq -r .status.phase; }
@@ -660,14 +698,14 @@ require() {
   [ "$(uname -s)" = Linux ] || { echo "box: Linux only" >&2; exit 1; }
   local missing=() c
   for c in ip nsenter unshare setsid mountpoint flock openssl curl jq containerd containerd-shim-runc-v2 \
-    runc ctr iptables conntrack umoci gcc objcopy etcd; do
+    runc ctr iptables conntrack umoci gcc objcopy etcd prometheus; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
   done
   [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/loopback ] ||
     missing+=("/usr/lib/cni/{bridge,host-local,loopback}")
   if [ ${#missing[@]} -gt 0 ]; then
     echo "box: missing: ${missing[*]}" >&2
-    echo "box: apt-get install -y containerd runc containernetworking-plugins iptables conntrack umoci busybox-static etcd-server gcc libc6-dev binutils openssl curl jq iproute2 util-linux" >&2
+    echo "box: apt-get install -y containerd runc containernetworking-plugins iptables conntrack umoci busybox-static etcd-server gcc libc6-dev binutils openssl curl jq iproute2 util-linux prometheus" >&2
     exit 1
   fi
 }
@@ -717,6 +755,7 @@ up() {
     prepare_cgroups
     start_control_plane
     start_node
+    start_prometheus
     create /api/v1/namespaces "$(jq -n --arg n "$CHART_NAMESPACE" '{metadata: {name: $n}}')" ||
       fail "" "creating namespace $CHART_NAMESPACE failed"
     selftest
@@ -729,6 +768,7 @@ up() {
 ==> the box is up: node $NODE ($NODE_IP), pods $POD_CIDR, Services $SVC_CIDR
     context box, namespace $CHART_NAMESPACE; logs in $LOGS; images: $("$HERE/images.sh" refs | tr '\n' ' ')
     containerd: ctr --address $CTR_SOCK --namespace k8s.io images ls
+    Prometheus (scrapes the annotated pods): http://$PROM_ADDR
     the cutover system: releases tracebloc (stateless) and tracebloc-legacy, one namespace each
     run the seed drills:  make demo-k8s
     or one of them:       drillbook run scenarios/box/proxy-restart.yaml --context box

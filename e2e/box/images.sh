@@ -27,6 +27,10 @@ IMAGES=(
   "pause|box.local/pause:3.4.1"
   "busybox|box.local/busybox:1.35"
   "drillbook|box.local/drillbook:dev"
+  # Canary candidates for the box's canary bake: the same binary under other tags, one healthy
+  # and one whose lab proxy answers 5 % of its traffic with 503 (LAB_FAIL_RATIO in its config).
+  "drillbook-candidate|box.local/drillbook:candidate"
+  "drillbook-fails-5pct|box.local/drillbook:candidate-fails-5pct"
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -63,7 +67,7 @@ inputs_hash() {
     case "$name" in
       pause) sha256sum "$(k8s_src)/build/pause/linux/pause.c"; gcc --version | head -n1 ;;
       busybox) sha256sum "$(busybox_bin)" ;;
-      drillbook)
+      drillbook*)
         sha256sum "$DRILLBOOK_BIN"
         shared_libs "$DRILLBOOK_BIN" | while read -r lib; do sha256sum "$(readlink -f "$lib")"; done
         ;;
@@ -147,12 +151,15 @@ image_config() {
       umoci config --image "$image" --no-history --config.entrypoint /pause --config.user 65535:65535 ;;
     busybox)
       umoci config --image "$image" --no-history --config.env PATH=/bin --config.cmd /bin/sh ;;
-    drillbook)
+    drillbook*)
       umoci config --image "$image" --no-history \
         --config.entrypoint /usr/local/bin/drillbook --config.cmd --help \
         --config.user 65532:65532 --config.workingdir /tmp \
         --config.env PATH=/usr/local/bin:/usr/bin:/bin ;;
   esac
+  if [ "$name" = drillbook-fails-5pct ]; then
+    umoci config --image "$image" --no-history --config.env LAB_FAIL_RATIO=0.05
+  fi
 }
 
 # --- build / import ---------------------------------------------------------------------------
@@ -160,7 +167,7 @@ image_config() {
 # Builds image NAME (ref REF) unless its cached layout matches the inputs' hash.
 build_one() {
   local name=$1 ref=$2 tag=${2##*:} dir="$IMAGES_CACHE/$1" hash
-  [ "$name" = drillbook ] && ensure_drillbook_bin
+  [[ "$name" = drillbook* ]] && ensure_drillbook_bin
   hash=$(inputs_hash "$name")
   if [ -f "$dir/hash" ] && [ "$(cat "$dir/hash")" = "$hash" ] && [ -f "$dir/image.tar" ]; then
     return 0
@@ -172,7 +179,8 @@ build_one() {
   umoci init --layout "$layout"
   umoci new --image "$layout:$tag"
   umoci unpack --image "$layout:$tag" "$bundle" >/dev/null
-  "rootfs_$name" "$bundle/rootfs" "$dir/work"
+  # The drillbook-* variants share drillbook's rootfs; only their config differs.
+  "rootfs_${name%%-*}" "$bundle/rootfs" "$dir/work"
   umoci repack --history.created_by "drillbook e2e/box/images.sh ($name)" --image "$layout:$tag" "$bundle"
   image_config "$name" "$layout:$tag"
   umoci gc --layout "$layout"

@@ -266,7 +266,7 @@ pub fn judge(check: &PrometheusCheck, samples: &[Sample]) -> Judgement {
     };
     let last = samples.iter().rev().find_map(|s| s.as_ref().ok().copied());
     j.measured = last.filter(|v| v.is_finite());
-    j.measured_text = last.map(|v| format!("{v}"));
+    j.measured_text = last.map(crate::units::four_significant);
     j.threshold_text = Some(condition);
     if j.verdict == CheckVerdict::Pass
         && let (

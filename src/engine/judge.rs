@@ -77,13 +77,28 @@ pub struct Judged {
 pub async fn judge(scenario: &Scenario, observed: &Observed) -> Judged {
     let phases = JudgedPhases::resolve(scenario, observed);
     let checks = judge_all(scenario, observed, &phases, &observed.vars).await;
-    let (verdict, verdict_reason) = decide(&observed.ending, &checks);
+    let (verdict, mut verdict_reason) = decide(&observed.ending, &checks);
+    if !observed.rolled_back.is_empty() {
+        verdict_reason.push_str(&rollback_summary(&observed.rolled_back));
+    }
     Judged {
         phases,
         checks,
         verdict,
         verdict_reason,
     }
+}
+
+/// "; rolled back by on_abort: `rollback` ok, `rolled-back` failed (…)", for the reason line.
+fn rollback_summary(steps: &[super::drill::StepRecord]) -> String {
+    let each: Vec<String> = steps
+        .iter()
+        .map(|step| match &step.error {
+            None => format!("`{}` ok", step.name),
+            Some(error) => format!("`{}` failed ({error})", step.name),
+        })
+        .collect();
+    format!("; rolled back by on_abort: {}", each.join(", "))
 }
 
 /// The drill's verdict and its reason from how it ended and its checks' verdicts.

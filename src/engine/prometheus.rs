@@ -188,15 +188,15 @@ impl Watched {
             let since_t0 = at.saturating_duration_since(t0);
             if streak.observe(guard_holds(&self.condition, &value), since_t0) {
                 let first = streak.since().unwrap_or(since_t0);
-                let shown = value.map_or_else(|e| e.to_string(), |v| v.to_string());
+                let shown = value.map_or_else(|e| e.to_string(), crate::units::four_significant);
                 trip(GuardTrip {
                     reason: format!(
-                        "abort guard `{}` tripped at t+{:.1}s: result {shown} ({}), held since t+{:.1}s (for: {:?})",
+                        "abort guard `{}` tripped at t+{:.1}s: result {shown} ({}), held since t+{:.1}s (for: {})",
                         self.label,
                         since_t0.as_secs_f64(),
                         guard.condition.value,
                         first.as_secs_f64(),
-                        self.needed
+                        crate::units::HumanDuration(self.needed)
                     ),
                     at,
                 });

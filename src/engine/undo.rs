@@ -125,6 +125,19 @@ impl<U: UndoAction> UndoStack<U> {
             .sync(&all)?)
     }
 
+    /// Drops the undos registered by `step` without running them (the change is kept), and
+    /// journals that, so `recover` will not revert it either. Returns how many were dropped.
+    pub fn keep(&self, step: &str) -> Result<usize, RegisterError> {
+        let mut stack = self
+            .inner
+            .lock()
+            .map_err(|_| RegisterError::StackPoisoned)?;
+        let before = stack.len();
+        stack.retain(|registered| registered.step != step);
+        self.persist(&stack)?;
+        Ok(before - stack.len())
+    }
+
     pub fn pending(&self) -> Vec<Registered<U>> {
         self.inner.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -248,16 +261,14 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_failed_undo_stays_in_the_journal_for_recover() {
+    fn journaled_stack(dir: &std::path::Path) -> (UndoStack<KubeUndo>, std::path::PathBuf) {
         use super::super::journal::{self, Journal, JournalDoc, JournalTarget};
-        let dir = tempfile::tempdir().expect("tempdir");
         let target = JournalTarget {
             context: "c".into(),
             namespace: "n".into(),
             kubeconfig: None,
         };
-        let path = journal::path_for(dir.path(), &target, "r1");
+        let path = journal::path_for(dir, &target, "r1");
         let doc = JournalDoc {
             version: journal::JOURNAL_VERSION,
             run_id: "r1".into(),
@@ -271,6 +282,42 @@ mod tests {
             path: path.clone(),
             doc,
         });
+        (stack, path)
+    }
+
+    #[tokio::test]
+    async fn a_kept_change_leaves_the_stack_and_the_journal_and_is_never_undone() {
+        use super::super::journal;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (stack, path) = journaled_stack(dir.path());
+        for (step, deployment) in [("scale", "a"), ("promote", "b")] {
+            let undo = KubeUndo::Scale {
+                deployment: deployment.into(),
+                replicas: 1,
+            };
+            stack.register(step, undo).expect("register");
+        }
+        assert_eq!(stack.keep("promote").expect("kept"), 1);
+        assert_eq!(stack.keep("never-registered").expect("nothing to keep"), 0);
+        let journaled = journal::read(&path).expect("journal");
+        let steps: Vec<&str> = journaled.pending.iter().map(|r| r.step.as_str()).collect();
+        assert_eq!(steps, ["scale"], "recover must not revert the kept change");
+        let mut undone = Vec::new();
+        let outcomes = stack
+            .unwind(Duration::from_secs(1), |undo| {
+                undone.push(undo);
+                async { Ok(()) }
+            })
+            .await;
+        assert_eq!(outcomes.len(), 1);
+        assert!(matches!(&undone[..], [KubeUndo::Scale { deployment, .. }] if deployment == "a"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_undo_stays_in_the_journal_for_recover() {
+        use super::super::journal;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (stack, path) = journaled_stack(dir.path());
         stack
             .register(
                 "ok",

@@ -288,6 +288,7 @@ impl JobsManager {
             "Start time of the process, seconds since the Unix epoch.",
             self.start_time_seconds,
         );
+        exposition.process_cpu();
         text_response(StatusCode::OK, metrics::CONTENT_TYPE, exposition.finish())
     }
 }

@@ -148,6 +148,18 @@ impl Exposition {
         self.sample(name, &[], value);
     }
 
+    /// `process_cpu_seconds_total` as Prometheus client libraries export it (user + system time
+    /// of this process), so drills can gate a component's CPU by PromQL.
+    pub fn process_cpu(&mut self) {
+        let name = "process_cpu_seconds_total";
+        self.header(
+            name,
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+        );
+        self.sample(name, &[], process_cpu_seconds());
+    }
+
     /// Every series of a counter family.
     pub fn counter_vec(&mut self, name: &str, help: &str, family: &CounterVec) {
         self.header(name, "counter", help);
@@ -193,6 +205,15 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// User + system CPU seconds of this process so far (0 if the kernel will not say).
+fn process_cpu_seconds() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |usage| {
+        let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        seconds(usage.user_time()) + seconds(usage.system_time())
+    })
 }
 
 /// Seconds since the Unix epoch, for `*_start_time_seconds` gauges.

@@ -100,6 +100,19 @@ pub struct ProxyArgs {
     /// Extra latency of the in-process upstream.
     #[arg(long, env = "LAB_UPSTREAM_DELAY", default_value = "0s")]
     pub upstream_delay: HumanDuration,
+    /// Answer this share of the traffic with 503, spread evenly (0.05: every 20th request), like
+    /// a bad release; the box builds a "candidate" image with it set, for canary bakes.
+    #[arg(long, env = "LAB_FAIL_RATIO", default_value_t = 0.0, value_parser = parse_ratio)]
+    pub fail_ratio: f64,
+}
+
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!(
+            "`{text}` is not a share between 0 and 1 (0.05 = 5 %)"
+        )),
+    }
 }
 
 /// Arguments of `lab jobs-manager`.

@@ -2,6 +2,7 @@
 //! configured mode and forwards good requests to a trivial in-process upstream.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,9 @@ struct Proxy {
     revoked: Arc<RevokeList>,
     ready_at: Instant,
     upstream_delay: Duration,
+    /// Share of traffic answered 503 (`--fail-ratio`), and the traffic counted so far.
+    fail_ratio: f64,
+    served: AtomicU64,
     metrics: ProxyMetrics,
 }
 
@@ -109,6 +113,8 @@ impl Proxy {
             revoked: Arc::new(RevokeList::new(args.revoke_file.clone())),
             ready_at: started + args.startup_delay.as_duration(),
             upstream_delay: args.upstream_delay.as_duration(),
+            fail_ratio: args.fail_ratio,
+            served: AtomicU64::new(0),
             metrics,
         }
     }
@@ -126,6 +132,16 @@ impl Proxy {
                 response
             }
         }
+    }
+
+    /// Whether this request is one of the `fail_ratio` share: request n fails when the running
+    /// quota floor(n * ratio) steps up, so failures are spread evenly and exact over any run.
+    fn injects_failure(&self) -> bool {
+        if self.fail_ratio <= 0.0 {
+            return false;
+        }
+        let n = self.served.fetch_add(1, Ordering::Relaxed) as f64;
+        ((n + 1.0) * self.fail_ratio).floor() > (n * self.fail_ratio).floor()
     }
 
     fn starting(&self) -> bool {
@@ -157,6 +173,13 @@ impl Proxy {
         }
         if request.method() == Method::POST && request.uri().path() == "/internal/register" {
             return self.register(request).await;
+        }
+        if self.injects_failure() {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "injected",
+                "this release fails a share of requests (--fail-ratio)",
+            );
         }
         match self.authenticate(&request) {
             Ok(job_id) => self.upstream(request.uri().path(), &job_id).await,
@@ -279,6 +302,7 @@ impl Proxy {
             "Start time of the process, seconds since the Unix epoch.",
             self.metrics.start_time_seconds,
         );
+        exposition.process_cpu();
         text_response(StatusCode::OK, metrics::CONTENT_TYPE, exposition.finish())
     }
 }
@@ -303,6 +327,10 @@ mod tests {
     use crate::units::HumanDuration;
 
     fn proxy(stateless: bool) -> Proxy {
+        proxy_failing(stateless, 0.0)
+    }
+
+    fn proxy_failing(stateless: bool, fail_ratio: f64) -> Proxy {
         let args = ProxyArgs {
             listen: "127.0.0.1:0".parse().expect("address"),
             tokens: TokenArgs {
@@ -312,8 +340,35 @@ mod tests {
             revoke_file: None,
             startup_delay: HumanDuration::ZERO,
             upstream_delay: HumanDuration::ZERO,
+            fail_ratio,
         };
         Proxy::new(&args, Instant::now())
+    }
+
+    #[test]
+    fn fail_ratio_fails_exactly_that_share_spread_evenly() {
+        let failing = proxy_failing(true, 0.05);
+        let pattern: Vec<bool> = (0..200).map(|_| failing.injects_failure()).collect();
+        assert_eq!(pattern.iter().filter(|f| **f).count(), 10);
+        // One in every block of 20, never two in a row.
+        for block in pattern.chunks(20) {
+            assert_eq!(block.iter().filter(|f| **f).count(), 1, "{pattern:?}");
+        }
+        let healthy = proxy(true);
+        assert!((0..1000).all(|_| !healthy.injects_failure()));
+    }
+
+    #[test]
+    fn metrics_carry_process_cpu_seconds() {
+        let text = metrics_text(&proxy(true));
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("process_cpu_seconds_total "))
+            .unwrap_or_else(|| panic!("no process_cpu_seconds_total in\n{text}"));
+        let value: f64 = line["process_cpu_seconds_total ".len()..]
+            .parse()
+            .expect("a number");
+        assert!(value > 0.0, "{line}");
     }
 
     fn with_bearer(token: &str) -> Request<()> {
@@ -365,15 +420,7 @@ mod tests {
         ] {
             assert_eq!(proxy.metrics.auth_failures.get(&["stateless", reason]), 0);
         }
-        let text = String::from_utf8(
-            futures::executor::block_on(http_body_util::BodyExt::collect(
-                proxy.metrics().into_body(),
-            ))
-            .expect("metrics body")
-            .to_bytes()
-            .to_vec(),
-        )
-        .expect("utf-8 exposition");
+        let text = metrics_text(&proxy);
         assert!(
             text.contains(
                 "lab_proxy_auth_failures_total{mode=\"stateless\",reason=\"revoked\"} 0\n"
@@ -381,5 +428,17 @@ mod tests {
         );
         assert!(text.contains("lab_proxy_stateless_mode 1\n"));
         assert!(text.contains("lab_proxy_registered_tokens 0\n"));
+    }
+
+    fn metrics_text(proxy: &Proxy) -> String {
+        String::from_utf8(
+            futures::executor::block_on(http_body_util::BodyExt::collect(
+                proxy.metrics().into_body(),
+            ))
+            .expect("metrics body")
+            .to_bytes()
+            .to_vec(),
+        )
+        .expect("utf-8 exposition")
     }
 }

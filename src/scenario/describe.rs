@@ -108,7 +108,11 @@ fn workload_words(step: &super::SetImage) -> String {
 
 /// One line describing an abort guard.
 pub fn describe_guard(guard: &super::Guard) -> String {
-    format!("{} for {}", guard.condition(), guard.for_)
+    if guard.for_.0.is_zero() {
+        format!("{} (at once)", guard.condition())
+    } else {
+        format!("{} for {}", guard.condition(), guard.for_)
+    }
 }
 
 /// What undo is registered before an action runs ("—" when the action needs none).
@@ -137,9 +141,14 @@ pub fn describe_undo(action: &Action) -> String {
         | Action::KillProcess(_)
         | Action::RolloutRestart(_) => "— (the workload's controller replaces them)".into(),
         Action::SetImage(i) => format!(
-            "set container `{}` of {} back to its current image",
+            "set container `{}` of {} back to its current image{}",
             i.container.value,
-            workload_words(i)
+            workload_words(i),
+            if i.keep {
+                " (only on an abort or interrupt: `keep: true`)"
+            } else {
+                ""
+            }
         ),
         Action::RolloutUndo(r) => format!(
             "restore the pod template now live in `{}`",

@@ -51,6 +51,11 @@ pub struct Scenario {
     /// The fault timeline.
     #[serde(default)]
     pub steps: Vec<Sp<Step>>,
+    /// The rollback procedure: steps run in order only when the drill aborts (a guard trips, a
+    /// step fails, the load cannot measure), before the registered undos, e.g. `rollout_undo`
+    /// then `wait_rollout`. The first failing one ends the procedure; the undos still run.
+    #[serde(default)]
+    pub on_abort: Vec<Sp<Step>>,
     /// Steps that always run at the end, after registered undos, whatever happened.
     #[serde(default)]
     pub finally: Vec<Sp<Step>>,
@@ -421,6 +426,14 @@ pub enum TargetKind {
     Kubernetes,
 }
 
+impl Scenario {
+    /// The timeline, the rollback procedure and `finally`: every step the drill may run, for
+    /// what derives permissions and watches from them.
+    pub fn every_step(&self) -> impl Iterator<Item = &Sp<Step>> {
+        self.steps.iter().chain(&self.on_abort).chain(&self.finally)
+    }
+}
+
 impl std::fmt::Display for TargetKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -440,6 +453,11 @@ impl TargetSpec {
 }
 
 impl Action {
+    /// Whether the change stays when the drill runs to its end (its undo then does not run).
+    pub fn kept_when_completed(&self) -> bool {
+        matches!(self, Action::SetImage(set) if set.keep)
+    }
+
     /// The one target kind this action needs, or `None` when both kinds run it. The single
     /// statement of the rule: validation and both targets ask here.
     pub fn only_on(&self) -> Option<TargetKind> {
@@ -1047,6 +1065,11 @@ pub struct SetImage {
     /// Container name (`kubectl set image deployment/x CONTAINER=IMAGE`).
     pub container: Sp<String>,
     pub image: Sp<String>,
+    /// Keep the new image when the drill runs to its end (a promotion that baked cleanly
+    /// stays); an abort or an interrupt still restores the previous image. Default: false, the
+    /// previous image is restored on every exit path.
+    #[serde(default)]
+    pub keep: bool,
 }
 
 /// The three kinds of workload whose pod template holds containers.

@@ -307,14 +307,16 @@ impl Validator<'_> {
     fn steps(&mut self) {
         let load_len = self.load_duration();
         let mut previous_at: Option<Sp<crate::units::HumanDuration>> = None;
-        let all: Vec<(&Sp<Step>, bool)> = self
+        // The section a step is in, when it runs in order after the timeline rather than at a time.
+        let all: Vec<(&Sp<Step>, Option<&str>)> = self
             .scenario
             .steps
             .iter()
-            .map(|s| (s, false))
-            .chain(self.scenario.finally.iter().map(|s| (s, true)))
+            .map(|s| (s, None))
+            .chain(self.scenario.on_abort.iter().map(|s| (s, Some("on_abort"))))
+            .chain(self.scenario.finally.iter().map(|s| (s, Some("finally"))))
             .collect();
-        for (step, is_finally) in &all {
+        for (step, after_the_timeline) in &all {
             if let Some(name) = &step.value.name {
                 if !self.step_names.insert(name.value.clone()) {
                     self.error(name.pos, format!("two steps are named `{}`", name.value));
@@ -329,10 +331,10 @@ impl Validator<'_> {
                     );
                 }
             }
-            if *is_finally && let Some(at) = &step.value.at {
+            if let (Some(section), Some(at)) = (after_the_timeline, &step.value.at) {
                 self.error(
                     at.pos,
-                    "`finally` steps run in order after the drill; remove `at:`",
+                    format!("`{section}` steps run in order after the drill; remove `at:`"),
                 );
             }
         }

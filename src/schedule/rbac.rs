@@ -56,7 +56,7 @@ pub fn derive_rules(scenario: &Scenario) -> Vec<PolicyRule> {
     // `--store-results` (what the CronJob runs) writes one ConfigMap per run and prunes old
     // ones; RBAC cannot narrow delete to labelled objects, so this is namespace-wide.
     grant(&mut rules, "", "configmaps", &["create", "list", "delete"]);
-    for step in scenario.steps.iter().chain(&scenario.finally) {
+    for step in scenario.every_step() {
         extra_for_action(&mut rules, &step.action);
     }
     if rules.contains_key(&("apps".to_string(), "deployments".to_string())) {
@@ -161,9 +161,7 @@ fn group_resource(api_version: &str, kind: &str) -> (String, String) {
 
 fn has_helm_steps(scenario: &Scenario) -> bool {
     scenario
-        .steps
-        .iter()
-        .chain(&scenario.finally)
+        .every_step()
         .any(|s| matches!(s.action, Action::HelmUpgrade(_)))
 }
 

@@ -145,6 +145,8 @@ pub struct Observed {
     pub load_workers: Option<LoadWorkers>,
     pub observations: Observations,
     pub undo: Vec<UndoOutcome>,
+    /// The `on_abort` steps that ran (the rollback procedure), in order.
+    pub rolled_back: Vec<StepRecord>,
     pub finally: Vec<StepRecord>,
     pub prometheus: BTreeMap<String, Vec<Sample>>,
     pub events: Vec<TimelineEvent>,
@@ -184,6 +186,14 @@ pub fn is_fault(action: &Action) -> bool {
         action,
         Action::Wait(_) | Action::WaitReady(_) | Action::WaitRollout(_) | Action::StartProcess(_)
     )
+}
+
+/// Whether a step's undo is registered before it runs. The rollback procedure's are not: it
+/// is itself the way back, and undoing a `rollout_undo` would roll the bad release out again.
+#[derive(Debug, Clone, Copy)]
+enum RegisterUndo {
+    Yes,
+    No,
 }
 
 fn step_name(step: &Step, index: usize, prefix: &str) -> String {
@@ -639,6 +649,14 @@ impl<'a, T: Target> Drill<'a, T> {
             events.append(&mut tripped);
         }
         let ending = self.ending();
+        let rolled_back = match &ending {
+            Ending::Aborted(_) => self.roll_back(&mut rng, &mut events, &mut warnings).await,
+            Ending::Completed => {
+                self.keep_completed_changes(&steps, &mut events, &mut warnings);
+                Vec::new()
+            }
+            Ending::Interrupted => Vec::new(),
+        };
         let (undo, finally) = self.unwind(&mut rng, &mut events).await;
         let prometheus = background.prometheus.await.unwrap_or_default();
         let marks = marks_for(self.t0, end, &steps, &observations);
@@ -655,6 +673,7 @@ impl<'a, T: Target> Drill<'a, T> {
             load_workers,
             observations,
             undo,
+            rolled_back,
             finally,
             prometheus,
             events,
@@ -939,7 +958,9 @@ impl<'a, T: Target> Drill<'a, T> {
             if self.stop.is_cancelled() {
                 break;
             }
-            let record = self.step(&name, step, rng, &self.stop, &position).await;
+            let record = self
+                .step(&name, step, rng, &self.stop, &position, RegisterUndo::Yes)
+                .await;
             events.push(self.step_event(&record));
             let failed = record.error.as_ref().map(ToString::to_string);
             steps.push(record);
@@ -1011,6 +1032,86 @@ impl<'a, T: Target> Drill<'a, T> {
         }
     }
 
+    /// A drill that ran to its end keeps the changes of steps marked `keep` (a promotion that
+    /// baked cleanly): their undos are dropped from the stack and the journal.
+    fn keep_completed_changes(
+        &self,
+        steps: &[StepRecord],
+        events: &mut Vec<TimelineEvent>,
+        warnings: &mut Vec<String>,
+    ) {
+        for record in steps.iter().filter(|r| r.applied.is_some()) {
+            if !record.action.kept_when_completed() {
+                continue;
+            }
+            match self.undo.keep(&record.name) {
+                Ok(0) => {}
+                Ok(_) => events.push(TimelineEvent {
+                    at_s: offset(self.t0, Instant::now()),
+                    kind: EventKind::Step,
+                    step: Some(record.name.clone()),
+                    description: format!(
+                        "kept: {} (`keep: true`, the drill ran to its end)",
+                        describe_action(&record.action)
+                    ),
+                    targets: Vec::new(),
+                    undo: None,
+                    outcome: Some("kept".into()),
+                }),
+                Err(e) => {
+                    // The undo stays registered: the change is reverted, which is safe.
+                    let note = format!("`{}` could not be kept and is undone: {e}", record.name);
+                    tracing::warn!("{note}");
+                    warnings.push(note);
+                }
+            }
+        }
+    }
+
+    /// The rollback procedure (`on_abort`), in order, after an abort and before the undos. It
+    /// stops at the first failing step: the rest assumes it worked (a `wait_rollout` after a
+    /// failed `rollout_undo` would only wait for nothing); the undos run either way.
+    async fn roll_back(
+        &self,
+        rng: &mut StdRng,
+        events: &mut Vec<TimelineEvent>,
+        warnings: &mut Vec<String>,
+    ) -> Vec<StepRecord> {
+        let procedure = &self.loaded.scenario.on_abort;
+        if procedure.is_empty() {
+            return Vec::new();
+        }
+        progress(&format!(
+            "rolling back: {} `on_abort` step(s)…",
+            procedure.len()
+        ));
+        let mut records = Vec::new();
+        let never = CancellationToken::new();
+        for (index, step) in procedure.iter().enumerate() {
+            let name = step_name(&step.value, index, "on_abort #");
+            let position = StepPosition {
+                number: index + 1,
+                total: procedure.len(),
+                next_at_s: None,
+            };
+            let record = self
+                .step(&name, &step.value, rng, &never, &position, RegisterUndo::No)
+                .await;
+            events.push(self.step_event(&record));
+            let failed = record.error.as_ref().map(ToString::to_string);
+            records.push(record);
+            if let Some(error) = failed {
+                let note = format!(
+                    "the rollback step `{name}` failed: {error}; the rest of `on_abort` was skipped"
+                );
+                tracing::error!("{note}");
+                warnings.push(note);
+                break;
+            }
+        }
+        records
+    }
+
     /// Registered undos in reverse, then `finally`, then the undos `finally` registered.
     async fn unwind(
         &self,
@@ -1048,7 +1149,16 @@ impl<'a, T: Target> Drill<'a, T> {
                 total: self.loaded.scenario.finally.len(),
                 next_at_s: None,
             };
-            let record = self.step(&name, &step.value, rng, &never, &position).await;
+            let record = self
+                .step(
+                    &name,
+                    &step.value,
+                    rng,
+                    &never,
+                    &position,
+                    RegisterUndo::Yes,
+                )
+                .await;
             events.push(self.step_event(&record));
             finally.push(record);
         }
@@ -1092,6 +1202,7 @@ impl<'a, T: Target> Drill<'a, T> {
         rng: &mut StdRng,
         stop: &CancellationToken,
         position: &StepPosition,
+        undo: RegisterUndo,
     ) -> StepRecord {
         let before = self.identities().await;
         let start = Instant::now();
@@ -1110,9 +1221,12 @@ impl<'a, T: Target> Drill<'a, T> {
             tracing::error!("step `{name}` {why}");
             record(Some(why), None, before.clone())
         };
-        let registered = match self.target.undo_for(&step.action).await {
-            Ok(u) => u,
-            Err(e) => return not_applied(StepError::UndoNotPrepared(e)),
+        let registered = match undo {
+            RegisterUndo::No => None,
+            RegisterUndo::Yes => match self.target.undo_for(&step.action).await {
+                Ok(u) => u,
+                Err(e) => return not_applied(StepError::UndoNotPrepared(e)),
+            },
         };
         if let Some(u) = registered {
             // Registered (and journaled) before the change is applied: an interruption

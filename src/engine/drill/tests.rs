@@ -229,6 +229,97 @@ async fn a_failed_step_aborts_the_rest_and_still_undoes_itself() {
     assert_eq!(observed.steps.len(), 2);
 }
 
+const WITH_ROLLBACK: &str = "on_abort:
+  - name: roll-back
+    command: {argv: [r], undo: [undo-r]}
+  - name: watch-it
+    command: {argv: [w]}
+";
+
+#[tokio::test]
+async fn an_abort_runs_the_rollback_procedure_before_the_undos_and_does_not_undo_it() {
+    let fake = Fake {
+        fail: Some("b"),
+        ..Fake::default()
+    };
+    let (observed, calls) = drill(&scenario(WITH_ROLLBACK), fake, CancellationToken::new()).await;
+    assert_eq!(
+        calls,
+        [
+            "apply a [undo-a]",
+            "apply b [undo-a undo-b]",
+            // The rollback runs first, with no undo of its own registered.
+            "apply r [undo-a undo-b]",
+            "apply w [undo-a undo-b]",
+            "undo undo-b",
+            "undo undo-a",
+            "apply f []",
+            "shutdown",
+        ]
+    );
+    let rolled: Vec<&str> = observed
+        .rolled_back
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(rolled, ["roll-back", "watch-it"]);
+    assert!(
+        observed
+            .events
+            .iter()
+            .any(|e| e.step.as_deref() == Some("roll-back")),
+        "the rollback is on the timeline"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_rollback_step_ends_the_procedure_and_the_undos_still_run() {
+    let fake = Fake {
+        fail: Some("r"),
+        ..Fake::default()
+    };
+    let steps = format!(
+        "{WITH_ROLLBACK}steps:\n  - name: one\n    command: {{argv: [a], undo: [undo-a]}}\n  - name: two\n    command: {{argv: [r]}}\n"
+    );
+    let (observed, calls) = drill(&scenario_with("", &steps), fake, CancellationToken::new()).await;
+    assert_eq!(
+        calls,
+        [
+            "apply a [undo-a]",
+            "apply r [undo-a]",
+            "apply r [undo-a]",
+            "undo undo-a",
+            "shutdown"
+        ]
+    );
+    assert_eq!(observed.rolled_back.len(), 1);
+    assert!(
+        observed
+            .warnings
+            .iter()
+            .any(|w| w.contains("rollback step `roll-back` failed")),
+        "{:?}",
+        observed.warnings
+    );
+}
+
+#[tokio::test]
+async fn a_completed_drill_never_runs_the_rollback_procedure() {
+    let (observed, calls) = drill(
+        &scenario(WITH_ROLLBACK),
+        Fake::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("apply r") || c.starts_with("apply w")),
+        "{calls:?}"
+    );
+    assert!(observed.rolled_back.is_empty());
+}
+
 #[tokio::test]
 async fn a_step_without_a_way_back_is_not_applied() {
     let fake = Fake {

@@ -44,6 +44,40 @@ impl std::fmt::Display for Need {
     }
 }
 
+/// A permission to review: a [`Need`], or one on a resource found by discovery (`patch` and
+/// `wait_for` name any kind, a CRD's included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Permission {
+    group: String,
+    resource: String,
+    subresource: Option<String>,
+    verb: &'static str,
+}
+
+impl From<&Need> for Permission {
+    fn from(need: &Need) -> Self {
+        Self {
+            group: need.group.to_string(),
+            resource: need.resource.to_string(),
+            subresource: need.subresource.map(str::to_string),
+            verb: need.verb,
+        }
+    }
+}
+
+impl std::fmt::Display for Permission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.verb, self.resource)?;
+        if let Some(sub) = &self.subresource {
+            write!(f, "/{sub}")?;
+        }
+        if !self.group.is_empty() {
+            write!(f, ".{}", self.group)?;
+        }
+        Ok(())
+    }
+}
+
 const fn need(group: &'static str, resource: &'static str, verb: &'static str) -> Need {
     Need {
         group,
@@ -89,7 +123,7 @@ impl Needs {
         needs
             .permissions
             .extend([need("", "events", "list"), need("", "events", "watch")]);
-        for step in scenario.steps.iter().chain(&scenario.finally) {
+        for step in scenario.every_step() {
             needs.action(&step.action);
         }
         for check in &scenario.checks {
@@ -209,8 +243,8 @@ impl Needs {
                 perms.insert(need("apps", "deployments", "patch"));
                 perms.insert(need("apps", "replicasets", "list"));
             }
-            // The patched or awaited resource is known only after discovery: the step itself
-            // reports a refused call, and `rbac` renders its rule.
+            // The patched or awaited resource is known only after discovery: the pre-flight
+            // resolves it (`discovered_permissions`), `rbac` renders its rule offline.
             Action::Patch(_) | Action::WaitFor(_) => {}
             Action::KillProcess(_)
             | Action::StartProcess(_)
@@ -252,7 +286,15 @@ impl KubeTarget {
             }
         }
         results.push(self.namespace_check().await);
-        results.push(self.permissions_check(&needs.permissions).await);
+        let mut permissions: Vec<Permission> =
+            needs.permissions.iter().map(Permission::from).collect();
+        for found in self.discovered_permissions(scenario).await {
+            match found {
+                Ok(extra) => permissions.extend(extra),
+                Err(unknown) => results.push(unknown),
+            }
+        }
+        results.push(self.permissions_check(&permissions).await);
         for (selector, min) in needs.selectors.values() {
             results.push(self.selector_check(selector, *min).await);
         }
@@ -305,8 +347,49 @@ impl KubeTarget {
         }
     }
 
+    /// The permissions of each `patch` and `wait_for` step on the resource discovery finds for
+    /// its apiVersion and kind, or a failed result when the cluster does not serve that kind
+    /// (a CRD not installed): refused before the first fault, not half-way.
+    async fn discovered_permissions(
+        &self,
+        scenario: &Scenario,
+    ) -> Vec<Result<Vec<Permission>, PreflightResult>> {
+        let mut found = Vec::new();
+        for step in scenario.every_step() {
+            let (api_version, kind, verbs, status) = match &step.value.action {
+                Action::Patch(p) => (
+                    &p.api_version.value,
+                    &p.kind.value,
+                    &["get", "patch"][..],
+                    p.subresource_status,
+                ),
+                Action::WaitFor(w) => (&w.api_version.value, &w.kind.value, &["get"][..], false),
+                _ => continue,
+            };
+            found.push(match self.discover(api_version, kind).await {
+                Ok(resource) => Ok(verbs
+                    .iter()
+                    .map(|verb| Permission {
+                        group: resource.group.clone(),
+                        resource: resource.plural.clone(),
+                        // A status patch is a patch of the `status` subresource; its undo
+                        // reads the object itself.
+                        subresource: (status && *verb == "patch").then(|| "status".to_string()),
+                        verb,
+                    })
+                    .collect()),
+                Err(e) => Err(result(
+                    format!("resource {kind} ({api_version})"),
+                    PreflightStatus::Fail,
+                    e.to_string(),
+                )),
+            });
+        }
+        found
+    }
+
     /// One SelfSubjectAccessReview per permission; one result listing what is denied.
-    async fn permissions_check(&self, permissions: &BTreeSet<Need>) -> PreflightResult {
+    async fn permissions_check(&self, permissions: &[Permission]) -> PreflightResult {
         let api = kube::Api::<SelfSubjectAccessReview>::all(self.client.clone());
         let mut denied = Vec::new();
         for need in permissions {
@@ -314,9 +397,9 @@ impl KubeTarget {
                 spec: SelfSubjectAccessReviewSpec {
                     resource_attributes: Some(ResourceAttributes {
                         namespace: Some(self.namespace.clone()),
-                        group: Some(need.group.to_string()),
-                        resource: Some(need.resource.to_string()),
-                        subresource: need.subresource.map(str::to_string),
+                        group: Some(need.group.clone()),
+                        resource: Some(need.resource.clone()),
+                        subresource: need.subresource.clone(),
                         verb: Some(need.verb.to_string()),
                         ..ResourceAttributes::default()
                     }),

@@ -64,7 +64,11 @@ impl KubeTarget {
     }
 
     /// The API resource of `api_version`/`kind`, through discovery (one request).
-    async fn discover(&self, api_version: &str, kind: &str) -> Result<ApiResource, KubeError> {
+    pub(super) async fn discover(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<ApiResource, KubeError> {
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         let gvk = GroupVersionKind::gvk(group, version, kind);
         let (resource, _) = retrying("discovery", || {

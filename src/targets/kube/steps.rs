@@ -183,7 +183,7 @@ pub struct KubeRun {
 fn watched_selectors(scenario: &Scenario) -> (Vec<LabelSelector>, Vec<LabelSelector>) {
     let mut pods = Vec::new();
     let mut jobs = Vec::new();
-    for step in scenario.steps.iter().chain(&scenario.finally) {
+    for step in scenario.every_step() {
         match &step.value.action {
             Action::KillPods(k) => pods.push(k.selector.value.clone()),
             Action::Evict(e) => pods.push(e.selector.value.clone()),
