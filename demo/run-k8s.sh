@@ -20,7 +20,7 @@ mkdir -p "$REPORTS"
 RUNBOOK="$REPORTS/RUNBOOK.box.demo.md"
 cp docs/RUNBOOK.box.md "$RUNBOOK"
 
-# scenario file                                  namespace to settle   expected exit code
+# scenario file                            namespace to settle  expected exit  extra arguments
 DRILLS=(
   "scenarios/box/proxy-restart.yaml          tracebloc        0"
   "scenarios/box/proxy-restart-legacy.yaml   tracebloc-legacy 1"
@@ -28,7 +28,11 @@ DRILLS=(
   "scenarios/box/midflight-rollback.yaml     tracebloc        0"
   "scenarios/box/flag-flip-rolls-pods.yaml   tracebloc-legacy 0"
   "scenarios/box/preflight.yaml              tracebloc        5"
+  "scenarios/box/canary-bake.yaml            tracebloc        0 --var image=box.local/drillbook:candidate"
+  "scenarios/box/canary-bake.yaml            tracebloc        4 --var image=box.local/drillbook:candidate-fails-5pct"
 )
+# The chart's image: a clean bake keeps its candidate, the demo puts the release back after it.
+STABLE_IMAGE=box.local/drillbook:dev
 
 # A drill's undo (helm rollback, a restarted pod) may still be rolling: start each drill on a
 # settled release, like an operator would.
@@ -42,8 +46,8 @@ summary=()
 unexpected=0
 started=$(date +%s)
 for entry in "${DRILLS[@]}"; do
-  read -r scenario namespace expected <<<"$entry"
-  printf '\n━━━ %s (expected exit %s) ━━━\n' "$scenario" "$expected"
+  read -r scenario namespace expected extra <<<"$entry"
+  printf '\n━━━ %s %s(expected exit %s) ━━━\n' "$scenario" "${extra:+$extra }" "$expected"
   settle "$namespace"
   if [ "$scenario" = scenarios/box/preflight.yaml ]; then
     # Submit a training Job (it runs ~30 s) so the pre-flight has one to find, whatever the
@@ -51,13 +55,17 @@ for entry in "${DRILLS[@]}"; do
     curl -fsS --noproxy '*' --max-time 10 -X POST http://10.252.0.81:8081/jobs >/dev/null
   fi
   drill_started=$(date +%s)
-  "$BIN" run "$scenario" --report-dir "$REPORTS" --drill-log "$RUNBOOK" --operator "${DRILL_OPERATOR:-make demo-k8s}"
+  # shellcheck disable=SC2086 # `extra` is a list of arguments
+  "$BIN" run "$scenario" $extra --report-dir "$REPORTS" --drill-log "$RUNBOOK" --operator "${DRILL_OPERATOR:-make demo-k8s}"
   code=$?
+  if [ "$scenario" = scenarios/box/canary-bake.yaml ]; then
+    kubectl --context box -n tracebloc set image deployment/requests-proxy "requests-proxy=$STABLE_IMAGE" >/dev/null
+  fi
   took=$(( $(date +%s) - drill_started ))
   if [ "$code" = "$expected" ]; then
-    summary+=("as expected   exit $code  ${took}s  $scenario")
+    summary+=("as expected   exit $code  ${took}s  $scenario${extra:+ $extra}")
   else
-    summary+=("UNEXPECTED    exit $code (expected $expected)  ${took}s  $scenario")
+    summary+=("UNEXPECTED    exit $code (expected $expected)  ${took}s  $scenario${extra:+ $extra}")
     unexpected=$((unexpected + 1))
   fi
 done

@@ -419,12 +419,34 @@ fn preflight_reviews_the_permissions_of_a_discovered_resource_and_refuses_an_uns
     };
     let ns = Namespace::new(&kubeconfig, "discovery");
     crd_object(&ns);
-    let patch = "steps:\n  - patch: {apiVersion: drill.example.com/v1, kind: CanaryRollout, name: canary, json: [{op: replace, path: /spec/paused, value: true}]}\n";
-    let served = ns.drill("discovered", patch);
+    let checks =
+        "checks:\n  - name: ran\n    configmap: {name: kube-root-ca.crt, max_bytes: 100000}\n";
+    let reviewed = |run: &Run| -> u32 {
+        let line = run
+            .stderr
+            .lines()
+            .find_map(|l| {
+                l.split_once("pre-flight ok: permissions all ")
+                    .map(|(_, rest)| rest)
+            })
+            .unwrap_or_else(|| panic!("no permissions line: {}", run.explain()));
+        line.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {line}"))
+    };
+    let without = ns.drill("no-patch", &format!("steps:\n  - wait: 3s\n{checks}"));
+    let served = ns.drill(
+        "discovered",
+        &format!(
+            "steps:\n  - patch: {{apiVersion: drill.example.com/v1, kind: CanaryRollout, name: canary, json: [{{op: replace, path: /spec/paused, value: true}}]}}\n  # The ConfigMap sampler reads every 2 s.\n  - wait: 3s\n{checks}"
+        ),
+    );
     assert_eq!(served.verdict(), "pass", "{}", served.explain());
-    // 2 verbs of the canaryrollouts resource on top of the fixed ones: patch's get and patch.
-    assert!(
-        served.stdout.contains("verbs the drill needs are allowed"),
+    // The patch adds `get` and `patch` on canaryrollouts.drill.example.com, found by discovery.
+    assert_eq!(
+        reviewed(&served),
+        reviewed(&without) + 2,
         "{}",
         served.explain()
     );
@@ -440,8 +462,12 @@ fn preflight_reviews_the_permissions_of_a_discovered_resource_and_refuses_an_uns
     );
     assert!(
         unserved
-            .stdout
-            .contains("resource NoSuchRollout (drill.example.com/v1)"),
+            .stderr
+            .contains("refused: pre-flight `resource NoSuchRollout (drill.example.com/v1)` failed")
+            && unserved
+                .stderr
+                .contains("the cluster does not serve this kind")
+            && !unserved.stderr.contains("GroupVersionKind {"),
         "the pre-flight names the kind the cluster does not serve: {}",
         unserved.explain()
     );

@@ -179,6 +179,11 @@ pub fn api_words(error: &kube::Error) -> String {
                 (reason, code) => format!("{message} ({reason}, HTTP {code})"),
             }
         }
+        // Its Display is a debug dump of the group/version/kind, which the action names.
+        kube::Error::Discovery(kube::error::DiscoveryError::MissingKind(_)) => {
+            "the cluster does not serve this kind (is its CustomResourceDefinition installed?)"
+                .to_string()
+        }
         other => {
             let mut words = other.to_string();
             let mut cause = std::error::Error::source(other);
