@@ -98,7 +98,7 @@ pub fn render_offline(loaded: &LoadedScenario, seed: Option<u64>) -> String {
             "Target    local processes: {}\n",
             l.processes
                 .iter()
-                .map(|p| format!("{} ×{}", p.name.value, p.replicas))
+                .map(|p| format!("{} ×{}", p.name.value, p.replicas.value))
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
@@ -121,13 +121,13 @@ pub fn render_offline(loaded: &LoadedScenario, seed: Option<u64>) -> String {
             .unwrap_or_else(|| "sum of stages".into());
         out.push_str(&format!(
             "Load      {} {} at {rate} for {duration}, {} connections\n",
-            load.method, load.url.value, load.connections
+            load.method, load.url.value, load.connections.value
         ));
         for (name, stream) in &load.streams {
             out.push_str(&format!(
                 "Stream    {name}: {} {} at {rate} for {duration}, {} connections (measured on \
                  its own, for `compare`)\n",
-                load.method, stream.url.value, load.connections
+                load.method, stream.url.value, load.connections.value
             ));
         }
         if let (scenario::LoadFrom::Cluster, Some(cluster)) = (load.from, &load.cluster) {

@@ -29,6 +29,32 @@ pub fn four_significant(value: f64) -> String {
     }
 }
 
+/// drillbook's sanity limits. Above them a typo (`callers: 100000000`) would exhaust memory or
+/// hang the machine before the drill starts; a scenario lifts them with `allow_large: true`,
+/// `drillbook load` with `--allow-large`.
+pub mod limits {
+    /// Open connections of one load (each a socket and a task).
+    pub const CONNECTIONS: u64 = 10_000;
+    /// Callers of one load (each a token and a row of per-caller statistics).
+    pub const CALLERS: u64 = 10_000;
+    /// Copies of one local process group (each a real process).
+    pub const REPLICAS: u64 = 64;
+    /// Requests per second of one load or stage.
+    pub const RATE_PER_SECOND: f64 = 1_000_000.0;
+
+    /// The refusal when `value` is above `max`: names the limit, why it exists and how to
+    /// lift it (`lift`, e.g. "set `allow_large: true` in the scenario").
+    /// `unit` follows both numbers (`/s` for rates, empty for counts).
+    pub fn exceeded(what: &str, value: f64, max: f64, unit: &str, lift: &str) -> Option<String> {
+        (value > max).then(|| {
+            format!(
+                "{what} {value}{unit} is above drillbook's limit of {max}{unit} (a typo would \
+                 exhaust this machine before the drill starts); if you mean it, {lift}"
+            )
+        })
+    }
+}
+
 /// Why a unit string did not parse. The message is shown to users verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

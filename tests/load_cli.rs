@@ -243,3 +243,60 @@ async fn credentials_in_a_url_are_refused_without_echoing_the_password() {
         assert!(stderr.contains("ops:***@"), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn counts_above_the_sanity_limits_are_refused_at_once_unless_allow_large() {
+    // Nothing listens on port 1: a refused load never opens a connection.
+    let url = "http://127.0.0.1:1/";
+    for (args, flag) in [
+        (&["--connections", "10000000"][..], "--connections 10000000"),
+        (
+            &[
+                "--callers",
+                "1000000",
+                "--token-url",
+                "http://127.0.0.1:1/t",
+            ][..],
+            "--callers 1000000",
+        ),
+        (&["--rate", "5000000/s"][..], "a rate of 5000000/s"),
+    ] {
+        let mut all = vec!["load", url, "--duration", "1s"];
+        if !args.contains(&"--rate") {
+            all.extend(["--rate", "10/s"]);
+        }
+        all.extend_from_slice(args);
+        let started = std::time::Instant::now();
+        let output = drillbook(&all, &[]).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{flag} is above drillbook's limit"))
+                && stderr.contains("--allow-large"),
+            "{stderr}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "refused at once"
+        );
+    }
+    let lifted = drillbook(
+        &[
+            "load",
+            url,
+            "--rate",
+            "10/s",
+            "--duration",
+            "1s",
+            "--connections",
+            "20000",
+            "--allow-large",
+            "--max-requests",
+            "5",
+        ],
+        &[],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&lifted.stderr);
+    assert!(!stderr.contains("above drillbook's limit"), "{stderr}");
+}

@@ -80,7 +80,36 @@ fn cases() -> Vec<(&'static str, String)> {
         ("deeply_nested", format!("apiVersion: drillbook/v1\nname: deep\ndescription: {}x{}\n", "[".repeat(200), "]".repeat(200))),
         ("deeply_nested_block", deep_block()),
         ("alias_bomb", alias_bomb()),
+        ("connections_zero_points_at_its_line", with("rate: 10/s", "rate: 10/s\n  connections: 0")),
+        ("connections_above_the_limit", with("rate: 10/s", "rate: 10/s\n  connections: 10000000")),
+        ("callers_above_the_limit", with("duration: 60s", "duration: 60s\n  auth:\n    token_url: http://127.0.0.1:8081/token\n    callers: 100000000")),
+        ("callers_zero_points_at_its_line", with("duration: 60s", "duration: 60s\n  auth:\n    token_url: http://127.0.0.1:8081/token\n    callers: 0")),
+        ("rate_above_the_limit", with("rate: 10/s", "rate: 5000000/s")),
     ]
+}
+
+#[test]
+fn allow_large_lifts_the_sanity_limits_deliberately() {
+    let large = with("rate: 10/s", "rate: 5000000/s\n  connections: 20000")
+        .replace("name: base\n", "name: base\nallow_large: true\n");
+    let loaded = scenario::load_source(Path::new("case.yaml"), large);
+    assert!(
+        loaded.is_ok(),
+        "{}",
+        loaded.err().map(|d| d.to_string()).unwrap_or_default()
+    );
+}
+
+#[test]
+fn too_many_replicas_of_a_local_process_are_refused_at_their_line() {
+    let source = "apiVersion: drillbook/v1\nname: many\ntarget:\n  local:\n    processes:\n      - name: svc\n        command: [\"true\"]\n        replicas: 10000000\n";
+    let output = rendered(source);
+    assert!(
+        output.starts_with(
+            "case.yaml:8:19: error: replicas 10000000 is above drillbook's limit of 64"
+        ),
+        "{output}"
+    );
 }
 
 /// 100 levels of block mappings (not flow), deeper than any scenario.

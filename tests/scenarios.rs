@@ -7,9 +7,20 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Scenario, parameter and value for shipped scenarios with a parameter that has no default.
-const REQUIRED_VARS: &[(&str, &str, &str)] =
-    &[("canary-bake.yaml", "image", "ronaldraygun/zai-proxy:1.2.1")];
+/// Scenario (path under `scenarios/`), parameter and value for shipped scenarios with a
+/// parameter that has no default.
+const REQUIRED_VARS: &[(&str, &str, &str)] = &[
+    (
+        "scenarios/canary-bake.yaml",
+        "image",
+        "ronaldraygun/zai-proxy:1.2.1",
+    ),
+    (
+        "box/canary-bake.yaml",
+        "image",
+        "box.local/drillbook:candidate",
+    ),
+];
 
 #[test]
 fn every_shipped_scenario_validates() {

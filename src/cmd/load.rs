@@ -22,7 +22,7 @@ use crate::load::{
     AuthConfig, CallerStats, LatencyKind, LoadConfig, LoadSummary, Quantiles, RateProfile, Stage,
     Stats, TokenSource, Window,
 };
-use crate::units::{HumanDuration, Rate};
+use crate::units::{HumanDuration, Rate, limits};
 
 /// Options of `drillbook load`.
 #[derive(Debug, Args)]
@@ -81,6 +81,9 @@ pub struct LoadArgs {
     /// Stop after this many requests whatever the profile says.
     #[arg(long)]
     pub max_requests: Option<u64>,
+    /// Lift the sanity limits (10000 connections, 10000 callers, 1000000/s) deliberately.
+    #[arg(long)]
+    pub allow_large: bool,
     /// Write the summary as JSON (schema: load.schema.json).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -122,6 +125,7 @@ fn parse_stage(text: &str) -> Result<Stage, String> {
 impl LoadArgs {
     /// The engine configuration these options describe.
     pub fn to_config(&self) -> anyhow::Result<LoadConfig> {
+        self.check_limits()?;
         let profile = if self.stage.is_empty() {
             let duration = self.duration.as_duration();
             match self.rate {
@@ -188,6 +192,42 @@ impl LoadArgs {
             start_at: None,
             max_requests: self.max_requests,
         })
+    }
+}
+
+impl LoadArgs {
+    /// Refuses a count or rate above drillbook's sanity limits unless `--allow-large`.
+    fn check_limits(&self) -> anyhow::Result<()> {
+        if self.connections == 0 {
+            bail!("--connections must be at least 1");
+        }
+        if self.allow_large {
+            return Ok(());
+        }
+        let lift = "pass --allow-large";
+        let rates = self
+            .rate
+            .iter()
+            .copied()
+            .filter_map(Rate::per_second)
+            .chain(self.stage.iter().map(|stage| stage.target_per_second));
+        let counts = [
+            (
+                "--connections",
+                self.connections as f64,
+                limits::CONNECTIONS as f64,
+                "",
+            ),
+            ("--callers", self.callers as f64, limits::CALLERS as f64, ""),
+        ];
+        let too_large = counts
+            .into_iter()
+            .chain(rates.map(|rate| ("a rate of", rate, limits::RATE_PER_SECOND, "/s")))
+            .find_map(|(what, value, max, unit)| limits::exceeded(what, value, max, unit, lift));
+        match too_large {
+            Some(message) => bail!("{message}"),
+            None => Ok(()),
+        }
     }
 }
 

@@ -83,7 +83,7 @@ pub fn build(
             };
             Some(AuthConfig {
                 source,
-                callers: a.callers as usize,
+                callers: a.callers.value as usize,
                 caller_lifetime: a.caller_lifetime.map(|d| d.0),
             })
         }
@@ -99,7 +99,7 @@ pub fn build(
         headers,
         body,
         profile,
-        connections: spec.connections as usize,
+        connections: spec.connections.value as usize,
         requests_per_connection: spec.requests_per_connection,
         timeout: spec.timeout.0,
         max_lag: spec.max_lag.0,

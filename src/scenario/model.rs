@@ -68,6 +68,10 @@ pub struct Scenario {
     /// Named windows of the drill. Default: baseline, fault, recovery (see README).
     #[serde(default)]
     pub phases: Option<Vec<Sp<PhaseSpec>>>,
+    /// Lift drillbook's sanity limits on callers, connections, replicas, rates and load
+    /// workers, for a drill that really means them (see `drillbook validate`'s message).
+    #[serde(default)]
+    pub allow_large: bool,
     /// Parameters: `${var.NAME}` anywhere in the file (URLs, selectors, queries, images, helm
     /// values) is replaced by `--var NAME=value` or the declared default before parsing.
     #[serde(default)]
@@ -148,8 +152,8 @@ pub struct ProcessSpec {
     #[serde(default)]
     pub kind: ProcessKind,
     /// How many copies run (each one a separate process).
-    #[serde(default = "one")]
-    pub replicas: u32,
+    #[serde(default = "one_placed")]
+    pub replicas: Sp<u32>,
     /// URL that answers 2xx when the process is ready (like a readiness probe).
     #[serde(default)]
     pub ready: Option<String>,
@@ -166,6 +170,10 @@ pub struct ProcessSpec {
 
 fn one() -> u32 {
     1
+}
+
+fn one_placed() -> Sp<u32> {
+    Sp::unplaced(1)
 }
 
 fn default_restart_delay() -> HumanDuration {
@@ -219,7 +227,7 @@ pub struct LoadSpec {
     #[serde(default)]
     pub duration: Option<Sp<HumanDuration>>,
     #[serde(default = "default_connections")]
-    pub connections: u32,
+    pub connections: Sp<u32>,
     /// Close each connection after this many requests and open a new one (default: keep
     /// alive). Behind a Kubernetes Service, kube-proxy balances per connection: use `1` to see
     /// what callers that connect per call see after a pod is replaced.
@@ -308,8 +316,8 @@ fn default_method() -> String {
     "GET".into()
 }
 
-fn default_connections() -> u32 {
-    8
+fn default_connections() -> Sp<u32> {
+    Sp::unplaced(8)
 }
 
 fn default_timeout() -> HumanDuration {
@@ -348,8 +356,8 @@ pub struct AuthSpec {
     #[serde(default = "default_token_field")]
     pub token_field: String,
     /// Number of callers, each with its own token, used round-robin: N callers stand for N jobs.
-    #[serde(default = "one")]
-    pub callers: u32,
+    #[serde(default = "one_placed")]
+    pub callers: Sp<u32>,
     /// A caller is replaced by a new one (a new job, a fresh token) after this long.
     #[serde(default)]
     pub caller_lifetime: Option<HumanDuration>,

@@ -11,7 +11,7 @@ use super::spanned::{Pos, Sp};
 use super::tagged::did_you_mean;
 use super::vars;
 use crate::scenario::expr::{self, ExprError, Metric};
-use crate::units::Rate;
+use crate::units::{Rate, limits};
 
 /// The phases every scenario has unless it declares its own.
 pub const DEFAULT_PHASES: &[&str] = &["baseline", "fault", "recovery"];
@@ -67,6 +67,16 @@ impl Validator<'_> {
     fn error(&mut self, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
         self.out.push(Diagnostic::error(pos, message));
         self.out.last_mut().expect("just pushed")
+    }
+
+    /// A count above its sanity limit is an error unless the scenario says `allow_large`.
+    fn limit(&mut self, what: &str, value: u32, max: u64, pos: Pos) {
+        if self.scenario.allow_large {
+            return;
+        }
+        if let Some(message) = limits::exceeded(what, f64::from(value), max as f64, "", LIFT) {
+            self.error(pos, message);
+        }
     }
 
     fn warn(&mut self, pos: Pos, message: impl Into<String>) {
@@ -174,9 +184,15 @@ impl Validator<'_> {
                             self.error(p.name.pos, format!("process `{}`: {e}", p.name.value));
                         }
                     }
-                    if p.replicas == 0 && p.start == StartPolicy::Immediately {
+                    self.limit(
+                        "replicas",
+                        p.replicas.value,
+                        limits::REPLICAS,
+                        p.replicas.pos,
+                    );
+                    if p.replicas.value == 0 && p.start == StartPolicy::Immediately {
                         self.warn(
-                            p.name.pos,
+                            p.replicas.pos,
                             format!("process `{}` has 0 replicas and never runs", p.name.value),
                         );
                     }
@@ -260,14 +276,28 @@ impl Validator<'_> {
         {
             self.error(d.pos, "the load duration must be above 0s");
         }
-        if load.connections == 0 || load.connections > 10_000 {
-            self.error(
-                load.url.pos,
-                format!(
-                    "connections must be between 1 and 10000, not {}",
-                    load.connections
-                ),
-            );
+        if load.connections.value == 0 {
+            self.error(load.connections.pos, "`connections` must be at least 1");
+        }
+        self.limit(
+            "connections",
+            load.connections.value,
+            limits::CONNECTIONS,
+            load.connections.pos,
+        );
+        let rates = load.rate.iter().map(|r| (r.value, r.pos)).chain(
+            load.stages
+                .iter()
+                .map(|stage| (stage.value.target, stage.pos)),
+        );
+        for (rate, pos) in rates {
+            if let Some(per_second) = rate.per_second()
+                && !self.scenario.allow_large
+                && let Some(message) =
+                    limits::exceeded("a rate of", per_second, limits::RATE_PER_SECOND, "/s", LIFT)
+            {
+                self.error(pos, message);
+            }
         }
         if load.requests_per_connection == Some(0) {
             self.error(
@@ -292,9 +322,15 @@ impl Validator<'_> {
                      `bearer_secret`",
                 );
             }
-            if auth.callers == 0 {
-                self.error(load.url.pos, "`auth.callers` must be at least 1");
+            if auth.callers.value == 0 {
+                self.error(auth.callers.pos, "`auth.callers` must be at least 1");
             }
+            self.limit(
+                "callers",
+                auth.callers.value,
+                limits::CALLERS,
+                auth.callers.pos,
+            );
             if auth.caller_lifetime.is_some() && auth.token_url.is_none() {
                 self.error(
                     load.url.pos,
@@ -888,6 +924,9 @@ impl Validator<'_> {
 /// Most load workers one drill may start: each is a pod and a followed log.
 pub const MAX_LOAD_WORKERS: u32 = 64;
 
+/// How a scenario lifts the sanity limits.
+const LIFT: &str = "set `allow_large: true` at the top of the scenario";
+
 impl Validator<'_> {
     /// `load.from: cluster`: a Kubernetes target, an image, tokens a pod can get.
     fn cluster_load(&mut self) {
@@ -947,13 +986,13 @@ impl Validator<'_> {
                      files: put the token in a Secret and use `auth.bearer_secret: {name, key}`",
                 );
             }
-            if auth.callers < workers {
+            if auth.callers.value < workers {
                 self.error(
                     cluster.pos,
                     format!(
                         "{} caller(s) cannot be spread over {workers} workers: every worker \
                          needs at least one caller",
-                        auth.callers
+                        auth.callers.value
                     ),
                 );
             }

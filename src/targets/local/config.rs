@@ -109,7 +109,7 @@ impl ProcessConfig {
             env,
             labels,
             kind: spec.kind,
-            replicas: spec.replicas,
+            replicas: spec.replicas.value,
             ready_url,
             restart_delay: spec.restart_delay.as_duration(),
             start: spec.start,
