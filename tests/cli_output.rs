@@ -149,3 +149,64 @@ fn run_writes_junit_and_json_at_fixed_paths() {
     let report = drillbook::report::load(&json).expect("report.json at its fixed path");
     assert_eq!(report.scenario.name, "cli-output");
 }
+
+/// Terminal escapes written into a scenario's text (a description that clears the screen, a
+/// check name that retitles the window) reach no output raw: `plan`, `validate` and the report
+/// `run` prints show them as visible escapes; report.json keeps the text as written.
+#[test]
+fn escapes_in_scenario_text_are_shown_not_obeyed() {
+    let hostile = QUICK
+        .replace(
+            "name: cli-output\n",
+            "name: cli-output\ndescription: \"clear\\e[2J\\e]0;owned\\athere\"\n",
+        )
+        .replace("  - name: answered", "  - name: \"answered\\e[1A\"");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("hostile.yaml");
+    std::fs::write(&scenario, hostile).expect("write the scenario");
+    let reports = dir.path().join("reports");
+    let run_args = [
+        "run".as_ref(),
+        scenario.as_os_str(),
+        "--report-dir".as_ref(),
+        reports.as_os_str(),
+        "--no-drill-log".as_ref(),
+    ];
+    let plan_args = ["plan".as_ref(), "--offline".as_ref(), scenario.as_os_str()];
+    let validate_args = ["validate".as_ref(), scenario.as_os_str()];
+    // What each prints of the hostile text, escaped.
+    let cases: [(&[&std::ffi::OsStr], &str); 3] = [
+        (&plan_args, "clear\\x1b[2J\\x1b]0;owned\\x07there"),
+        (&validate_args, "ok "),
+        (&run_args, "answered\\x1b[1A"),
+    ];
+    for (args, shown) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run drillbook");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        assert!(
+            !stdout.contains('\x1b') && !stdout.contains('\x07') && !stderr.contains('\x1b'),
+            "{args:?} printed a raw escape:\n{stdout:?}\n{stderr:?}"
+        );
+        assert!(stdout.contains(shown), "{args:?} shows {shown}: {stdout}");
+    }
+    let report = std::fs::read_dir(dir.path().join("reports"))
+        .expect("reports")
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("report.json"))
+        .find(|path| path.exists())
+        .expect("report.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).expect("read")).expect("json");
+    assert_eq!(
+        json["scenario"]["description"], "clear\x1b[2J\x1b]0;owned\x07there",
+        "report.json keeps the raw text"
+    );
+}

@@ -265,6 +265,24 @@ pub(crate) fn stderr_color() -> bool {
     )
 }
 
+/// `text` safe to print on a terminal: control characters from scenarios and clusters shown
+/// as escapes (see `report::text`).
+pub(crate) fn safe(text: &str) -> std::borrow::Cow<'_, str> {
+    crate::report::text::escape_controls(text)
+}
+
+/// `report` with every text in it made safe for a terminal, for the tables `run` and `report`
+/// print; the report files keep the raw text.
+pub(crate) fn terminal_report(
+    report: &crate::report::model::Report,
+) -> crate::report::model::Report {
+    let Ok(mut value) = serde_json::to_value(report) else {
+        return report.clone();
+    };
+    crate::report::text::escape_json_strings(&mut value);
+    serde_json::from_value(value).unwrap_or_else(|_| report.clone())
+}
+
 /// [`telemetry::color_allowed`] for stdout.
 pub(crate) fn stdout_color() -> bool {
     telemetry::color_allowed(

@@ -3,7 +3,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{PlanArgs, SchemaKind};
+use super::{PlanArgs, SchemaKind, safe};
 use crate::exit::Outcome;
 use crate::plan::{render_in_cluster, render_offline, scenario_files, schema_json};
 use crate::scenario::{self, TargetSpec};
@@ -30,12 +30,12 @@ pub fn validate(paths: &[PathBuf]) -> Outcome {
             Ok(loaded) => {
                 let warnings =
                     scenario::FileDiagnostics::new(file, Some(loaded.source), loaded.warnings);
-                eprint!("{warnings}");
+                eprint!("{}", safe(&warnings.to_string()));
                 println!("ok      {}", file.display());
             }
             Err(diagnostics) => {
                 invalid += 1;
-                eprint!("{diagnostics}");
+                eprint!("{}", safe(&diagnostics.to_string()));
                 println!("invalid {}", file.display());
             }
         }
@@ -79,11 +79,11 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<Outcome> {
     let loaded = match scenario::load(&args.scenario) {
         Ok(l) => l,
         Err(diagnostics) => {
-            eprint!("{diagnostics}");
+            eprint!("{}", safe(&diagnostics.to_string()));
             return Ok(Outcome::Invalid);
         }
     };
-    print!("{}", render_offline(&loaded, args.seed));
+    print!("{}", safe(&render_offline(&loaded, args.seed)));
     if let Some(runbook) = &loaded.scenario.runbook {
         println!("\n{}", drill_log_line(&loaded.resolve(&runbook.value)));
     }
@@ -104,7 +104,7 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<Outcome> {
     .await
     {
         Ok((text, refused)) => {
-            print!("{text}");
+            print!("{}", safe(&text));
             Ok(if refused {
                 Outcome::Refused
             } else {

@@ -50,14 +50,17 @@ impl Fields {
 }
 
 impl Visit for Fields {
+    // Values carry scenario and cluster text: escaped here, before anything draws them.
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_string(), value.to_string());
+        self.0
+            .insert(field.name().to_string(), super::safe(value).into_owned());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         // Messages arrive as `fmt::Arguments`, whose Debug is the text itself.
+        let text = format!("{value:?}");
         self.0
-            .insert(field.name().to_string(), format!("{value:?}"));
+            .insert(field.name().to_string(), super::safe(&text).into_owned());
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {

@@ -17,19 +17,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     let loaded = match crate::scenario::load(&args.scenario) {
         Ok(l) => l,
         Err(diagnostics) => {
-            eprint!("{diagnostics}");
+            eprint!("{}", super::safe(&diagnostics.to_string()));
             return Ok(Outcome::Invalid);
         }
     };
     if !loaded.warnings.is_empty() {
-        eprint!(
-            "{}",
-            FileDiagnostics::new(
-                &loaded.path,
-                Some(loaded.source.clone()),
-                loaded.warnings.clone()
-            )
+        let warnings = FileDiagnostics::new(
+            &loaded.path,
+            Some(loaded.source.clone()),
+            loaded.warnings.clone(),
         );
+        eprint!("{}", super::safe(&warnings.to_string()));
     }
     let seed = args
         .seed
@@ -104,7 +102,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     }
     println!(
         "{}",
-        crate::report::table::render_fitted(&report, super::stdout_color(), super::stdout_width())
+        crate::report::table::render_fitted(
+            &super::terminal_report(&report),
+            super::stdout_color(),
+            super::stdout_width()
+        )
     );
     if files.is_empty() {
         println!("reports: none written (see the error above)");

@@ -61,9 +61,11 @@ pub(crate) fn cell_text(text: &str) -> String {
     inline(text).replace('|', "\\|")
 }
 
-/// Text safe on one Markdown line; `<` is escaped so `<pod>` is not taken for an HTML tag.
+/// Text safe on one Markdown line; `<` is escaped so `<pod>` is not taken for an HTML tag, and
+/// control characters are shown as escapes (a terminal `cat`s this file too).
 fn inline(text: &str) -> String {
-    text.split(['\r', '\n'])
+    super::text::escape_controls(text)
+        .split(['\r', '\n'])
         .filter(|part| !part.is_empty())
         .collect::<Vec<_>>()
         .join(" ")

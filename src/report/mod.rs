@@ -8,6 +8,7 @@ pub mod model;
 mod sections;
 pub mod svg;
 pub mod table;
+pub mod text;
 mod write;
 
 use std::path::{Path, PathBuf};
