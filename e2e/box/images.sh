@@ -68,7 +68,7 @@ inputs_hash() {
       pause) sha256sum "$(k8s_src)/build/pause/linux/pause.c"; gcc --version | head -n1 ;;
       busybox) sha256sum "$(busybox_bin)" ;;
       drillbook*)
-        sha256sum "$DRILLBOOK_BIN"
+        sha256sum "$DRILLBOOK_BIN" /etc/ssl/certs/ca-certificates.crt
         shared_libs "$DRILLBOOK_BIN" | while read -r lib; do sha256sum "$(readlink -f "$lib")"; done
         ;;
     esac
@@ -138,6 +138,12 @@ rootfs_drillbook() {
     mkdir -p "$rootfs$(dirname "$lib")"
     cp -L "$lib" "$rootfs$lib"
   done
+  # The system trust store, as distroless ships it: the HTTP clients (Prometheus queries) load
+  # it when they are built, and refuse to build without one.
+  [ -f /etc/ssl/certs/ca-certificates.crt ] ||
+    die "no /etc/ssl/certs/ca-certificates.crt (apt-get install ca-certificates)"
+  mkdir -p "$rootfs/etc/ssl/certs"
+  cp -L /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
   # Prove the rootfs is self-contained before shipping it.
   chroot "$rootfs" /usr/local/bin/drillbook --version >/dev/null ||
     die "drillbook does not run inside its own rootfs (a missing library?)"

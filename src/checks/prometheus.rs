@@ -44,7 +44,15 @@ fn client(url: &str, timeout: Duration) -> Result<Client, SampleError> {
         .timeout(timeout)
         .no_proxy()
         .build()
-        .map_err(|e| SampleError::Query(format!("cannot build HTTP client: {e}")))?;
+        .map_err(|e| {
+            let mut words = format!("cannot build the HTTP client: {e}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(inner) = cause {
+                words.push_str(&format!(": {inner}"));
+                cause = inner.source();
+            }
+            SampleError::Query(words)
+        })?;
     Client::from(http, url)
         .map_err(|e| SampleError::Query(format!("bad Prometheus URL `{url}`: {e}")))
 }
