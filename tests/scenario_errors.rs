@@ -85,7 +85,53 @@ fn cases() -> Vec<(&'static str, String)> {
         ("callers_above_the_limit", with("duration: 60s", "duration: 60s\n  auth:\n    token_url: http://127.0.0.1:8081/token\n    callers: 100000000")),
         ("callers_zero_points_at_its_line", with("duration: 60s", "duration: 60s\n  auth:\n    token_url: http://127.0.0.1:8081/token\n    callers: 0")),
         ("rate_above_the_limit", with("rate: 10/s", "rate: 5000000/s")),
+        ("negative_latency_threshold", with("rate(401) == 0", "p(95) < -5ms")),
+        ("negative_count_threshold", with("rate(401) == 0", "count(503) <= -1")),
+        ("rate_threshold_beyond_100_percent", with("rate(401) == 0", "rate(5xx) > 500%")),
+        ("phase_that_ends_before_it_starts", with("checks:", "phases:\n  - {name: fault, from: 20s, to: 10s}\nchecks:")),
     ]
+}
+
+/// A local scenario whose load URL is `url`, for the port checks.
+fn local_with_load(url: &str) -> String {
+    format!(
+        "apiVersion: drillbook/v1\nname: ports\ntarget:\n  local:\n    processes:\n      \
+         - name: proxy\n        command: [\"${{drillbook}}\", \"lab\", \"proxy\", \"--listen\", \
+         \"127.0.0.1:${{port.proxy}}\"]\nload:\n  url: {url}\n  rate: 10/s\n  duration: 30s\n"
+    )
+}
+
+#[test]
+fn a_port_no_process_gets_is_refused_with_the_names_that_exist() {
+    let output = rendered(&local_with_load("http://127.0.0.1:${port.proxi}/"));
+    assert!(
+        output.contains("`${port.proxi}` is given to no process, so nothing listens on it (did you mean `${port.proxy}`?)"),
+        "{output}"
+    );
+    assert!(
+        scenario::load_source(
+            Path::new("case.yaml"),
+            local_with_load("http://127.0.0.1:${port.proxy}/")
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn a_phase_after_the_load_is_a_warning() {
+    let source = with(
+        "checks:",
+        "phases:\n  - {name: fault, from: 70s, to: 80s}\nchecks:",
+    );
+    let loaded =
+        scenario::load_source(Path::new("case.yaml"), source).expect("valid, with a warning");
+    let warnings: Vec<&str> = loaded.warnings.iter().map(|w| w.message.as_str()).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("phase `fault` starts at 1m10s but the load ends at 1m")),
+        "{warnings:?}"
+    );
 }
 
 #[test]

@@ -181,6 +181,38 @@ impl Expr {
     pub fn uses_baseline(&self) -> bool {
         matches!(self.threshold, Threshold::Baseline { .. })
     }
+
+    /// Why this expression is decided before anything is measured, if it is: a rate beyond
+    /// 100 % or a negative count, latency or rps can never be reached, so the check would
+    /// pass or fail whatever happens.
+    pub fn foregone(&self) -> Option<String> {
+        let Threshold::Value(value) = self.threshold else {
+            return None;
+        };
+        let shown = format_value(self.metric, value);
+        match self.metric {
+            Metric::Rate(_) if value > 1.0 => Some(format!(
+                "`{self}` is decided before the drill: a rate is at most 100%, not {shown}"
+            )),
+            Metric::Count(_)
+            | Metric::Quantile(..)
+            | Metric::Rps
+            | Metric::Dropped
+            | Metric::Requests
+                if value < 0.0 =>
+            {
+                let what = if self.metric.is_latency() {
+                    "a latency"
+                } else {
+                    "a count"
+                };
+                Some(format!(
+                    "`{self}` is decided before the drill: {what} is never negative ({shown})"
+                ))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Expr {

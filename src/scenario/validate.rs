@@ -200,7 +200,56 @@ impl Validator<'_> {
                 if local.processes.is_empty() {
                     self.error(Pos::default(), "a local target needs at least one process");
                 }
+                self.ports_nobody_gets(local);
             }
+        }
+    }
+
+    /// A `${port.NAME}` in the load's URLs that no process's command or env is given: nothing
+    /// will listen on that port (most often a typo of a process's port name).
+    fn ports_nobody_gets(&mut self, local: &LocalTarget) {
+        let port_names = |text: &str| -> Vec<String> {
+            vars::names(text)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|name| name.strip_prefix("port.").map(str::to_string))
+                .collect()
+        };
+        let given: BTreeSet<String> = local
+            .processes
+            .iter()
+            .flat_map(|p| p.command.iter().chain(p.env.values()))
+            .flat_map(|text| port_names(text))
+            .collect();
+        let Some(load) = &self.scenario.load else {
+            return;
+        };
+        let urls =
+            std::iter::once(&load.url).chain(load.streams.values().map(|stream| &stream.url));
+        let mut unknown = Vec::new();
+        for url in urls {
+            for name in port_names(&url.value) {
+                if !given.contains(&name) {
+                    unknown.push((url.pos, name));
+                }
+            }
+        }
+        for (pos, name) in unknown {
+            let hint = did_you_mean(&name, given.iter().map(String::as_str))
+                .map(|close| format!(" (did you mean `${{port.{close}}}`?)"))
+                .unwrap_or_default();
+            let mut known: Vec<String> = given.iter().map(|n| format!("`${{port.{n}}}`")).collect();
+            if known.is_empty() {
+                known.push("none".into());
+            }
+            self.error(
+                pos,
+                format!(
+                    "`${{port.{name}}}` is given to no process, so nothing listens on it{hint}; \
+                     ports the processes get: {}",
+                    known.join(", ")
+                ),
+            );
         }
     }
 
@@ -590,6 +639,47 @@ impl Validator<'_> {
             for boundary in [&phase.from, &phase.to] {
                 self.boundary(boundary);
             }
+            self.phase_span(phase);
+        }
+    }
+
+    /// A phase that is empty by its own boundaries, or starts after the load has ended.
+    fn phase_span(&mut self, phase: &Sp<PhaseSpec>) {
+        let offset = |b: &Sp<String>| match b.value.as_str() {
+            "start" => Some(Duration::ZERO),
+            text => text
+                .parse::<crate::units::HumanDuration>()
+                .ok()
+                .map(|d| d.0),
+        };
+        let (name, from, to) = (&phase.value.name.value, &phase.value.from, &phase.value.to);
+        let empty = match (offset(from), offset(to)) {
+            (Some(start), Some(end)) => start >= end,
+            _ => from.value == "end" || to.value == "start",
+        };
+        if empty {
+            self.error(
+                from.pos,
+                format!(
+                    "phase `{name}` runs from `{}` to `{}`: it holds no time, so nothing in it \
+                     can be measured",
+                    from.value, to.value
+                ),
+            );
+            return;
+        }
+        if let (Some(start), Some(length)) = (offset(from), self.load_duration())
+            && start >= length
+        {
+            self.warn(
+                from.pos,
+                format!(
+                    "phase `{name}` starts at {} but the load ends at {}: no request is \
+                     measured in it",
+                    crate::units::HumanDuration(start),
+                    crate::units::HumanDuration(length)
+                ),
+            );
         }
     }
 
@@ -667,6 +757,9 @@ impl Validator<'_> {
                 CheckKind::Http(text) => match expr::parse_http(&text.value) {
                     Err(e) => self.expr_error(text, &e),
                     Ok(parsed) => {
+                        if let Some(why) = parsed.foregone() {
+                            self.error(text.pos, why);
+                        }
                         if parsed.uses_baseline() && !has_baseline {
                             self.error(text.pos, "`baseline` needs a phase named baseline");
                         }
@@ -880,6 +973,9 @@ impl Validator<'_> {
         match expr::parse_http(&http.value) {
             Err(e) => self.expr_error(http, &e),
             Ok(parsed) => {
+                if let Some(why) = parsed.foregone() {
+                    self.error(http.pos, why);
+                }
                 if matches!(parsed.metric, Metric::Dropped | Metric::Requests)
                     || parsed.uses_baseline()
                 {
