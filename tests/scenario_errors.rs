@@ -88,6 +88,8 @@ fn cases() -> Vec<(&'static str, String)> {
         ("negative_latency_threshold", with("rate(401) == 0", "p(95) < -5ms")),
         ("negative_count_threshold", with("rate(401) == 0", "count(503) <= -1")),
         ("rate_threshold_beyond_100_percent", with("rate(401) == 0", "rate(5xx) > 500%")),
+        ("two_documents", format!("{BASE}---\n{BASE}")),
+        ("list_where_a_duration_goes", with("duration: 60s", "duration: [60, s]")),
         ("phase_that_ends_before_it_starts", with("checks:", "phases:\n  - {name: fault, from: 20s, to: 10s}\nchecks:")),
     ]
 }

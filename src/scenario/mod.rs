@@ -349,8 +349,17 @@ fn reword(message: &str) -> String {
                     "too many YAML aliases (limit {MAX_ALIASES} aliases, {MAX_REPLAYED_EVENTS} replayed nodes): alias bombs are refused"
                 )
             }
-            _ => format!("the document exceeds drillbook's YAML limits ({breach})"),
+            "Documents" => "the file holds more than one YAML document (a `---` line \
+                            separates them); a scenario is one document: split it into files"
+                .to_string(),
+            _ => format!(
+                "the document exceeds drillbook's YAML limits ({})",
+                what.to_lowercase()
+            ),
         };
+    }
+    if message.contains("untagged enum StringOrNumber") {
+        return "expected a value such as `30s`, `50/s` or `80%`, not a list or a mapping".into();
     }
     if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
         let key = key.split(',').next().unwrap_or(key).trim();
@@ -361,7 +370,14 @@ fn reword(message: &str) -> String {
         .filter(|k| k.starts_with('u') || k.starts_with('i'))
         && kind.trim_start_matches(['u', 'i']).parse::<u32>().is_ok()
     {
-        return format!("expected a whole number, found text ({kind})");
+        let range = match kind {
+            "u8" => " from 0 to 255",
+            "u16" => " from 0 to 65535",
+            "u32" => " from 0 to 4294967295",
+            "u64" => " of 0 or more",
+            _ => "",
+        };
+        return format!("expected a whole number{range}, found text");
     }
     message.to_string()
 }
