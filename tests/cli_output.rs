@@ -210,3 +210,43 @@ fn escapes_in_scenario_text_are_shown_not_obeyed() {
         "report.json keeps the raw text"
     );
 }
+
+/// `-n/--namespace` and `--kubeconfig` are accepted by `run` and `plan` like by `collect`; `-n`
+/// cannot move a drill out of the namespaces its scenario allows (refused, exit 5, before any
+/// kubeconfig is read or cluster contacted).
+#[test]
+fn namespace_flag_cannot_leave_the_scenarios_pin() {
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/box/proxy-restart.yaml"
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        .args([
+            "run",
+            scenario,
+            "-n",
+            "kube-system",
+            "--kubeconfig",
+            "/nonexistent",
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run drillbook");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("namespace `kube-system` is not in allowed_namespaces (tracebloc)"),
+        "{stderr}"
+    );
+    let plan = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        .args(["plan", "--offline", scenario, "--namespace", "tracebloc"])
+        .output()
+        .expect("run drillbook plan");
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+}

@@ -116,9 +116,36 @@ pub struct ValidateArgs {
     pub paths: Vec<PathBuf>,
 }
 
+/// `-n/--namespace` and `--kubeconfig`, the same on every command that talks to a cluster.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClusterArgs {
+    /// Namespace to use instead of the scenario's (must be in its allowed_namespaces).
+    #[arg(short = 'n', long = "namespace")]
+    pub namespace: Option<String>,
+    /// kubeconfig file (default: the scenario's `kubeconfig`, then $KUBECONFIG, then
+    /// ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    /// The loaded scenario with these overrides applied to its Kubernetes target.
+    pub(crate) fn apply(&self, loaded: &mut crate::scenario::LoadedScenario) {
+        if let crate::scenario::TargetSpec::Kubernetes(spec) = &mut loaded.scenario.target {
+            *spec = crate::targets::kube::with_overrides(
+                spec,
+                self.namespace.as_deref(),
+                self.kubeconfig.as_deref(),
+            );
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     pub scenario: PathBuf,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Do not contact any cluster; show the timeline only.
     #[arg(long)]
     pub offline: bool,
@@ -136,6 +163,8 @@ pub struct PlanArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     pub scenario: PathBuf,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// kubeconfig context (must be in the scenario's allowed_contexts).
     #[arg(long)]
     pub context: Option<String>,

@@ -76,13 +76,14 @@ pub fn schema(kind: SchemaKind, output: Option<&Path>) -> anyhow::Result<Outcome
 
 /// `drillbook plan`.
 pub async fn plan(args: &PlanArgs) -> anyhow::Result<Outcome> {
-    let loaded = match scenario::load(&args.scenario) {
+    let mut loaded = match scenario::load(&args.scenario) {
         Ok(l) => l,
         Err(diagnostics) => {
             eprint!("{}", safe(&diagnostics.to_string()));
             return Ok(Outcome::Invalid);
         }
     };
+    args.cluster.apply(&mut loaded);
     print!("{}", safe(&render_offline(&loaded, args.seed)));
     if let Some(runbook) = &loaded.scenario.runbook {
         println!("\n{}", drill_log_line(&loaded.resolve(&runbook.value)));

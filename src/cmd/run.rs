@@ -14,13 +14,14 @@ use crate::scenario::{FileDiagnostics, LoadedScenario};
 use crate::targets::kube::ConnectOptions;
 
 pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
-    let loaded = match crate::scenario::load(&args.scenario) {
+    let mut loaded = match crate::scenario::load(&args.scenario) {
         Ok(l) => l,
         Err(diagnostics) => {
             eprint!("{}", super::safe(&diagnostics.to_string()));
             return Ok(Outcome::Invalid);
         }
     };
+    args.cluster.apply(&mut loaded);
     if !loaded.warnings.is_empty() {
         let warnings = FileDiagnostics::new(
             &loaded.path,

@@ -27,7 +27,7 @@ mod resource_tests;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -261,6 +261,28 @@ pub struct ConnectOptions {
     /// `--in-cluster --cluster-name NAME`: connect with the pod's ServiceAccount; the scenario's
     /// context must be NAME.
     pub in_cluster: Option<String>,
+}
+
+/// The scenario's Kubernetes target with the command line's `-n/--namespace` and
+/// `--kubeconfig` applied. The pin stays the scenario's: a scenario without
+/// `allowed_namespaces` allows only its own namespace, so `-n` can move a drill only between
+/// namespaces the scenario lists ([`check_safety`] refuses the rest).
+pub fn with_overrides(
+    spec: &KubernetesTarget,
+    namespace: Option<&str>,
+    kubeconfig: Option<&Path>,
+) -> KubernetesTarget {
+    let mut spec = spec.clone();
+    if let Some(namespace) = namespace {
+        if spec.allowed_namespaces.is_empty() {
+            spec.allowed_namespaces = vec![spec.namespace.clone()];
+        }
+        spec.namespace.value = namespace.to_string();
+    }
+    if let Some(path) = kubeconfig {
+        spec.kubeconfig = Some(path.to_string_lossy().into_owned());
+    }
+    spec
 }
 
 /// Applies the safety rules without touching the kubeconfig or the network: the context (after
@@ -571,6 +593,24 @@ mod safety_tests {
             kubeconfig: None,
             max_pods: 5,
         }
+    }
+
+    #[test]
+    fn a_namespace_from_the_command_line_stays_inside_the_scenarios_pin() {
+        let own = spec("staging", "tracebloc", &["staging"]);
+        let moved = with_overrides(&own, Some("kube-system"), None);
+        let err = check_safety(&moved, None, false).unwrap_err();
+        assert!(
+            matches!(err, KubeError::NamespaceNotAllowed { ref namespace, .. } if namespace == "kube-system"),
+            "{err}"
+        );
+        let mut listed = spec("staging", "a", &["staging"]);
+        listed.allowed_namespaces = vec![Sp::unplaced("a".into()), Sp::unplaced("b".into())];
+        let pinned = check_safety(&with_overrides(&listed, Some("b"), None), None, false).unwrap();
+        assert_eq!(pinned.namespace, "b");
+        let kubeconfig = with_overrides(&own, None, Some(Path::new("/etc/k.yaml")));
+        assert_eq!(kubeconfig.kubeconfig.as_deref(), Some("/etc/k.yaml"));
+        assert_eq!(kubeconfig.namespace.value, "tracebloc");
     }
 
     #[test]
