@@ -14,7 +14,7 @@ pub struct CollectArgs {
     #[arg(long)]
     pub context: String,
     /// Namespace holding the results (default: the context's namespace).
-    #[arg(long)]
+    #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// Only this scenario's results.
     #[arg(long)]
