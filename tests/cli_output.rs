@@ -250,3 +250,44 @@ fn namespace_flag_cannot_leave_the_scenarios_pin() {
         String::from_utf8_lossy(&plan.stderr)
     );
 }
+
+/// `schedule` refuses a cron expression Kubernetes would refuse, offline, and names the next
+/// runs of a valid one.
+#[test]
+fn schedule_checks_the_cron_expression_offline_and_prints_the_next_runs() {
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/box/proxy-restart.yaml"
+    );
+    let schedule = |cron: &str| {
+        Command::new(env!("CARGO_BIN_EXE_drillbook"))
+            .args([
+                "schedule",
+                scenario,
+                "--image",
+                "box.local/drillbook:dev",
+                "--schedule",
+                cron,
+            ])
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run drillbook schedule")
+    };
+    let bad = schedule("0 3 * * mondays");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`mondays` is not a day of week value"),
+        "{stderr}"
+    );
+    assert!(bad.stdout.is_empty(), "nothing rendered");
+    let good = schedule("0 3 * * 1");
+    let stderr = String::from_utf8_lossy(&good.stderr);
+    assert_eq!(good.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr.matches("Mon 20").count(),
+        3,
+        "three Mondays: {stderr}"
+    );
+    assert!(String::from_utf8_lossy(&good.stdout).contains("schedule: 0 3 * * 1"));
+}

@@ -72,6 +72,31 @@ pub fn rbac(args: &RbacArgs) -> anyhow::Result<Outcome> {
 /// Exit code 0 when rendered (and every dry run passed), 1 when a dry run was rejected; a
 /// safety rule or an unreachable cluster refuses, like `run` and `plan` do.
 pub async fn schedule(args: &ScheduleArgs) -> anyhow::Result<Outcome> {
+    // Offline first: a schedule the CronJob controller would refuse is refused here.
+    let cron = match crate::schedule::cron::Cron::parse(&args.schedule) {
+        Ok(cron) => cron,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Outcome::Invalid);
+        }
+    };
+    let next: Vec<String> = cron
+        .next_runs(jiff::Timestamp::now(), 3)
+        .into_iter()
+        .map(|at| at.strftime("%a %Y-%m-%d %H:%M").to_string())
+        .collect();
+    if next.is_empty() {
+        eprintln!(
+            "warning: schedule `{}` never fires in the next five years",
+            args.schedule
+        );
+    } else {
+        eprintln!(
+            "schedule `{}`: next runs (UTC, the controller's usual time zone): {}",
+            args.schedule,
+            next.join(", ")
+        );
+    }
     match render_and_check(args).await {
         Err(ScheduleError::Kube(e)) => {
             eprintln!("refused: {e}");

@@ -6,6 +6,7 @@
 //! cluster serves (`batch/v1`, or `batch/v1beta1` before Kubernetes 1.21), and every object is
 //! validated with a server-side dry run.
 
+pub mod cron;
 pub mod rbac;
 pub mod results;
 
