@@ -300,3 +300,136 @@ async fn counts_above_the_sanity_limits_are_refused_at_once_unless_allow_large()
     let stderr = String::from_utf8_lossy(&lifted.stderr);
     assert!(!stderr.contains("above drillbook's limit"), "{stderr}");
 }
+
+/// A staging service with an internal CA: `--cacert` trusts it; without it every request is a
+/// TLS error. The server is a real TLS endpoint (`openssl s_server -www`) on loopback with a
+/// CA and a `localhost` certificate made for this test.
+#[tokio::test]
+async fn cacert_trusts_an_internal_ca_and_without_it_tls_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=drill test CA",
+        "-keyout",
+        &path("ca.key"),
+        "-out",
+        &path("ca.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &path("srv.key"),
+        "-out",
+        &path("srv.csr"),
+    ]);
+    std::fs::write(path("ext"), "subjectAltName=DNS:localhost\n").expect("ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("srv.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &path("ext"),
+        "-out",
+        &path("srv.pem"),
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut server = tokio::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["-cert", &path("srv.pem"), "-key", &path("srv.key")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl s_server starts");
+    let up = std::time::Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            up.elapsed() < std::time::Duration::from_secs(10),
+            "s_server did not listen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let url = format!("https://localhost:{port}/");
+    let load = |extra: Vec<String>| {
+        let json = path(&format!("load-{}.json", extra.len()));
+        let mut args = vec![
+            "load".to_string(),
+            url.clone(),
+            "--rate".into(),
+            "5/s".into(),
+            "--duration".into(),
+            "1s".into(),
+            "--connections".into(),
+            "1".into(),
+            "--json".into(),
+            json.clone(),
+        ];
+        args.extend(extra);
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let output = drillbook(&refs, &[("SSL_CERT_FILE", "/nonexistent")]).await;
+            let text = std::fs::read_to_string(&json).unwrap_or_default();
+            let report: serde_json::Value = serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("no JSON: {}", String::from_utf8_lossy(&output.stderr)));
+            report
+        }
+    };
+    let untrusted = load(Vec::new()).await;
+    assert_eq!(
+        untrusted["total"]["statuses"]["200"],
+        serde_json::Value::Null,
+        "{untrusted}"
+    );
+    assert!(
+        untrusted["total"]["errors"]["tls"].as_u64().unwrap_or(0) > 0,
+        "{untrusted}"
+    );
+    let trusted = load(vec!["--cacert".into(), path("ca.pem")]).await;
+    assert!(
+        trusted["total"]["statuses"]["200"].as_u64().unwrap_or(0) > 0,
+        "{trusted}"
+    );
+    let _ = server.kill().await;
+}

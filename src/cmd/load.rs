@@ -81,6 +81,10 @@ pub struct LoadArgs {
     /// Stop after this many requests whatever the profile says.
     #[arg(long)]
     pub max_requests: Option<u64>,
+    /// Also trust the CA certificates (PEM) in this file for https (besides the system trust
+    /// store): a staging service with an internal CA.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
     /// Lift the sanity limits (10000 connections, 10000 callers, 1000000/s) deliberately.
     #[arg(long)]
     pub allow_large: bool,
@@ -191,6 +195,7 @@ impl LoadArgs {
             }),
             start_at: None,
             max_requests: self.max_requests,
+            ca_file: self.cacert.clone(),
         })
     }
 }

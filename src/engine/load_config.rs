@@ -106,5 +106,6 @@ pub fn build(
         auth,
         start_at: Some(t0),
         max_requests: None,
+        ca_file: spec.ca_file.as_ref().map(|file| loaded.resolve(file)),
     })
 }

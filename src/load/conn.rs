@@ -3,6 +3,7 @@
 
 use std::error::Error as _;
 use std::io;
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -63,6 +64,11 @@ pub(crate) fn redact_url(url: &str) -> String {
 impl Target {
     /// Parses an `http://` or `https://` URL. The error says what is wrong, for users.
     pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        Self::parse_trusting(url, None)
+    }
+
+    /// [`Target::parse`], also trusting the CA certificates (PEM) in `ca_file` for https.
+    pub(crate) fn parse_trusting(url: &str, ca_file: Option<&Path>) -> Result<Self, String> {
         let uri: Uri = url.parse().map_err(|e| format!("not a valid URL ({e})"))?;
         let https = match uri.scheme_str() {
             Some("http") => false,
@@ -99,7 +105,11 @@ impl Target {
         let tls = if https {
             let name = ServerName::try_from(host.clone())
                 .map_err(|_| format!("`{host}` is not a valid TLS server name"))?;
-            Some((TlsConnector::from(tls_config()?), name))
+            let config = match ca_file {
+                None => tls_config()?,
+                Some(path) => Arc::new(build_tls_config(Some(path))?),
+            };
+            Some((TlsConnector::from(config), name))
         } else {
             None
         };
@@ -151,25 +161,69 @@ impl Target {
     }
 }
 
-/// One TLS client configuration for the process: webpki roots, HTTP/1.1 only.
+/// One TLS client configuration for the process without a CA file (see [`build_tls_config`]).
 fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
     static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
         std::sync::OnceLock::new();
     CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let mut config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS set-up failed: {e}"))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Ok(Arc::new(config))
-        })
+        .get_or_init(|| build_tls_config(None).map(Arc::new))
         .clone()
+}
+
+/// The system trust store: `$SSL_CERT_FILE`, else Debian's (and most distributions') bundle.
+fn system_bundle() -> Option<std::path::PathBuf> {
+    std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            Some(std::path::PathBuf::from(
+                "/etc/ssl/certs/ca-certificates.crt",
+            ))
+        })
+        .filter(|path| path.is_file())
+}
+
+/// The PEM certificates of `path`.
+fn pem_certificates(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read CA certificates from {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+/// HTTP/1.1 over TLS trusting the Mozilla roots, the system trust store (when readable) and
+/// `ca_file` (which must be readable: it was asked for).
+fn build_tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    // The system bundle is a convenience: an unreadable one leaves the Mozilla roots.
+    if let Some(certs) = system_bundle().and_then(|bundle| pem_certificates(&bundle).ok()) {
+        roots.add_parsable_certificates(certs);
+    }
+    if let Some(path) = ca_file {
+        for cert in pem_certificates(path)? {
+            roots.add(cert).map_err(|e| {
+                format!(
+                    "a certificate in {} is not usable as a CA: {e}",
+                    path.display()
+                )
+            })?;
+        }
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// The request half of a connection.

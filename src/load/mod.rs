@@ -74,6 +74,9 @@ pub struct LoadConfig {
     pub start_at: Option<Instant>,
     /// Hard cap on requests (safety bound); None = no cap beyond the profile.
     pub max_requests: Option<u64>,
+    /// Extra CA certificates (PEM) trusted for https, besides the system trust store and
+    /// the Mozilla roots: a staging service with an internal CA.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for LoadConfig {
@@ -92,6 +95,7 @@ impl std::fmt::Debug for LoadConfig {
             .field("auth", &self.auth)
             .field("start_at", &self.start_at)
             .field("max_requests", &self.max_requests)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -113,6 +117,7 @@ impl LoadConfig {
             auth: None,
             start_at: None,
             max_requests: None,
+            ca_file: None,
         }
     }
 }
@@ -342,10 +347,13 @@ fn prepare(config: &LoadConfig) -> Result<Prepared, LoadError> {
         ));
     }
     config.profile.validate().map_err(LoadError::Config)?;
-    let target = conn::Target::parse(&config.url).map_err(|reason| LoadError::Url {
-        url: conn::redact_url(&config.url),
-        reason,
-    })?;
+    let target =
+        conn::Target::parse_trusting(&config.url, config.ca_file.as_deref()).map_err(|reason| {
+            LoadError::Url {
+                url: conn::redact_url(&config.url),
+                reason,
+            }
+        })?;
     let mut headers = HeaderMap::with_capacity(config.headers.len() + 1);
     for (name, value) in &config.headers {
         let invalid = || LoadError::Header { name: name.clone() };

@@ -215,6 +215,10 @@ pub struct LoadSpec {
     /// Request body from a file (relative to the scenario file).
     #[serde(default)]
     pub body_file: Option<String>,
+    /// CA certificates (PEM, relative to the scenario file) trusted for https besides the
+    /// system trust store: a staging service with an internal CA (local load only).
+    #[serde(default)]
+    pub ca_file: Option<String>,
     #[serde(default)]
     pub auth: Option<AuthSpec>,
     /// Constant rate for the whole run. Use either `rate` or `stages`.

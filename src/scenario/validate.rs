@@ -1100,6 +1100,13 @@ impl Validator<'_> {
                  `body` (not starting with `@`)",
             );
         }
+        if load.ca_file.is_some() {
+            self.error(
+                load.url.pos,
+                "`ca_file` is read on this machine; the cluster's workers trust their image's \
+                 trust store: add the CA there, or use `from: local`",
+            );
+        }
         if !load.streams.is_empty() {
             self.error(
                 pos,
