@@ -433,6 +433,23 @@ fn proxy_restart_stateless_passes_with_no_401() {
     assert!(run.phase_count("all", "200") > 1500, "{}", run.explain());
     assert_cluster_load(&run, &kubeconfig, "tracebloc", 50 * 40);
     assert_logged(&run, "box-proxy-restart", "| pass |");
+    // Pod logs are not a terminal: the lab programs write plain lines there.
+    let logs = kubectl(
+        &kubeconfig,
+        &["-n", "tracebloc", "logs", "-l", "app=requests-proxy", "--tail=200"],
+    );
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(!text.trim().is_empty(), "the proxy logged nothing");
+    assert_plain_log(&text);
+}
+
+/// No colour escapes and no Rust debug formatting in a log that is not a terminal.
+fn assert_plain_log(text: &str) {
+    assert!(!text.contains('\u{1b}'), "escape codes in a pod log:\n{text}");
+    assert!(
+        !text.contains("Some(") && !text.contains("None"),
+        "debug formatting in a pod log:\n{text}"
+    );
 }
 
 #[test]
@@ -636,6 +653,7 @@ fn a_scheduled_drill_fires_in_cluster_and_collect_appends_its_row_once() {
         counts.starts_with('1'),
         "the drill Job {job_name} did not succeed ({counts}):\n{log_text}"
     );
+    assert_plain_log(&log_text);
 
     let runbook = dir.path().join("RUNBOOK.md");
     std::fs::copy(Path::new(REPO).join("docs/RUNBOOK.box.md"), &runbook).expect("copy runbook");

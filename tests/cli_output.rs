@@ -291,3 +291,106 @@ fn schedule_checks_the_cron_expression_offline_and_prints_the_next_runs() {
     );
     assert!(String::from_utf8_lossy(&good.stdout).contains("schedule: 0 3 * * 1"));
 }
+
+/// `-n` and `--var` given to `schedule` reach the in-cluster run: the objects land in that
+/// namespace and the CronJob's `drillbook run` carries both, so the Job runs what was rendered.
+/// A namespace outside `allowed_namespaces` is refused offline, as `run` would refuse it.
+#[test]
+fn schedule_carries_the_namespace_and_vars_into_the_cronjob() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("weekly.yaml");
+    std::fs::write(
+        &scenario,
+        "apiVersion: drillbook/v1\nname: weekly\nvars:\n  selector:\n    default: app=api\n\
+         target:\n  kubernetes:\n    context: box\n    namespace: shop\n\
+         \x20   allowed_contexts: [box]\n    allowed_namespaces: [shop, shop-canary]\n\
+         steps:\n  - at: 1s\n    kill_pods: {selector: \"${var.selector}\", count: 1}\n",
+    )
+    .expect("write scenario");
+    let schedule = |namespace: &str| {
+        Command::new(env!("CARGO_BIN_EXE_drillbook"))
+            .arg("schedule")
+            .arg(&scenario)
+            .args([
+                "--image",
+                "box.local/drillbook:dev",
+                "--schedule",
+                "0 3 * * 1",
+            ])
+            .args(["-n", namespace, "--var", "selector=app=web"])
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run drillbook schedule")
+    };
+    let out = schedule("shop-canary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every object's metadata names the override (the scenario text in the ConfigMap keeps its
+    // own `namespace: shop`, deeper indented).
+    let named = stdout.matches("\n  namespace: ").count();
+    assert!(named >= 5, "the namespaced objects and subjects: {stdout}");
+    assert_eq!(
+        stdout.matches("\n  namespace: shop-canary\n").count(),
+        named,
+        "{stdout}"
+    );
+    let command: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.trim_start().ends_with("command:"))
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with("- "))
+        .map(|l| l.trim_start().trim_start_matches("- ").trim_matches('\''))
+        .collect();
+    let joined = command.join(" ");
+    assert!(joined.contains("--namespace shop-canary"), "{joined}");
+    assert!(joined.contains("--var selector=app=web"), "{joined}");
+
+    let refused = schedule("kube-system");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("kube-system"), "{stderr}");
+    assert!(refused.stdout.is_empty(), "nothing rendered");
+}
+
+/// `-o` names the file to write on every command that has it; the format is `--format`.
+#[test]
+fn rbac_writes_the_format_asked_to_the_output_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("role.json");
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/box/proxy-restart.yaml"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        .args(["rbac", scenario, "--format", "json", "-o"])
+        .arg(&file)
+        .output()
+        .expect("run drillbook rbac");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "the Role went to the file");
+    let role: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("role.json")).expect("json");
+    assert_eq!(role["kind"], "Role");
+    assert_eq!(role["metadata"]["namespace"], "tracebloc");
+
+    // The old meaning of `--output` (a format) is caught rather than written to a file `json`.
+    let old = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        .args(["rbac", scenario, "--output", "json"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run drillbook rbac");
+    let stderr = String::from_utf8_lossy(&old.stderr);
+    assert_eq!(old.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--format json"), "{stderr}");
+    assert!(!dir.path().join("json").exists());
+}

@@ -225,6 +225,7 @@ async fn create_identity(setup: &Setup) -> Vec<Manifest> {
         image: "registry.invalid/drillbook:1".into(),
         deadline: HumanDuration(Duration::from_secs(600)),
         cluster_name: setup.cluster.context.clone(),
+        run_args: Vec::new(),
     };
     let manifests = schedule::render(&loaded, &options, CronJobApi::BatchV1Beta1).expect("render");
     for manifest in manifests

@@ -60,3 +60,61 @@ fn a_damaged_journal_is_reported_and_the_others_still_listed() {
         "left for a person"
     );
 }
+
+/// `--context` and `-n` pick the journals of one target; the others are left alone and counted.
+#[test]
+fn context_and_namespace_pick_which_journals_are_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    for (run_id, context, namespace) in [
+        ("cafe0001", "staging", "tracebloc"),
+        ("cafe0002", "box", "tracebloc"),
+        ("cafe0003", "staging", "shop"),
+    ] {
+        let target = JournalTarget {
+            context: context.into(),
+            namespace: namespace.into(),
+            kubeconfig: None,
+        };
+        let doc = JournalDoc {
+            version: JOURNAL_VERSION,
+            run_id: run_id.into(),
+            scenario: "proxy-restart".into(),
+            started_at: jiff::Timestamp::UNIX_EPOCH,
+            pid: u32::MAX,
+            target: target.clone(),
+            pending: vec![Registered {
+                step: "scale-up".into(),
+                undo: KubeUndo::Scale {
+                    deployment: "proxy".into(),
+                    replicas: 2,
+                },
+            }],
+        };
+        journal::write(&journal::path_for(dir.path(), &target, run_id), &doc).unwrap();
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        .args([
+            "recover",
+            "--dry-run",
+            "--context",
+            "staging",
+            "-n",
+            "tracebloc",
+            "--state-dir",
+        ])
+        .arg(dir.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("run cafe0001"), "{stdout}");
+    assert!(
+        !stdout.contains("cafe0002") && !stdout.contains("cafe0003"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 journal(s) of other contexts or namespaces left alone"),
+        "{stdout}"
+    );
+}

@@ -100,7 +100,9 @@ pub enum Command {
     )]
     Schedule(schedule::ScheduleArgs),
     /// Print the namespaced Role a scenario needs (derived from its steps, checks and observers).
-    #[command(after_help = "Example:\n  drillbook rbac scenarios/proxy-restart.yaml --output json")]
+    #[command(
+        after_help = "Example:\n  drillbook rbac scenarios/proxy-restart.yaml --format json -o role.json"
+    )]
     Rbac(schedule::RbacArgs),
     /// Fetch results stored by in-cluster runs: report files plus one drill-log row per run.
     #[command(
@@ -215,6 +217,16 @@ pub struct RecoverArgs {
     /// Show what would be undone without doing it.
     #[arg(long)]
     pub dry_run: bool,
+    /// Only the journals of runs in this kubeconfig context.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Only the journals of runs in this namespace.
+    #[arg(short = 'n', long = "namespace")]
+    pub namespace: Option<String>,
+    /// kubeconfig file to reconnect with (default: the one the run used, then $KUBECONFIG,
+    /// then ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
     /// Journal directory (default: $DRILLBOOK_STATE_DIR, $XDG_STATE_HOME/drillbook or ~/.local/state/drillbook).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
@@ -312,6 +324,20 @@ pub(crate) fn terminal_report(
     serde_json::from_value(value).unwrap_or_else(|_| report.clone())
 }
 
+/// What `-o/--output FILE` means on every command: the text goes to FILE (replaced atomically)
+/// instead of stdout. (`schedule -o DIR` writes one file per object into DIR.)
+pub(crate) fn write_output(path: Option<&std::path::Path>, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    match path {
+        Some(path) => crate::support::fs::write_atomically(path, text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display())),
+        None => std::io::stdout()
+            .write_all(text.as_bytes())
+            .context("cannot write to stdout"),
+    }
+}
+
 /// [`telemetry::color_allowed`] for stdout.
 pub(crate) fn stdout_color() -> bool {
     telemetry::color_allowed(
@@ -339,15 +365,36 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Format names that `-o` would silently take for a file name (`-o json` meant `--format json`
+/// in other tools and in drillbook's `rbac` before 0.3).
+const FORMAT_NAMES: [&str; 7] = ["json", "yaml", "yml", "md", "markdown", "junit", "table"];
+
+/// The file `-o/--output` names on a command that also has `--format`.
+fn output_file(command: &Command) -> Option<&std::path::Path> {
+    match command {
+        Command::Report(args) => args.output.as_deref(),
+        Command::Rbac(args) => args.output.as_deref(),
+        _ => None,
+    }
+}
+
 fn dispatch(command: Command) -> anyhow::Result<Outcome> {
+    if let Some(path) = output_file(&command)
+        && let Some(name) = path.to_str().filter(|p| FORMAT_NAMES.contains(p))
+        && !path.exists()
+    {
+        eprintln!(
+            "error: `-o {name}` names the file to write to; for the format use `--format {name}` \
+             (or `-o ./{name}` for a file of that name)"
+        );
+        return Ok(Outcome::Invalid);
+    }
     match command {
         Command::Validate(args) => Ok(plan::validate(&args.paths)),
         Command::Schema(args) => plan::schema(args.kind, args.output.as_deref()),
         Command::Plan(args) => runtime()?.block_on(plan::plan(&args)),
         Command::Run(args) => runtime()?.block_on(run::run(args)),
-        Command::Recover(args) => {
-            runtime()?.block_on(recover::recover(args.state_dir, args.dry_run))
-        }
+        Command::Recover(args) => runtime()?.block_on(recover::recover(&args)),
         Command::Load(args) => runtime()?.block_on(load::run(*args)),
         Command::Lab(command) => runtime()?.block_on(crate::lab::run(command)),
         Command::Report(args) => report::run(&args),

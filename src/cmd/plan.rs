@@ -1,6 +1,5 @@
 //! `drillbook validate`, `schema` and `plan`: the read-only commands.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{PlanArgs, SchemaKind, safe};
@@ -67,10 +66,7 @@ pub fn schema(kind: SchemaKind, output: Option<&Path>) -> anyhow::Result<Outcome
         SchemaKind::Report => crate::report::schema_json(),
         SchemaKind::Load => crate::load::report::schema_json(),
     };
-    match output {
-        Some(path) => std::fs::write(path, text)?,
-        None => std::io::stdout().write_all(text.as_bytes())?,
-    }
+    super::write_output(output, &text)?;
     Ok(Outcome::Pass)
 }
 

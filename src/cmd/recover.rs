@@ -1,20 +1,19 @@
 //! `drillbook recover`: lists what crashed runs left in their undo journals and puts it back.
 
-use std::path::PathBuf;
-
+use super::RecoverArgs;
 use crate::engine::journal;
 use crate::engine::recover::apply_journal;
 use crate::exit::Outcome;
 use crate::targets::UndoAction as _;
 
-pub async fn recover(state_dir: Option<PathBuf>, dry_run: bool) -> anyhow::Result<Outcome> {
-    let dir = state_dir.unwrap_or_else(journal::state_dir);
+pub async fn recover(args: &RecoverArgs) -> anyhow::Result<Outcome> {
+    let dir = args.state_dir.clone().unwrap_or_else(journal::state_dir);
     let journals = journal::list_each(&dir)?;
     if journals.is_empty() {
         println!("nothing to recover: no undo journal in {}", dir.display());
         return Ok(Outcome::Pass);
     }
-    let (mut failed, mut damaged) = (0usize, 0usize);
+    let (mut failed, mut damaged, mut other_targets) = (0usize, 0usize, 0usize);
     for (path, doc) in journals {
         // A damaged journal is named and left in place for a person; the others still run.
         let doc = match doc {
@@ -25,6 +24,10 @@ pub async fn recover(state_dir: Option<PathBuf>, dry_run: bool) -> anyhow::Resul
                 continue;
             }
         };
+        if !args.selects(&doc.target) {
+            other_targets += 1;
+            continue;
+        }
         println!(
             "run {} of `{}` (started {}), context `{}`, namespace `{}`: {} undo(s) pending",
             doc.run_id,
@@ -44,11 +47,11 @@ pub async fn recover(state_dir: Option<PathBuf>, dry_run: bool) -> anyhow::Resul
         for r in doc.pending.iter().rev() {
             println!("  - {} (step `{}`)", r.undo.describe(), r.step);
         }
-        if dry_run {
+        if args.dry_run {
             continue;
         }
         let pending = doc.pending.len();
-        let recovered = match apply_journal(path, doc).await {
+        let recovered = match apply_journal(path, doc, args.kubeconfig.clone()).await {
             Ok(r) => r,
             Err(e) => {
                 println!("  cannot connect: {e}; the journal is kept");
@@ -64,6 +67,12 @@ pub async fn recover(state_dir: Option<PathBuf>, dry_run: bool) -> anyhow::Resul
         }
         failed += recovered.failed;
     }
+    if other_targets > 0 {
+        println!(
+            "{other_targets} journal(s) of other contexts or namespaces left alone \
+             (--context/--namespace)"
+        );
+    }
     if damaged > 0 {
         println!(
             "{damaged} journal(s) could not be read; repair or remove them, then run \
@@ -78,4 +87,15 @@ pub async fn recover(state_dir: Option<PathBuf>, dry_run: bool) -> anyhow::Resul
     } else {
         Outcome::Pass
     })
+}
+
+impl RecoverArgs {
+    /// Whether `--context`/`--namespace` (when given) pick this journal's target.
+    fn selects(&self, target: &journal::JournalTarget) -> bool {
+        self.context.as_ref().is_none_or(|c| *c == target.context)
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|n| *n == target.namespace)
+    }
 }

@@ -1,9 +1,7 @@
 //! `drillbook report`: render a `report.json` in another format.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::Args;
 
 use crate::exit::Outcome;
@@ -36,14 +34,6 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<Outcome> {
         ),
         _ => crate::report::render(&report, args.format, color)?,
     };
-    match &args.output {
-        Some(path) => {
-            std::fs::write(path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
-        None => std::io::stdout()
-            .write_all(text.as_bytes())
-            .context("cannot write to stdout")?,
-    }
+    super::write_output(args.output.as_deref(), &text)?;
     Ok(Outcome::Pass)
 }

@@ -5,17 +5,43 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 
 use crate::exit::Outcome;
+use crate::scenario::LoadedScenario;
 use crate::schedule::{
     CronJobApi, Manifest, ScheduleError, ScheduleOptions, kubernetes_spec, load_scenario, render,
     render_validated, role_manifest, to_yaml_stream, write_dir,
 };
+use crate::targets::kube::check_safety;
 use crate::units::HumanDuration;
+
+/// Prints a scenario's diagnostics as `validate` does (they carry their own `error:` lines).
+fn invalid(diagnostics: &crate::scenario::FileDiagnostics) -> Outcome {
+    eprint!("{}", super::safe(&diagnostics.to_string()));
+    Outcome::Invalid
+}
+
+/// The `drillbook run` arguments that make the in-cluster Job run what this command rendered:
+/// the namespace override and the `--var` values given here (the ConfigMap holds the scenario
+/// file as written). The kubeconfig is not passed: in the cluster the ServiceAccount is used.
+fn in_cluster_run_args(args: &ScheduleArgs, loaded: &LoadedScenario) -> Vec<String> {
+    let mut run_args = Vec::new();
+    if let Some(namespace) = &args.cluster.namespace {
+        run_args.extend(["--namespace".to_string(), namespace.clone()]);
+    }
+    for (name, _) in crate::scenario::vars::command_line() {
+        if let Some(value) = loaded.vars.get(name) {
+            run_args.extend(["--var".to_string(), format!("{name}={value}")]);
+        }
+    }
+    run_args
+}
 
 /// Arguments of `drillbook schedule`.
 #[derive(Debug, Args)]
 pub struct ScheduleArgs {
     /// The drill to schedule (Kubernetes target).
     pub scenario: PathBuf,
+    #[command(flatten)]
+    pub cluster: super::ClusterArgs,
     /// Cron expression, e.g. "0 3 * * 1" (Mondays 03:00).
     #[arg(long)]
     pub schedule: String,
@@ -51,20 +77,39 @@ pub enum RbacFormat {
 pub struct RbacArgs {
     /// The drill whose Role to print (Kubernetes target).
     pub scenario: PathBuf,
+    /// Namespace to use instead of the scenario's (must be in its allowed_namespaces).
+    #[arg(short = 'n', long = "namespace")]
+    pub namespace: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = RbacFormat::Yaml)]
-    pub output: RbacFormat,
+    pub format: RbacFormat,
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
 }
 
 /// `drillbook rbac`: prints the Role the scenario needs.
 pub fn rbac(args: &RbacArgs) -> anyhow::Result<Outcome> {
-    let loaded = load_scenario(&args.scenario)?;
+    let mut loaded = match load_scenario(&args.scenario) {
+        Ok(loaded) => loaded,
+        Err(ScheduleError::Invalid(diagnostics)) => return Ok(invalid(&diagnostics)),
+        Err(e) => return Err(e.into()),
+    };
+    let cluster = super::ClusterArgs {
+        namespace: args.namespace.clone(),
+        kubeconfig: None,
+    };
+    cluster.apply(&mut loaded);
+    if let Err(e) = check_safety(kubernetes_spec(&loaded)?, None, true) {
+        eprintln!("refused: {e}");
+        return Ok(Outcome::Refused);
+    }
     let role = role_manifest(&loaded)?;
-    let text = match args.output {
+    let text = match args.format {
         RbacFormat::Yaml => role.to_yaml()?,
         RbacFormat::Json => role.to_json()?,
     };
-    print!("{text}");
+    super::write_output(args.output.as_deref(), &text)?;
     Ok(Outcome::Pass)
 }
 
@@ -102,20 +147,25 @@ pub async fn schedule(args: &ScheduleArgs) -> anyhow::Result<Outcome> {
             eprintln!("refused: {e}");
             Ok(Outcome::Refused)
         }
+        Err(ScheduleError::Invalid(diagnostics)) => Ok(invalid(&diagnostics)),
         other => Ok(other?),
     }
 }
 
 async fn render_and_check(args: &ScheduleArgs) -> Result<Outcome, ScheduleError> {
-    let loaded = load_scenario(&args.scenario)?;
+    let mut loaded = load_scenario(&args.scenario)?;
+    args.cluster.apply(&mut loaded);
     let spec = kubernetes_spec(&loaded)?;
     let options = ScheduleOptions {
         schedule: args.schedule.clone(),
         image: args.image.clone(),
         deadline: args.deadline,
         cluster_name: spec.context.value.clone(),
+        run_args: in_cluster_run_args(args, &loaded),
     };
     let Some(context) = &args.context else {
+        // Offline, the rules `run` will apply in the cluster are still checked here.
+        check_safety(spec, None, args.allow_production)?;
         let manifests = render(&loaded, &options, CronJobApi::BatchV1)?;
         emit(&manifests, args.output.as_deref())?;
         return Ok(Outcome::Pass);

@@ -23,6 +23,7 @@ use crate::load::{CallerStats, LoadConfig, LoadSummary, Stats, Window};
 use crate::report::model::{LoadWorkers, PartialSecond};
 use crate::scenario::{ClusterLoadSpec, LoadSpec};
 use crate::targets::fleet::{FleetEvent, FleetSpec, SecretEnv, WorkerEnd, WorkerResources};
+use crate::units::HumanDuration;
 
 /// A second is settled without its missing worker windows once it is this old.
 pub const LATE_AFTER: Duration = Duration::from_secs(4);
@@ -39,7 +40,10 @@ const DRAIN_AFTER_STOP: Duration = Duration::from_secs(6);
 pub enum FleetFailure {
     #[error(transparent)]
     Split(#[from] FleetError),
-    #[error("no load worker sent a window within {waited:?} of time zero ({states})")]
+    #[error(
+        "no load worker sent a window within {} of time zero ({states})",
+        HumanDuration(*.waited)
+    )]
     NoWindows { waited: Duration, states: String },
     #[error("every load worker ended without a window: {0}")]
     AllFailed(String),

@@ -15,8 +15,13 @@ pub struct Recovered {
 }
 
 /// Reconnects to the journal's target and applies its pending undos, newest first. An undo
-/// that fails stays in the journal; the file goes when all have run.
-pub async fn apply_journal(path: PathBuf, doc: JournalDoc) -> Result<Recovered, KubeError> {
+/// that fails stays in the journal; the file goes when all have run. `kubeconfig` replaces the
+/// file the run used (the same cluster reached from another shell or machine).
+pub async fn apply_journal(
+    path: PathBuf,
+    doc: JournalDoc,
+    kubeconfig: Option<PathBuf>,
+) -> Result<Recovered, KubeError> {
     // The run that wrote the journal passed the safety rules (a production context needed
     // --allow-production then); putting its changes back must not be refused now.
     let pinned = Pinned {
@@ -24,7 +29,7 @@ pub async fn apply_journal(path: PathBuf, doc: JournalDoc) -> Result<Recovered, 
         namespace: doc.target.namespace.clone(),
         allowed_namespaces: vec![doc.target.namespace.clone()],
     };
-    let kubeconfig = doc.target.kubeconfig.as_ref().map(PathBuf::from);
+    let kubeconfig = kubeconfig.or_else(|| doc.target.kubeconfig.as_ref().map(PathBuf::from));
     let target = KubeTarget::connect_pinned(pinned, kubeconfig, 1).await?;
     let stack = UndoStack::journaled(Journal { path, doc });
     let outcomes = stack

@@ -24,7 +24,7 @@ pub enum RegisterError {
 pub enum UndoFailure {
     #[error(transparent)]
     Target(#[from] TargetError),
-    #[error("timed out after {0:?}")]
+    #[error("timed out after {}", crate::units::HumanDuration(*.0))]
     TimedOut(Duration),
 }
 

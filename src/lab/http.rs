@@ -71,7 +71,7 @@ pub enum HttpError {
     #[error("cannot build the request")]
     Request(#[from] http::Error),
     /// The whole call took longer than the client timeout.
-    #[error("no answer from {authority} within {timeout:?}")]
+    #[error("no answer from {authority} within {}", crate::units::HumanDuration(*.timeout))]
     Timeout {
         /// `host:port` we talked to.
         authority: String,
@@ -150,7 +150,8 @@ where
         .is_err()
     {
         tracing::warn!(
-            "in-flight requests did not finish within {DRAIN_TIMEOUT:?}; exiting anyway"
+            "in-flight requests did not finish within {}; exiting anyway",
+            crate::units::HumanDuration(DRAIN_TIMEOUT)
         );
     }
 }

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{Target, redact_url, with_host};
+use crate::units::HumanDuration;
 
 /// A secret string (a bearer token). Its `Debug` output is redacted and it has no `Display`,
 /// so it cannot end up in a log line or an error message by accident.
@@ -263,7 +264,9 @@ impl Minter {
                 let label = super::stats::CallerStats::label_for(slot, generation);
                 tokio::time::timeout(*timeout, fetch_token(target, field, &label))
                     .await
-                    .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+                    .unwrap_or_else(|_| {
+                        Err(format!("no answer within {}", HumanDuration(*timeout)))
+                    })
                     .map_err(|reason| AuthError::Fetch {
                         url: url.clone(),
                         reason,

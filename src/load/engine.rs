@@ -20,6 +20,7 @@ use super::auth::{CallerEvent, CallerPool, CallerView, authorize};
 use super::conn::{Exchange, Failure, Sender, Target, exchange};
 use super::profile::Schedule;
 use super::stats::{CallerStats, ErrorKind, Stats, Window};
+use crate::units::HumanDuration;
 
 /// A window whose worst lag reaches this is flagged saturated (unless `max_lag` is smaller):
 /// the timer's own jitter stays well below it, a generator or target that cannot keep up
@@ -374,7 +375,7 @@ async fn worker_loop(shared: &Shared, acc: &mut Accumulator) {
         .unwrap_or_else(|_| {
             Err(Failure::new(
                 ErrorKind::Timeout,
-                format!("no answer within {:?}", shared.timeout),
+                format!("no answer within {}", HumanDuration(shared.timeout)),
             ))
         });
         let done = Instant::now();

@@ -1,10 +1,10 @@
 //! Writing a run's report directory.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::model::Report;
 use super::{ReportError, junit, markdown, svg};
+use crate::support::fs::write_atomically;
 
 /// Writes `report.json`, `report.md`, `junit.xml` and `timeline.svg` into `dir` (created when
 /// missing) and returns the paths written, in that order. Each file is written atomically, so
@@ -24,7 +24,7 @@ pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportErro
         .into_iter()
         .map(|(name, text)| {
             let path = dir.join(name);
-            write_atomically(dir, name, text.as_bytes()).map_err(|source| ReportError::Write {
+            write_atomically(&path, text.as_bytes()).map_err(|source| ReportError::Write {
                 path: path.clone(),
                 source,
             })?;
@@ -46,26 +46,7 @@ pub fn write_file(report: &Report, format: super::Format, path: &Path) -> Result
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(error)?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| error(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
-    write_atomically(dir, name, text.as_bytes()).map_err(error)
-}
-
-/// `dir/name` replaced in one rename: a temp file beside it (created with the usual mode, so
-/// reports stay as readable as before), synced, then renamed over; the temp file never stays.
-fn write_atomically(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<()> {
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = std::fs::File::create(&temp).and_then(|mut file| {
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, dir.join(name))
-    });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    written
+    write_atomically(path, text.as_bytes()).map_err(error)
 }
 
 /// `<YYYY-MM-DD>-<scenario>-<run_id>` (UTC date of the start). Characters other than letters,

@@ -18,22 +18,18 @@ pub fn describe_action(action: &Action) -> String {
                 (false, None) => String::new(),
             };
             format!(
-                "delete {how_many} pod(s) matching `{}` ({:?}{grace})",
+                "delete {how_many} pod(s) matching `{}` ({}{grace})",
                 k.selector.value, k.mode
             )
-            .to_lowercase()
         }
         Action::Evict(e) => format!(
             "evict {} pod(s) matching `{}`",
             e.count.unwrap_or(1),
             e.selector.value
         ),
-        Action::KillProcess(k) => format!(
-            "{:?} {} process(es) of `{}`",
-            k.signal, k.count, k.name.value
-        )
-        .replace("Kill ", "SIGKILL ")
-        .replace("Term ", "SIGTERM "),
+        Action::KillProcess(k) => {
+            format!("{} {} process(es) of `{}`", k.signal, k.count, k.name.value)
+        }
         Action::StartProcess(p) => format!("start `{}`", p.name.value),
         Action::RolloutRestart(w) => format!("rollout restart `{}`", w.deployment.value),
         Action::Scale(s) => format!("scale `{}` to {} replicas", s.deployment.value, s.replicas),

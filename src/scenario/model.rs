@@ -192,6 +192,15 @@ pub enum ProcessKind {
     Job,
 }
 
+impl std::fmt::Display for ProcessKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Service => "service",
+            Self::Job => "job",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StartPolicy {
@@ -509,6 +518,16 @@ pub enum PickMode {
     Newest,
 }
 
+impl std::fmt::Display for PickMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Random => "random",
+            Self::Oldest => "oldest",
+            Self::Newest => "newest",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KillPods {
@@ -560,6 +579,15 @@ pub enum Signal {
     Kill,
     #[serde(rename = "SIGTERM")]
     Term,
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Kill => "SIGKILL",
+            Self::Term => "SIGTERM",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -711,6 +739,19 @@ pub enum PreflightCheck {
     HttpOk(HttpOk),
     /// A command must exit 0.
     Command(CommandAction),
+}
+
+impl PreflightCheck {
+    /// The key this check is written with in a scenario.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::ActiveJobs(_) => "active_jobs",
+            Self::PodsMatch(_) => "pods_match",
+            Self::HelmRelease(_) => "helm_release",
+            Self::HttpOk(_) => "http_ok",
+            Self::Command(_) => "command",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]

@@ -32,9 +32,9 @@ const NON_ROOT_UID: i64 = 65532;
 /// Why `schedule` or `rbac` could not render or validate.
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
-    /// The scenario file is invalid (diagnostics already rendered in the message).
+    /// The scenario file is invalid.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(Box<crate::scenario::FileDiagnostics>),
     /// Scheduling is only for Kubernetes targets.
     #[error(
         "scenario `{0}` has a local target: only Kubernetes drills can run on a schedule in a cluster"
@@ -85,6 +85,9 @@ pub struct ScheduleOptions {
     pub deadline: HumanDuration,
     /// The cluster name the in-cluster run must match (the scenario's context).
     pub cluster_name: String,
+    /// More arguments of the in-cluster `drillbook run`: what the schedule was rendered with
+    /// beyond the scenario file (`--namespace`, `--var`), so the Job runs what was validated.
+    pub run_args: Vec<String>,
 }
 
 /// One rendered object: enough to print it and to dry-run it through a dynamic API.
@@ -167,7 +170,7 @@ pub fn kubernetes_spec(loaded: &LoadedScenario) -> Result<&KubernetesTarget, Sch
 
 /// Loads a scenario, turning its diagnostics into an error.
 pub fn load_scenario(path: &Path) -> Result<LoadedScenario, ScheduleError> {
-    crate::scenario::load(path).map_err(|d| ScheduleError::Invalid(d.to_string()))
+    crate::scenario::load(path).map_err(|d| ScheduleError::Invalid(Box::new(d)))
 }
 
 /// Every object of a scheduled drill, in apply order: ConfigMap, ServiceAccount, Role,
@@ -211,7 +214,7 @@ fn cron_job(
     let name = loaded.scenario.name.value.as_str();
     let identity = rbac::identity_name(name);
     let labels = json!({ rbac::SCENARIO_LABEL: name, "app.kubernetes.io/managed-by": "drillbook" });
-    let command = [
+    let mut command: Vec<String> = [
         "drillbook",
         "run",
         &format!("{SCENARIO_MOUNT}/{SCENARIO_KEY}"),
@@ -220,7 +223,10 @@ fn cron_job(
         "--no-drill-log",
         "--report-dir",
         &format!("{WORK_DIR}/reports"),
-    ];
+    ]
+    .map(String::from)
+    .into();
+    command.extend(options.run_args.iter().cloned());
     let pod_spec = json!({
         "serviceAccountName": identity,
         "restartPolicy": "Never",
@@ -461,6 +467,7 @@ mod tests {
             image: "registry.example/drillbook:1".into(),
             deadline: HumanDuration(std::time::Duration::from_secs(1800)),
             cluster_name: "staging".into(),
+            run_args: Vec::new(),
         }
     }
 

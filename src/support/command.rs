@@ -15,7 +15,7 @@ pub enum CommandError {
         program: String,
         source: std::io::Error,
     },
-    #[error("`{argv}` did not finish within {timeout:?}")]
+    #[error("`{argv}` did not finish within {}", crate::units::HumanDuration(*.timeout))]
     TimedOut { argv: String, timeout: Duration },
     #[error("`{program}` failed: {source}")]
     Wait {

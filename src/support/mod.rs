@@ -3,4 +3,5 @@
 //! so that neither has to import the other for them.
 
 pub mod command;
+pub mod fs;
 pub mod http;

@@ -41,6 +41,7 @@ pub use steps::{KubeRun, KubeUndo};
 pub use workloads::{RESTARTED_AT, pods_rolled};
 
 use crate::scenario::KubernetesTarget;
+use crate::units::HumanDuration;
 
 /// Why a Kubernetes operation failed or was refused. Messages name the context, namespace and
 /// object involved so a drill log reads on its own.
@@ -125,7 +126,7 @@ pub enum KubeError {
     )]
     EnvFromReference { deployment: String, var: String },
     /// A wait ran out of time.
-    #[error("timed out after {waited:?} waiting for {what}: {last_state}")]
+    #[error("timed out after {} waiting for {what}: {last_state}", HumanDuration(*.waited))]
     Timeout {
         what: String,
         waited: std::time::Duration,

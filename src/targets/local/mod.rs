@@ -38,6 +38,7 @@ use supervisor::{Group, InstanceKey, Shared, State, instance_name};
 
 use crate::scenario::vars::VarError;
 use crate::scenario::{PickMode, ProcessKind, Signal, StartPolicy};
+use crate::units::HumanDuration;
 use crate::units::LabelSelector;
 
 /// How long a stopped instance may take to exit after SIGTERM before it gets SIGKILL.
@@ -90,7 +91,8 @@ pub enum LocalError {
     },
     /// A group did not become ready in time.
     #[error(
-        "process group `{group}`: {ready} of {wanted} instances ready after {timeout:?}{}",
+        "process group `{group}`: {ready} of {wanted} instances ready after {}{}",
+        HumanDuration(*.timeout),
         format_tail(.output_tail)
     )]
     NotReady {
@@ -106,7 +108,10 @@ pub enum LocalError {
         output_tail: Vec<String>,
     },
     /// A rollout did not finish in time; new instances that started stay in place.
-    #[error("rollout of `{group}` to generation {generation} did not finish within {timeout:?}")]
+    #[error(
+        "rollout of `{group}` to generation {generation} did not finish within {}",
+        HumanDuration(*.timeout)
+    )]
     RolloutTimeout {
         /// Group name.
         group: String,
@@ -127,7 +132,10 @@ pub enum LocalError {
         source: Box<LocalError>,
     },
     /// Job runs did not all finish in time.
-    #[error("process group `{group}`: {finished} of {total} runs finished after {timeout:?}")]
+    #[error(
+        "process group `{group}`: {finished} of {total} runs finished after {}",
+        HumanDuration(*.timeout)
+    )]
     NotFinished {
         /// Group name.
         group: String,
@@ -139,7 +147,7 @@ pub enum LocalError {
         total: u32,
     },
     /// The action does not apply to this kind of group.
-    #[error("`{action}` does not apply to `{group}`, which is a {kind:?}")]
+    #[error("`{action}` does not apply to `{group}`, which is a {kind}")]
     WrongKind {
         /// Group name.
         group: String,

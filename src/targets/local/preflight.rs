@@ -34,11 +34,7 @@ pub async fn run(scenario: &Scenario, vars: &Vars) -> Vec<PreflightResult> {
                 Err(e) => fail(format!("command {}", c.argv.join(" ")), e.to_string()),
             },
             other => PreflightResult {
-                name: format!("{other:?}")
-                    .split('(')
-                    .next()
-                    .unwrap_or("check")
-                    .to_lowercase(),
+                name: other.key().to_string(),
                 status: PreflightStatus::Warn,
                 detail: "needs a kubernetes target; skipped".into(),
             },
