@@ -16,6 +16,14 @@
 #   BENCH_SMALL_REQUESTS requests of the short RSS run        (default 100000)
 #   OHA                 path of the oha binary                (default: PATH, then ~/.cache/oha/bin/oha;
 #                                                              oha is optional and reported absent)
+#   BENCH_BASELINE      another drillbook binary (e.g. a release build of an older commit) run
+#                       beside this one at max rate and at the fixed rate: before/after in one run
+#
+# The issue's absolute targets (user CPU <= 1.5 µs per request at max rate, <= 10 µs per request
+# at 10 000/s) were set on a machine where wrk used 0.6 µs user and 5.4 µs in all per request.
+# Machines differ by several times in per-request cost, so they are also checked as ratios to
+# wrk measured in the same run: user CPU <= 2.5x wrk's, fixed-rate CPU <= 1.85x wrk's max-rate
+# CPU per request.
 set -euo pipefail
 
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
@@ -26,6 +34,7 @@ FIXED_SECONDS=${BENCH_FIXED_SECONDS:-10}
 BIG_REQUESTS=${BENCH_BIG_REQUESTS:-10000000}
 SMALL_REQUESTS=${BENCH_SMALL_REQUESTS:-100000}
 OHA=${OHA:-$(command -v oha || echo "$HOME/.cache/oha/bin/oha")}
+BASELINE=${BENCH_BASELINE:-}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -125,15 +134,24 @@ for round in $(seq "$ROUNDS"); do
         oha_requests=$(jq '[.statusCodeDistribution[]] | add' "$WORK/oha.out")
         table+=("$(row oha oha "$oha_requests" "$oha_rps")")
     fi
+    if [[ -n $BASELINE ]]; then
+        measure baseline "$BASELINE" -q load "$URL" --rate max --duration "${DURATION}s" \
+            --connections "$CONNECTIONS" --json "$WORK/baseline.json"
+        table+=("$(row baseline baseline "$(jq '.total.requests' "$WORK/baseline.json")" "$(jq '.total.rps' "$WORK/baseline.json")")")
+    fi
     measure drillbook "$DRILLBOOK" -q load "$URL" --rate max --duration "${DURATION}s" \
         --connections "$CONNECTIONS" --json "$WORK/drillbook.json"
     db_requests=$(jq '.total.requests' "$WORK/drillbook.json")
     db_rps=$(jq '.total.rps' "$WORK/drillbook.json")
     table+=("$(row drillbook drillbook "$db_requests" "$db_rps")")
     db_user_last=$(us_per_request drillbook "$db_requests" 1)
+    wrk_name="wrk${best_wrk#-t}"
+    wrk_requests=$(awk '/requests in/ { print $1 }' "$WORK/$wrk_name.out")
+    wrk_user=$(us_per_request "$wrk_name" "$wrk_requests" 1)
+    wrk_cpu_last=$(us_per_request "$wrk_name" "$wrk_requests" 0)
     summary="  drillbook/wrk(best: $best_wrk) RPS $(ratio "$db_rps" "$best_wrk_rps") (target >= 0.8)"
     [[ -n $OHA ]] && summary+="   drillbook/oha $(ratio "$db_rps" "$oha_rps")"
-    summary+="   drillbook user CPU $db_user_last µs/req (target <= 1.5)"
+    summary+=$'\n'"  drillbook user CPU $db_user_last µs/req = $(ratio "$db_user_last" "$wrk_user")x wrk's $wrk_user (target <= 1.5 µs, or <= 2.5x wrk's)"
     rounds_report+=("round $round:" "${table[@]}" "$summary")
 done
 
@@ -143,6 +161,19 @@ measure fixed "$DRILLBOOK" -q load "$URL" --rate "${FIXED_RATE}/s" --duration "$
 fixed() { jq "$1" "$WORK/fixed.json"; }
 fixed_rps=$(fixed '.total.rps')
 fixed_requests=$(fixed '.total.requests')
+fixed_peers=()
+if [[ -n $BASELINE ]]; then
+    measure fixed_baseline "$BASELINE" -q load "$URL" --rate "${FIXED_RATE}/s" --duration "${FIXED_SECONDS}s" \
+        --connections "$CONNECTIONS" --json "$WORK/fixed_baseline.json"
+    n=$(jq '.total.requests' "$WORK/fixed_baseline.json")
+    fixed_peers+=("  baseline drillbook: CPU $(us_per_request fixed_baseline "$n" 0) µs/req (user $(us_per_request fixed_baseline "$n" 1), sys $(us_per_request fixed_baseline "$n" 2))")
+fi
+if [[ -n $OHA ]]; then
+    # oha's own rate limit (-q) is the peer for a paced load.
+    measure fixed_oha "$OHA" --no-tui --output-format json -q "$FIXED_RATE" -z "${FIXED_SECONDS}s" -c "$CONNECTIONS" "$URL"
+    n=$(jq '[.statusCodeDistribution[]] | add' "$WORK/fixed_oha.out")
+    fixed_peers+=("  oha -q $FIXED_RATE: $n requests, CPU $(us_per_request fixed_oha "$n" 0) µs/req (user $(us_per_request fixed_oha "$n" 1), sys $(us_per_request fixed_oha "$n" 2))")
+fi
 
 echo "bench: RSS after $SMALL_REQUESTS vs $BIG_REQUESTS requests (max rate)" >&2
 measure small "$DRILLBOOK" -q load "$URL" --rate max --duration 24h --max-requests "$SMALL_REQUESTS" \
@@ -164,6 +195,8 @@ fixed_error=$(awk -v a="$fixed_rps" -v r="$FIXED_RATE" 'BEGIN { d = (a - r) / r 
 echo "fixed ${FIXED_RATE}/s for ${FIXED_SECONDS}s: achieved $(printf '%.1f' "$fixed_rps")/s (error ${fixed_error} %, target <= 1 %),"
 echo "  requests $fixed_requests, dropped $(fixed '.total.dropped'), saturated windows $(fixed '.total.saturated_windows'), max lag $(printf '%.2f' "$(fixed '.total.max_lag_ms')") ms,"
 echo "  corrected p50 $(fixed '.total.latency_ms.p50') ms p99 $(fixed '.total.latency_ms.p99') ms, service p99 $(fixed '.total.service_latency_ms.p99 // "-"') ms,"
-echo "  CPU $(us_per_request fixed "$fixed_requests" 0) µs/req (user $(us_per_request fixed "$fixed_requests" 1), sys $(us_per_request fixed "$fixed_requests" 2); target <= 10), peak RSS $(rss_mb fixed) MB"
+fixed_cpu=$(us_per_request fixed "$fixed_requests" 0)
+echo "  CPU $fixed_cpu µs/req (user $(us_per_request fixed "$fixed_requests" 1), sys $(us_per_request fixed "$fixed_requests" 2)) = $(ratio "$fixed_cpu" "$wrk_cpu_last")x wrk's max-rate $wrk_cpu_last µs/req (target <= 10 µs, or <= 1.85x wrk's), peak RSS $(rss_mb fixed) MB"
+if ((${#fixed_peers[@]})); then printf '%s\n' "${fixed_peers[@]}"; fi
 echo "RSS: $(rss_mb small) MB after $SMALL_REQUESTS requests, $(rss_mb big) MB after $BIG_REQUESTS requests:" \
     "ratio $(ratio "$(awk '{print $3}' "$WORK/big.time")" "$(awk '{print $3}' "$WORK/small.time")") (target <= 1.2)"

@@ -94,11 +94,28 @@ fn start_drill(kubeconfig: &Path, dir: &Path, scenario: &Path) -> Child {
 /// Starts the drill and waits until both of its worker pods run.
 fn start_with_workers(kubeconfig: &Path, dir: &Path, scenario: &Path) -> Child {
     let drill = start_drill(kubeconfig, dir, scenario);
-    assert!(
-        eventually(Duration::from_secs(60), || both_workers_running(kubeconfig)),
-        "the workers did not start: {}",
-        stderr_of(dir)
-    );
+    let started = eventually(Duration::from_secs(60), || both_workers_running(kubeconfig));
+    if !started {
+        let listing = kubectl(
+            kubeconfig,
+            &[
+                "-n",
+                "tracebloc",
+                "get",
+                "pods,jobs",
+                "-l",
+                WORKERS_LABEL,
+                "-o",
+                "wide",
+            ],
+        );
+        panic!(
+            "the workers did not start: {}\nkubectl get pods,jobs: {}{}",
+            stderr_of(dir),
+            String::from_utf8_lossy(&listing.stdout),
+            String::from_utf8_lossy(&listing.stderr)
+        );
+    }
     drill
 }
 
@@ -164,9 +181,26 @@ fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// Two worker pods run (pods of earlier drills still being cleaned up do not count).
 fn both_workers_running(kubeconfig: &Path) -> bool {
-    let pods = worker_pods(kubeconfig);
-    pods.len() == 2 && pods.iter().all(|(_, phase)| phase == "Running")
+    let out = kubectl(
+        kubeconfig,
+        &[
+            "-n",
+            "tracebloc",
+            "get",
+            "pods",
+            "-l",
+            WORKERS_LABEL,
+            "-o",
+            "jsonpath={range .items[*]}{.status.phase} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| line.trim_end() == "Running")
+        .count()
+        == 2
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> i32 {

@@ -436,7 +436,14 @@ fn proxy_restart_stateless_passes_with_no_401() {
     // Pod logs are not a terminal: the lab programs write plain lines there.
     let logs = kubectl(
         &kubeconfig,
-        &["-n", "tracebloc", "logs", "-l", "app=requests-proxy", "--tail=200"],
+        &[
+            "-n",
+            "tracebloc",
+            "logs",
+            "-l",
+            "app=requests-proxy",
+            "--tail=200",
+        ],
     );
     let text = String::from_utf8_lossy(&logs.stdout);
     assert!(!text.trim().is_empty(), "the proxy logged nothing");
@@ -445,7 +452,10 @@ fn proxy_restart_stateless_passes_with_no_401() {
 
 /// No colour escapes and no Rust debug formatting in a log that is not a terminal.
 fn assert_plain_log(text: &str) {
-    assert!(!text.contains('\u{1b}'), "escape codes in a pod log:\n{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape codes in a pod log:\n{text}"
+    );
     assert!(
         !text.contains("Some(") && !text.contains("None"),
         "debug formatting in a pod log:\n{text}"

@@ -42,6 +42,11 @@ pub struct LoadArgs {
     /// Number of keep-alive connections.
     #[arg(long, short = 'c', default_value_t = 8)]
     pub connections: usize,
+    /// OS threads the connections are spread over (each a single-threaded runtime). One
+    /// sends tens of thousands of requests per second; more help only on a machine with cores
+    /// to spare beside the target's.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
     /// Close each connection after N requests and open a new one (default: keep alive).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests_per_connection: Option<u64>,
@@ -185,6 +190,7 @@ impl LoadArgs {
             body,
             profile,
             connections: self.connections,
+            threads: usize::from(self.threads),
             requests_per_connection: self.requests_per_connection,
             timeout: self.timeout.as_duration(),
             max_lag: self.max_lag.as_duration(),

@@ -100,6 +100,8 @@ pub fn build(
         body,
         profile,
         connections: spec.connections.value as usize,
+        // A drill's rates (hundreds to thousands per second) need one load thread.
+        threads: 1,
         requests_per_connection: spec.requests_per_connection,
         timeout: spec.timeout.0,
         max_lag: spec.max_lag.0,

@@ -10,7 +10,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use tokio::time::Instant;
@@ -546,13 +546,6 @@ impl TokenManager {
             callers: self.slots.iter().map(|(c, _, _)| c.clone()).collect(),
         });
     }
-}
-
-/// Attaches a caller's token to a request.
-pub(crate) fn authorize<B>(request: &mut Request<B>, caller: &ActiveCaller) {
-    request
-        .headers_mut()
-        .insert(AUTHORIZATION, caller.authorization.clone());
 }
 
 #[cfg(test)]

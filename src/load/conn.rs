@@ -1,5 +1,6 @@
-//! One HTTP/1.1 keep-alive connection per worker (hyper `client::conn`, rustls for https), and
-//! the mapping of transport failures to [`ErrorKind`].
+//! One HTTP/1.1 keep-alive connection per worker (the lean client of `h1.rs` for http, hyper
+//! `client::conn` with rustls for https), and the mapping of transport failures to
+//! [`ErrorKind`].
 
 use std::error::Error as _;
 use std::io;
@@ -17,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::h1;
 use super::stats::ErrorKind;
 
 /// Where requests go: parsed once from the URL.
@@ -122,8 +124,18 @@ impl Target {
         })
     }
 
-    /// Opens a connection and performs the HTTP/1.1 handshake. The connection task runs in
-    /// the background and ends when the connection closes.
+    /// Opens a load connection: the lean client for http, hyper over TLS for https.
+    pub(crate) async fn open(&self) -> Result<Connection, Failure> {
+        if self.tls.is_some() {
+            return self.connect().await.map(Connection::Hyper);
+        }
+        let stream = self.connect_tcp().await?;
+        let _ = stream.set_nodelay(true);
+        Ok(Connection::Lean(h1::Connection::new(stream)))
+    }
+
+    /// Opens a hyper connection and performs the HTTP/1.1 handshake. The connection task runs
+    /// in the background and ends when the connection closes.
     pub(crate) async fn connect(&self) -> Result<Sender, Failure> {
         let stream = self.connect_tcp().await?;
         // Small requests must not wait for Nagle.
@@ -243,27 +255,74 @@ where
     Ok(sender)
 }
 
+/// A worker's connection.
+pub(crate) enum Connection {
+    /// Plain http: the lean HTTP/1.1 client.
+    Lean(h1::Connection),
+    /// https: hyper over rustls.
+    Hyper(Sender),
+}
+
+impl Connection {
+    /// Known closed (hyper tracks it; the lean client finds out when it next sends).
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Self::Lean(_) => false,
+            Self::Hyper(sender) => sender.is_closed(),
+        }
+    }
+
+    /// Sends one request, `authorization` being the caller's token when callers are used, and
+    /// reads the whole response. `hyper_request` builds the request for the hyper path.
+    pub(crate) async fn exchange(
+        &mut self,
+        template: &h1::RequestTemplate,
+        authorization: Option<&HeaderValue>,
+        hyper_request: impl FnOnce() -> Request<Full<Bytes>>,
+    ) -> Exchange {
+        match self {
+            Self::Lean(connection) => match connection.exchange(template, authorization).await {
+                h1::Outcome::Answered { status, reusable } => {
+                    Exchange::Answered { status, reusable }
+                }
+                h1::Outcome::NotSent => Exchange::NotSent,
+                h1::Outcome::Failed(failure) => Exchange::Failed(failure),
+            },
+            Self::Hyper(sender) => {
+                let mut request = hyper_request();
+                if let Some(value) = authorization {
+                    request
+                        .headers_mut()
+                        .insert(http::header::AUTHORIZATION, value.clone());
+                }
+                exchange(sender, request).await
+            }
+        }
+    }
+}
+
 /// What happened to one request on a connection.
 pub(crate) enum Exchange {
-    /// An answer, body fully read (so the connection can be reused).
-    Answered(u16),
+    /// An answer, body fully read; `reusable` is false when the server closes the connection.
+    Answered { status: u16, reusable: bool },
     /// The connection was already closed before the request was written; nothing was sent,
     /// so the request may be retried on a fresh connection.
-    NotSent(Box<Request<Full<Bytes>>>),
+    NotSent,
     /// The request failed after it may have been sent.
     Failed(Failure),
 }
 
-/// Sends one request and reads the whole response body (dropping it chunk by chunk).
-pub(crate) async fn exchange(sender: &mut Sender, request: Request<Full<Bytes>>) -> Exchange {
+/// Sends one request on a hyper connection and reads the whole response body (dropping it
+/// chunk by chunk).
+async fn exchange(sender: &mut Sender, request: Request<Full<Bytes>>) -> Exchange {
     if sender.ready().await.is_err() {
-        return Exchange::NotSent(Box::new(request));
+        return Exchange::NotSent;
     }
     let response = match sender.try_send_request(request).await {
         Ok(response) => response,
         Err(mut error) => {
-            if let Some(request) = error.take_message() {
-                return Exchange::NotSent(Box::new(request));
+            if error.take_message().is_some() {
+                return Exchange::NotSent;
             }
             return Exchange::Failed(Failure::from_hyper(error.error()));
         }
@@ -275,7 +334,11 @@ pub(crate) async fn exchange(sender: &mut Sender, request: Request<Full<Bytes>>)
             return Exchange::Failed(Failure::from_hyper(&e));
         }
     }
-    Exchange::Answered(status)
+    // hyper keeps the connection or closes it itself; `is_closed` tells.
+    Exchange::Answered {
+        status,
+        reusable: true,
+    }
 }
 
 /// Adds the `Host` header hyper's low-level client does not add by itself.
@@ -328,7 +391,7 @@ fn io_source(error: &hyper::Error) -> Option<&io::Error> {
     None
 }
 
-fn classify_io(error: &io::Error) -> ErrorKind {
+pub(crate) fn classify_io(error: &io::Error) -> ErrorKind {
     match error.kind() {
         io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
         io::ErrorKind::ConnectionReset

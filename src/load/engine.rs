@@ -16,8 +16,9 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
 
-use super::auth::{CallerEvent, CallerPool, CallerView, authorize};
-use super::conn::{Exchange, Failure, Sender, Target, exchange};
+use super::auth::{CallerEvent, CallerPool, CallerView};
+use super::conn::{Connection, Exchange, Failure, Target};
+use super::h1::RequestTemplate;
 use super::profile::Schedule;
 use super::stats::{CallerStats, ErrorKind, Stats, Window};
 use crate::units::HumanDuration;
@@ -111,6 +112,8 @@ pub(crate) struct Shared {
     pub(crate) method: Method,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
+    /// The same request serialised once, for the lean http path.
+    pub(crate) wire: RequestTemplate,
     pub(crate) timeout: Duration,
     pub(crate) max_lag: Duration,
     /// Close a connection after this many requests (`None`: keep it alive).
@@ -296,6 +299,68 @@ impl Backoff {
     }
 }
 
+/// The workers, spread over OS threads that each run a single-threaded runtime: a worker never
+/// migrates or is woken from another thread (the multi-threaded scheduler's stealing and
+/// cross-thread wake-ups cost a sixth of the engine's user time, `bench/README.md`). Windows
+/// still go to the aggregator on the caller's runtime, once a second per worker.
+pub(crate) struct WorkerThreads {
+    done: Vec<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl WorkerThreads {
+    /// Starts `connections` workers on `threads` threads (at least one, at most one per
+    /// connection), worker `id` on thread `id % threads`.
+    pub(crate) fn spawn(
+        threads: usize,
+        connections: usize,
+        shared: &Arc<Shared>,
+        tx: &UnboundedSender<AggMsg>,
+        stop: &CancellationToken,
+    ) -> std::io::Result<Self> {
+        let threads = threads.clamp(1, connections.max(1));
+        let mut done = Vec::with_capacity(threads);
+        for thread in 0..threads {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let workers: Vec<_> = (thread..connections)
+                .step_by(threads)
+                .map(|id| worker(id, Arc::clone(shared), tx.clone(), stop.child_token()))
+                .collect();
+            let (finished, finished_rx) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("drillbook-load-{thread}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let mut set = tokio::task::JoinSet::new();
+                        for worker in workers {
+                            set.spawn(worker);
+                        }
+                        while let Some(result) = set.join_next().await {
+                            if let Err(error) = result {
+                                tracing::error!(%error, "a load worker failed");
+                            }
+                        }
+                    });
+                    // The runtime (and its connections) is gone before the run is told.
+                    drop(runtime);
+                    let _ = finished.send(());
+                })?;
+            done.push(finished_rx);
+        }
+        Ok(Self { done })
+    }
+
+    /// Waits until every thread's workers have ended (cancel-safe: call again after a timeout).
+    pub(crate) async fn join(&mut self) {
+        while let Some(done) = self.done.last_mut() {
+            // A thread that died without a word has ended too.
+            let _ = done.await;
+            self.done.pop();
+        }
+    }
+}
+
 /// One connection's worker: runs until the schedule is exhausted, the load ends or `stop`
 /// fires, then flushes what it recorded.
 pub(crate) async fn worker(
@@ -314,7 +379,7 @@ pub(crate) async fn worker(
 }
 
 async fn worker_loop(shared: &Shared, acc: &mut Accumulator) {
-    let mut connection: Option<Sender> = None;
+    let mut connection: Option<Connection> = None;
     let mut sent_on_connection: u64 = 0;
     let mut backoff = Backoff::new();
     let mut callers = shared.pool.clone().map(CallerView::new);
@@ -359,17 +424,11 @@ async fn worker_loop(shared: &Shared, acc: &mut Accumulator) {
         }
         acc.stats.max_lag = acc.stats.max_lag.max(lag);
 
-        let mut request = shared.request();
-        let caller = callers
-            .as_mut()
-            .and_then(|view| view.pick(i))
-            .map(|caller| {
-                authorize(&mut request, caller);
-                (caller.slot, caller.generation)
-            });
+        let caller = callers.as_mut().and_then(|view| view.pick(i));
+        let authorization = caller.map(|caller| &caller.authorization);
         let outcome = timeout_at(
             sent + shared.timeout,
-            send(&mut connection, request, &shared.target, &mut backoff),
+            send(&mut connection, shared, authorization, &mut backoff),
         )
         .await
         .unwrap_or_else(|_| {
@@ -407,9 +466,10 @@ async fn worker_loop(shared: &Shared, acc: &mut Accumulator) {
                 None
             }
         };
-        if let Some((slot, generation)) = caller {
+        if let Some(caller) = caller {
             let offset = intended.saturating_duration_since(shared.zero);
-            acc.callers.record(slot, generation, status, offset);
+            acc.callers
+                .record(caller.slot, caller.generation, status, offset);
         }
     }
 }
@@ -421,18 +481,18 @@ fn second_of(at: Instant, zero: Instant) -> u64 {
 /// Sends a request on the worker's connection, (re)connecting as needed. A request that a
 /// stale keep-alive connection refused before writing it is retried once on a new connection.
 async fn send(
-    connection: &mut Option<Sender>,
-    mut request: Request<Full<Bytes>>,
-    target: &Target,
+    connection: &mut Option<Connection>,
+    shared: &Shared,
+    authorization: Option<&http::HeaderValue>,
     backoff: &mut Backoff,
 ) -> Result<u16, Failure> {
     for _attempt in 0..2 {
-        let sender = match connection {
-            Some(sender) if !sender.is_closed() => sender,
-            _ => match target.connect().await {
-                Ok(sender) => {
+        let open = match connection {
+            Some(open) if !open.is_closed() => open,
+            _ => match shared.target.open().await {
+                Ok(open) => {
                     backoff.succeeded();
-                    connection.insert(sender)
+                    connection.insert(open)
                 }
                 Err(failure) => {
                     backoff.failed();
@@ -441,12 +501,17 @@ async fn send(
                 }
             },
         };
-        match exchange(sender, request).await {
-            Exchange::Answered(status) => return Ok(status),
-            Exchange::NotSent(unsent) => {
-                *connection = None;
-                request = *unsent;
+        match open
+            .exchange(&shared.wire, authorization, || shared.request())
+            .await
+        {
+            Exchange::Answered { status, reusable } => {
+                if !reusable {
+                    *connection = None;
+                }
+                return Ok(status);
             }
+            Exchange::NotSent => *connection = None,
             Exchange::Failed(failure) => {
                 *connection = None;
                 return Err(failure);

@@ -13,6 +13,7 @@ mod auth;
 mod conn;
 mod engine;
 pub mod fleet;
+mod h1;
 mod profile;
 pub mod report;
 mod stats;
@@ -25,7 +26,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
-use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +59,10 @@ pub struct LoadConfig {
     pub profile: RateProfile,
     /// Number of connections (and workers).
     pub connections: usize,
+    /// OS threads the connections are spread over, each with a single-threaded runtime.
+    /// One is enough for tens of thousands of requests per second and leaves the other
+    /// cores to the target (on a shared machine) and to the drill.
+    pub threads: usize,
     /// Requests sent on one connection before it is closed and a new one opened; `None` keeps
     /// connections alive. Behind a Kubernetes Service, kube-proxy balances per connection, so
     /// only fresh connections show what callers that connect per call (training pods) see
@@ -89,6 +93,7 @@ impl std::fmt::Debug for LoadConfig {
             .field("body_bytes", &self.body.len())
             .field("profile", &self.profile)
             .field("connections", &self.connections)
+            .field("threads", &self.threads)
             .field("requests_per_connection", &self.requests_per_connection)
             .field("timeout", &self.timeout)
             .field("max_lag", &self.max_lag)
@@ -111,6 +116,7 @@ impl LoadConfig {
             body: Bytes::new(),
             profile,
             connections: 8,
+            threads: 1,
             requests_per_connection: None,
             timeout: Duration::from_secs(2),
             max_lag: Duration::from_secs(1),
@@ -223,11 +229,19 @@ pub async fn run_announcing(
         "load starting"
     );
 
+    let wire = h1::RequestTemplate::new(
+        &config.method,
+        &prepared.target.path,
+        &prepared.headers,
+        config.body.clone(),
+        token_manager.is_some(),
+    );
     let shared = Arc::new(Shared {
         target: prepared.target,
         method: config.method.clone(),
         headers: prepared.headers,
         body: config.body.clone(),
+        wire,
         timeout: config.timeout,
         max_lag: config.max_lag,
         requests_per_connection: config.requests_per_connection,
@@ -254,25 +268,16 @@ pub async fn run_announcing(
     });
 
     let stop = cancel.child_token();
-    let mut workers = JoinSet::new();
-    for id in 0..connections {
-        workers.spawn(engine::worker(
-            id,
-            Arc::clone(&shared),
-            tx.clone(),
-            stop.child_token(),
-        ));
-    }
+    let mut workers =
+        engine::WorkerThreads::spawn(config.threads, connections, &shared, &tx, &stop)
+            .map_err(|e| LoadError::Internal(format!("cannot start a load thread: {e}")))?;
     drop(tx);
 
     let hard_deadline = zero + duration + config.timeout + END_GRACE;
-    if timeout_at(hard_deadline, join_all(&mut workers))
-        .await
-        .is_err()
-    {
+    if timeout_at(hard_deadline, workers.join()).await.is_err() {
         tracing::warn!("load did not end on time; stopping its connections");
         stop.cancel();
-        join_all(&mut workers).await;
+        workers.join().await;
     }
     // An exhausted schedule (or a zero rate) still lasts the whole profile; a run that hit
     // its request cap ends now.
@@ -370,14 +375,6 @@ fn prepare(config: &LoadConfig) -> Result<Prepared, LoadError> {
         .entry(http::header::HOST)
         .or_insert_with(|| target.host_header.clone());
     Ok(Prepared { target, headers })
-}
-
-async fn join_all(workers: &mut JoinSet<()>) {
-    while let Some(result) = workers.join_next().await {
-        if let Err(error) = result {
-            tracing::error!(%error, "a load worker failed");
-        }
-    }
 }
 
 /// The wall-clock time of a monotonic instant (which may be in the past or future).
