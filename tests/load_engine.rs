@@ -266,6 +266,28 @@ async fn the_achieved_rate_follows_the_schedule() {
     );
 }
 
+/// Connections spread over several load threads (more threads than connections is clamped)
+/// still send exactly the schedule, each request once, and merge into the same windows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_spread_over_load_threads_send_exactly_the_schedule() {
+    let server = TestServer::start(sync_handler(|_| respond(200, "ok"))).await;
+    for (threads, connections) in [(2, 5), (8, 3)] {
+        let mut config = LoadConfig::new(server.url("/"), constant(150.0, 2.0));
+        config.threads = threads;
+        config.connections = connections;
+        let (summary, windows) = run_collecting(config).await;
+        assert_eq!(summary.total.requests, 300, "{threads} threads");
+        assert_eq!(summary.total.statuses.get(&200), Some(&300));
+        assert!(
+            summary.total.errors.is_empty(),
+            "{:?}",
+            summary.total.errors
+        );
+        assert_eq!(windows.len(), 2);
+        assert!(windows.iter().all(|w| w.stats.requests == 150));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancellation_stops_promptly_with_partial_stats() {
     let server = TestServer::start(ok_handler()).await;
