@@ -127,22 +127,28 @@ fn drill_with_workers(kubeconfig: &Path, name: &str, seconds: u64) -> (tempfile:
     (dir, drill)
 }
 
-/// The worker pods' phases (`Running`, `Succeeded`, …), by pod name.
-fn worker_pods(kubeconfig: &Path) -> Vec<(String, String)> {
+/// One line per worker object of `kind` (`pods`, `jobs`): `fields` (a jsonpath list) of each.
+fn worker_lines(kubeconfig: &Path, kind: &str, fields: &str) -> String {
+    let jsonpath = format!("jsonpath={{range .items[*]}}{fields}{{\"\\n\"}}{{end}}");
     let out = kubectl(
         kubeconfig,
         &[
             "-n",
             "tracebloc",
             "get",
-            "pods",
+            kind,
             "-l",
             WORKERS_LABEL,
             "-o",
-            "jsonpath={range .items[*]}{.metadata.name} {.status.phase}{\"\\n\"}{end}",
+            &jsonpath,
         ],
     );
-    String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The worker pods' phases (`Running`, `Succeeded`, …), by pod name.
+fn worker_pods(kubeconfig: &Path) -> Vec<(String, String)> {
+    worker_lines(kubeconfig, "pods", "{.metadata.name} {.status.phase}")
         .lines()
         .filter_map(|line| line.split_once(' '))
         .map(|(name, phase)| (name.to_string(), phase.to_string()))
@@ -150,20 +156,7 @@ fn worker_pods(kubeconfig: &Path) -> Vec<(String, String)> {
 }
 
 fn worker_jobs(kubeconfig: &Path) -> Vec<String> {
-    let out = kubectl(
-        kubeconfig,
-        &[
-            "-n",
-            "tracebloc",
-            "get",
-            "jobs",
-            "-l",
-            WORKERS_LABEL,
-            "-o",
-            "name",
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout)
+    worker_lines(kubeconfig, "jobs", "{.metadata.name}")
         .lines()
         .map(str::to_string)
         .collect()
@@ -183,23 +176,14 @@ fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
 
 /// Two worker pods run (pods of earlier drills still being cleaned up do not count).
 fn both_workers_running(kubeconfig: &Path) -> bool {
-    let out = kubectl(
+    worker_lines(
         kubeconfig,
-        &[
-            "-n",
-            "tracebloc",
-            "get",
-            "pods",
-            "-l",
-            WORKERS_LABEL,
-            "-o",
-            "jsonpath={range .items[*]}{.status.phase} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|line| line.trim_end() == "Running")
-        .count()
+        "pods",
+        "{.status.phase} {.metadata.deletionTimestamp}",
+    )
+    .lines()
+    .filter(|line| line.trim_end() == "Running")
+    .count()
         == 2
 }
 

@@ -7,17 +7,16 @@ use drillbook::engine::journal::{self, JOURNAL_VERSION, JournalDoc, JournalTarge
 use drillbook::engine::undo::Registered;
 use drillbook::targets::kube::KubeUndo;
 
-#[test]
-fn a_damaged_journal_is_reported_and_the_others_still_listed() {
-    let dir = tempfile::tempdir().unwrap();
+/// Writes the journal of a run that died with one undo pending (scale `proxy` back to 2).
+fn write_orphaned_journal(dir: &std::path::Path, run_id: &str, context: &str, namespace: &str) {
     let target = JournalTarget {
-        context: "staging".into(),
-        namespace: "tracebloc".into(),
+        context: context.into(),
+        namespace: namespace.into(),
         kubeconfig: None,
     };
     let doc = JournalDoc {
         version: JOURNAL_VERSION,
-        run_id: "cafe0001".into(),
+        run_id: run_id.into(),
         scenario: "proxy-restart".into(),
         started_at: jiff::Timestamp::UNIX_EPOCH,
         // A pid no process can have: the journal is orphaned.
@@ -31,7 +30,13 @@ fn a_damaged_journal_is_reported_and_the_others_still_listed() {
             },
         }],
     };
-    journal::write(&journal::path_for(dir.path(), &target, "cafe0001"), &doc).unwrap();
+    journal::write(&journal::path_for(dir, &target, run_id), &doc).unwrap();
+}
+
+#[test]
+fn a_damaged_journal_is_reported_and_the_others_still_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_orphaned_journal(dir.path(), "cafe0001", "staging", "tracebloc");
     std::fs::write(dir.path().join("aaa.journal.json"), "{ not json").unwrap();
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_drillbook"))
@@ -70,27 +75,7 @@ fn context_and_namespace_pick_which_journals_are_recovered() {
         ("cafe0002", "box", "tracebloc"),
         ("cafe0003", "staging", "shop"),
     ] {
-        let target = JournalTarget {
-            context: context.into(),
-            namespace: namespace.into(),
-            kubeconfig: None,
-        };
-        let doc = JournalDoc {
-            version: JOURNAL_VERSION,
-            run_id: run_id.into(),
-            scenario: "proxy-restart".into(),
-            started_at: jiff::Timestamp::UNIX_EPOCH,
-            pid: u32::MAX,
-            target: target.clone(),
-            pending: vec![Registered {
-                step: "scale-up".into(),
-                undo: KubeUndo::Scale {
-                    deployment: "proxy".into(),
-                    replicas: 2,
-                },
-            }],
-        };
-        journal::write(&journal::path_for(dir.path(), &target, run_id), &doc).unwrap();
+        write_orphaned_journal(dir.path(), run_id, context, namespace);
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_drillbook"))
         .args([
