@@ -93,6 +93,16 @@ fn start_drill(kubeconfig: &Path, dir: &Path, scenario: &Path) -> Child {
 
 /// Starts the drill and waits until both of its worker pods run.
 fn start_with_workers(kubeconfig: &Path, dir: &Path, scenario: &Path) -> Child {
+    // Worker pods of an earlier test may still be terminating; the tests find "worker 1" by
+    // label, so each starts from none.
+    clean_up(kubeconfig);
+    assert!(
+        eventually(Duration::from_secs(90), || {
+            worker_pods(kubeconfig).is_empty() && worker_jobs(kubeconfig).is_empty()
+        }),
+        "worker pods of an earlier drill are still there: {:?}",
+        worker_pods(kubeconfig)
+    );
     let drill = start_drill(kubeconfig, dir, scenario);
     let started = eventually(Duration::from_secs(60), || both_workers_running(kubeconfig));
     if !started {
@@ -217,6 +227,8 @@ fn stderr_of(dir: &Path) -> String {
 }
 
 /// Leaves no worker behind for the next test, whatever this one did.
+/// Deletes the worker Jobs and their pods (a Job's pods are otherwise removed in the
+/// background, after `delete` returns) and waits for both.
 fn clean_up(kubeconfig: &Path) {
     let _ = kubectl(
         kubeconfig,
@@ -224,7 +236,7 @@ fn clean_up(kubeconfig: &Path) {
             "-n",
             "tracebloc",
             "delete",
-            "jobs",
+            "jobs,pods",
             "-l",
             WORKERS_LABEL,
             "--wait=true",
