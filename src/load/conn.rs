@@ -281,13 +281,7 @@ impl Connection {
         hyper_request: impl FnOnce() -> Request<Full<Bytes>>,
     ) -> Exchange {
         match self {
-            Self::Lean(connection) => match connection.exchange(template, authorization).await {
-                h1::Outcome::Answered { status, reusable } => {
-                    Exchange::Answered { status, reusable }
-                }
-                h1::Outcome::NotSent => Exchange::NotSent,
-                h1::Outcome::Failed(failure) => Exchange::Failed(failure),
-            },
+            Self::Lean(connection) => connection.exchange(template, authorization).await,
             Self::Hyper(sender) => {
                 let mut request = hyper_request();
                 if let Some(value) = authorization {
@@ -303,7 +297,8 @@ impl Connection {
 
 /// What happened to one request on a connection.
 pub(crate) enum Exchange {
-    /// An answer, body fully read; `reusable` is false when the server closes the connection.
+    /// An answer, body fully read; `reusable` is false when the server closes the connection
+    /// (asked to, or framed the body by closing).
     Answered { status: u16, reusable: bool },
     /// The connection was already closed before the request was written; nothing was sent,
     /// so the request may be retried on a fresh connection.

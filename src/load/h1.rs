@@ -15,7 +15,7 @@ use http::{Method, Uri};
 use tokio::io::{AsyncWriteExt as _, Interest};
 use tokio::net::TcpStream;
 
-use super::conn::{Failure, classify_io};
+use super::conn::{Exchange, Failure, classify_io};
 use super::stats::ErrorKind;
 
 /// First size of a connection's read buffer; a response head that does not fit makes it grow
@@ -97,20 +97,6 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// What one exchange on a [`Connection`] gave.
-pub(crate) enum Outcome {
-    /// A response, its body read to the end. `reusable` is false when the server asked to
-    /// close (or framed the body by closing).
-    Answered {
-        status: u16,
-        reusable: bool,
-    },
-    /// The server had closed this idle connection before the request was written: nothing
-    /// was sent, the request may go on a fresh connection.
-    NotSent,
-    Failed(Failure),
-}
-
 /// One keep-alive connection with its reused buffers.
 pub(crate) struct Connection {
     stream: TcpStream,
@@ -141,13 +127,13 @@ impl Connection {
         &mut self,
         request: &RequestTemplate,
         authorization: Option<&HeaderValue>,
-    ) -> Outcome {
+    ) -> Exchange {
         if self.used && self.closed_by_peer() {
-            return Outcome::NotSent;
+            return Exchange::NotSent;
         }
         request.write_into(&mut self.write, authorization);
         if let Err(e) = self.stream.write_all(&self.write).await {
-            return Outcome::Failed(io_failure("write", &e));
+            return Exchange::Failed(io_failure("write", &e));
         }
         match self.read_response(request.head_only).await {
             Ok((status, reusable)) => {
@@ -155,9 +141,9 @@ impl Connection {
                 if self.start == self.end {
                     self.forget_readable();
                 }
-                Outcome::Answered { status, reusable }
+                Exchange::Answered { status, reusable }
             }
-            Err(failure) => Outcome::Failed(failure),
+            Err(failure) => Exchange::Failed(failure),
         }
     }
 
@@ -481,9 +467,9 @@ mod tests {
             .exchange(request, Some(&HeaderValue::from_static("Bearer caller-1")))
             .await
         {
-            Outcome::Answered { status, reusable } => (status, reusable),
-            Outcome::NotSent => panic!("not sent"),
-            Outcome::Failed(f) => panic!("failed: {}", f.detail),
+            Exchange::Answered { status, reusable } => (status, reusable),
+            Exchange::NotSent => panic!("not sent"),
+            Exchange::Failed(f) => panic!("failed: {}", f.detail),
         }
     }
 
@@ -541,7 +527,7 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(matches!(
             connection.exchange(&get(), None).await,
-            Outcome::NotSent
+            Exchange::NotSent
         ));
     }
 
@@ -554,7 +540,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let mut connection = Connection::new(stream);
         match connection.exchange(&get(), None).await {
-            Outcome::Failed(failure) => {
+            Exchange::Failed(failure) => {
                 assert_eq!(failure.kind, ErrorKind::Reset, "{}", failure.detail);
             }
             _ => panic!("a truncated body must fail"),
