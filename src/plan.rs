@@ -75,9 +75,7 @@ pub fn render_offline(loaded: &LoadedScenario, seed: Option<u64>) -> String {
         out.push_str(&format!("          {}\n", s.description.trim()));
     }
     for (name, value) in &loaded.vars {
-        let given = scenario::vars::command_line()
-            .iter()
-            .any(|(n, _)| n == name);
+        let given = loaded.given.contains(name);
         out.push_str(&format!(
             "Var       {name} = {value}{}\n",
             if given { "  (--var)" } else { "  (default)" }

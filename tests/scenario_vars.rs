@@ -97,7 +97,8 @@ fn values_reach_urls_selectors_queries_images_and_helm_values() {
 fn an_unknown_variable_is_located_with_a_suggestion() {
     let source = SCENARIO.replace("variant=${var.variant}", "variant=${var.variatn}");
     let e = load(&source, &[("image", "a/b:1.2.3")]).expect_err("unknown var");
-    assert!(e.contains("case.yaml:25:49:"), "{e}");
+    // Located at the value that holds the reference (values are substituted after parsing).
+    assert!(e.contains("case.yaml:25:26:"), "{e}");
     assert!(e.contains("unknown variable `${var.variatn}`"), "{e}");
     assert!(e.contains("did you mean `variant`?"), "{e}");
 }
@@ -160,5 +161,66 @@ fn plan_shows_the_resolved_values() {
         String::from_utf8_lossy(&missing.stderr).contains("variable `image` is required"),
         "{}",
         String::from_utf8_lossy(&missing.stderr)
+    );
+}
+
+/// Issue #22: `--var` used to be replaced in the text before parsing, so a value could close
+/// its quote and add keys. Through the binary, as a CI pipeline would pass it: `plan` and
+/// `validate` refuse it, naming the place, and nothing else of the scenario changes.
+#[test]
+fn a_var_cannot_change_the_structure_of_the_scenario() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("v.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: drillbook/v1\nname: v\nvars:\n  sel: {default: app=x}\n  ns: {default: shop}\n\
+         target:\n  kubernetes: {context: staging, namespace: shop, allowed_contexts: [staging]}\n\
+         steps:\n  - at: 1s\n    kill_pods: {selector: \"${var.sel}\", count: 1}\n\
+         \x20 - name: list\n    command: {argv: [kubectl, get, pods, \"${var.ns}\"]}\n",
+    )
+    .expect("write");
+    let drillbook = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_drillbook"))
+            .args(args)
+            .arg(&file)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run drillbook")
+    };
+    for command in [&["plan", "--offline"][..], &["validate"][..]] {
+        let repro = [
+            command,
+            &[
+                "--var",
+                r#"sel=a", percent: 100, count: null, force: true} #"#,
+            ],
+        ]
+        .concat();
+        let out = drillbook(&repro);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+        assert!(stderr.contains("v.yaml:10:"), "{stderr}");
+        assert!(!stdout.contains("100%"), "no percent was added: {stdout}");
+        let flag = [command, &["--var", "ns=--all-namespaces"]].concat();
+        let out = drillbook(&flag);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("`${var.ns}` = `--all-namespaces`"),
+            "{stderr}"
+        );
+    }
+    let inert = drillbook(&["plan", "--offline", "--var", "ns=a, -A], extra: [x"]);
+    let stdout = String::from_utf8_lossy(&inert.stdout);
+    assert_eq!(
+        inert.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&inert.stderr)
+    );
+    assert!(
+        stdout.contains("run `kubectl get pods 'a, -A], extra: [x'`"),
+        "the value is one argv element: {stdout}"
     );
 }

@@ -279,8 +279,7 @@ pub fn main() -> ExitCode {
     });
     telemetry::init(cli.log_format, verbosity, stderr_color(), human_layer);
     telemetry::install_crypto_provider();
-    crate::scenario::vars::set_command_line(cli.vars);
-    match dispatch(cli.command) {
+    match dispatch(cli.command, &cli.vars) {
         Ok(outcome) => outcome.into(),
         Err(error) => {
             eprintln!("error: {error}");
@@ -378,7 +377,7 @@ fn output_file(command: &Command) -> Option<&std::path::Path> {
     }
 }
 
-fn dispatch(command: Command) -> anyhow::Result<Outcome> {
+fn dispatch(command: Command, vars: &[(String, String)]) -> anyhow::Result<Outcome> {
     if let Some(path) = output_file(&command)
         && let Some(name) = path.to_str().filter(|p| FORMAT_NAMES.contains(p))
         && !path.exists()
@@ -390,16 +389,16 @@ fn dispatch(command: Command) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Invalid);
     }
     match command {
-        Command::Validate(args) => Ok(plan::validate(&args.paths)),
+        Command::Validate(args) => Ok(plan::validate(&args.paths, vars)),
         Command::Schema(args) => plan::schema(args.kind, args.output.as_deref()),
-        Command::Plan(args) => runtime()?.block_on(plan::plan(&args)),
-        Command::Run(args) => runtime()?.block_on(run::run(args)),
+        Command::Plan(args) => runtime()?.block_on(plan::plan(&args, vars)),
+        Command::Run(args) => runtime()?.block_on(run::run(args, vars)),
         Command::Recover(args) => runtime()?.block_on(recover::recover(&args)),
         Command::Load(args) => runtime()?.block_on(load::run(*args)),
         Command::Lab(command) => runtime()?.block_on(crate::lab::run(command)),
         Command::Report(args) => report::run(&args),
-        Command::Schedule(args) => runtime()?.block_on(schedule::schedule(&args)),
-        Command::Rbac(args) => schedule::rbac(&args),
+        Command::Schedule(args) => runtime()?.block_on(schedule::schedule(&args, vars)),
+        Command::Rbac(args) => schedule::rbac(&args, vars),
         Command::Collect(args) => runtime()?.block_on(collect::collect(&args)),
     }
 }

@@ -8,7 +8,8 @@ use crate::plan::{render_in_cluster, render_offline, scenario_files, schema_json
 use crate::scenario::{self, TargetSpec};
 
 /// `drillbook validate`: prints every problem of every file; 0 when all are valid, 2 otherwise.
-pub fn validate(paths: &[PathBuf]) -> Outcome {
+/// `vars`: the command line's `--var NAME=VALUE` pairs.
+pub fn validate(paths: &[PathBuf], vars: &[(String, String)]) -> Outcome {
     let files = match scenario_files(paths) {
         Ok(f) => f,
         Err(e) => {
@@ -25,7 +26,7 @@ pub fn validate(paths: &[PathBuf]) -> Outcome {
     }
     let mut invalid = 0;
     for file in &files {
-        match scenario::load(file) {
+        match scenario::load_with(file, vars) {
             Ok(loaded) => {
                 let warnings =
                     scenario::FileDiagnostics::new(file, Some(loaded.source), loaded.warnings);
@@ -71,8 +72,8 @@ pub fn schema(kind: SchemaKind, output: Option<&Path>) -> anyhow::Result<Outcome
 }
 
 /// `drillbook plan`.
-pub async fn plan(args: &PlanArgs) -> anyhow::Result<Outcome> {
-    let mut loaded = match scenario::load(&args.scenario) {
+pub async fn plan(args: &PlanArgs, vars: &[(String, String)]) -> anyhow::Result<Outcome> {
+    let mut loaded = match scenario::load_with(&args.scenario, vars) {
         Ok(l) => l,
         Err(diagnostics) => {
             eprint!("{}", safe(&diagnostics.to_string()));

@@ -13,8 +13,8 @@ use crate::exit::Outcome;
 use crate::scenario::{FileDiagnostics, LoadedScenario};
 use crate::targets::kube::ConnectOptions;
 
-pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
-    let mut loaded = match crate::scenario::load(&args.scenario) {
+pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Outcome> {
+    let mut loaded = match crate::scenario::load_with(&args.scenario, vars) {
         Ok(l) => l,
         Err(diagnostics) => {
             eprint!("{}", super::safe(&diagnostics.to_string()));

@@ -27,7 +27,7 @@ fn in_cluster_run_args(args: &ScheduleArgs, loaded: &LoadedScenario) -> Vec<Stri
     if let Some(namespace) = &args.cluster.namespace {
         run_args.extend(["--namespace".to_string(), namespace.clone()]);
     }
-    for (name, _) in crate::scenario::vars::command_line() {
+    for name in &loaded.given {
         if let Some(value) = loaded.vars.get(name) {
             run_args.extend(["--var".to_string(), format!("{name}={value}")]);
         }
@@ -89,8 +89,8 @@ pub struct RbacArgs {
 }
 
 /// `drillbook rbac`: prints the Role the scenario needs.
-pub fn rbac(args: &RbacArgs) -> anyhow::Result<Outcome> {
-    let mut loaded = match load_scenario(&args.scenario) {
+pub fn rbac(args: &RbacArgs, vars: &[(String, String)]) -> anyhow::Result<Outcome> {
+    let mut loaded = match load_scenario(&args.scenario, vars) {
         Ok(loaded) => loaded,
         Err(ScheduleError::Invalid(diagnostics)) => return Ok(invalid(&diagnostics)),
         Err(e) => return Err(e.into()),
@@ -116,7 +116,7 @@ pub fn rbac(args: &RbacArgs) -> anyhow::Result<Outcome> {
 /// `drillbook schedule`: renders the manifests; with `--context`, validates them on the server.
 /// Exit code 0 when rendered (and every dry run passed), 1 when a dry run was rejected; a
 /// safety rule or an unreachable cluster refuses, like `run` and `plan` do.
-pub async fn schedule(args: &ScheduleArgs) -> anyhow::Result<Outcome> {
+pub async fn schedule(args: &ScheduleArgs, vars: &[(String, String)]) -> anyhow::Result<Outcome> {
     // Offline first: a schedule the CronJob controller would refuse is refused here.
     let cron = match crate::schedule::cron::Cron::parse(&args.schedule) {
         Ok(cron) => cron,
@@ -142,7 +142,7 @@ pub async fn schedule(args: &ScheduleArgs) -> anyhow::Result<Outcome> {
             next.join(", ")
         );
     }
-    match render_and_check(args).await {
+    match render_and_check(args, vars).await {
         Err(ScheduleError::Kube(e)) => {
             eprintln!("refused: {e}");
             Ok(Outcome::Refused)
@@ -152,8 +152,11 @@ pub async fn schedule(args: &ScheduleArgs) -> anyhow::Result<Outcome> {
     }
 }
 
-async fn render_and_check(args: &ScheduleArgs) -> Result<Outcome, ScheduleError> {
-    let mut loaded = load_scenario(&args.scenario)?;
+async fn render_and_check(
+    args: &ScheduleArgs,
+    vars: &[(String, String)],
+) -> Result<Outcome, ScheduleError> {
+    let mut loaded = load_scenario(&args.scenario, vars)?;
     args.cluster.apply(&mut loaded);
     let spec = kubernetes_spec(&loaded)?;
     let options = ScheduleOptions {

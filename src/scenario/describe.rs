@@ -56,7 +56,7 @@ pub fn describe_action(action: &Action) -> String {
                 sets.join(",")
             )
         }
-        Action::Command(c) => format!("run `{}`", c.argv.join(" ")),
+        Action::Command(c) => format!("run `{}`", argv_words(&c.argv)),
         Action::WaitRollout(w) => format!(
             "wait for rollout of `{}` (≤ {})",
             w.deployment.value, w.timeout
@@ -130,7 +130,7 @@ pub fn describe_undo(action: &Action) -> String {
         Action::Command(c) => c
             .undo
             .as_ref()
-            .map_or_else(|| "—".into(), |u| format!("run `{}`", u.join(" "))),
+            .map_or_else(|| "—".into(), |u| format!("run `{}`", argv_words(u))),
         Action::StartProcess(p) => format!("stop `{}`", p.name.value),
         Action::KillPods(_)
         | Action::Evict(_)
@@ -241,7 +241,7 @@ pub fn check_what(kind: &CheckKind) -> String {
             if r.expect { "rolled" } else { "did not roll" },
             r.after.value
         ),
-        CheckKind::Command(c) => format!("`{}` exits {}", c.argv.join(" "), c.exit_code),
+        CheckKind::Command(c) => format!("`{}` exits {}", argv_words(&c.argv), c.exit_code),
         CheckKind::Compare(e) => e.value.clone(),
         CheckKind::Alerts(a) => format!("no alert matching `{}` fires", a.pattern.value),
         CheckKind::ExpectedFailure(e) => format!(
@@ -253,4 +253,23 @@ pub fn check_what(kind: &CheckKind) -> String {
                 .unwrap_or_default()
         ),
     }
+}
+
+/// An argv in words: an element with spaces, quotes or other punctuation is single-quoted
+/// (shell style), so a reader sees where each element starts and ends.
+pub fn argv_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|arg| {
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,^${}".contains(c));
+            if plain {
+                arg.clone()
+            } else {
+                format!("'{}'", arg.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -6,6 +6,7 @@ pub mod diagnostic;
 pub mod expr;
 pub mod model;
 pub mod spanned;
+pub mod substitute;
 pub mod tagged;
 pub mod validate;
 pub mod vars;
@@ -38,6 +39,8 @@ pub struct LoadedScenario {
     pub warnings: Vec<Diagnostic>,
     /// The scenario parameters as resolved for this load (`--var` or defaults).
     pub vars: std::collections::BTreeMap<String, String>,
+    /// The parameters whose value came from `--var` rather than a default.
+    pub given: std::collections::BTreeSet<String>,
 }
 
 impl LoadedScenario {
@@ -52,16 +55,25 @@ impl LoadedScenario {
     }
 }
 
-/// Reads, parses and validates one scenario file.
+/// Reads, parses and validates one scenario file with no `--var` given.
 pub fn load(path: &Path) -> Result<LoadedScenario, FileDiagnostics> {
-    let source = read_bounded(path).map_err(|d| FileDiagnostics::new(path, None, vec![d]))?;
-    load_source(path, source)
+    load_with(path, &[])
 }
 
 /// Parses and validates scenario text as if read from `path` (relative paths resolve from it),
-/// with the parameters given on this process's command line.
+/// with no `--var` given (declared defaults apply).
 pub fn load_source(path: &Path, source: String) -> Result<LoadedScenario, FileDiagnostics> {
-    load_source_with(path, source, vars::command_line())
+    load_source_with(path, source, &[])
+}
+
+/// Reads, parses and validates one scenario file with the parameter values `given`
+/// (`NAME`, `value`: the command line's `--var`).
+pub fn load_with(
+    path: &Path,
+    given: &[(String, String)],
+) -> Result<LoadedScenario, FileDiagnostics> {
+    let source = read_bounded(path).map_err(|d| FileDiagnostics::new(path, None, vec![d]))?;
+    load_source_with(path, source, given)
 }
 
 /// [`load_source`] with the parameter values `given` (`NAME`, `value`) instead.
@@ -70,11 +82,11 @@ pub fn load_source_with(
     source: String,
     given: &[(String, String)],
 ) -> Result<LoadedScenario, FileDiagnostics> {
-    let (source, vars) = match parameters(&source, given) {
-        Ok(resolved) => resolved,
+    let vars = match parameters(&source, given) {
+        Ok(values) => values,
         Err(d) => return Err(FileDiagnostics::new(path, Some(source), vec![d])),
     };
-    let scenario = match parse_str(&source) {
+    let scenario = match parse_with(&source, &vars) {
         Ok(s) => s,
         Err(items) => return Err(FileDiagnostics::new(path, Some(source), items)),
     };
@@ -89,45 +101,47 @@ pub fn load_source_with(
         source,
         scenario,
         warnings: items,
+        given: given
+            .iter()
+            .map(|(name, _)| name.clone())
+            .filter(|name| vars.contains_key(name))
+            .collect(),
         vars,
     })
 }
 
 /// The scenario's `vars:` declarations, read before the whole file is (an unreadable file is
-/// left for the full parse to report).
+/// left for the full parse to report). Only the declarations are read here: values go into
+/// the parsed scalars of the one full parse ([`substitute`]).
 #[derive(serde::Deserialize)]
 struct Declared {
     #[serde(default)]
     vars: std::collections::BTreeMap<String, VarDecl>,
 }
 
-/// The text with `${var.NAME}` replaced, and the values used; errors located in the file.
+/// The value of every declared parameter; errors located at the declaration.
 fn parameters(
     source: &str,
     given: &[(String, String)],
-) -> Result<(String, std::collections::BTreeMap<String, String>), Diagnostic> {
+) -> Result<std::collections::BTreeMap<String, String>, Diagnostic> {
     let declared = serde_saphyr::from_str_with_options::<Declared>(source, parse_options())
         .map(|d| d.vars)
         .unwrap_or_default();
-    if declared.is_empty() && given.is_empty() && !source.contains("${var.") {
-        return Ok((source.to_string(), Default::default()));
+    if declared.is_empty() && given.is_empty() {
+        return Ok(Default::default());
     }
-    let located = |e: vars::ParamError| {
+    vars::resolve(&declared, given).map_err(|e| {
         let pos = match &e {
-            vars::ParamError::Unknown { offset, .. } | vars::ParamError::Unclosed { offset } => {
-                pos_of(source, *offset)
-            }
             vars::ParamError::Missing { name }
             | vars::ParamError::NoMatch { name, .. }
             | vars::ParamError::BadPattern { name, .. }
             | vars::ParamError::Multiline { name } => declaration_pos(source, name),
-            vars::ParamError::Undeclared { .. } => Pos::default(),
+            vars::ParamError::Unknown { .. }
+            | vars::ParamError::Unclosed { .. }
+            | vars::ParamError::Undeclared { .. } => Pos::default(),
         };
         Diagnostic::error(pos, e.to_string())
-    };
-    let values = vars::resolve(&declared, given).map_err(located)?;
-    let text = vars::substitute(source, &values).map_err(located)?;
-    Ok((text, values))
+    })
 }
 
 /// Line and column (1-based, in characters) of a byte offset.
@@ -283,8 +297,19 @@ fn parse_options() -> serde_saphyr::Options {
     options
 }
 
-/// Parses scenario text into the model. Structural errors come back located.
+/// Parses scenario text into the model, with declared parameters at their defaults.
+/// Structural errors come back located.
 pub fn parse_str(source: &str) -> Result<Scenario, Vec<Diagnostic>> {
+    let values = parameters(source, &[]).map_err(|d| vec![d])?;
+    parse_with(source, &values)
+}
+
+/// Parses scenario text into the model with `${var.NAME}` replaced by `values` in the parsed
+/// string scalars (never in the text: see [`substitute`]).
+fn parse_with(
+    source: &str,
+    values: &std::collections::BTreeMap<String, String>,
+) -> Result<Scenario, Vec<Diagnostic>> {
     if source
         .trim()
         .lines()
@@ -299,8 +324,11 @@ pub fn parse_str(source: &str) -> Result<Scenario, Vec<Diagnostic>> {
     // whole file before a type error could stop the walk early.
     serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(source, parse_options())
         .map_err(|e| vec![structural(&e)])?;
-    serde_saphyr::from_str_with_options::<Scenario>(source, parse_options())
-        .map_err(|e| vec![structural(&e)])
+    let params = substitute::Params::new(values);
+    serde_saphyr::with_deserializer_from_str_with_options(source, parse_options(), |de| {
+        params.deserialize::<Scenario, _>(de)
+    })
+    .map_err(|e| vec![structural(&e)])
 }
 
 /// Turns a serde-saphyr error into a diagnostic with a position and, where possible, a fix.

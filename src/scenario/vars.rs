@@ -1,13 +1,12 @@
-//! `${...}` substitutions. Scenario parameters, `${var.NAME}`, are replaced in the scenario's
-//! text before it is parsed (so they work in selectors, images, queries and helm values alike)
-//! from `--var NAME=value` or the `vars:` declaration's default. At run time, local-target
+//! `${...}` substitutions. Scenario parameters, `${var.NAME}`, take their value from
+//! `--var NAME=value` or the `vars:` declaration's default, and are put into the parsed string
+//! scalars by [`super::substitute`] (never into the text before parsing). At run time, local-target
 //! commands, env, URLs and load settings get `${drillbook}` (this binary) and `${port.NAME}`
 //! (a free loopback port chosen once per run).
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use super::model::VarDecl;
 
@@ -45,19 +44,6 @@ fn did_you_mean_suffix(suggestion: &Option<String>) -> String {
         .as_ref()
         .map(|s| format!(" (did you mean `{s}`?)"))
         .unwrap_or_default()
-}
-
-static COMMAND_LINE: OnceLock<Vec<(String, String)>> = OnceLock::new();
-
-/// Records the `--var NAME=value` pairs of this invocation. The command-line edge calls it once,
-/// before any scenario is read; every scenario this process loads resolves against them.
-pub fn set_command_line(pairs: Vec<(String, String)>) {
-    let _ = COMMAND_LINE.set(pairs);
-}
-
-/// The `--var` pairs of this invocation (none when the edge set none).
-pub fn command_line() -> &'static [(String, String)] {
-    COMMAND_LINE.get().map_or(&[], Vec::as_slice)
 }
 
 /// The value of every declared parameter: the command line's, else the default.
@@ -103,37 +89,6 @@ pub fn resolve(
         values.insert(name.clone(), value);
     }
     Ok(values)
-}
-
-/// `source` with every `${var.NAME}` replaced by its value; other `${...}` are left alone.
-pub fn substitute(source: &str, values: &BTreeMap<String, String>) -> Result<String, ParamError> {
-    const OPEN: &str = "${var.";
-    let mut out = String::with_capacity(source.len());
-    let mut done = 0;
-    while let Some(found) = source[done..].find(OPEN) {
-        let start = done + found;
-        out.push_str(&source[done..start]);
-        let name_at = start + OPEN.len();
-        let line_end = source[name_at..]
-            .find('\n')
-            .map_or(source.len(), |i| name_at + i);
-        let Some(close) = source[name_at..line_end].find('}') else {
-            return Err(ParamError::Unclosed { offset: start });
-        };
-        let name = &source[name_at..name_at + close];
-        let Some(value) = values.get(name) else {
-            return Err(ParamError::Unknown {
-                name: name.to_string(),
-                offset: start,
-                suggestion: super::tagged::did_you_mean(name, values.keys().map(String::as_str))
-                    .map(str::to_string),
-            });
-        };
-        out.push_str(value);
-        done = name_at + close + 1;
-    }
-    out.push_str(&source[done..]);
-    Ok(out)
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -278,10 +233,6 @@ mod tests {
         assert_eq!(values["image"], "proxy:1.2.1");
         assert_eq!(values["ns"], "mcp");
         assert_eq!(
-            substitute("image: ${var.image} in ${var.ns} on ${port.x}", &values),
-            Ok("image: proxy:1.2.1 in mcp on ${port.x}".to_string())
-        );
-        assert_eq!(
             resolve(&d, &[]),
             Err(ParamError::Missing {
                 name: "image".into()
@@ -294,25 +245,6 @@ mod tests {
             resolve(&d, &stray),
             Err(ParamError::Undeclared { .. })
         ));
-    }
-
-    #[test]
-    fn unknown_and_unclosed_parameters_are_located() {
-        let values: BTreeMap<String, String> = [("image".to_string(), "x".to_string())].into();
-        let e = substitute("a: 1\nb: ${var.imgae}\n", &values).expect_err("unknown");
-        assert_eq!(
-            e,
-            ParamError::Unknown {
-                name: "imgae".into(),
-                offset: 8,
-                suggestion: Some("image".into())
-            }
-        );
-        assert!(e.to_string().contains("did you mean `image`"), "{e}");
-        assert_eq!(
-            substitute("b: ${var.image\n}", &values),
-            Err(ParamError::Unclosed { offset: 3 })
-        );
     }
 
     #[test]

@@ -169,8 +169,11 @@ pub fn kubernetes_spec(loaded: &LoadedScenario) -> Result<&KubernetesTarget, Sch
 }
 
 /// Loads a scenario, turning its diagnostics into an error.
-pub fn load_scenario(path: &Path) -> Result<LoadedScenario, ScheduleError> {
-    crate::scenario::load(path).map_err(|d| ScheduleError::Invalid(Box::new(d)))
+pub fn load_scenario(
+    path: &Path,
+    vars: &[(String, String)],
+) -> Result<LoadedScenario, ScheduleError> {
+    crate::scenario::load_with(path, vars).map_err(|d| ScheduleError::Invalid(Box::new(d)))
 }
 
 /// Every object of a scheduled drill, in apply order: ConfigMap, ServiceAccount, Role,
