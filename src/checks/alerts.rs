@@ -28,16 +28,29 @@ pub async fn fired_during(
         .collect())
 }
 
-/// Judges the alerts that fired against `pattern` (matched in full against alert names).
+/// An alert-name pattern, compiled once and matched in full against alert names.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    text: String,
+    re: regex::Regex,
+}
+
+impl Pattern {
+    pub fn new(text: &str) -> Result<Self, regex::Error> {
+        Ok(Self {
+            text: text.to_string(),
+            re: regex::Regex::new(&format!("^(?:{text})$"))?,
+        })
+    }
+}
+
+/// Judges the alerts that fired (or why they could not be read) against `pattern`.
 pub fn judge(
-    pattern: &str,
+    pattern: &Pattern,
     phase: &str,
-    fired: Result<BTreeSet<String>, SampleError>,
+    fired: Result<&BTreeSet<String>, &SampleError>,
 ) -> Judgement {
-    let anchored = format!("^(?:{pattern})$");
-    let Ok(re) = regex::Regex::new(&anchored) else {
-        return Judgement::inconclusive(format!("`{pattern}` is not a regular expression"));
-    };
+    let (re, pattern) = (&pattern.re, pattern.text.as_str());
     let fired = match fired {
         Ok(fired) => fired,
         Err(e) => return Judgement::inconclusive(format!("cannot read the alerts: {e}")),
@@ -77,24 +90,21 @@ mod tests {
     use super::*;
     use crate::checks::CheckVerdict;
 
-    fn fired(names: &[&str]) -> Result<BTreeSet<String>, SampleError> {
-        Ok(names.iter().map(|s| s.to_string()).collect())
+    fn fired(p: &Pattern, names: &[&str]) -> Judgement {
+        let names: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
+        judge(p, "bake", Ok(&names))
     }
 
     #[test]
     fn only_matching_alerts_fail_the_check() {
-        let p = "ZaiProxyCanary.*";
-        assert_eq!(judge(p, "bake", fired(&[])).verdict, CheckVerdict::Pass);
+        let p = &Pattern::new("ZaiProxyCanary.*").expect("a regex");
+        assert_eq!(fired(p, &[]).verdict, CheckVerdict::Pass);
         assert_eq!(
-            judge(p, "bake", fired(&["Watchdog", "ProxyCanaryX"])).verdict,
+            fired(p, &["Watchdog", "ProxyCanaryX"]).verdict,
             CheckVerdict::Pass,
             "the pattern matches whole names only"
         );
-        let j = judge(
-            p,
-            "bake",
-            fired(&["Watchdog", "ZaiProxyCanaryHighErrorRate"]),
-        );
+        let j = fired(p, &["Watchdog", "ZaiProxyCanaryHighErrorRate"]);
         assert_eq!(j.verdict, CheckVerdict::Fail);
         assert!(
             j.detail.contains("ZaiProxyCanaryHighErrorRate"),
@@ -105,7 +115,8 @@ mod tests {
 
     #[test]
     fn unreadable_alerts_are_inconclusive() {
-        let j = judge("X", "bake", Err(SampleError::Query("refused".into())));
+        let p = Pattern::new("X").expect("a regex");
+        let j = judge(&p, "bake", Err(&SampleError::Query("refused".into())));
         assert_eq!(j.verdict, CheckVerdict::Inconclusive);
     }
 }

@@ -25,6 +25,9 @@ pub enum SampleError {
     Empty,
     #[error("{0}")]
     Query(String),
+    /// The server's URL named a variable this run has no value for: nothing was asked.
+    #[error("the URL `{url}` cannot be expanded: {why}")]
+    Url { url: String, why: String },
 }
 
 /// One sample of a query: its scalar value, or why there is none.
@@ -181,7 +184,7 @@ pub fn outcome(
             OnEmpty::Fail => SampleOutcome::Failed,
             OnEmpty::Inconclusive => SampleOutcome::Inconclusive,
         },
-        Err(SampleError::Query(_)) => SampleOutcome::Error,
+        Err(SampleError::Query(_) | SampleError::Url { .. }) => SampleOutcome::Error,
     }
 }
 
@@ -192,16 +195,40 @@ fn holds(e: &Expr, value: f64) -> bool {
     }
 }
 
-/// The check's conditions, parsed (validation has already rejected bad ones).
-pub fn conditions(check: &PrometheusCheck) -> (Option<Expr>, Option<Expr>) {
+/// A check's conditions, parsed once before its samples are judged.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conditions {
+    pub success: Option<Expr>,
+    pub failure: Option<Expr>,
+}
+
+/// A condition that does not parse. Validation rejects it first; should one reach a run, the
+/// check is inconclusive with this reason instead of judged as if the condition were absent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the condition `{text}` does not parse: {source}")]
+pub struct ConditionError {
+    pub text: String,
+    #[source]
+    pub source: expr::ExprError,
+}
+
+/// Parses one condition, keeping its text for the error.
+pub fn condition(text: &str) -> Result<Expr, ConditionError> {
+    expr::parse_condition(text).map_err(|source| ConditionError {
+        text: text.to_string(),
+        source,
+    })
+}
+
+/// The check's conditions, parsed.
+pub fn conditions(check: &PrometheusCheck) -> Result<Conditions, ConditionError> {
     let parse = |c: &Option<crate::scenario::Sp<String>>| {
-        c.as_ref()
-            .and_then(|c| expr::parse_condition(&c.value).ok())
+        c.as_ref().map(|c| condition(&c.value)).transpose()
     };
-    (
-        parse(&check.success_condition),
-        parse(&check.failure_condition),
-    )
+    Ok(Conditions {
+        success: parse(&check.success_condition)?,
+        failure: parse(&check.failure_condition)?,
+    })
 }
 
 /// Samples counted by outcome.
@@ -214,9 +241,22 @@ struct Tally {
     errors_in_a_row: u32,
 }
 
-/// Judges the samples taken for `check`.
+/// Judges the samples taken for `check`; a condition that does not parse makes it
+/// inconclusive with the parser's reason.
 pub fn judge(check: &PrometheusCheck, samples: &[Sample]) -> Judgement {
-    let (success, failure) = conditions(check);
+    match conditions(check) {
+        Ok(conditions) => judge_with(check, &conditions, samples),
+        Err(e) => Judgement::inconclusive(e.to_string()),
+    }
+}
+
+/// Judges the samples taken for `check` under its `conditions`, parsed once beforehand.
+pub fn judge_with(
+    check: &PrometheusCheck,
+    conditions: &Conditions,
+    samples: &[Sample],
+) -> Judgement {
+    let (success, failure) = (conditions.success.as_ref(), conditions.failure.as_ref());
     if samples.is_empty() {
         return Judgement::inconclusive(
             "no sample was taken (the drill ended before the first one)",
@@ -226,7 +266,7 @@ pub fn judge(check: &PrometheusCheck, samples: &[Sample]) -> Judgement {
     let mut run = 0u32;
     let mut problems = Vec::new();
     for s in samples {
-        let o = outcome(s, success.as_ref(), failure.as_ref(), check.on_empty);
+        let o = outcome(s, success, failure, check.on_empty);
         run = if o == SampleOutcome::Error {
             run + 1
         } else {
@@ -302,7 +342,7 @@ pub fn judge(check: &PrometheusCheck, samples: &[Sample]) -> Judgement {
                 threshold: expr::Threshold::Value(t),
                 ..
             }),
-        ) = (j.measured, success.as_ref())
+        ) = (j.measured, success)
     {
         j.threshold = Some(*t);
         j.near_threshold = *t != 0.0 && ((t - v).abs() / t.abs()) < 0.10;
@@ -351,8 +391,12 @@ mod tests {
         }
     }
 
+    fn judged(c: &PrometheusCheck, samples: &[Sample]) -> Judgement {
+        judge_with(c, &conditions(c).expect("the conditions parse"), samples)
+    }
+
     fn verdict(c: &PrometheusCheck, samples: &[Sample]) -> CheckVerdict {
-        judge(c, samples).verdict
+        judged(c, samples).verdict
     }
 
     fn query_error() -> Sample {
@@ -383,7 +427,7 @@ mod tests {
         let success_only = check(Some("result < 1"), None, 0);
         for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
             for c in [&failure_only, &success_only] {
-                let j = judge(c, &[Ok(bad)]);
+                let j = judged(c, &[Ok(bad)]);
                 assert_eq!(j.verdict, CheckVerdict::Inconclusive, "{bad}: {}", j.detail);
                 assert_eq!(j.measured, None, "{bad} is not a measurement");
             }
@@ -391,7 +435,7 @@ mod tests {
         assert_eq!(verdict(&failure_only, &[Ok(0.0)]), CheckVerdict::Pass);
         assert_eq!(verdict(&failure_only, &[Ok(2.0)]), CheckVerdict::Fail);
         assert!(
-            judge(&failure_only, &[Ok(f64::INFINITY)])
+            judged(&failure_only, &[Ok(f64::INFINITY)])
                 .detail
                 .contains("returned inf")
         );
@@ -400,12 +444,9 @@ mod tests {
     #[test]
     fn a_value_in_neither_condition_is_inconclusive() {
         let band = check(Some("result < 0.05"), Some("result > 0.10"), 0);
+        let parsed = conditions(&band).expect("the conditions parse");
         assert_eq!(
-            classify(
-                0.07,
-                band_exprs(&band).0.as_ref(),
-                band_exprs(&band).1.as_ref()
-            ),
+            classify(0.07, parsed.success.as_ref(), parsed.failure.as_ref()),
             SampleOutcome::Inconclusive
         );
         assert_eq!(verdict(&band, &[Ok(0.07)]), CheckVerdict::Inconclusive);
@@ -413,8 +454,18 @@ mod tests {
         assert_eq!(verdict(&band, &[Ok(0.2)]), CheckVerdict::Fail);
     }
 
-    fn band_exprs(c: &PrometheusCheck) -> (Option<Expr>, Option<Expr>) {
-        conditions(c)
+    #[test]
+    fn a_condition_that_does_not_parse_is_an_error_not_absent() {
+        let c = check(Some("result < 0.05"), Some("result >"), 0);
+        let e = conditions(&c).expect_err("the failure condition is broken");
+        assert_eq!(e.text, "result >");
+        let j = judge(&c, &[Ok(0.01)]);
+        assert_eq!(j.verdict, CheckVerdict::Inconclusive);
+        assert!(
+            j.detail.contains("`result >` does not parse"),
+            "{}",
+            j.detail
+        );
     }
 
     #[test]
@@ -462,7 +513,7 @@ mod tests {
     fn a_dry_run_says_so_in_its_detail() {
         let mut c = check(Some("result < 0.05"), None, 0);
         c.dry_run = true;
-        let j = judge(&c, &[Ok(0.5)]);
+        let j = judged(&c, &[Ok(0.5)]);
         assert_eq!(
             j.verdict,
             CheckVerdict::Fail,

@@ -1,6 +1,6 @@
 //! `drillbook run`: the whole pipeline, top to bottom. Load the scenario, run the drill,
-//! judge it, build and write the report, store it in the cluster when asked, print the
-//! verdict table, append the drill-log row.
+//! gather the end-of-run readings, judge them, build and write the report, store it in the
+//! cluster when asked, print the verdict table, append the drill-log row.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::RunArgs;
 use crate::drill_log::{self, AppendOutcome};
 use crate::engine::drill::{self, DrillError, RunOptions};
-use crate::engine::{judge, report_build};
+use crate::engine::{gather, judge, report_build};
 use crate::exit::Outcome;
 use crate::scenario::{FileDiagnostics, LoadedScenario};
 use crate::targets::kube::ConnectOptions;
@@ -54,9 +54,16 @@ pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Out
             eprintln!("refused: {why}");
             return Ok(Outcome::Refused);
         }
+        // Nothing was injected: the guard was prepared before the drill's background started.
+        Err(DrillError::Guard(why)) => {
+            eprintln!("refused: {why}");
+            return Ok(Outcome::Refused);
+        }
         Err(e) => return Err(e.into()),
     };
-    let judged = judge::judge(&loaded.scenario, &observed).await;
+    // All I/O the checks need happens here; judging itself only reads.
+    let end = gather::gather(&loaded.scenario, &observed).await;
+    let judged = judge::judge(&loaded.scenario, &observed, &end);
     let report = report_build::build(&loaded, &observed, judged, args.operator.as_deref());
 
     let dir = drill::report_dir(&args.report_dir, &report);

@@ -1,15 +1,17 @@
 //! Judging a finished drill: every check against what was observed, per phase and overall.
+//! Judging is pure: it reads the drill's observations and what `engine::gather` read at the
+//! end of the run, and does no I/O, so it is tested from fixtures without a server.
 
 use std::collections::BTreeSet;
 
 use super::drill::{Ending, Observed, offset};
+use super::gather::{EndObservations, Gathered};
 use super::phases::{self, PhaseWindow, Unresolved};
 use super::windows::Span;
-use crate::checks::{Judgement, http, kube_state};
+use crate::checks::{Judgement, alerts, http, kube_state};
 use crate::report::model::{CheckResult, CheckVerdict, Verdict};
 use crate::scenario::expr::{self, StatusSel};
-use crate::scenario::{Action, Check, CheckKind, Scenario, vars::Vars};
-use crate::support::command;
+use crate::scenario::{Action, Check, CheckKind, Scenario};
 use crate::targets::observe::{JobRecord, JobState};
 
 /// Phases as resolved for this run, with the load measured in each.
@@ -74,9 +76,9 @@ pub struct Judged {
 
 /// Judges every check, then decides the drill's verdict: how it ended first (interrupted,
 /// aborted), then the checks (any failure fails; missing data is inconclusive, never pass).
-pub async fn judge(scenario: &Scenario, observed: &Observed) -> Judged {
+pub fn judge(scenario: &Scenario, observed: &Observed, end: &EndObservations) -> Judged {
     let phases = JudgedPhases::resolve(scenario, observed);
-    let checks = judge_all(scenario, observed, &phases, &observed.vars).await;
+    let checks = judge_all(scenario, observed, &phases, end);
     let (verdict, mut verdict_reason) = decide(&observed.ending, &checks);
     if !observed.rolled_back.is_empty() {
         verdict_reason.push_str(&rollback_summary(&observed.rolled_back));
@@ -156,16 +158,16 @@ pub fn decide(ending: &Ending, checks: &[CheckResult]) -> (Verdict, String) {
 }
 
 /// Judges every check of the scenario.
-pub async fn judge_all(
+pub fn judge_all(
     scenario: &Scenario,
     observed: &Observed,
     phases: &JudgedPhases,
-    vars: &Vars,
+    end: &EndObservations,
 ) -> Vec<CheckResult> {
     let mut results = Vec::new();
     for check in &scenario.checks {
         let check = &check.value;
-        let judgement = judge_one(check, observed, phases, vars).await;
+        let judgement = judge_one(check, observed, phases, end);
         results.push(CheckResult {
             name: check.name.value.clone(),
             kind: check.kind.kind().to_string(),
@@ -195,22 +197,44 @@ fn expression_of(check: &Check) -> String {
     }
 }
 
-async fn judge_one(
+/// The phase a check looks at: its `phase:`, else the whole run.
+pub fn phase_of(check: &Check) -> &str {
+    check
+        .phase
+        .as_ref()
+        .map_or(crate::scenario::validate::WHOLE_RUN, |p| p.value.as_str())
+}
+
+/// A check whose expression does not parse. Validation rejects it before a run, so this is a
+/// bug; the check says so with the parser's reason instead of guessing a meaning.
+fn unparsed(what: &str, text: &str, why: impl std::fmt::Display) -> Judgement {
+    Judgement::inconclusive(format!("{what} `{text}` does not parse: {why}"))
+}
+
+/// A check whose end-of-run reading is missing or failed: inconclusive, with the cause.
+fn not_gathered(gathered: Option<&Gathered>) -> Judgement {
+    match gathered {
+        Some(Gathered::Failed(why)) => {
+            Judgement::inconclusive(format!("nothing could be read for this check: {why}"))
+        }
+        _ => Judgement::inconclusive("nothing was read for this check at the end of the run"),
+    }
+}
+
+/// Judges one check. Each expression is parsed here, once per check and run.
+fn judge_one(
     check: &Check,
     observed: &Observed,
     phases: &JudgedPhases,
-    vars: &Vars,
+    end: &EndObservations,
 ) -> Judgement {
-    let phase_name = check
-        .phase
-        .as_ref()
-        .map_or(crate::scenario::validate::WHOLE_RUN, |p| p.value.as_str());
+    let phase_name = phase_of(check);
+    let gathered = end.get(&check.name.value);
     match &check.kind {
         CheckKind::Http(text) => {
-            let Ok(parsed) = expr::parse_http(&text.value) else {
-                return Judgement::inconclusive(
-                    "the expression does not parse (validation should have caught this)",
-                );
+            let parsed = match expr::parse_http(&text.value) {
+                Ok(parsed) => parsed,
+                Err(e) => return unparsed("the expression", &text.value, e),
             };
             if phases.get(phase_name).is_none() {
                 return Judgement::inconclusive(phases.why_missing(phase_name));
@@ -238,11 +262,16 @@ async fn judge_one(
             }
         }
         CheckKind::Prometheus(p) => {
-            let samples = match observed.prometheus.get(&check.name.value) {
-                Some(samples) => samples.clone(),
-                None => super::prometheus::sample_at_end(p, vars).await,
+            let conditions = match crate::checks::prometheus::conditions(p) {
+                Ok(conditions) => conditions,
+                Err(e) => return Judgement::inconclusive(e.to_string()),
             };
-            crate::checks::prometheus::judge(p, &samples)
+            let samples = match (observed.prometheus.get(&check.name.value), gathered) {
+                (Some(sampled), _) => sampled.as_slice(),
+                (None, Some(Gathered::Sample(taken))) => std::slice::from_ref(&taken.result),
+                (None, other) => return not_gathered(other),
+            };
+            crate::checks::prometheus::judge_with(p, &conditions, samples)
         }
         CheckKind::Jobs(j) => judge_jobs(j, observed),
         CheckKind::Restarts(r) => {
@@ -276,13 +305,12 @@ async fn judge_one(
         }
         CheckKind::ReadyWithin(r) => judge_ready_within(r, observed),
         CheckKind::Rolled(r) => judge_rolled(r, observed),
-        CheckKind::Command(c) => judge_command(c).await,
+        CheckKind::Command(c) => judge_command(c, gathered),
         CheckKind::ExpectedFailure(e) => judge_expected_failure(e, observed),
         CheckKind::Compare(text) => {
-            let Ok(parsed) = expr::parse_compare(&text.value) else {
-                return Judgement::inconclusive(
-                    "the comparison does not parse (validation should have caught this)",
-                );
+            let parsed = match expr::parse_compare(&text.value) {
+                Ok(parsed) => parsed,
+                Err(e) => return unparsed("the comparison", &text.value, e),
             };
             let Some(window) = phases.get(phase_name) else {
                 return Judgement::inconclusive(phases.why_missing(phase_name));
@@ -301,21 +329,19 @@ async fn judge_one(
             )
         }
         CheckKind::Alerts(a) => {
-            let Some(window) = phases.get(phase_name) else {
+            if phases.get(phase_name).is_none() {
                 return Judgement::inconclusive(phases.why_missing(phase_name));
+            }
+            let pattern = match alerts::Pattern::new(&a.pattern.value) {
+                Ok(pattern) => pattern,
+                Err(e) => return unparsed("the pattern", &a.pattern.value, e),
             };
-            let end = observed.unix_s(window.end_s).ceil() as i64;
-            let range = (window.end_s - window.start_s.max(0.0)).ceil().max(1.0) as u64;
-            let url = vars.expand(&a.url).unwrap_or_else(|_| a.url.clone());
-            let fired = crate::checks::alerts::fired_during(
-                &url,
-                &a.headers,
-                super::prometheus::QUERY_TIMEOUT,
-                end,
-                range,
-            )
-            .await;
-            crate::checks::alerts::judge(&a.pattern.value, phase_name, fired)
+            match gathered {
+                Some(Gathered::Alerts(taken)) => {
+                    alerts::judge(&pattern, phase_name, taken.result.as_ref())
+                }
+                other => not_gathered(other),
+            }
         }
         CheckKind::Logs(l) => {
             let Some(window) = phases.get(phase_name) else {
@@ -581,15 +607,25 @@ fn words_list<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
     }
 }
 
-async fn judge_command(c: &crate::scenario::CommandCheck) -> Judgement {
-    match command::run(&c.argv, &Default::default(), c.timeout.0).await {
+/// A command check from how its command ended (run by `engine::gather`).
+fn judge_command(c: &crate::scenario::CommandCheck, ran: Option<&Gathered>) -> Judgement {
+    // A pattern that does not compile decides nothing: it is not "stdout did not match".
+    let stdout = match &c.stdout {
+        None => None,
+        Some(re) => match regex::Regex::new(&re.value) {
+            Ok(compiled) => Some(compiled),
+            Err(e) => return unparsed("the pattern", &re.value, e),
+        },
+    };
+    let result = match ran {
+        Some(Gathered::Command(taken)) => &taken.result,
+        other => return not_gathered(other),
+    };
+    match result {
         Err(e) => Judgement::inconclusive(e.to_string()),
         Ok(out) => {
             let code_ok = out.status == Some(c.exit_code);
-            let regex_ok = match &c.stdout {
-                None => true,
-                Some(re) => regex::Regex::new(&re.value).is_ok_and(|r| r.is_match(&out.stdout)),
-            };
+            let regex_ok = stdout.as_ref().is_none_or(|re| re.is_match(&out.stdout));
             let mut j = Judgement::decided(
                 code_ok && regex_ok,
                 format!(
@@ -762,4 +798,193 @@ mod tests {
     }
 
     const WHOLE: &str = crate::scenario::validate::WHOLE_RUN;
+
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use crate::checks::prometheus::SampleError;
+    use crate::engine::gather::{GatherError, Taken};
+    use crate::engine::prometheus::UrlError;
+    use crate::scenario::vars::VarError;
+    use crate::support::command::CommandOutput;
+
+    /// A local scenario with these `checks:` entries.
+    fn with_checks(checks: &str) -> Scenario {
+        let source = format!(
+            "apiVersion: drillbook/v1\nname: fixture\ntarget:\n  local:\n    processes:\n      \
+             - name: svc\n        command: [\"true\"]\nsteps:\n  - wait: 1s\nchecks:\n{checks}"
+        );
+        match crate::scenario::parse_str(&source) {
+            Ok(scenario) => scenario,
+            Err(diagnostics) => panic!("the fixture does not parse: {diagnostics:?}"),
+        }
+    }
+
+    /// A scenario with one check of each kind read at the end of the run.
+    fn scenario() -> Scenario {
+        with_checks(
+            "  - name: up\n    prometheus: {url: \"http://prometheus.invalid\", query: up, success_condition: \"result == 1\"}\n  \
+             - name: quiet\n    alerts: {url: \"http://prometheus.invalid\", pattern: \"Drill.*\"}\n  \
+             - name: probe\n    command: {argv: [probe], stdout: \"^ok\"}\n",
+        )
+    }
+
+    /// A drill that completed 10 s after time zero and recorded nothing the checks read.
+    fn observed() -> Observed {
+        let now = jiff::Timestamp::now();
+        Observed {
+            t0: tokio::time::Instant::now(),
+            started: now,
+            ended: now,
+            seed: 0,
+            ending: Ending::Completed,
+            steps: Vec::new(),
+            windows: Default::default(),
+            load: None,
+            load_error: None,
+            load_workers: None,
+            observations: Default::default(),
+            undo: Vec::new(),
+            rolled_back: Vec::new(),
+            finally: Vec::new(),
+            prometheus: BTreeMap::new(),
+            events: Vec::new(),
+            marks: phases::Marks {
+                end_s: 10.0,
+                ..Default::default()
+            },
+            warnings: Vec::new(),
+            vars: Default::default(),
+            preflight: Vec::new(),
+            run_id: String::new(),
+            undo_failed: 0,
+            streams: BTreeMap::new(),
+        }
+    }
+
+    fn taken<T>(result: T) -> Taken<T> {
+        Taken {
+            at: jiff::Timestamp::now(),
+            took: Duration::from_millis(5),
+            result,
+        }
+    }
+
+    fn end(readings: Vec<(&str, Gathered)>) -> EndObservations {
+        EndObservations {
+            checks: readings
+                .into_iter()
+                .map(|(name, g)| (name.to_string(), g))
+                .collect(),
+        }
+    }
+
+    /// The check `name` of `judged`, asserted to have `verdict` and `needle` in its detail.
+    fn expect<'a>(
+        judged: &'a Judged,
+        name: &str,
+        verdict: CheckVerdict,
+        needle: &str,
+    ) -> &'a CheckResult {
+        let Some(c) = judged.checks.iter().find(|c| c.name == name) else {
+            panic!("no check `{name}`");
+        };
+        assert_eq!(c.verdict, verdict, "{name}: {}", c.detail);
+        assert!(c.detail.contains(needle), "{name}: {}", c.detail);
+        c
+    }
+
+    fn ran(status: Option<i32>, stdout: &str) -> Gathered {
+        Gathered::Command(taken(Ok(CommandOutput {
+            status,
+            stdout: stdout.into(),
+            stderr: String::new(),
+        })))
+    }
+
+    #[test]
+    fn checks_are_judged_from_what_was_gathered_without_a_server() {
+        let fired = ["Watchdog", "DrillHighErrorRate"].map(String::from).into();
+        let judged = judge(
+            &scenario(),
+            &observed(),
+            &end(vec![
+                ("up", Gathered::Sample(taken(Ok(1.0)))),
+                ("quiet", Gathered::Alerts(taken(Ok(fired)))),
+                ("probe", ran(Some(0), "ok\n")),
+            ]),
+        );
+        let up = expect(&judged, "up", CheckVerdict::Pass, "1 successful");
+        assert_eq!(up.measured, Some(1.0));
+        expect(&judged, "quiet", CheckVerdict::Fail, "DrillHighErrorRate");
+        let probe = expect(&judged, "probe", CheckVerdict::Pass, "exit 0");
+        assert_eq!(probe.measured_text.as_deref(), Some("exit 0"));
+        assert_eq!(judged.verdict, Verdict::Fail);
+        assert!(
+            judged.verdict_reason.contains("quiet"),
+            "{}",
+            judged.verdict_reason
+        );
+    }
+
+    #[test]
+    fn a_command_that_printed_the_wrong_thing_or_did_not_run_is_judged_so() {
+        let wrong = end(vec![("probe", ran(Some(0), "nope"))]);
+        let judged = judge(&scenario(), &observed(), &wrong);
+        expect(&judged, "probe", CheckVerdict::Fail, "stdout did not match");
+        let not_run =
+            Gathered::Command(taken(Err(crate::support::command::CommandError::EmptyArgv)));
+        let judged = judge(&scenario(), &observed(), &end(vec![("probe", not_run)]));
+        expect(&judged, "probe", CheckVerdict::Inconclusive, "empty argv");
+    }
+
+    #[test]
+    fn a_check_whose_gathering_failed_is_inconclusive_with_the_cause() {
+        let url_error = Gathered::Failed(GatherError::Url(UrlError {
+            url: "http://127.0.0.1:${port.prom}".into(),
+            source: VarError::Unknown {
+                name: "port.prom".into(),
+            },
+        }));
+        let unreadable = Gathered::Alerts(taken(Err(SampleError::Query("refused".into()))));
+        let readings = end(vec![("up", url_error), ("quiet", unreadable)]);
+        let judged = judge(&scenario(), &observed(), &readings);
+        let up = expect(
+            &judged,
+            "up",
+            CheckVerdict::Inconclusive,
+            "cannot be expanded",
+        );
+        assert!(up.detail.contains("${port.prom}"), "{}", up.detail);
+        expect(&judged, "quiet", CheckVerdict::Inconclusive, "refused");
+        expect(
+            &judged,
+            "probe",
+            CheckVerdict::Inconclusive,
+            "nothing was read",
+        );
+        assert_eq!(judged.verdict, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn a_sample_taken_during_the_drill_is_judged_without_an_end_reading() {
+        let mut observed = observed();
+        let sampled = vec![Ok(1.0), Ok(1.0)];
+        observed.prometheus.insert("up".into(), sampled);
+        let judged = judge(&scenario(), &observed, &EndObservations::default());
+        expect(&judged, "up", CheckVerdict::Pass, "2 sample(s)");
+    }
+
+    #[tokio::test]
+    async fn gathering_a_url_that_does_not_expand_asks_nothing() {
+        let scenario = with_checks(
+            "  - name: up\n    prometheus: {url: \"http://127.0.0.1:${port.prom}\", query: up, success_condition: \"result == 1\"}\n",
+        );
+        let end = crate::engine::gather::gather(&scenario, &observed()).await;
+        assert!(
+            matches!(end.get("up"), Some(Gathered::Failed(GatherError::Url(_)))),
+            "{:?}",
+            end.get("up")
+        );
+    }
 }

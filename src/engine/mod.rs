@@ -4,6 +4,7 @@
 
 pub mod drill;
 pub mod fleet;
+pub mod gather;
 pub mod journal;
 pub mod judge;
 pub mod load_config;

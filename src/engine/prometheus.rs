@@ -1,6 +1,6 @@
-//! Prometheus during a drill: sampled checks run on their interval from time zero; end-of-run
-//! ones are queried when the drill is judged; `prometheus` abort guards are sampled on their
-//! interval and trip once their condition has held without a break for their `for:`.
+//! Prometheus during a drill: sampled checks run on their interval from time zero, and
+//! `prometheus` abort guards are sampled on their interval and trip once their condition has
+//! held without a break for their `for:`. End-of-run samples are taken by `engine::gather`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,32 +9,55 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::prometheus::{Sample, sample};
+use crate::checks::prometheus::{ConditionError, Sample, SampleError, condition, sample};
 use crate::scenario::expr::{self, Expr};
-use crate::scenario::{CheckKind, PrometheusCheck, PrometheusGuard, Scenario, vars::Vars};
+use crate::scenario::vars::{VarError, Vars};
+use crate::scenario::{CheckKind, PrometheusCheck, PrometheusGuard, Scenario};
 
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn expanded_url(check: &PrometheusCheck, vars: &Vars) -> String {
-    vars.expand(&check.url)
-        .unwrap_or_else(|_| check.url.clone())
+/// A server URL that names a variable this run has no value for.
+#[derive(Debug, thiserror::Error)]
+#[error("the URL `{url}` cannot be expanded: {source}")]
+pub struct UrlError {
+    pub url: String,
+    #[source]
+    pub source: VarError,
+}
+
+impl From<UrlError> for SampleError {
+    fn from(e: UrlError) -> Self {
+        SampleError::Url {
+            why: e.source.to_string(),
+            url: e.url,
+        }
+    }
+}
+
+/// `url` with this run's variables; never the raw text, which would query the wrong place.
+pub fn expand_url(url: &str, vars: &Vars) -> Result<String, UrlError> {
+    vars.expand(url).map_err(|source| UrlError {
+        url: url.to_string(),
+        source,
+    })
 }
 
 /// Starts the sampling of every check with an `interval`; the handle yields samples by check.
+/// A check whose URL does not expand gets that error as its one sample (it is inconclusive).
 pub fn spawn_sampled(
     scenario: &Scenario,
     vars: &Vars,
     t0: Instant,
     stop: CancellationToken,
 ) -> JoinHandle<BTreeMap<String, Vec<Sample>>> {
-    let sampled: Vec<(String, String, PrometheusCheck, Duration)> = scenario
+    let sampled: Vec<(String, Result<String, UrlError>, PrometheusCheck, Duration)> = scenario
         .checks
         .iter()
         .filter_map(|c| match &c.value.kind {
             CheckKind::Prometheus(p) => p.interval.map(|i| {
                 (
                     c.value.name.value.clone(),
-                    expanded_url(p, vars),
+                    expand_url(&p.url, vars),
                     p.clone(),
                     i.0,
                 )
@@ -48,6 +71,10 @@ pub fn spawn_sampled(
             .map(|(name, url, check, interval)| {
                 let stop = stop.clone();
                 tokio::spawn(async move {
+                    let url = match url {
+                        Ok(url) => url,
+                        Err(e) => return (name, vec![Err(e.into())]),
+                    };
                     let mut samples = Vec::new();
                     for i in 1..=check.count {
                         tokio::select! {
@@ -70,19 +97,6 @@ pub fn spawn_sampled(
         }
         all
     })
-}
-
-/// The single end-of-run sample of a check without `interval`.
-pub async fn sample_at_end(check: &PrometheusCheck, vars: &Vars) -> Vec<Sample> {
-    vec![
-        sample(
-            &expanded_url(check, vars),
-            &check.query.value,
-            &check.headers,
-            QUERY_TIMEOUT,
-        )
-        .await,
-    ]
 }
 
 /// Whether a guard's condition has held, without a break, for long enough.
@@ -134,8 +148,27 @@ pub struct GuardTrip {
     pub at: Instant,
 }
 
-/// One `prometheus` abort guard, ready to watch.
-struct Watched {
+/// A `prometheus` abort guard that cannot be watched. The drill refuses to start: a guard
+/// that silently stopped watching would let the faults run unguarded.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error("abort guard `{label}`: {source}")]
+    Condition {
+        label: String,
+        #[source]
+        source: ConditionError,
+    },
+    #[error("abort guard `{label}`: {source}")]
+    Url {
+        label: String,
+        #[source]
+        source: UrlError,
+    },
+}
+
+/// One `prometheus` abort guard, ready to watch: its condition parsed and its URL expanded.
+#[derive(Debug)]
+pub struct Watched {
     label: String,
     url: String,
     guard: PrometheusGuard,
@@ -143,30 +176,42 @@ struct Watched {
     needed: Duration,
 }
 
-/// Samples every `prometheus` guard from time zero until `stop`; `trip` is called once for
-/// each guard that trips (after which that guard stops sampling).
+/// Every `prometheus` abort guard of the scenario, prepared once before the drill starts.
+pub fn prepare_guards(scenario: &Scenario, vars: &Vars) -> Result<Vec<Watched>, GuardError> {
+    scenario
+        .abort_when
+        .iter()
+        .filter_map(|g| Some((g.value.label(), g.value.for_.0, g.value.prometheus.clone()?)))
+        .map(|(label, needed, guard)| {
+            let condition = match condition(&guard.condition.value) {
+                Ok(condition) => condition,
+                Err(source) => return Err(GuardError::Condition { label, source }),
+            };
+            let url = match expand_url(&guard.url, vars) {
+                Ok(url) => url,
+                Err(source) => return Err(GuardError::Url { label, source }),
+            };
+            Ok(Watched {
+                label,
+                url,
+                guard,
+                condition,
+                needed,
+            })
+        })
+        .collect()
+}
+
+/// Samples every prepared guard from time zero until `stop`; `trip` is called once for each
+/// guard that trips (after which that guard stops sampling).
 pub fn spawn_guards(
-    scenario: &Scenario,
-    vars: &Vars,
+    guards: Vec<Watched>,
     t0: Instant,
     stop: &CancellationToken,
     trip: impl Fn(GuardTrip) + Clone + Send + 'static,
 ) -> Vec<JoinHandle<()>> {
-    scenario
-        .abort_when
-        .iter()
-        .filter_map(|g| {
-            let guard = g.value.prometheus.clone()?;
-            Some(Watched {
-                label: g.value.label(),
-                url: vars
-                    .expand(&guard.url)
-                    .unwrap_or_else(|_| guard.url.clone()),
-                condition: expr::parse_condition(&guard.condition.value).ok()?,
-                needed: g.value.for_.0,
-                guard,
-            })
-        })
+    guards
+        .into_iter()
         .map(|watched| {
             let (stop, trip) = (stop.clone(), trip.clone());
             tokio::spawn(async move { watched.watch(t0, &stop, trip).await })
@@ -230,6 +275,30 @@ mod tests {
         let mut s = Streak::new(Duration::ZERO);
         assert!(!s.observe(false, S(1)));
         assert!(s.observe(true, S(2)));
+    }
+
+    #[test]
+    fn a_guard_that_cannot_be_watched_refuses_the_drill() {
+        let guarded = |condition: &str, url: &str| {
+            let source = format!(
+                "apiVersion: drillbook/v1\nname: g\ntarget:\n  local:\n    processes:\n      \
+                 - name: svc\n        command: [\"true\"]\nsteps:\n  - wait: 1s\nabort_when:\n  \
+                 - prometheus: {{url: \"{url}\", query: up, condition: \"{condition}\"}}\n    for: 0s\n"
+            );
+            match crate::scenario::parse_str(&source) {
+                Ok(scenario) => prepare_guards(&scenario, &Vars::default()),
+                Err(diagnostics) => panic!("the fixture does not parse: {diagnostics:?}"),
+            }
+        };
+        let ok = guarded("result > 0.1", "http://127.0.0.1:9");
+        assert!(matches!(ok.as_deref(), Ok([_])), "{ok:?}");
+        let bad = guarded("result >", "http://127.0.0.1:9");
+        assert!(matches!(bad, Err(GuardError::Condition { .. })), "{bad:?}");
+        let unexpanded = guarded("result > 0.1", "http://127.0.0.1:${port.prom}");
+        assert!(
+            matches!(unexpanded, Err(GuardError::Url { .. })),
+            "{unexpanded:?}"
+        );
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub enum DrillError {
     Process(LocalError),
     #[error(transparent)]
     Load(#[from] LoadConfigError),
+    #[error(transparent)]
+    Guard(#[from] super::prometheus::GuardError),
 }
 
 /// How a drill ended before its checks were judged.
@@ -689,6 +691,8 @@ impl<'a, T: Target> Drill<'a, T> {
 
     async fn start_background(&self, run_id: &str) -> Result<Background, DrillError> {
         let scenario = &self.loaded.scenario;
+        // Before the load, any guard or step starts: a guard that cannot be watched refuses.
+        let prometheus_guards = super::prometheus::prepare_guards(scenario, self.vars)?;
         let (windows_tx, mut windows_rx) = mpsc::unbounded_channel::<Window>();
         let (load_started, load_over) = (CancellationToken::new(), CancellationToken::new());
         let store = Arc::<Mutex<WindowStore>>::default();
@@ -786,7 +790,7 @@ impl<'a, T: Target> Drill<'a, T> {
             super::prometheus::spawn_sampled(scenario, self.vars, self.t0, self.stop.clone());
         let guards = {
             let abort = self.abort.clone();
-            super::prometheus::spawn_guards(scenario, self.vars, self.t0, &self.stop, move |trip| {
+            super::prometheus::spawn_guards(prometheus_guards, t0, &self.stop, move |trip| {
                 if !abort.token.is_cancelled() {
                     abort.guard_tripped(trip.reason, t0, trip.at);
                 }

@@ -1,0 +1,121 @@
+//! End-of-run gathering: the I/O the checks need beyond what the drill recorded, done once
+//! after the drill and before judging. Each reading keeps when it was taken, how long it took
+//! and its error, so judging is a pure function of the drill's observations and these.
+//! - a `prometheus` check without `interval`: its one end-of-run sample;
+//! - an `alerts` check: the alerts that fired during its phase (`ALERTS` over the phase);
+//! - a `command` check: how its command ended (exit code, output) or why it did not run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::drill::Observed;
+use super::judge::{self, JudgedPhases};
+use super::prometheus::{QUERY_TIMEOUT, UrlError, expand_url};
+use crate::checks::alerts;
+use crate::checks::prometheus::{Sample, SampleError, sample};
+use crate::scenario::{CheckKind, Scenario};
+use crate::support::command::{self, CommandError, CommandOutput};
+
+/// One reading: when it was taken (wall clock), how long it took, and what came back.
+#[derive(Debug)]
+pub struct Taken<T> {
+    pub at: jiff::Timestamp,
+    pub took: Duration,
+    pub result: T,
+}
+
+impl<T> Taken<T> {
+    async fn of(read: impl Future<Output = T>) -> Self {
+        let (at, started) = (jiff::Timestamp::now(), Instant::now());
+        let result = read.await;
+        Self {
+            at,
+            took: started.elapsed(),
+            result,
+        }
+    }
+}
+
+/// What was read for one check at the end of the run.
+#[derive(Debug)]
+pub enum Gathered {
+    /// A `prometheus` check sampled once at the end.
+    Sample(Taken<Sample>),
+    /// An `alerts` check: the names of the alerts that fired during its phase.
+    Alerts(Taken<Result<BTreeSet<String>, SampleError>>),
+    /// A `command` check: how its command ended.
+    Command(Taken<Result<CommandOutput, CommandError>>),
+    /// Nothing could be asked; the check is inconclusive with this cause.
+    Failed(GatherError),
+}
+
+/// Why nothing could be asked for a check.
+#[derive(Debug, thiserror::Error)]
+pub enum GatherError {
+    #[error(transparent)]
+    Url(#[from] UrlError),
+}
+
+/// Everything gathered after the drill, by check name. A check that needs nothing beyond the
+/// drill's observations (or whose phase did not happen) has no entry.
+#[derive(Debug, Default)]
+pub struct EndObservations {
+    pub checks: BTreeMap<String, Gathered>,
+}
+
+impl EndObservations {
+    pub fn get(&self, check: &str) -> Option<&Gathered> {
+        self.checks.get(check)
+    }
+}
+
+/// Reads what every check needs at the end of the run, one check after the other (a command
+/// check may depend on an earlier one's side effects, as it did when judging ran them).
+pub async fn gather(scenario: &Scenario, observed: &Observed) -> EndObservations {
+    let phases = JudgedPhases::resolve(scenario, observed);
+    let mut checks = BTreeMap::new();
+    for check in &scenario.checks {
+        let check = &check.value;
+        let name = &check.name.value;
+        let gathered = match &check.kind {
+            // Checks with `interval` were sampled during the drill.
+            CheckKind::Prometheus(p) if !observed.prometheus.contains_key(name) => {
+                match expand_url(&p.url, &observed.vars) {
+                    Ok(url) => Gathered::Sample(
+                        Taken::of(sample(&url, &p.query.value, &p.headers, QUERY_TIMEOUT)).await,
+                    ),
+                    Err(e) => Gathered::Failed(e.into()),
+                }
+            }
+            CheckKind::Alerts(a) => {
+                // A phase that did not happen has no window to ask about; the judge says why.
+                let Some(window) = phases.get(judge::phase_of(check)) else {
+                    continue;
+                };
+                let end = observed.unix_s(window.end_s).ceil() as i64;
+                let range = (window.end_s - window.start_s.max(0.0)).ceil().max(1.0) as u64;
+                match expand_url(&a.url, &observed.vars) {
+                    Ok(url) => Gathered::Alerts(
+                        Taken::of(alerts::fired_during(
+                            &url,
+                            &a.headers,
+                            QUERY_TIMEOUT,
+                            end,
+                            range,
+                        ))
+                        .await,
+                    ),
+                    Err(e) => Gathered::Failed(e.into()),
+                }
+            }
+            CheckKind::Command(c) => Gathered::Command(
+                Taken::of(command::run(&c.argv, &BTreeMap::new(), c.timeout.0)).await,
+            ),
+            _ => continue,
+        };
+        checks.insert(name.clone(), gathered);
+    }
+    EndObservations { checks }
+}
