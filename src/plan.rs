@@ -8,11 +8,12 @@ use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
 use crate::report::model::PreflightStatus;
+use crate::scenario::Pos;
 use crate::scenario::describe::{
-    check_what, check_when, describe_action, describe_guard, describe_undo,
+    self, check_what, check_when, describe_action, describe_guard, describe_undo,
 };
 use crate::scenario::{self, Action, LoadedScenario, Scenario, TargetSpec};
-use crate::targets::kube::{KubeError, KubeTarget};
+use crate::targets::kube::{CommandPin, KubeError, KubeTarget, check_safety};
 
 /// Every `*.yaml`/`*.yml` under the given files and directories, sorted.
 pub fn scenario_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
@@ -370,5 +371,182 @@ async fn pick_pods(
                 .join(", ")
         ),
         Err(e) => format!("refused: {e}"),
+    }
+}
+
+/// A run-time safety rule that refuses this scenario, decided without a cluster.
+#[derive(Debug)]
+pub struct Refusal {
+    /// Where the refused thing is written.
+    pub pos: Pos,
+    /// The step, check or target it is about.
+    pub what: String,
+    pub error: KubeError,
+}
+
+/// Which run-time options the rules are applied with (`--context`, `--allow-production`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SafetyOptions<'a> {
+    pub context: Option<&'a str>,
+    pub allow_production: bool,
+}
+
+/// Every refusal `run` would make that needs no cluster: the context and namespace pin and the
+/// production rule, and every kubectl/helm argv (steps, their undos, `on_abort`, `finally`,
+/// pre-flight). A `count:` above `max_pods` is a validation error already; percent-based kills
+/// need the pod list and are left to the in-cluster plan and the run.
+pub fn offline_refusals(loaded: &LoadedScenario, options: SafetyOptions<'_>) -> Vec<Refusal> {
+    let TargetSpec::Kubernetes(spec) = &loaded.scenario.target else {
+        return Vec::new();
+    };
+    let pinned = match check_safety(spec, options.context, options.allow_production) {
+        Ok(pinned) => pinned,
+        Err(error) => {
+            return vec![Refusal {
+                pos: spec.context.pos,
+                what: "target".into(),
+                error,
+            }];
+        }
+    };
+    let kubeconfig = spec.kubeconfig.as_deref().map(Path::new);
+    let pin = CommandPin {
+        context: &pinned.context,
+        namespace: &pinned.namespace,
+        allowed_namespaces: &pinned.allowed_namespaces,
+        kubeconfig,
+    };
+    let s = &loaded.scenario;
+    let mut refusals = Vec::new();
+    let sections = [
+        ("", &s.steps),
+        ("on abort ", &s.on_abort),
+        ("finally ", &s.finally),
+    ];
+    for (prefix, steps) in sections {
+        for (i, step) in steps.iter().enumerate() {
+            let what = step
+                .value
+                .name
+                .as_ref()
+                .map_or_else(|| format!("{prefix}#{}", i + 1), |n| n.value.clone());
+            if let Action::Command(c) = &step.value.action {
+                for argv in std::iter::once(&c.argv).chain(&c.undo) {
+                    if let Err(error) = pin.apply(argv) {
+                        refusals.push(Refusal {
+                            pos: step.pos,
+                            what: format!("step `{what}`"),
+                            error,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for check in &s.preflight {
+        if let scenario::PreflightCheck::Command(c) = &check.value
+            && let Err(error) = pin.apply(&c.argv)
+        {
+            refusals.push(Refusal {
+                pos: check.pos,
+                what: format!("pre-flight `{}`", describe::argv_words(&c.argv)),
+                error,
+            });
+        }
+    }
+    refusals
+}
+
+/// The refusals as `plan` shows them.
+pub fn render_refusals(refusals: &[Refusal]) -> String {
+    let mut out = String::new();
+    if refusals.is_empty() {
+        return out;
+    }
+    out.push_str("\nRefused (run would refuse these before changing anything)\n");
+    for r in refusals {
+        let _ = writeln!(
+            out,
+            "  refused: {} (line {}): {}",
+            r.what, r.pos.line, r.error
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn loaded(steps: &str) -> LoadedScenario {
+        let source = format!(
+            "apiVersion: drillbook/v1\nname: r\ntarget:\n  kubernetes:\n    context: staging\n    \
+             namespace: shop\n    allowed_contexts: [staging, prod-eu]\nsteps:\n{steps}\
+             checks:\n  - name: ok\n    restarts: {{selector: app=x, max: 0}}\n"
+        );
+        scenario::load_source(Path::new("r.yaml"), source).expect("valid")
+    }
+
+    /// Issue #22: `kubectl delete pods --all -nkube-system` used to plan as "run …" and be
+    /// refused only when the drill reached it.
+    #[test]
+    fn an_argv_outside_the_pin_is_refused_offline_at_its_step() {
+        let l = loaded(
+            "  - name: wipe\n    command: {argv: [kubectl, delete, pods, --all, -nkube-system]}\n\
+             \x20 - name: fine\n    command: {argv: [kubectl, get, pods], undo: [helm, --kube-context, other, list]}\n",
+        );
+        let refusals = offline_refusals(&l, SafetyOptions::default());
+        let found: Vec<(u32, &str)> = refusals
+            .iter()
+            .map(|r| (r.pos.line, r.what.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [(9, "step `wipe`"), (11, "step `fine`")],
+            "{refusals:?}"
+        );
+        assert!(refusals[0].error.to_string().contains("kube-system"));
+        assert!(refusals[1].error.to_string().contains("context `other`"));
+        let shown = render_refusals(&refusals);
+        assert!(shown.contains("refused: step `wipe` (line 9)"), "{shown}");
+    }
+
+    #[test]
+    fn the_context_pin_and_production_rule_are_applied_offline() {
+        let l = loaded("  - name: fine\n    command: {argv: [kubectl, get, pods]}\n");
+        assert!(offline_refusals(&l, SafetyOptions::default()).is_empty());
+        let elsewhere = SafetyOptions {
+            context: Some("other"),
+            allow_production: false,
+        };
+        let refusals = offline_refusals(&l, elsewhere);
+        assert!(
+            matches!(
+                refusals[..],
+                [Refusal {
+                    error: KubeError::ContextNotAllowed { .. },
+                    ..
+                }]
+            ),
+            "{refusals:?}"
+        );
+        let prod = SafetyOptions {
+            context: Some("prod-eu"),
+            allow_production: false,
+        };
+        assert!(matches!(
+            offline_refusals(&l, prod)[..],
+            [Refusal {
+                error: KubeError::Production { .. },
+                ..
+            }]
+        ));
+        let allowed = SafetyOptions {
+            allow_production: true,
+            ..prod
+        };
+        assert!(offline_refusals(&l, allowed).is_empty());
     }
 }

@@ -4,8 +4,12 @@ use std::path::{Path, PathBuf};
 
 use super::{PlanArgs, SchemaKind, safe};
 use crate::exit::Outcome;
-use crate::plan::{render_in_cluster, render_offline, scenario_files, schema_json};
+use crate::plan::{
+    SafetyOptions, offline_refusals, render_in_cluster, render_offline, render_refusals,
+    scenario_files, schema_json,
+};
 use crate::scenario::{self, TargetSpec};
+use crate::targets::kube::KubeError;
 
 /// `drillbook validate`: prints every problem of every file; 0 when all are valid, 2 otherwise.
 /// `vars`: the command line's `--var NAME=VALUE` pairs.
@@ -28,10 +32,16 @@ pub fn validate(paths: &[PathBuf], vars: &[(String, String)]) -> Outcome {
     for file in &files {
         match scenario::load_with(file, vars) {
             Ok(loaded) => {
-                let warnings =
-                    scenario::FileDiagnostics::new(file, Some(loaded.source), loaded.warnings);
-                eprint!("{}", safe(&warnings.to_string()));
-                println!("ok      {}", file.display());
+                let (refused, mut items) = safety_diagnostics(&loaded);
+                items.extend(loaded.warnings);
+                let diagnostics = scenario::FileDiagnostics::new(file, Some(loaded.source), items);
+                eprint!("{}", safe(&diagnostics.to_string()));
+                if refused {
+                    invalid += 1;
+                    println!("invalid {}", file.display());
+                } else {
+                    println!("ok      {}", file.display());
+                }
             }
             Err(diagnostics) => {
                 invalid += 1;
@@ -50,6 +60,28 @@ pub fn validate(paths: &[PathBuf], vars: &[(String, String)]) -> Outcome {
     } else {
         Outcome::Invalid
     }
+}
+
+/// `run`'s offline safety rules as diagnostics: a refusal is an error, except a
+/// production-looking name, which `--allow-production` lifts at run time (a warning here).
+/// Returns whether any is an error.
+fn safety_diagnostics(loaded: &scenario::LoadedScenario) -> (bool, Vec<scenario::Diagnostic>) {
+    let options = SafetyOptions::default();
+    let mut refused = false;
+    let items = offline_refusals(loaded, options)
+        .into_iter()
+        .map(|r| {
+            let text = format!("run refuses {}: {}", r.what, r.error);
+            if matches!(r.error, KubeError::Production { .. }) {
+                scenario::Diagnostic::warning(r.pos, text)
+                    .with_help("pass --allow-production to run and plan if this is meant")
+            } else {
+                refused = true;
+                scenario::Diagnostic::error(r.pos, text)
+            }
+        })
+        .collect();
+    (refused, items)
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
@@ -82,8 +114,19 @@ pub async fn plan(args: &PlanArgs, vars: &[(String, String)]) -> anyhow::Result<
     };
     args.cluster.apply(&mut loaded);
     print!("{}", safe(&render_offline(&loaded, args.seed)));
+    let refusals = offline_refusals(
+        &loaded,
+        SafetyOptions {
+            context: args.context.as_deref(),
+            allow_production: args.allow_production,
+        },
+    );
+    print!("{}", safe(&render_refusals(&refusals)));
     if let Some(runbook) = &loaded.scenario.runbook {
         println!("\n{}", drill_log_line(&loaded.resolve(&runbook.value)));
+    }
+    if !refusals.is_empty() {
+        return Ok(Outcome::Refused);
     }
     let TargetSpec::Kubernetes(spec) = &loaded.scenario.target else {
         return Ok(Outcome::Pass);

@@ -46,6 +46,25 @@ pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Out
         return Ok(Outcome::Refused);
     };
 
+    // The rules `plan` shows, before anything starts: a step that run would refuse half-way
+    // (an argv outside the pin, too many pods) refuses the whole drill up front.
+    let refusals = crate::plan::offline_refusals(
+        &loaded,
+        crate::plan::SafetyOptions {
+            context: options
+                .connect
+                .in_cluster
+                .as_deref()
+                .or(options.connect.context.as_deref()),
+            allow_production: options.connect.allow_production,
+        },
+    );
+    if !refusals.is_empty() {
+        for r in &refusals {
+            eprintln!("refused: {} (line {}): {}", r.what, r.pos.line, r.error);
+        }
+        return Ok(Outcome::Refused);
+    }
     let result = drill::run(&loaded, seed, &options).await;
     super::progress::clear_status();
     let observed = match result {

@@ -391,78 +391,13 @@ impl KubeTarget {
     /// `--f=v`, `-n v`, `-nv`, `-n=v` and bundled shorthands (`-itnNS`). Other programs are
     /// returned unchanged.
     pub fn pin_command(&self, argv: &[String]) -> Result<Vec<String>, KubeError> {
-        let Some((program, args)) = argv.split_first() else {
-            return Ok(Vec::new());
+        let pin = CommandPin {
+            context: &self.context,
+            namespace: &self.namespace,
+            allowed_namespaces: &self.allowed_namespaces,
+            kubeconfig: self.kubeconfig.as_deref(),
         };
-        let Some(tool) = Tool::of(program) else {
-            return Ok(argv.to_vec());
-        };
-        let own_args = args.split(|a| a == "--").next().unwrap_or(&[]);
-        let refuse = |reason: String| KubeError::PinConflict {
-            argv: redact_flag_values(tool, argv).join(" "),
-            reason,
-        };
-        let kubeconfig = self.kubeconfig.as_ref().map(|p| p.display().to_string());
-        let (mut has_context, mut has_namespace, mut has_kubeconfig) = (false, false, false);
-        for (rule, value) in flag_uses(tool, own_args) {
-            match rule.kind {
-                FlagKind::Context => {
-                    if value != self.context {
-                        return Err(refuse(format!(
-                            "it names context `{value}`, the scenario is pinned to `{}`",
-                            self.context
-                        )));
-                    }
-                    has_context = true;
-                }
-                FlagKind::Namespace => {
-                    if !self.allowed_namespaces.contains(&value) {
-                        return Err(refuse(format!(
-                            "namespace `{value}` is not in allowed_namespaces ({})",
-                            self.allowed_namespaces.join(", ")
-                        )));
-                    }
-                    has_namespace = true;
-                }
-                FlagKind::Kubeconfig => {
-                    if kubeconfig.as_deref() != Some(value.as_str()) {
-                        return Err(refuse(format!(
-                            "it names kubeconfig `{value}`, the scenario uses {}",
-                            kubeconfig.as_deref().map_or_else(
-                                || "the default kubeconfig".to_string(),
-                                |k| format!("`{k}`")
-                            )
-                        )));
-                    }
-                    has_kubeconfig = true;
-                }
-                FlagKind::AllNamespaces => {
-                    return Err(refuse(format!(
-                        "drills stay in the allowed namespaces ({})",
-                        self.allowed_namespaces.join(", ")
-                    )));
-                }
-                FlagKind::Redirect(what) => {
-                    return Err(refuse(format!(
-                        "`{}` would {what}; the scenario's context `{}` decides the server \
-                         and the identity",
-                        rule.long, self.context
-                    )));
-                }
-            }
-        }
-        let mut pinned = vec![program.clone()];
-        if !has_kubeconfig && let Some(path) = &kubeconfig {
-            pinned.extend(["--kubeconfig".to_string(), path.clone()]);
-        }
-        if !has_context {
-            pinned.extend([tool.context_flag().to_string(), self.context.clone()]);
-        }
-        if !has_namespace {
-            pinned.extend(["--namespace".to_string(), self.namespace.clone()]);
-        }
-        pinned.extend(args.iter().cloned());
-        Ok(pinned)
+        pin.apply(argv)
     }
 
     /// Runs a (pinned) kubectl/helm argv with this target's tool environment and `env`, killing
@@ -525,6 +460,95 @@ impl KubeTarget {
             .and_then(serde_json::Value::as_u64)
             .and_then(|v| u32::try_from(v).ok())
             .ok_or_else(|| unexpected("no numeric `version` field".into()))
+    }
+}
+
+/// What a kubectl/helm argv is pinned to: the scenario's context, namespace (within
+/// `allowed_namespaces`) and kubeconfig. Needs no cluster, so `plan --offline` and `validate`
+/// refuse exactly the argv that `run` would refuse.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandPin<'a> {
+    pub context: &'a str,
+    pub namespace: &'a str,
+    pub allowed_namespaces: &'a [String],
+    pub kubeconfig: Option<&'a Path>,
+}
+
+impl CommandPin<'_> {
+    /// `argv` pinned, or refused; the rules are [`KubeTarget::pin_command`]'s.
+    pub fn apply(&self, argv: &[String]) -> Result<Vec<String>, KubeError> {
+        let Some((program, args)) = argv.split_first() else {
+            return Ok(Vec::new());
+        };
+        let Some(tool) = Tool::of(program) else {
+            return Ok(argv.to_vec());
+        };
+        let own_args = args.split(|a| a == "--").next().unwrap_or(&[]);
+        let refuse = |reason: String| KubeError::PinConflict {
+            argv: redact_flag_values(tool, argv).join(" "),
+            reason,
+        };
+        let kubeconfig = self.kubeconfig.map(|p| p.display().to_string());
+        let (mut has_context, mut has_namespace, mut has_kubeconfig) = (false, false, false);
+        for (rule, value) in flag_uses(tool, own_args) {
+            match rule.kind {
+                FlagKind::Context => {
+                    if value != self.context {
+                        return Err(refuse(format!(
+                            "it names context `{value}`, the scenario is pinned to `{}`",
+                            self.context
+                        )));
+                    }
+                    has_context = true;
+                }
+                FlagKind::Namespace => {
+                    if !self.allowed_namespaces.contains(&value) {
+                        return Err(refuse(format!(
+                            "namespace `{value}` is not in allowed_namespaces ({})",
+                            self.allowed_namespaces.join(", ")
+                        )));
+                    }
+                    has_namespace = true;
+                }
+                FlagKind::Kubeconfig => {
+                    if kubeconfig.as_deref() != Some(value.as_str()) {
+                        return Err(refuse(format!(
+                            "it names kubeconfig `{value}`, the scenario uses {}",
+                            kubeconfig.as_deref().map_or_else(
+                                || "the default kubeconfig".to_string(),
+                                |k| format!("`{k}`")
+                            )
+                        )));
+                    }
+                    has_kubeconfig = true;
+                }
+                FlagKind::AllNamespaces => {
+                    return Err(refuse(format!(
+                        "drills stay in the allowed namespaces ({})",
+                        self.allowed_namespaces.join(", ")
+                    )));
+                }
+                FlagKind::Redirect(what) => {
+                    return Err(refuse(format!(
+                        "`{}` would {what}; the scenario's context `{}` decides the server \
+                         and the identity",
+                        rule.long, self.context
+                    )));
+                }
+            }
+        }
+        let mut pinned = vec![program.clone()];
+        if !has_kubeconfig && let Some(path) = &kubeconfig {
+            pinned.extend(["--kubeconfig".to_string(), path.clone()]);
+        }
+        if !has_context {
+            pinned.extend([tool.context_flag().to_string(), self.context.to_string()]);
+        }
+        if !has_namespace {
+            pinned.extend(["--namespace".to_string(), self.namespace.to_string()]);
+        }
+        pinned.extend(args.iter().cloned());
+        Ok(pinned)
     }
 }
 

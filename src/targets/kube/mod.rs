@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-pub use commands::{REDACTED, SecretValuesError};
+pub use commands::{CommandPin, REDACTED, SecretValuesError};
 pub use fleet::{FLEET_LABEL, WORKER_LABEL, worker_job};
 pub use observer::{KubeEvent, KubeEventKind, Observer};
 pub use pods::{KillMethod, KilledPod, PodInfo};
