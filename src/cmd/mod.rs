@@ -5,6 +5,7 @@
 
 mod collect;
 mod load;
+mod load_args;
 mod load_worker;
 mod plan;
 mod progress;
@@ -22,7 +23,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::exit::Outcome;
 use crate::telemetry::{self, LogFormat};
 
-pub use load::LoadArgs;
+pub use load_args::LoadArgs;
 
 #[derive(Debug, Parser)]
 #[command(
