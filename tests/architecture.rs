@@ -458,7 +458,7 @@ fn file_nodes() -> Vec<FileNode> {
                 .filter_map(|at| {
                     let text = std::str::from_utf8(&code[at + 3..]).ok()?;
                     let name = text.split_whitespace().next()?.trim_end_matches('{');
-                    let open = at + 3 + text.find(|c: char| c == '{' || c == ';')?;
+                    let open = at + 3 + text.find(['{', ';'])?;
                     let mut depth = 0;
                     let close = code[open..].iter().position(|c| {
                         depth += i32::from(*c == b'{') - i32::from(*c == b'}');
