@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::load::LoadArgs;
+use super::load_args::LoadArgs;
 use crate::exit::Outcome;
 use crate::load::CallerStats;
 use crate::load::wire::{WireFinal, WorkerLine};

@@ -4,7 +4,9 @@
 //! errors are shown as a chain.
 
 mod collect;
+mod lab;
 mod load;
+mod load_args;
 mod load_worker;
 mod plan;
 mod progress;
@@ -22,7 +24,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::exit::Outcome;
 use crate::telemetry::{self, LogFormat};
 
-pub use load::LoadArgs;
+pub use load_args::LoadArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -88,7 +90,7 @@ pub enum Command {
         subcommand,
         after_help = "Example:\n  drillbook lab proxy --listen 127.0.0.1:8080 --stateless-tokens true"
     )]
-    Lab(crate::lab::LabCommand),
+    Lab(lab::LabCommand),
     /// Render a report.json in another format.
     #[command(
         after_help = "Example:\n  drillbook report reports/2026-11-22-proxy-restart-ab12/report.json --format md"
@@ -395,7 +397,7 @@ fn dispatch(command: Command, vars: &[(String, String)]) -> anyhow::Result<Outco
         Command::Run(args) => runtime()?.block_on(run::run(args, vars)),
         Command::Recover(args) => runtime()?.block_on(recover::recover(&args)),
         Command::Load(args) => runtime()?.block_on(load::run(*args)),
-        Command::Lab(command) => runtime()?.block_on(crate::lab::run(command)),
+        Command::Lab(command) => runtime()?.block_on(lab::run(command)),
         Command::Report(args) => report::run(&args),
         Command::Schedule(args) => runtime()?.block_on(schedule::schedule(&args, vars)),
         Command::Rbac(args) => schedule::rbac(&args, vars),

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::undo::Registered;
 use crate::targets::kube::KubeUndo;
 
 pub const JOURNAL_VERSION: u32 = 1;
@@ -39,6 +38,14 @@ pub struct JournalTarget {
     pub context: String,
     pub namespace: String,
     pub kubeconfig: Option<String>,
+}
+
+/// An undo and the step that registered it: the record the undo stack holds and the journal
+/// stores (defined here, below the stack, so the journal does not know the stack).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registered<U> {
+    pub step: String,
+    pub undo: U,
 }
 
 /// One run's journal. Only Kubernetes runs are journaled (see above), hence the default.

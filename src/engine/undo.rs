@@ -5,6 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+// The record the stack holds is the journal's (`recover` reads it back); re-exported so the
+// stack's users need not know where it is stored.
+pub use super::journal::Registered;
 use super::journal::{Journal, JournalError};
 use crate::targets::{TargetError, UndoAction};
 
@@ -26,13 +29,6 @@ pub enum UndoFailure {
     Target(#[from] TargetError),
     #[error("timed out after {}", crate::units::HumanDuration(*.0))]
     TimedOut(Duration),
-}
-
-/// An undo and the step that registered it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Registered<U> {
-    pub step: String,
-    pub undo: U,
 }
 
 /// What happened when an undo ran.

@@ -17,7 +17,7 @@ use super::http::{
 use super::launcher::{LaunchError, Launcher, TrainingJobSpec};
 use super::metrics::{self, CounterVec, Exposition};
 use super::token::{self, SigningKey};
-use super::{ClusterJobsArgs, JobsManagerArgs, LabError, TokenMode, base_url};
+use super::{ClusterJobsConfig, JobsManagerConfig, LabError, TokenMode, base_url};
 
 /// Registration calls to the proxy give up after this long; the caller then gets a 503.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -69,11 +69,11 @@ struct JobsManager {
 }
 
 /// Serves the jobs-manager until SIGTERM/Ctrl-C.
-pub async fn run(args: JobsManagerArgs) -> Result<(), LabError> {
+pub async fn run(args: JobsManagerConfig) -> Result<(), LabError> {
     let proxy_url = base_url("proxy-url", &args.proxy_url)?;
     let listener = lab_http::bind(args.listen).await?;
     let shutdown = lab_http::shutdown_signal()?;
-    let mode = args.tokens.mode();
+    let mode = args.tokens.mode;
     let tokens_minted = CounterVec::new(&["mode"]);
     tokens_minted.touch(&[mode.label()]);
     let launcher = match &args.cluster.job_image {
@@ -295,7 +295,7 @@ impl JobsManager {
 
 /// Connects the cluster mode with the pod's ServiceAccount.
 async fn connect_launcher(
-    cluster: &ClusterJobsArgs,
+    cluster: &ClusterJobsConfig,
     image: &str,
     proxy_url: &str,
 ) -> Result<Launcher, LabError> {

@@ -14,7 +14,7 @@ use super::http::{self as lab_http, Response, error_response, json_response, tex
 use super::metrics::{self, CounterVec, DURATION_BUCKETS, Exposition, Histogram};
 use super::revoke::RevokeList;
 use super::token::{SigningKey, TokenRejection};
-use super::{LabError, ProxyArgs, TokenMode};
+use super::{LabError, ProxyConfig, TokenMode};
 
 /// How often the revoke file is checked for changes.
 const REVOKE_POLL: Duration = Duration::from_millis(200);
@@ -60,7 +60,7 @@ struct Proxy {
 }
 
 /// Serves the proxy until SIGTERM/Ctrl-C, then drains in-flight requests.
-pub async fn run(args: ProxyArgs) -> Result<(), LabError> {
+pub async fn run(args: ProxyConfig) -> Result<(), LabError> {
     let started = Instant::now();
     let listener = lab_http::bind(args.listen).await?;
     let shutdown = lab_http::shutdown_signal()?;
@@ -92,8 +92,8 @@ pub async fn run(args: ProxyArgs) -> Result<(), LabError> {
 }
 
 impl Proxy {
-    fn new(args: &ProxyArgs, started: Instant) -> Self {
-        let mode = args.tokens.mode();
+    fn new(args: &ProxyConfig, started: Instant) -> Self {
+        let mode = args.tokens.mode;
         let metrics = ProxyMetrics {
             requests: CounterVec::new(&["code"]),
             duration: Histogram::new(DURATION_BUCKETS),
@@ -323,7 +323,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::lab::TokenArgs;
+    use crate::lab::TokenConfig;
     use crate::units::HumanDuration;
 
     fn proxy(stateless: bool) -> Proxy {
@@ -331,10 +331,14 @@ mod tests {
     }
 
     fn proxy_failing(stateless: bool, fail_ratio: f64) -> Proxy {
-        let args = ProxyArgs {
+        let args = ProxyConfig {
             listen: "127.0.0.1:0".parse().expect("address"),
-            tokens: TokenArgs {
-                stateless_tokens: stateless,
+            tokens: TokenConfig {
+                mode: if stateless {
+                    TokenMode::Stateless
+                } else {
+                    TokenMode::Legacy
+                },
                 signing_key: "test-key".into(),
             },
             revoke_file: None,

@@ -8,7 +8,7 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use super::http::{Client, ClientResponse, error_chain};
-use super::{LabError, TrainerArgs, base_url};
+use super::{LabError, TrainerConfig, base_url};
 use crate::exit::Outcome;
 
 /// One proxy or jobs-manager call gives up after this long (then counts as unavailable).
@@ -87,7 +87,7 @@ struct Progress {
 }
 
 /// Runs the job to its end. Prints one line per state change on stdout.
-pub async fn run(args: TrainerArgs) -> Result<TrainerExit, LabError> {
+pub async fn run(args: TrainerConfig) -> Result<TrainerExit, LabError> {
     let proxy_url = base_url("proxy-url", &args.proxy_url)?;
     let train_url = format!("{proxy_url}/v1/train");
     let started = Instant::now();

@@ -17,7 +17,8 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{CallerEvent, CallerPool, CallerView};
-use super::conn::{Connection, Exchange, Failure, Target};
+use super::conn::{Connection, Target};
+use super::exchange::{Exchange, Failure};
 use super::h1::RequestTemplate;
 use super::profile::Schedule;
 use super::stats::{CallerStats, ErrorKind, Stats, Window};

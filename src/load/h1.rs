@@ -15,7 +15,7 @@ use http::{Method, Uri};
 use tokio::io::{AsyncWriteExt as _, Interest};
 use tokio::net::TcpStream;
 
-use super::conn::{Exchange, Failure, classify_io};
+use super::exchange::{Exchange, Failure, classify_io};
 use super::stats::ErrorKind;
 
 /// First size of a connection's read buffer; a response head that does not fit makes it grow

@@ -12,6 +12,7 @@
 mod auth;
 mod conn;
 mod engine;
+mod exchange;
 pub mod fleet;
 mod h1;
 mod profile;

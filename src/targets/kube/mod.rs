@@ -17,6 +17,7 @@ mod resources;
 mod retry;
 mod state_checks;
 mod steps;
+mod undo;
 mod workloads;
 
 #[cfg(test)]
@@ -37,7 +38,8 @@ pub use observer::{KubeEvent, KubeEventKind, Observer};
 pub use pods::{KillMethod, KilledPod, PodInfo};
 pub use preflight::{Need, Needs};
 pub use resources::{PatchBody, ResourceId, inverse_json_patch, inverse_merge_patch};
-pub use steps::{KubeRun, KubeUndo};
+pub use steps::KubeRun;
+pub use undo::KubeUndo;
 pub use workloads::{RESTARTED_AT, pods_rolled};
 
 use crate::scenario::KubernetesTarget;

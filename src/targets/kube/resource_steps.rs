@@ -3,7 +3,7 @@
 
 use super::KubeTarget;
 use super::resources::{PatchBody, ResourceId, inverse_json_patch, inverse_merge_patch};
-use super::steps::KubeUndo;
+use super::undo::KubeUndo;
 use crate::scenario::{Action, FieldCondition, PatchResource, TargetKind};
 use crate::targets::{Applied, TargetError};
 
