@@ -8,6 +8,7 @@ pub mod model;
 pub mod spanned;
 pub mod substitute;
 pub mod tagged;
+pub mod templated;
 pub mod validate;
 pub mod vars;
 

@@ -9,6 +9,7 @@ use super::diagnostic::Diagnostic;
 use super::model::*;
 use super::spanned::{Pos, Sp};
 use super::tagged::did_you_mean;
+use super::templated;
 use super::vars;
 use crate::scenario::expr::{self, ExprError, Metric};
 use crate::units::{Rate, limits};
@@ -53,6 +54,8 @@ pub fn validate(scenario: &Scenario, scenario_path: &Path, source: &str) -> Vec<
     };
     v.header();
     v.target();
+    v.templated();
+    v.ports_nobody_gets();
     v.load();
     v.cluster_load();
     v.steps();
@@ -178,12 +181,6 @@ impl Validator<'_> {
                             format!("process `{}` has an empty command", p.name.value),
                         );
                     }
-                    let texts = p.command.iter().chain(p.env.values()).chain(p.ready.iter());
-                    for text in texts {
-                        if let Err(e) = vars::names(text) {
-                            self.error(p.name.pos, format!("process `{}`: {e}", p.name.value));
-                        }
-                    }
                     self.limit(
                         "replicas",
                         p.replicas.value,
@@ -200,14 +197,23 @@ impl Validator<'_> {
                 if local.processes.is_empty() {
                     self.error(Pos::default(), "a local target needs at least one process");
                 }
-                self.ports_nobody_gets(local);
             }
         }
     }
 
-    /// A `${port.NAME}` in the load's URLs that no process's command or env is given: nothing
-    /// will listen on that port (most often a typo of a process's port name).
-    fn ports_nobody_gets(&mut self, local: &LocalTarget) {
+    /// Every `${...}` in the fields that take them ([`templated::texts`], the one list a run
+    /// expands too) must be `${drillbook}` or `${port.NAME}`, well formed.
+    fn templated(&mut self) {
+        for t in templated::texts(self.scenario) {
+            if let Err(e) = vars::names(t.text) {
+                self.error(t.pos, e.to_string());
+            }
+        }
+    }
+
+    /// A `${port.NAME}` used in a URL, header or guard that no process's command or env is
+    /// given: nothing will listen on that port (most often a typo of a process's port name).
+    fn ports_nobody_gets(&mut self) {
         let port_names = |text: &str| -> Vec<String> {
             vars::names(text)
                 .unwrap_or_default()
@@ -215,22 +221,17 @@ impl Validator<'_> {
                 .filter_map(|name| name.strip_prefix("port.").map(str::to_string))
                 .collect()
         };
-        let given: BTreeSet<String> = local
-            .processes
+        let texts = templated::texts(self.scenario);
+        let given: BTreeSet<String> = texts
             .iter()
-            .flat_map(|p| p.command.iter().chain(p.env.values()))
-            .flat_map(|text| port_names(text))
+            .filter(|t| t.site.gives_port())
+            .flat_map(|t| port_names(t.text))
             .collect();
-        let Some(load) = &self.scenario.load else {
-            return;
-        };
-        let urls =
-            std::iter::once(&load.url).chain(load.streams.values().map(|stream| &stream.url));
         let mut unknown = Vec::new();
-        for url in urls {
-            for name in port_names(&url.value) {
+        for t in texts.iter().filter(|t| !t.site.gives_port()) {
+            for name in port_names(t.text) {
                 if !given.contains(&name) {
-                    unknown.push((url.pos, name));
+                    unknown.push((t.pos, name));
                 }
             }
         }
@@ -265,10 +266,9 @@ impl Validator<'_> {
         let Some(load) = &self.scenario.load else {
             return;
         };
+        // A bad reference in the URL is reported with every templated text.
         match vars::names(&load.url.value) {
-            Err(e) => {
-                self.error(load.url.pos, e.to_string());
-            }
+            Err(_) => {}
             Ok(_) => {
                 let url = &load.url.value;
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
