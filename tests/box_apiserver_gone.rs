@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub mod common {
-    pub mod boxed;
-}
+use crate::common;
 
 use common::boxed::{kubeconfig as box_kubeconfig, kubectl, path_with_tools};
 

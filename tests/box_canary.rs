@@ -14,9 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_drillbook");
 const BUSYBOX: &str = "box.local/busybox:1.35";
 const DRILLBOOK_IMAGE: &str = "box.local/drillbook:dev";
 
-pub mod common {
-    pub mod boxed;
-}
+use crate::common;
 
 /// The pinned helm/kubectl of `e2e/tools.sh`.
 fn tools_dir() -> PathBuf {

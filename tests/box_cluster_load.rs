@@ -26,9 +26,7 @@ const RATE_PER_WORKER: u64 = 25;
 const SECONDS: u64 = 10;
 const CALLERS_PER_WORKER: u32 = 2;
 
-pub mod common {
-    pub mod boxed;
-}
+use crate::common;
 
 use common::boxed::{kubectl, path_with_tools};
 

@@ -18,9 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_drillbook");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
 
-pub mod common {
-    pub mod boxed;
-}
+use crate::common;
 
 use common::boxed::{kubeconfig as box_kubeconfig, kubectl, path_with_tools};
 

@@ -10,9 +10,7 @@ use drillbook::report::model::{CheckVerdict, EventKind, Report, Verdict};
 
 /// Shared test support (tests/common); `pub` so that helpers this file does not use are
 /// not dead code.
-pub mod common {
-    pub mod trial;
-}
+use crate::common;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -6,9 +6,7 @@
 
 /// Shared test support (tests/common); `pub` so that helpers this file does not use are
 /// not dead code.
-pub mod common {
-    pub mod load;
-}
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;

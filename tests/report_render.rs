@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+use crate::common;
+
 use std::path::{Path, PathBuf};
 
 use drillbook::exit::Outcome;
@@ -40,7 +42,7 @@ fn fixtures_cover_every_non_error_verdict() {
 #[test]
 fn table_snapshots() {
     for name in FIXTURES {
-        insta::assert_snapshot!(
+        common::snapshot::assert_snapshot!(
             format!("table-{name}"),
             render(&fixture(name), Format::Table)
         );
@@ -50,14 +52,17 @@ fn table_snapshots() {
 #[test]
 fn markdown_snapshots() {
     for name in FIXTURES {
-        insta::assert_snapshot!(format!("md-{name}"), render(&fixture(name), Format::Md));
+        common::snapshot::assert_snapshot!(
+            format!("md-{name}"),
+            render(&fixture(name), Format::Md)
+        );
     }
 }
 
 #[test]
 fn junit_snapshots() {
     for name in FIXTURES {
-        insta::assert_snapshot!(
+        common::snapshot::assert_snapshot!(
             format!("junit-{name}"),
             render(&fixture(name), Format::Junit)
         );
@@ -67,7 +72,7 @@ fn junit_snapshots() {
 #[test]
 fn changelog_snapshots() {
     for name in FIXTURES {
-        insta::assert_snapshot!(
+        common::snapshot::assert_snapshot!(
             format!("changelog-{name}"),
             render(&fixture(name), Format::Changelog)
         );

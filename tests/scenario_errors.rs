@@ -1,6 +1,8 @@
 //! Broken scenarios: each must be rejected with its exact location and a helpful message,
 //! never a panic or a hang. The rendered diagnostics are snapshot-tested.
 
+use crate::common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -198,7 +200,7 @@ fn every_broken_scenario_is_located_and_explained() {
                 "{name}: {first}"
             );
         }
-        insta::assert_snapshot!(name, output);
+        common::snapshot::assert_snapshot!(name, output);
     }
 }
 
