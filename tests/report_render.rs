@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use crate::common;
+use crate::common::cli::{self, Ran};
 
 use std::path::{Path, PathBuf};
 
@@ -351,30 +352,27 @@ fn load_refuses_a_newer_schema_version_clearly() {
 
 #[test]
 fn report_command_renders_to_stdout_and_files() {
-    let bin = env!("CARGO_BIN_EXE_drillbook");
     let fixture_file = fixture_path("fail-rollback-midflight");
-    let output = std::process::Command::new(bin)
+    let output = cli::drillbook()
         .args(["report", fixture_file.to_str().unwrap(), "--format", "md"])
-        .output()
-        .unwrap();
+        .output();
     // Rendering succeeds whatever the drill's verdict.
-    assert_eq!(output.status.code(), Some(0));
+    output.assert_code(0);
     assert_eq!(
         String::from_utf8(output.stdout).unwrap(),
         render(&fixture("fail-rollback-midflight"), Format::Md)
     );
 
     // Piped stdout is not a terminal: no colour.
-    let output = std::process::Command::new(bin)
+    let output = cli::drillbook()
         .args(["report", fixture_file.to_str().unwrap()])
         .env_remove("NO_COLOR")
-        .output()
-        .unwrap();
+        .output();
     assert!(!String::from_utf8(output.stdout).unwrap().contains('\x1b'));
 
     let dir = tempfile::tempdir().unwrap();
     let junit = dir.path().join("junit.xml");
-    let status = std::process::Command::new(bin)
+    let status = cli::drillbook()
         .args([
             "report",
             fixture_file.to_str().unwrap(),
@@ -383,8 +381,7 @@ fn report_command_renders_to_stdout_and_files() {
             "-o",
         ])
         .arg(&junit)
-        .status()
-        .unwrap();
+        .status();
     assert!(status.success());
     assert!(
         std::fs::read_to_string(&junit)
@@ -394,12 +391,11 @@ fn report_command_renders_to_stdout_and_files() {
 
     let not_a_report = dir.path().join("x.json");
     std::fs::write(&not_a_report, "{\"hello\": 1}").unwrap();
-    let output = std::process::Command::new(bin)
+    let output = cli::drillbook()
         .args(["report", not_a_report.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("is not a drillbook report"));
+        .output();
+    output.assert_code(2);
+    assert!(output.stderr_str().contains("is not a drillbook report"));
 }
 
 #[test]
