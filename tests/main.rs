@@ -39,3 +39,27 @@ mod scenario_errors;
 mod scenario_fuzz;
 mod scenario_vars;
 mod scenarios;
+
+/// With `autotests = false` a file of `tests/` that is not a module here would never be built
+/// or run, silently; this makes forgetting its `mod` line a failing test.
+#[test]
+fn every_test_file_is_a_module_of_this_binary() {
+    let main = include_str!("main.rs");
+    let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&tests).expect("read tests/") {
+        let path = entry.expect("an entry of tests/").path();
+        let Some(stem) = path.file_stem().and_then(|stem| stem.to_str()) else {
+            continue;
+        };
+        let is_rust = path.extension().is_some_and(|extension| extension == "rs");
+        if is_rust && stem != "main" && !main.lines().any(|line| line == format!("mod {stem};")) {
+            missing.push(stem.to_owned());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "tests/{{{}}}.rs: add `mod NAME;` to tests/main.rs",
+        missing.join(",")
+    );
+}
