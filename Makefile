@@ -3,9 +3,10 @@ CARGO ?= cargo
 BIN := target/debug/drillbook
 REPORTS ?= reports
 
-# The Kubernetes tests (tests/e2e_*.rs, tests/kube_*.rs), as `--test NAME` flags: cargo's own
-# globs fail when one pattern matches no target yet.
-E2E_TESTS := $(patsubst tests/%.rs,--test %,$(sort $(wildcard tests/e2e_*.rs tests/kube_*.rs)))
+# The suite is one test binary (`tests/main.rs`) whose modules are the files of `tests/`; a
+# stage picks its files as libtest name filters `FILE::` (substring matches on `FILE::TEST`).
+# The Kubernetes tests: tests/e2e_*.rs and tests/kube_*.rs.
+E2E_TESTS := $(patsubst tests/%.rs,%::,$(sort $(wildcard tests/e2e_*.rs tests/kube_*.rs)))
 
 .PHONY: help build release demo test e2e e2e-box lint fmt bench schema clean-reports box box-down demo-k8s
 
@@ -28,7 +29,7 @@ test: ## the whole test suite (unit, integration, lab, Prometheus, Kubernetes, t
 	$(MAKE) --no-print-directory e2e-box
 
 e2e: ## Kubernetes tests on a real control plane
-	$(CARGO) run --locked --example e2e_cluster -- $(CARGO) test --locked $(E2E_TESTS)
+	$(CARGO) run --locked --example e2e_cluster -- $(CARGO) test --locked --test main -- $(E2E_TESTS)
 
 box: build ## bring up the one-node Kubernetes box (root, Linux)
 	./e2e/box/box.sh up
@@ -38,11 +39,12 @@ box-down: ## remove the Kubernetes box (processes, containers, mounts, netns, st
 
 # The box's tests share one cluster: one at a time. The box is taken down afterwards on every
 # exit path unless it was already running before (then it is left as it was found).
-# The drill-level tests of `make e2e` (BOX_E2E_TESTS) run on the real node here as well.
-BOX_E2E_TESTS := --test kube_drills --test kube_interrupt_trials --test box_cluster_load --test box_canary --test box_apiserver_gone
+# The box's own tests are tests/box_*.rs; the drill-level tests of `make e2e` (kube_drills,
+# kube_interrupt_trials) run on the real node here as well.
+BOX_E2E_TESTS := $(patsubst tests/%.rs,%::,$(sort $(wildcard tests/box_*.rs))) kube_drills:: kube_interrupt_trials::
 
 e2e-box: build ## the seed drills (and the drill-level e2e tests) on the box, a real one-node Kubernetes (root)
-	./e2e/box/run-tests.sh $(CARGO) test --locked --test box_drills $(BOX_E2E_TESTS) -- --test-threads=1
+	./e2e/box/run-tests.sh $(CARGO) test --locked --test main -- $(BOX_E2E_TESTS) --test-threads=1
 
 demo-k8s: build ## run the seed drills on the box (`make box` first); reports land in reports/
 	./demo/run-k8s.sh $(BIN) $(REPORTS)

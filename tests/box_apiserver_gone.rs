@@ -7,17 +7,15 @@
 //! line and environment, inside the box's network namespace (a guard restarts it if the test
 //! fails in between).
 
+use crate::common::cli::Ran;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub mod common {
-    pub mod boxed;
-}
+use crate::common;
 
-use common::boxed::{kubeconfig as box_kubeconfig, kubectl, path_with_tools};
+use common::boxed::{self, kubeconfig as box_kubeconfig, kubectl};
 
-const BIN: &str = env!("CARGO_BIN_EXE_drillbook");
 const PID_FILE: &str = "/run/drillbook-box/kube-apiserver.pid";
 const LOG_FILE: &str = "/var/lib/drillbook-box/logs/kube-apiserver.log";
 const NETNS: &str = "/var/run/netns/drillbook-box";
@@ -116,7 +114,7 @@ impl Drop for ApiServer {
 
 fn ready(kubeconfig: &Path) -> bool {
     let output = kubectl(kubeconfig, &["get", "--raw", "/readyz"]);
-    output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "ok"
+    output.status.success() && output.stdout_str().trim() == "ok"
 }
 
 fn replicas(kubeconfig: &Path, namespace: &str) -> Option<u32> {
@@ -131,7 +129,7 @@ fn replicas(kubeconfig: &Path, namespace: &str) -> Option<u32> {
             "jsonpath={.spec.replicas}",
         ],
     );
-    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+    output.stdout_str().trim().parse().ok()
 }
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -140,15 +138,6 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn drillbook(state: &Path, kubeconfig: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .env("KUBECONFIG", kubeconfig)
-        .env("DRILLBOOK_STATE_DIR", state)
-        .env("PATH", path_with_tools());
-    command
 }
 
 fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
@@ -207,15 +196,14 @@ fn the_api_server_dying_mid_drill_aborts_journals_the_undo_and_recover_finishes_
     let reports = dir.path().join("reports");
 
     let mut apiserver = ApiServer::find();
-    let mut drill = drillbook(&state, &kubeconfig)
+    let mut drill = boxed::drillbook(&kubeconfig, &state)
         .arg("run")
         .arg(&scenario)
         .arg("--report-dir")
         .arg(&reports)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .expect("drillbook runs");
+        .spawn();
     wait_for(
         "the first step scaled web to 3",
         Duration::from_secs(60),
@@ -224,8 +212,8 @@ fn the_api_server_dying_mid_drill_aborts_journals_the_undo_and_recover_finishes_
     apiserver.kill();
     let code = wait_exit(&mut drill, Duration::from_secs(240));
     let output = drill.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = output.stderr_str();
+    let stdout = output.stdout_str();
     let explain = format!("exit {code}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
     assert_eq!(code, 4, "the drill aborts: {explain}");
     assert!(
@@ -249,15 +237,10 @@ fn the_api_server_dying_mid_drill_aborts_journals_the_undo_and_recover_finishes_
         "nothing undid it yet"
     );
 
-    let dry = drillbook(&state, &kubeconfig)
+    let dry = boxed::drillbook(&kubeconfig, &state)
         .args(["recover", "--dry-run"])
-        .output()
-        .expect("recover --dry-run runs");
-    let dry_text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&dry.stdout),
-        String::from_utf8_lossy(&dry.stderr)
-    );
+        .output();
+    let dry_text = format!("{}{}", dry.stdout_str(), dry.stderr_str());
     assert!(
         dry_text.contains("scale-up") || dry_text.contains("web"),
         "the journaled undo is listed: {dry_text}"
@@ -268,27 +251,25 @@ fn the_api_server_dying_mid_drill_aborts_journals_the_undo_and_recover_finishes_
         "--dry-run changes nothing"
     );
 
-    let recover = drillbook(&state, &kubeconfig)
+    let recover = boxed::drillbook(&kubeconfig, &state)
         .arg("recover")
-        .output()
-        .expect("recover runs");
+        .output();
     assert!(
         recover.status.success(),
         "recover: {}{}",
-        String::from_utf8_lossy(&recover.stdout),
-        String::from_utf8_lossy(&recover.stderr)
+        recover.stdout_str(),
+        recover.stderr_str()
     );
     assert_eq!(
         replicas(&kubeconfig, &namespace),
         Some(2),
         "recover scaled web back"
     );
-    let again = drillbook(&state, &kubeconfig)
+    let again = boxed::drillbook(&kubeconfig, &state)
         .args(["recover", "--dry-run"])
-        .output()
-        .expect("recover --dry-run runs");
+        .output();
     assert!(again.status.success(), "{again:?}");
-    let again_text = String::from_utf8_lossy(&again.stdout);
+    let again_text = again.stdout_str();
     assert!(
         !again_text.contains("scale-up"),
         "nothing left to recover: {again_text}"

@@ -4,19 +4,17 @@
 //! of its own (deleted on every exit path) with busybox workloads from the box's image store,
 //! and runs the drill through the binary. Skips without the box (see `common::boxed`).
 
+use crate::common::cli::{self, Ran};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_drillbook");
 const BUSYBOX: &str = "box.local/busybox:1.35";
 const DRILLBOOK_IMAGE: &str = "box.local/drillbook:dev";
 
-pub mod common {
-    pub mod boxed;
-}
+use crate::common;
 
 /// The pinned helm/kubectl of `e2e/tools.sh`.
 fn tools_dir() -> PathBuf {
@@ -53,12 +51,8 @@ fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 fn ok(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    assert!(output.status.success(), "{what}: {}", output.stderr_str());
+    output.stdout_str()
 }
 
 /// A fresh namespace, deleted (without waiting) when dropped.
@@ -118,7 +112,7 @@ impl Namespace {
         );
         std::fs::write(&scenario, text).expect("write scenario");
         let reports = dir.path().join("reports");
-        let output = Command::new(BIN)
+        let output = cli::drillbook()
             .env("KUBECONFIG", &self.kubeconfig)
             .env("DRILLBOOK_STATE_DIR", dir.path().join("state"))
             .env("PATH", path_with_tools())
@@ -126,8 +120,7 @@ impl Namespace {
             .arg(&scenario)
             .arg("--report-dir")
             .arg(&reports)
-            .output()
-            .expect("drillbook runs");
+            .output();
         let report = std::fs::read_dir(&reports).ok().and_then(|entries| {
             entries
                 .filter_map(Result::ok)
@@ -138,8 +131,8 @@ impl Namespace {
         });
         Run {
             code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            stdout: output.stdout_str(),
+            stderr: output.stderr_str(),
             report,
         }
     }

@@ -7,6 +7,7 @@
 //! that crashes. The seed drills with cluster load are in `tests/box_drills.rs`. Skips without
 //! `DRILLBOOK_BOX_KUBECONFIG`, fails without a box under `DRILLBOOK_REQUIRE_BOX=1`.
 
+use crate::common::cli::{self, Ran};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,7 +19,6 @@ use serde_json::Value;
 
 use drillbook::load::wire::{FleetMerger, WorkerLine};
 
-const BIN: &str = env!("CARGO_BIN_EXE_drillbook");
 const PROXY: &str = "http://10.252.0.80:8080/v1/train";
 const TOKENS: &str = "http://10.252.0.81:8081/token";
 const WORKERS: u32 = 2;
@@ -26,17 +26,15 @@ const RATE_PER_WORKER: u64 = 25;
 const SECONDS: u64 = 10;
 const CALLERS_PER_WORKER: u32 = 2;
 
-pub mod common {
-    pub mod boxed;
-}
+use crate::common;
 
-use common::boxed::{kubectl, path_with_tools};
+use common::boxed::{self, kubectl};
 
 const WORKERS_LABEL: &str = "app.kubernetes.io/name=drillbook-load";
 const CONTAINERD: &str = "/run/drillbook-box/containerd/containerd.sock";
 
 fn have_box() -> bool {
-    common::boxed::kubeconfig().is_some()
+    boxed::kubeconfig().is_some()
 }
 
 /// A drill with cluster load (2 workers, 20/s through the stateless proxy's Service) and one
@@ -69,18 +67,8 @@ fn write_secret_scenario(dir: &Path, name: &str, seconds: u64, secret: &str) -> 
     path
 }
 
-/// `drillbook` with the box's kubeconfig, the pinned tools and a scratch state directory.
-fn drillbook(kubeconfig: &Path, state: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .env("KUBECONFIG", kubeconfig)
-        .env("PATH", path_with_tools())
-        .env("DRILLBOOK_STATE_DIR", state);
-    command
-}
-
 fn start_drill(kubeconfig: &Path, dir: &Path, scenario: &Path) -> Child {
-    drillbook(kubeconfig, &dir.join("state"))
+    boxed::drillbook(kubeconfig, &dir.join("state"))
         .arg("run")
         .arg(scenario)
         .arg("--report-dir")
@@ -88,7 +76,6 @@ fn start_drill(kubeconfig: &Path, dir: &Path, scenario: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("stderr")).expect("stderr file"))
         .spawn()
-        .expect("drillbook starts")
 }
 
 /// Starts the drill and waits until both of its worker pods run.
@@ -122,8 +109,8 @@ fn start_with_workers(kubeconfig: &Path, dir: &Path, scenario: &Path) -> Child {
         panic!(
             "the workers did not start: {}\nkubectl get pods,jobs: {}{}",
             stderr_of(dir),
-            String::from_utf8_lossy(&listing.stdout),
-            String::from_utf8_lossy(&listing.stderr)
+            listing.stdout_str(),
+            listing.stderr_str()
         );
     }
     drill
@@ -153,7 +140,7 @@ fn worker_lines(kubeconfig: &Path, kind: &str, fields: &str) -> String {
             &jsonpath,
         ],
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out.stdout_str()
 }
 
 /// The worker pods' phases (`Running`, `Succeeded`, …), by pod name.
@@ -246,7 +233,7 @@ fn clean_up(kubeconfig: &Path) {
 
 #[test]
 fn ctrl_c_mid_load_removes_every_worker_pod() {
-    let Some(kubeconfig) = common::boxed::kubeconfig() else {
+    let Some(kubeconfig) = boxed::kubeconfig() else {
         return;
     };
     let (dir, mut drill) = drill_with_workers(&kubeconfig, "box-cluster-load-interrupt", 40);
@@ -286,7 +273,7 @@ fn ctrl_c_mid_load_removes_every_worker_pod() {
 
 #[test]
 fn after_sigkill_workers_end_by_themselves_and_recover_removes_the_jobs() {
-    let Some(kubeconfig) = common::boxed::kubeconfig() else {
+    let Some(kubeconfig) = boxed::kubeconfig() else {
         return;
     };
     let (dir, mut drill) = drill_with_workers(&kubeconfig, "box-cluster-load-sigkill", 20);
@@ -311,10 +298,9 @@ fn after_sigkill_workers_end_by_themselves_and_recover_removes_the_jobs() {
         clean_up(&kubeconfig);
     }
     assert!(ended, "workers still running after their load: {pods:?}");
-    let recover = drillbook(&kubeconfig, &dir.path().join("state"))
+    let recover = boxed::drillbook(&kubeconfig, &dir.path().join("state"))
         .arg("recover")
-        .output()
-        .expect("recover runs");
+        .output();
     let gone = eventually(Duration::from_secs(20), || {
         worker_jobs(&kubeconfig).is_empty()
     });
@@ -322,19 +308,19 @@ fn after_sigkill_workers_end_by_themselves_and_recover_removes_the_jobs() {
     assert!(
         recover.status.success(),
         "recover: {}",
-        String::from_utf8_lossy(&recover.stderr)
+        recover.stderr_str()
     );
     assert!(gone, "recover left the worker Jobs");
     assert!(
-        String::from_utf8_lossy(&recover.stdout).contains("drillbook-load-")
-            || String::from_utf8_lossy(&recover.stderr).contains("drillbook-load-"),
+        recover.stdout_str().contains("drillbook-load-")
+            || recover.stderr_str().contains("drillbook-load-"),
         "recover names the worker Jobs it removed"
     );
 }
 
 #[test]
 fn a_worker_that_crashes_leaves_visible_gaps_and_no_pass() {
-    let Some(kubeconfig) = common::boxed::kubeconfig() else {
+    let Some(kubeconfig) = boxed::kubeconfig() else {
         return;
     };
     let (dir, mut drill) = drill_with_workers(&kubeconfig, "box-cluster-load-crash", 30);
@@ -353,7 +339,8 @@ fn a_worker_that_crashes_leaves_visible_gaps_and_no_pass() {
             "jsonpath={.items[0].status.containerStatuses[0].containerID}",
         ],
     );
-    let id = String::from_utf8_lossy(&id.stdout)
+    let id = id
+        .stdout_str()
         .trim()
         .trim_start_matches("containerd://")
         .to_string();
@@ -372,11 +359,7 @@ fn a_worker_that_crashes_leaves_visible_gaps_and_no_pass() {
         .arg(&id)
         .output()
         .expect("ctr runs");
-    assert!(
-        killed.status.success(),
-        "ctr kill: {}",
-        String::from_utf8_lossy(&killed.stderr)
-    );
+    assert!(killed.status.success(), "ctr kill: {}", killed.stderr_str());
     let code = wait_exit(&mut drill, Duration::from_secs(120));
     clean_up(&kubeconfig);
     let report = report_of(dir.path());
@@ -411,7 +394,7 @@ fn two_workers_through_the_service_merge_to_rate_times_duration() {
     let zero_ms = jiff::Timestamp::now().as_millisecond() + 3000;
     let children: Vec<_> = (0..WORKERS)
         .map(|worker| {
-            Command::new(BIN)
+            cli::drillbook()
                 .args(["load", PROXY, "--worker-output"])
                 .args(["--rate", &format!("{RATE_PER_WORKER}/s")])
                 .args(["--duration", &format!("{SECONDS}s")])
@@ -430,7 +413,6 @@ fn two_workers_through_the_service_merge_to_rate_times_duration() {
                 ])
                 .stdout(Stdio::piped())
                 .spawn()
-                .expect("the worker starts")
         })
         .collect();
     let mut merger = FleetMerger::new(WORKERS);
@@ -470,7 +452,7 @@ fn two_workers_through_the_service_merge_to_rate_times_duration() {
 
 #[test]
 fn a_bearer_token_from_a_secret_reaches_the_workers_and_nowhere_else() {
-    let Some(kubeconfig) = common::boxed::kubeconfig() else {
+    let Some(kubeconfig) = boxed::kubeconfig() else {
         return;
     };
     let minted = Command::new("curl")
@@ -497,11 +479,7 @@ fn a_bearer_token_from_a_secret_reaches_the_workers_and_nowhere_else() {
             &format!("--from-literal=token={token}"),
         ],
     );
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    assert!(created.status.success(), "{}", created.stderr_str());
 
     let dir = tempfile::tempdir().expect("temp dir");
     let scenario = write_secret_scenario(dir.path(), "box-cluster-load-secret", 12, secret);
@@ -519,7 +497,7 @@ fn a_bearer_token_from_a_secret_reaches_the_workers_and_nowhere_else() {
             "json",
         ],
     );
-    let jobs = String::from_utf8_lossy(&jobs.stdout).into_owned();
+    let jobs = jobs.stdout_str();
     let code = wait_exit(&mut drill, Duration::from_secs(90));
     let _ = kubectl(
         &kubeconfig,

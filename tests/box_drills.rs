@@ -8,19 +8,17 @@
 //! box fails them. They share one cluster, so they run one at a time (`--test-threads=1`), and
 //! each waits for the releases to settle before it starts.
 
+use crate::common::cli::{self, Ran};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_drillbook");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
 
-pub mod common {
-    pub mod boxed;
-}
+use crate::common;
 
 use common::boxed::{kubeconfig as box_kubeconfig, kubectl, path_with_tools};
 
@@ -43,7 +41,7 @@ fn settle(kubeconfig: &Path, namespace: &str) {
         assert!(
             status.status.success(),
             "{deployment} in {namespace} did not settle: {}",
-            String::from_utf8_lossy(&status.stderr)
+            status.stderr_str()
         );
     }
     // Terminating pods of the previous ReplicaSet still hold connections and endpoints.
@@ -61,7 +59,8 @@ fn settle(kubeconfig: &Path, namespace: &str) {
                 "jsonpath={range .items[*]}{.metadata.deletionTimestamp}{\"\\n\"}{end}",
             ],
         );
-        let terminating = String::from_utf8_lossy(&pods.stdout)
+        let terminating = pods
+            .stdout_str()
             .lines()
             .any(|line| !line.trim().is_empty());
         if !terminating {
@@ -137,7 +136,7 @@ fn run_drill_with(kubeconfig: &Path, name: &str, extra: &[&str]) -> Run {
     let runbook = dir.path().join("RUNBOOK.md");
     std::fs::copy(Path::new(REPO).join("docs/RUNBOOK.box.md"), &runbook).expect("copy runbook");
     let reports = dir.path().join("reports");
-    let output = Command::new(BIN)
+    let output = cli::drillbook()
         .current_dir(REPO)
         .env("KUBECONFIG", kubeconfig)
         .env("PATH", path_with_tools())
@@ -149,8 +148,7 @@ fn run_drill_with(kubeconfig: &Path, name: &str, extra: &[&str]) -> Run {
         .arg(&runbook)
         .args(["--operator", "box-tests"])
         .args(extra)
-        .output()
-        .expect("drillbook runs");
+        .output();
     let report = std::fs::read_dir(&reports).ok().and_then(|entries| {
         entries
             .filter_map(Result::ok)
@@ -161,8 +159,8 @@ fn run_drill_with(kubeconfig: &Path, name: &str, extra: &[&str]) -> Run {
     });
     Run {
         code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        stdout: output.stdout_str(),
+        stderr: output.stderr_str(),
         report,
         runbook: std::fs::read_to_string(&runbook).unwrap_or_default(),
     }
@@ -180,7 +178,7 @@ fn submit_training_job() {
     assert!(
         answer.status.success(),
         "POST /jobs failed: {}",
-        String::from_utf8_lossy(&answer.stderr)
+        answer.stderr_str()
     );
 }
 
@@ -223,9 +221,9 @@ fn assert_cluster_load(run: &Run, kubeconfig: &Path, namespace: &str, expected: 
         ],
     );
     assert!(
-        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        left.stdout_str().trim().is_empty(),
         "worker Jobs left after the drill: {}",
-        String::from_utf8_lossy(&left.stdout)
+        left.stdout_str()
     );
 }
 
@@ -233,7 +231,7 @@ fn assert_cluster_load(run: &Run, kubeconfig: &Path, namespace: &str, expected: 
 fn proxy_images(kubeconfig: &Path) -> (String, Vec<String>) {
     let get = |what: &[&str]| {
         let output = kubectl(kubeconfig, &[&["-n", "tracebloc", "get"], what].concat());
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
+        output.stdout_str().trim().to_string()
     };
     let template = get(&[
         "deployment/requests-proxy",
@@ -263,11 +261,7 @@ fn restore_proxy_image(kubeconfig: &Path, image: &str) {
             &format!("requests-proxy={image}"),
         ],
     );
-    assert!(
-        set.status.success(),
-        "{}",
-        String::from_utf8_lossy(&set.stderr)
-    );
+    assert!(set.status.success(), "{}", set.stderr_str());
     settle(kubeconfig, "tracebloc");
 }
 
@@ -282,7 +276,7 @@ fn wait_for_no_proxy_alert() {
             .arg("http://10.250.0.2:9090/api/v1/alerts")
             .output()
             .expect("curl runs");
-        let body = String::from_utf8_lossy(&answer.stdout);
+        let body = answer.stdout_str();
         if answer.status.success() && !body.contains("\"LabProxy") {
             return;
         }
@@ -445,7 +439,7 @@ fn proxy_restart_stateless_passes_with_no_401() {
             "--tail=200",
         ],
     );
-    let text = String::from_utf8_lossy(&logs.stdout);
+    let text = logs.stdout_str();
     assert!(!text.trim().is_empty(), "the proxy logged nothing");
     assert_plain_log(&text);
 }
@@ -537,7 +531,7 @@ fn midflight_rollback_strands_exactly_the_jwt_holders() {
             "jsonpath={.spec.template.spec.containers[0].env[?(@.name==\"LAB_STATELESS_TOKENS\")].value}",
         ],
     );
-    assert_eq!(String::from_utf8_lossy(&env.stdout), "true");
+    assert_eq!(env.stdout_str(), "true");
 }
 
 #[test]
@@ -583,7 +577,7 @@ fn a_scheduled_drill_fires_in_cluster_and_collect_appends_its_row_once() {
     settle(&kubeconfig, "tracebloc");
     let dir = tempfile::tempdir().expect("temp dir");
     let manifests = dir.path().join("manifests");
-    let render = Command::new(BIN)
+    let render = cli::drillbook()
         .current_dir(REPO)
         .env("KUBECONFIG", &kubeconfig)
         .args(["schedule", "scenarios/box/proxy-restart.yaml"])
@@ -595,20 +589,11 @@ fn a_scheduled_drill_fires_in_cluster_and_collect_appends_its_row_once() {
         ])
         .args(["--context", "box", "--deadline", "5m", "-o"])
         .arg(&manifests)
-        .output()
-        .expect("drillbook schedule runs");
-    assert!(
-        render.status.success(),
-        "schedule: {}",
-        String::from_utf8_lossy(&render.stderr)
-    );
+        .output();
+    assert!(render.status.success(), "schedule: {}", render.stderr_str());
     let manifests_arg = manifests.to_string_lossy().into_owned();
     let apply = kubectl(&kubeconfig, &["apply", "-f", &manifests_arg]);
-    assert!(
-        apply.status.success(),
-        "apply: {}",
-        String::from_utf8_lossy(&apply.stderr)
-    );
+    assert!(apply.status.success(), "apply: {}", apply.stderr_str());
     // Whatever happens below, no CronJob may keep firing drills after the test.
     let _cleanup = Cleanup {
         kubeconfig: kubeconfig.clone(),
@@ -630,7 +615,7 @@ fn a_scheduled_drill_fires_in_cluster_and_collect_appends_its_row_once() {
                 "jsonpath={range .items[?(@.metadata.ownerReferences[0].kind==\"CronJob\")]}{.metadata.name} {.status.succeeded} {.status.failed}{\"\\n\"}{end}",
             ],
         );
-        let listing = String::from_utf8_lossy(&jobs.stdout).into_owned();
+        let listing = jobs.stdout_str();
         let finished = listing.lines().find_map(|line| {
             let mut fields = line.split_whitespace();
             let name = fields.next()?.to_owned();
@@ -658,7 +643,7 @@ fn a_scheduled_drill_fires_in_cluster_and_collect_appends_its_row_once() {
         &kubeconfig,
         &["-n", "tracebloc", "logs", &format!("job/{job_name}")],
     );
-    let log_text = String::from_utf8_lossy(&logs.stdout).into_owned();
+    let log_text = logs.stdout_str();
     assert!(
         counts.starts_with('1'),
         "the drill Job {job_name} did not succeed ({counts}):\n{log_text}"
@@ -668,7 +653,7 @@ fn a_scheduled_drill_fires_in_cluster_and_collect_appends_its_row_once() {
     let runbook = dir.path().join("RUNBOOK.md");
     std::fs::copy(Path::new(REPO).join("docs/RUNBOOK.box.md"), &runbook).expect("copy runbook");
     let collect = || {
-        Command::new(BIN)
+        cli::drillbook()
             .current_dir(REPO)
             .env("KUBECONFIG", &kubeconfig)
             .args(["collect", "--context", "box", "--namespace", "tracebloc"])
@@ -677,14 +662,9 @@ fn a_scheduled_drill_fires_in_cluster_and_collect_appends_its_row_once() {
             .arg("--report-dir")
             .arg(dir.path().join("reports"))
             .output()
-            .expect("drillbook collect runs")
     };
     let first = collect();
-    assert!(
-        first.status.success(),
-        "collect: {}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert!(first.status.success(), "collect: {}", first.stderr_str());
     let rows = |text: &str| {
         text.lines()
             .filter(|line| line.contains("box-proxy-restart"))

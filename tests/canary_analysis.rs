@@ -5,10 +5,7 @@
 
 /// Shared test support (tests/common); `pub` so that helpers this file does not use are
 /// not dead code.
-pub mod common {
-    pub mod base;
-    pub mod prometheus;
-}
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,7 +1,8 @@
 //! What a person sees from a drill when stderr is not a terminal (`2>file`, CI): structured
 //! lines without ANSI escapes, and no Rust debug formatting (`Some(0)`, `None`) anywhere.
 
-use std::process::{Command, Output, Stdio};
+use crate::common::cli::{self, Ran};
+use std::process::{Output, Stdio};
 
 /// A drill of a few seconds with a job that exits (code 0) and a process killed by signal:
 /// both used to be logged as `code=Some(0) signal=None`.
@@ -37,14 +38,13 @@ fn run_to_file(no_color: Option<&str>) -> (Output, String) {
     std::fs::write(&scenario, QUICK).expect("write the scenario");
     let err_path = dir.path().join("stderr.txt");
     let err_file = std::fs::File::create(&err_path).expect("stderr file");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_drillbook"));
+    let mut command = cli::drillbook();
     command
         .arg("run")
         .arg(&scenario)
         .arg("--report-dir")
         .arg(dir.path().join("reports"))
         .arg("--no-drill-log")
-        .env_remove("RUST_LOG")
         .env_remove("NO_COLOR")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -52,7 +52,7 @@ fn run_to_file(no_color: Option<&str>) -> (Output, String) {
     if let Some(value) = no_color {
         command.env("NO_COLOR", value);
     }
-    let output = command.output().expect("run drillbook");
+    let output = command.output();
     let err = std::fs::read_to_string(&err_path).expect("read stderr");
     (output, err)
 }
@@ -77,7 +77,7 @@ fn a_drill_logged_to_a_file_has_no_escapes_and_no_debug_formatting() {
         "the job's exit in words: {err}"
     );
     assert!(err.contains("exit=signal SIGKILL"), "{err}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = output.stdout_str();
     assert!(!stdout.contains('\x1b'), "stdout is a pipe: {stdout:?}");
 }
 
@@ -99,12 +99,11 @@ fn plan_names_the_drill_log_file_and_table() {
         "# Runbook\n\n## Drill log\n\n| Date | Drill | Result |\n|---|---|---|\n",
     )
     .expect("runbook");
-    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+    let output = cli::drillbook()
         .args(["plan", "--offline"])
         .arg(&scenario)
-        .output()
-        .expect("run drillbook plan");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+        .output();
+    let stdout = output.stdout_str();
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert!(
         stdout.contains(
@@ -125,7 +124,7 @@ fn run_writes_junit_and_json_at_fixed_paths() {
         dir.path().join("ci/junit.xml"),
         dir.path().join("ci/report.json"),
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+    let output = cli::drillbook()
         .arg("run")
         .arg(&scenario)
         .arg("--report-dir")
@@ -135,11 +134,9 @@ fn run_writes_junit_and_json_at_fixed_paths() {
         .arg(&junit)
         .arg("--json")
         .arg(&json)
-        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
-        .output()
-        .expect("run drillbook");
-    let err = String::from_utf8_lossy(&output.stderr);
+        .output();
+    let err = output.stderr_str();
     assert_eq!(output.status.code(), Some(0), "{err}");
     let junit = std::fs::read_to_string(&junit).expect("junit at its fixed path");
     assert!(
@@ -181,16 +178,8 @@ fn escapes_in_scenario_text_are_shown_not_obeyed() {
         (&run_args, "answered\\x1b[1A"),
     ];
     for (args, shown) in cases {
-        let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run drillbook");
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-        );
+        let output = cli::drillbook().args(args).stdin(Stdio::null()).output();
+        let (stdout, stderr) = (output.stdout_str(), output.stderr_str());
         assert!(
             !stdout.contains('\x1b') && !stdout.contains('\x07') && !stderr.contains('\x1b'),
             "{args:?} printed a raw escape:\n{stdout:?}\n{stderr:?}"
@@ -220,7 +209,7 @@ fn namespace_flag_cannot_leave_the_scenarios_pin() {
         env!("CARGO_MANIFEST_DIR"),
         "/scenarios/box/proxy-restart.yaml"
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+    let output = cli::drillbook()
         .args([
             "run",
             scenario,
@@ -229,26 +218,18 @@ fn namespace_flag_cannot_leave_the_scenarios_pin() {
             "--kubeconfig",
             "/nonexistent",
         ])
-        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
-        .output()
-        .expect("run drillbook");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+        .output();
+    let stderr = output.stderr_str();
     assert_eq!(output.status.code(), Some(5), "{stderr}");
     assert!(
         stderr.contains("namespace `kube-system` is not in allowed_namespaces (tracebloc)"),
         "{stderr}"
     );
-    let plan = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+    let plan = cli::drillbook()
         .args(["plan", "--offline", scenario, "--namespace", "tracebloc"])
-        .output()
-        .expect("run drillbook plan");
-    assert_eq!(
-        plan.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&plan.stderr)
-    );
+        .output();
+    assert_eq!(plan.status.code(), Some(0), "{}", plan.stderr_str());
 }
 
 /// `schedule` refuses a cron expression Kubernetes would refuse, offline, and names the next
@@ -260,7 +241,7 @@ fn schedule_checks_the_cron_expression_offline_and_prints_the_next_runs() {
         "/scenarios/box/proxy-restart.yaml"
     );
     let schedule = |cron: &str| {
-        Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        cli::drillbook()
             .args([
                 "schedule",
                 scenario,
@@ -269,12 +250,10 @@ fn schedule_checks_the_cron_expression_offline_and_prints_the_next_runs() {
                 "--schedule",
                 cron,
             ])
-            .env_remove("RUST_LOG")
             .output()
-            .expect("run drillbook schedule")
     };
     let bad = schedule("0 3 * * mondays");
-    let stderr = String::from_utf8_lossy(&bad.stderr);
+    let stderr = bad.stderr_str();
     assert_eq!(bad.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("`mondays` is not a day of week value"),
@@ -282,14 +261,14 @@ fn schedule_checks_the_cron_expression_offline_and_prints_the_next_runs() {
     );
     assert!(bad.stdout.is_empty(), "nothing rendered");
     let good = schedule("0 3 * * 1");
-    let stderr = String::from_utf8_lossy(&good.stderr);
+    let stderr = good.stderr_str();
     assert_eq!(good.status.code(), Some(0), "{stderr}");
     assert_eq!(
         stderr.matches("Mon 20").count(),
         3,
         "three Mondays: {stderr}"
     );
-    assert!(String::from_utf8_lossy(&good.stdout).contains("schedule: 0 3 * * 1"));
+    assert!(good.stdout_str().contains("schedule: 0 3 * * 1"));
 }
 
 /// `-n` and `--var` given to `schedule` reach the in-cluster run: the objects land in that
@@ -308,7 +287,7 @@ fn schedule_carries_the_namespace_and_vars_into_the_cronjob() {
     )
     .expect("write scenario");
     let schedule = |namespace: &str| {
-        Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        cli::drillbook()
             .arg("schedule")
             .arg(&scenario)
             .args([
@@ -318,18 +297,11 @@ fn schedule_carries_the_namespace_and_vars_into_the_cronjob() {
                 "0 3 * * 1",
             ])
             .args(["-n", namespace, "--var", "selector=app=web"])
-            .env_remove("RUST_LOG")
             .output()
-            .expect("run drillbook schedule")
     };
     let out = schedule("shop-canary");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = out.stdout_str();
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr_str());
     // Every object's metadata names the override (the scenario text in the ConfigMap keeps its
     // own `namespace: shop`, deeper indented).
     let named = stdout.matches("\n  namespace: ").count();
@@ -351,7 +323,7 @@ fn schedule_carries_the_namespace_and_vars_into_the_cronjob() {
     assert!(joined.contains("--var selector=app=web"), "{joined}");
 
     let refused = schedule("kube-system");
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = refused.stderr_str();
     assert_eq!(refused.status.code(), Some(5), "{stderr}");
     assert!(stderr.contains("kube-system"), "{stderr}");
     assert!(refused.stdout.is_empty(), "nothing rendered");
@@ -366,17 +338,11 @@ fn rbac_writes_the_format_asked_to_the_output_file() {
         env!("CARGO_MANIFEST_DIR"),
         "/scenarios/box/proxy-restart.yaml"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+    let out = cli::drillbook()
         .args(["rbac", scenario, "--format", "json", "-o"])
         .arg(&file)
-        .output()
-        .expect("run drillbook rbac");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .output();
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr_str());
     assert!(out.stdout.is_empty(), "the Role went to the file");
     let role: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).expect("role.json")).expect("json");
@@ -384,12 +350,11 @@ fn rbac_writes_the_format_asked_to_the_output_file() {
     assert_eq!(role["metadata"]["namespace"], "tracebloc");
 
     // The old meaning of `--output` (a format) is caught rather than written to a file `json`.
-    let old = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+    let old = cli::drillbook()
         .args(["rbac", scenario, "--output", "json"])
         .current_dir(dir.path())
-        .output()
-        .expect("run drillbook rbac");
-    let stderr = String::from_utf8_lossy(&old.stderr);
+        .output();
+    let stderr = old.stderr_str();
     assert_eq!(old.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--format json"), "{stderr}");
     assert!(!dir.path().join("json").exists());

@@ -1,12 +1,10 @@
 //! `load.from: cluster` in the scenario format: what validation refuses (with the reason a
 //! user can act on), what it warns about, and what `plan` shows before anything is created.
 
+use crate::common::cli::{self, Ran};
 use std::path::Path;
-use std::process::Command;
 
 use drillbook::scenario::load_source;
-
-const BIN: &str = env!("CARGO_BIN_EXE_drillbook");
 
 const KUBE_TARGET: &str = "target:\n  kubernetes:\n    context: staging\n    namespace: tracebloc\n    \
                            allowed_contexts: [staging]\n";
@@ -114,17 +112,12 @@ fn plan_shows_the_worker_jobs_it_would_create() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("s.yaml");
     std::fs::write(&path, scenario(KUBE_TARGET, CLUSTER_LOAD)).expect("write");
-    let out = Command::new(BIN)
+    let out = cli::drillbook()
         .args(["plan", "--offline"])
         .arg(&path)
-        .output()
-        .expect("plan runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .output();
+    let stdout = out.stdout_str();
+    assert!(out.status.success(), "{stdout}{}", out.stderr_str());
     assert!(
         stdout.contains(
             "2 Job(s) drillbook-load-<run>-0..1 in namespace tracebloc, image reg/drillbook:1"

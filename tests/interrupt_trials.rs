@@ -11,9 +11,7 @@
 
 /// Shared test support (tests/common); `pub` so that helpers this file does not use are
 /// not dead code.
-pub mod common {
-    pub mod trial;
-}
+use crate::common;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -171,7 +169,7 @@ fn calibrate(scenario: &TrialScenario, drill_seed: u64) -> Result<f64, String> {
     let started = Instant::now();
     let mut child = run
         .run_command(&[], &scenario.path, drill_seed)
-        .spawn()
+        .try_spawn()
         .map_err(|e| format!("spawn: {e}"))?;
     let status = wait_bounded(&mut child, EXIT_TIMEOUT)?;
     let wall = started.elapsed().as_secs_f64();
@@ -209,7 +207,7 @@ fn run_trial(scenario: &TrialScenario, trial: Trial) -> Result<Landed, String> {
     let spawned = Instant::now();
     let mut child = run
         .run_command(&[], &scenario.path, trial.drill_seed)
-        .spawn()
+        .try_spawn()
         .map_err(|e| format!("spawn: {e}"))?;
     std::thread::sleep(moment.saturating_sub(spawned.elapsed()));
     let signalled_at = common::trial::send_signal(&child, trial.signal);

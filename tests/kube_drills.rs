@@ -1,15 +1,13 @@
 //! Whole drills against the real control plane (run through `make e2e`), through the binary:
 //! what an SRE runs against staging. No load section: the stand-in kubelet runs no containers.
 
+use crate::common;
 /// Shared test support (tests/common); `pub` so that helpers this file does not use are
 /// not dead code.
-pub mod common {
-    pub mod base;
-    pub mod e2e;
-}
+use crate::common::cli::{self, Ran};
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::e2e::{Cluster, JobRun};
@@ -74,8 +72,8 @@ impl Setup {
         self.dir.path().join("state")
     }
 
-    fn command(&self, scenario: &Path, extra: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_drillbook"));
+    fn command(&self, scenario: &Path, extra: &[&str]) -> cli::Drillbook {
+        let mut c = cli::drillbook();
         c.env("DRILLBOOK_STATE_DIR", self.state_dir());
         c.arg("run")
             .arg(scenario)
@@ -84,7 +82,6 @@ impl Setup {
             .arg("--no-drill-log")
             .args(extra);
         c.env_remove("KUBECONFIG")
-            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -92,9 +89,7 @@ impl Setup {
     }
 
     fn run(&self, scenario: &Path, extra: &[&str]) -> Output {
-        self.command(scenario, extra)
-            .output()
-            .expect("run drillbook")
+        self.command(scenario, extra).output()
     }
 
     fn report(&self, name: &str) -> Report {
@@ -122,7 +117,7 @@ impl Setup {
 }
 
 fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    o.stderr_str()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,14 +139,13 @@ async fn killing_a_proxy_pod_passes_and_a_failing_training_job_fails_the_drill()
     let body = "preflight:\n  - active_jobs: {selector: app=training-job, on_found: warn}\nsteps:\n  - name: kill-proxy\n    kill_pods: {selector: app=requests-proxy, count: 1}\n  - name: back\n    wait_ready: {selector: app=requests-proxy, timeout: 60s}\nchecks:\n  - name: ready-again\n    ready_within: {selector: app=requests-proxy, within: 30s}\n  - name: training-survives\n    jobs: {selector: app=training-job, max_failed: 0, min_succeeded: 1}\n";
     let file = s.scenario("kill-proxy", body);
     // `plan` names exactly the pod a run with the same seed kills, and changes nothing.
-    let plan = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+    let plan = cli::drillbook()
         .arg("plan")
         .arg(&file)
         .args(["--seed", "7"])
         .env_remove("KUBECONFIG")
-        .output()
-        .expect("plan");
-    let plan_out = String::from_utf8_lossy(&plan.stdout).into_owned();
+        .output();
+    let plan_out = plan.stdout_str();
     assert_eq!(plan.status.code(), Some(0), "{plan_out}{}", stderr(&plan));
     let planned = plan_out
         .split("would delete: ")
@@ -265,7 +259,7 @@ async fn sigint_during_a_scale_step_restores_the_replicas() {
     assert_eq!(s.replicas().await, 2);
     let body = "steps:\n  - name: scale-up\n    scale: {deployment: requests-proxy, replicas: 4}\n  - name: hold\n    wait: 60s\nchecks:\n  - name: stays-ready\n    ready_within: {selector: app=requests-proxy, within: 30s}\n";
     let file = s.scenario("scale", body);
-    let mut child = s.command(&file, &[]).spawn().expect("spawn");
+    let mut child = s.command(&file, &[]).spawn();
     // Wait until the scale has been applied in the cluster, then interrupt.
     let scaled = common::base::wait_until(Duration::from_secs(60), || async {
         s.replicas().await == 4
@@ -324,7 +318,7 @@ async fn after_a_sigkill_recover_applies_the_journaled_undo() {
     };
     let body = "steps:\n  - name: scale-up\n    scale: {deployment: requests-proxy, replicas: 4}\n  - name: hold\n    wait: 60s\n";
     let file = s.scenario("recover", body);
-    let mut child = s.command(&file, &[]).spawn().expect("spawn");
+    let mut child = s.command(&file, &[]).spawn();
     let scaled = common::base::wait_until(Duration::from_secs(60), || async {
         s.replicas().await == 4
     })
@@ -354,21 +348,22 @@ async fn after_a_sigkill_recover_applies_the_journaled_undo() {
     );
 
     let recover = |dry: bool| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_drillbook"));
+        let mut c = cli::drillbook();
         c.arg("recover")
             .env("DRILLBOOK_STATE_DIR", s.state_dir())
             .env_remove("KUBECONFIG");
         if dry {
             c.arg("--dry-run");
         }
-        c.output().expect("recover")
+        c.output()
     };
     let dry = recover(true);
-    assert_eq!(dry.status.code(), Some(0));
+    dry.assert_code(0);
     assert!(
-        String::from_utf8_lossy(&dry.stdout).contains("scale `requests-proxy` back to 2 replicas"),
+        dry.stdout_str()
+            .contains("scale `requests-proxy` back to 2 replicas"),
         "{}",
-        String::from_utf8_lossy(&dry.stdout)
+        dry.stdout_str()
     );
     assert_eq!(s.replicas().await, 4, "--dry-run changes nothing");
 
@@ -377,7 +372,7 @@ async fn after_a_sigkill_recover_applies_the_journaled_undo() {
         done.status.code(),
         Some(0),
         "{}{}",
-        String::from_utf8_lossy(&done.stdout),
+        done.stdout_str(),
         stderr(&done)
     );
     assert_eq!(s.replicas().await, 2, "recover restored the replicas");

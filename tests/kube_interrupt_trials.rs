@@ -13,11 +13,7 @@
 
 /// Shared test support (tests/common); `pub` so that helpers this file does not use are
 /// not dead code.
-pub mod common {
-    pub mod base;
-    pub mod e2e;
-    pub mod trial;
-}
+use crate::common;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -195,7 +191,7 @@ fn run_drill(lane_scenario: &Path, trial: Trial, end_s: f64) -> Result<Landed, S
     let mut child = run
         .run_command(&[], lane_scenario, 1)
         .env_remove("KUBECONFIG")
-        .spawn()
+        .try_spawn()
         .map_err(|e| format!("spawn: {e}"))?;
     std::thread::sleep(moment.saturating_sub(spawned.elapsed()));
     let signalled_at = common::trial::send_signal(&child, trial.signal);
@@ -263,8 +259,7 @@ async fn calibrate(client: &kube::Client, lane: &Lane) -> f64 {
         let mut child = run
             .run_command(&[], &scenario, 1)
             .env_remove("KUBECONFIG")
-            .spawn()
-            .expect("spawn drillbook");
+            .spawn();
         let status = wait_bounded(&mut child, EXIT_TIMEOUT).expect("the calibration run ends");
         let wall = started.elapsed().as_secs_f64();
         let report = run

@@ -3,15 +3,12 @@
 //! and the derived Role, bound to the drill's ServiceAccount, allows what the drill needs and
 //! denies the rest, as seen by that ServiceAccount itself.
 
+use crate::common;
 /// Shared test support (tests/common); `pub` so that helpers this file does not use are
 /// not dead code.
-pub mod common {
-    pub mod base;
-    pub mod e2e;
-}
+use crate::common::cli::{self, Ran};
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use common::e2e::Cluster;
@@ -72,7 +69,7 @@ async fn rendered_manifests_pass_a_server_side_dry_run_with_the_discovered_cronj
         return;
     };
     let out_dir = setup.dir.path().join("manifests");
-    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+    let output = cli::drillbook()
         .arg("schedule")
         .arg(setup.scenario())
         .args([
@@ -84,9 +81,8 @@ async fn rendered_manifests_pass_a_server_side_dry_run_with_the_discovered_cronj
         .args(["--context", &setup.cluster.context])
         .arg("-o")
         .arg(&out_dir)
-        .output()
-        .expect("run drillbook schedule");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+        .output();
+    let stderr = output.stderr_str();
     assert_eq!(output.status.code(), Some(0), "stderr:\n{stderr}");
     assert!(
         stderr.contains("CronJob served as batch/v1beta1"),
@@ -335,7 +331,7 @@ async fn an_in_cluster_run_as_the_service_account_stores_its_result_and_collect_
         .expect("the e2e kubeconfig names its CA file");
 
     let run = |extra: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_drillbook"));
+        let mut command = cli::drillbook();
         command
             .arg("run")
             .arg(setup.scenario())
@@ -354,7 +350,7 @@ async fn an_in_cluster_run_as_the_service_account_stores_its_result_and_collect_
             // No kubeconfig may be used: point it at nothing.
             .env("KUBECONFIG", setup.dir.path().join("no-kubeconfig"))
             .env_remove("DRILLBOOK_CLUSTER_NAME");
-        command.output().expect("run drillbook")
+        command.output()
     };
     // A scenario for another cluster refuses to run here.
     let elsewhere = run(&["--cluster-name", "some-other-cluster"]);
@@ -362,12 +358,12 @@ async fn an_in_cluster_run_as_the_service_account_stores_its_result_and_collect_
         elsewhere.status.code(),
         Some(5),
         "{}",
-        String::from_utf8_lossy(&elsewhere.stderr)
+        elsewhere.stderr_str()
     );
 
     let output = run(&["--cluster-name", &setup.cluster.context]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = output.stdout_str();
+    let stderr = output.stderr_str();
     assert!(
         output.status.code() == Some(0),
         "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
@@ -400,7 +396,7 @@ async fn an_in_cluster_run_as_the_service_account_stores_its_result_and_collect_
     let runbook = setup.dir.path().join("RUNBOOK.md");
     std::fs::write(&runbook, "# Runbook\n").expect("runbook");
     let collect = || {
-        Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        cli::drillbook()
             .args(["collect", "--context", &setup.cluster.context])
             .args(["--namespace", &setup.namespace, "--scenario", "weekly-e2e"])
             .arg("--kubeconfig")
@@ -410,16 +406,15 @@ async fn an_in_cluster_run_as_the_service_account_stores_its_result_and_collect_
             .arg("--report-dir")
             .arg(setup.dir.path().join("collected"))
             .output()
-            .expect("run drillbook collect")
     };
     for expected_new in [1, 0] {
         let output = collect();
-        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stdout = output.stdout_str();
         assert_eq!(
             output.status.code(),
             Some(0),
             "{stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
+            output.stderr_str()
         );
         assert!(
             stdout.contains(&format!("{expected_new} new row(s)")),

@@ -2,17 +2,16 @@
 //! Each run is checked for its verdict, its reports, its drill-log row, and for leaving no
 //! process behind (every child inherits a per-test marker that is looked for in /proc).
 
+use crate::common::cli::{self, Ran};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use drillbook::report::model::{CheckVerdict, EventKind, Report, Verdict};
 
 /// Shared test support (tests/common); `pub` so that helpers this file does not use are
 /// not dead code.
-pub mod common {
-    pub mod trial;
-}
+use crate::common;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -35,13 +34,13 @@ impl Drill {
         Self { dir, marker }
     }
 
-    fn command(&self, scenario: &str) -> Command {
+    fn command(&self, scenario: &str) -> cli::Drillbook {
         self.command_at(&root().join("scenarios/lab").join(scenario))
     }
 
     /// `drillbook run` of a scenario file anywhere (a variant written by the test).
-    fn command_at(&self, scenario: &std::path::Path) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_drillbook"));
+    fn command_at(&self, scenario: &std::path::Path) -> cli::Drillbook {
+        let mut command = cli::drillbook();
         command
             .arg("run")
             .arg(scenario)
@@ -51,7 +50,6 @@ impl Drill {
             .arg(self.dir.path().join("RUNBOOK.md"))
             .args(["--operator", "lab-drills-test"])
             .env("DRILLBOOK_TEST_MARKER", &self.marker)
-            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -59,7 +57,7 @@ impl Drill {
     }
 
     fn run(&self, scenario: &str) -> (Output, Report) {
-        let output = self.command(scenario).output().expect("run drillbook");
+        let output = self.command(scenario).output();
         (output, self.report())
     }
 
@@ -112,7 +110,7 @@ fn check<'a>(report: &'a Report, name: &str) -> &'a drillbook::report::model::Ch
 }
 
 fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    output.stderr_str()
 }
 
 fn assert_reports_written(drill: &Drill, report: &Report, step: &str) {
@@ -294,10 +292,7 @@ fn wait_for_stderr(child: &mut Child, needle: &str, timeout: Duration) -> String
 
 fn interrupt_mid_drill(signal: nix::sys::signal::Signal) {
     let drill = Drill::new();
-    let mut child = drill
-        .command("midflight-rollback.yaml")
-        .spawn()
-        .expect("spawn");
+    let mut child = drill.command("midflight-rollback.yaml").spawn();
     // Interrupt once the rollback has been applied, so there is something to undo.
     wait_for_stderr(&mut child, "new-jobs", Duration::from_secs(60));
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
@@ -356,7 +351,7 @@ fn sigterm_mid_drill_undoes_the_rollback_and_reports_interrupted() {
 #[test]
 fn sigint_while_the_target_starts_still_reports_and_logs_interrupted() {
     let drill = Drill::new();
-    let mut child = drill.command("proxy-restart.yaml").spawn().expect("spawn");
+    let mut child = drill.command("proxy-restart.yaml").spawn();
     // The lab's processes take ~0.1-0.2 s to become ready: land the signal in that window.
     std::thread::sleep(Duration::from_millis(60));
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
@@ -395,7 +390,7 @@ fn run_variant(drill: &Drill, name: &str, replace: &[(&str, &str)]) -> Output {
     let source = source.replace("runbook: ../../docs/RUNBOOK.md\n", "");
     let path = drill.dir.path().join(name);
     std::fs::write(&path, source).expect("write the variant");
-    drill.command_at(&path).output().expect("run drillbook")
+    drill.command_at(&path).output()
 }
 
 /// The drill stopped before its first fault: exit 4, the report says why, the kill never ran.
@@ -482,14 +477,14 @@ fn a_report_folder_that_cannot_be_written_is_not_a_pass() {
     std::fs::write(&scenario, QUICK_PASS).expect("write the scenario");
     // A regular file where the report folder should be: every report path is under a file.
     std::fs::write(drill.dir.path().join("reports"), "not a folder").expect("write a file");
-    let output = drill.command_at(&scenario).output().expect("run drillbook");
+    let output = drill.command_at(&scenario).output();
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(6), "{err}");
     assert!(
         err.contains("Not a directory"),
         "the OS cause is named: {err}"
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = output.stdout_str();
     assert!(stdout.contains("reports: none written"), "{stdout}");
     // The row is still appended, but it links to no report that does not exist.
     let runbook = drill.runbook();

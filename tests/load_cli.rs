@@ -6,15 +6,17 @@
 
 /// Shared test support (tests/common); `pub` so that helpers this file does not use are
 /// not dead code.
-pub mod common {
-    pub mod load;
-}
+use crate::common;
 
 use std::path::Path;
-use std::process::Output;
 use std::sync::Arc;
+use std::time::Duration;
 
+use common::cli::{self, Ran};
 use common::load::{TestServer, TokenAuthority};
+
+/// A `drillbook load` of these tests ends on its own well within this.
+const LOAD_ENDS: Duration = Duration::from_secs(20);
 
 const SCHEMA_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/load.schema.json");
 
@@ -26,18 +28,6 @@ fn committed_schema_is_current() {
         committed == generated,
         "load.schema.json is stale: run `make schema`"
     );
-}
-
-async fn drillbook(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_drillbook"));
-    command.args(args).env_remove("RUST_LOG").kill_on_drop(true);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    tokio::time::timeout(std::time::Duration::from_secs(20), command.output())
-        .await
-        .expect("drillbook load ends on its own")
-        .unwrap()
 }
 
 fn read(path: &Path) -> String {
@@ -109,9 +99,13 @@ async fn json_output_matches_the_schema_and_no_token_leaks_anywhere() {
             "X-Drill: load-test",
         ];
         args.extend(auth);
-        let output = drillbook(&args, &[("LOAD_TEST_TOKEN", env_token)]).await;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let output = cli::drillbook()
+            .args(&args)
+            .env("LOAD_TEST_TOKEN", env_token)
+            .output_within(LOAD_ENDS)
+            .await;
+        let stdout = output.stdout_str();
+        let stderr = output.stderr_str();
         assert!(output.status.success(), "{name}: {stderr}");
         assert!(
             stderr.contains("load starting"),
@@ -177,8 +171,8 @@ async fn json_output_matches_the_schema_and_no_token_leaks_anywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_options_fail_before_any_load_with_exit_code_2() {
-    let missing_var = drillbook(
-        &[
+    let missing_var = cli::drillbook()
+        .args([
             "load",
             "http://127.0.0.1:9/",
             "--rate",
@@ -187,19 +181,21 @@ async fn bad_options_fail_before_any_load_with_exit_code_2() {
             "1s",
             "--bearer-env",
             "LOAD_TEST_UNSET_VAR",
-        ],
-        &[],
-    )
-    .await;
-    assert_eq!(missing_var.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&missing_var.stderr).contains("LOAD_TEST_UNSET_VAR"));
+        ])
+        .output_within(LOAD_ENDS)
+        .await;
+    missing_var.assert_code(2);
+    assert!(missing_var.stderr_str().contains("LOAD_TEST_UNSET_VAR"));
 
-    let bad_rate = drillbook(&["load", "http://127.0.0.1:9/", "--rate", "fast"], &[]).await;
-    assert_eq!(bad_rate.status.code(), Some(2));
+    let bad_rate = cli::drillbook()
+        .args(["load", "http://127.0.0.1:9/", "--rate", "fast"])
+        .output_within(LOAD_ENDS)
+        .await;
+    bad_rate.assert_code(2);
 
     // A token with a control character cannot be sent; the error must not quote it.
-    let bad_token = drillbook(
-        &[
+    let bad_token = cli::drillbook()
+        .args([
             "load",
             "http://127.0.0.1:9/",
             "--rate",
@@ -208,12 +204,12 @@ async fn bad_options_fail_before_any_load_with_exit_code_2() {
             "1s",
             "--bearer-env",
             "LOAD_TEST_TOKEN",
-        ],
-        &[("LOAD_TEST_TOKEN", "bad\u{7}s3cr3t")],
-    )
-    .await;
-    assert_eq!(bad_token.status.code(), Some(2));
-    assert_no_secret(&[], "stderr", &String::from_utf8_lossy(&bad_token.stderr));
+        ])
+        .env("LOAD_TEST_TOKEN", "bad\u{7}s3cr3t")
+        .output_within(LOAD_ENDS)
+        .await;
+    bad_token.assert_code(2);
+    assert_no_secret(&[], "stderr", &bad_token.stderr_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,11 +227,8 @@ async fn credentials_in_a_url_are_refused_without_echoing_the_password() {
     ] {
         let mut args = args.to_vec();
         args.extend(["--rate", "1/s", "--duration", "1s"]);
-        let out = drillbook(&args, &[]).await;
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-        );
+        let out = cli::drillbook().args(&args).output_within(LOAD_ENDS).await;
+        let (stdout, stderr) = (out.stdout_str(), out.stderr_str());
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         for text in [&stdout, &stderr] {
             assert!(!text.contains("hunter2pw"), "{args:?} leaked: {text}");
@@ -267,8 +260,8 @@ async fn counts_above_the_sanity_limits_are_refused_at_once_unless_allow_large()
         }
         all.extend_from_slice(args);
         let started = std::time::Instant::now();
-        let output = drillbook(&all, &[]).await;
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let output = cli::drillbook().args(&all).output_within(LOAD_ENDS).await;
+        let stderr = output.stderr_str();
         assert_eq!(output.status.code(), Some(2), "{flag}: {stderr}");
         assert!(
             stderr.contains(&format!("{flag} is above drillbook's limit"))
@@ -276,12 +269,12 @@ async fn counts_above_the_sanity_limits_are_refused_at_once_unless_allow_large()
             "{stderr}"
         );
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
+            started.elapsed() < Duration::from_secs(5),
             "refused at once"
         );
     }
-    let lifted = drillbook(
-        &[
+    let lifted = cli::drillbook()
+        .args([
             "load",
             url,
             "--rate",
@@ -293,11 +286,10 @@ async fn counts_above_the_sanity_limits_are_refused_at_once_unless_allow_large()
             "--allow-large",
             "--max-requests",
             "5",
-        ],
-        &[],
-    )
-    .await;
-    let stderr = String::from_utf8_lossy(&lifted.stderr);
+        ])
+        .output_within(LOAD_ENDS)
+        .await;
+    let stderr = lifted.stderr_str();
     assert!(!stderr.contains("above drillbook's limit"), "{stderr}");
 }
 
@@ -386,10 +378,10 @@ async fn cacert_trusts_an_internal_ca_and_without_it_tls_fails() {
         .is_err()
     {
         assert!(
-            up.elapsed() < std::time::Duration::from_secs(10),
+            up.elapsed() < Duration::from_secs(10),
             "s_server did not listen"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let url = format!("https://localhost:{port}/");
     let load = |extra: Vec<String>| {
@@ -409,10 +401,14 @@ async fn cacert_trusts_an_internal_ca_and_without_it_tls_fails() {
         args.extend(extra);
         async move {
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            let output = drillbook(&refs, &[("SSL_CERT_FILE", "/nonexistent")]).await;
+            let output = cli::drillbook()
+                .args(&refs)
+                .env("SSL_CERT_FILE", "/nonexistent")
+                .output_within(LOAD_ENDS)
+                .await;
             let text = std::fs::read_to_string(&json).unwrap_or_default();
             let report: serde_json::Value = serde_json::from_str(&text)
-                .unwrap_or_else(|_| panic!("no JSON: {}", String::from_utf8_lossy(&output.stderr)));
+                .unwrap_or_else(|_| panic!("no JSON: {}", output.stderr_str()));
             report
         }
     };

@@ -5,9 +5,7 @@
 
 /// Shared test support (tests/common); `pub` so that helpers this file does not use are
 /// not dead code.
-pub mod common {
-    pub mod load;
-}
+use crate::common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -16,9 +16,7 @@ use tokio::time::Instant;
 
 /// Shared test support (tests/common); `pub` so that helpers this file does not use are
 /// not dead code.
-pub mod common {
-    pub mod base;
-}
+use crate::common;
 
 use common::base::free_port;
 
@@ -745,7 +743,12 @@ async fn children_die_when_drillbook_is_sigkilled() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pid_file = dir.path().join("pids");
     let mut helper = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "pdeathsig_helper", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "local_target::pdeathsig_helper",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(HELPER_ENV, &pid_file)
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -7,15 +7,13 @@
 //! vacuous. `plan` and `validate` of the same scenario, and `plan --offline` of a Kubernetes
 //! scenario with a `helm_upgrade.set_secret` value, must not print them either.
 
+use crate::common;
 /// Shared test support (tests/common); `pub` so that helpers this file does not use are
 /// not dead code.
-pub mod common {
-    pub mod trial;
-}
+use crate::common::cli::{self, Ran};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -310,7 +308,7 @@ fn run_and_search(scenario: &Path, secrets: &Secrets, variant: Variant) -> Vec<S
     let run = RunDir::new();
     let mut command = run.run_command(global, scenario, 7);
     command.env(BEARER_VAR, secrets.bearer_env.value());
-    let mut child = command.spawn().expect("spawn drillbook");
+    let mut child = command.spawn();
     if let Some(after) = interrupt_after {
         std::thread::sleep(after);
         common::trial::send_signal(&child, Signal::SIGINT).expect("SIGINT");
@@ -424,13 +422,11 @@ fn a_lab_drill_full_of_secrets_prints_none_of_them() {
 
     // `validate` and `plan --offline` of the same scenario print none of them either.
     for args in [&["validate"][..], &["plan", "--offline"][..]] {
-        let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        let output = cli::drillbook()
             .args(args)
             .arg(&scenario)
             .env(BEARER_VAR, secrets.bearer_env.value())
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run drillbook");
+            .output();
         assert_eq!(output.status.code(), Some(0), "{args:?}: {output:?}");
         let mut leaks = leaks_in(&format!("{args:?} stdout"), &output.stdout, &secrets);
         leaks.extend(leaks_in(
@@ -472,15 +468,13 @@ checks:
         ),
     )
     .expect("write the scenario");
-    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+    let output = cli::drillbook()
         .args(["-v", "plan", "--offline"])
         .arg(&path)
-        .env_remove("RUST_LOG")
         .env_remove("KUBECONFIG")
-        .output()
-        .expect("run drillbook plan");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+        .output();
+    let stdout = output.stdout_str();
+    let stderr = output.stderr_str();
     assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
     // The plan shows the step and that a secret value is set, without the value.
     assert!(stdout.contains("auth.signingKey=<redacted>"), "{stdout}");

@@ -3,10 +3,7 @@
 
 /// Shared test support (tests/common); `pub` so that helpers this file does not use are
 /// not dead code.
-pub mod common {
-    pub mod base;
-    pub mod prometheus;
-}
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;

@@ -4,6 +4,7 @@
 //! itself (it sees the absolute-form request line or the CONNECT a proxy receives, so the
 //! named host is never resolved) and a stand-in Prometheus.
 
+use crate::common::cli::{self, Ran};
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -57,14 +58,13 @@ fn verdict(url: &str, env: &[(&str, String)]) -> String {
     )
     .expect("write the scenario");
     let reports = dir.path().join("reports");
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_drillbook"));
+    let mut command = cli::drillbook();
     command
         .arg("run")
         .arg(&scenario)
         .arg("--report-dir")
         .arg(&reports)
-        .arg("--no-drill-log")
-        .env_remove("RUST_LOG");
+        .arg("--no-drill-log");
     for name in [
         "HTTP_PROXY",
         "http_proxy",
@@ -78,13 +78,13 @@ fn verdict(url: &str, env: &[(&str, String)]) -> String {
         command.env_remove(name);
     }
     command.envs(env.iter().map(|(k, v)| (k, v)));
-    let output = command.output().expect("drillbook runs");
+    let output = command.output();
     let report = std::fs::read_dir(&reports)
         .expect("reports")
         .filter_map(Result::ok)
         .map(|entry| entry.path().join("report.json"))
         .find(|path| path.exists())
-        .unwrap_or_else(|| panic!("no report: {}", String::from_utf8_lossy(&output.stderr)));
+        .unwrap_or_else(|| panic!("no report: {}", output.stderr_str()));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report).expect("read")).expect("json");
     json["checks"][0]["verdict"]

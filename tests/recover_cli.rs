@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+use crate::common::cli::{self, Ran};
 use drillbook::engine::journal::{self, JOURNAL_VERSION, JournalDoc, JournalTarget};
 use drillbook::engine::undo::Registered;
 use drillbook::targets::kube::KubeUndo;
@@ -39,16 +40,11 @@ fn a_damaged_journal_is_reported_and_the_others_still_listed() {
     write_orphaned_journal(dir.path(), "cafe0001", "staging", "tracebloc");
     std::fs::write(dir.path().join("aaa.journal.json"), "{ not json").unwrap();
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drillbook"))
+    let out = cli::drillbook()
         .args(["recover", "--dry-run", "--state-dir"])
         .arg(dir.path())
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
+        .output();
+    let (stdout, stderr) = (out.stdout_str(), out.stderr_str());
     let all = format!("{stdout}{stderr}");
     assert!(
         all.contains("aaa.journal.json"),
@@ -77,7 +73,7 @@ fn context_and_namespace_pick_which_journals_are_recovered() {
     ] {
         write_orphaned_journal(dir.path(), run_id, context, namespace);
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drillbook"))
+    let out = cli::drillbook()
         .args([
             "recover",
             "--dry-run",
@@ -88,10 +84,8 @@ fn context_and_namespace_pick_which_journals_are_recovered() {
             "--state-dir",
         ])
         .arg(dir.path())
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .output();
+    let stdout = out.stdout_str();
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("run cafe0001"), "{stdout}");
     assert!(

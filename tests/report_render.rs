@@ -2,6 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+use crate::common;
+use crate::common::cli::{self, Ran};
+
 use std::path::{Path, PathBuf};
 
 use drillbook::exit::Outcome;
@@ -40,7 +43,7 @@ fn fixtures_cover_every_non_error_verdict() {
 #[test]
 fn table_snapshots() {
     for name in FIXTURES {
-        insta::assert_snapshot!(
+        common::snapshot::assert_snapshot!(
             format!("table-{name}"),
             render(&fixture(name), Format::Table)
         );
@@ -50,14 +53,17 @@ fn table_snapshots() {
 #[test]
 fn markdown_snapshots() {
     for name in FIXTURES {
-        insta::assert_snapshot!(format!("md-{name}"), render(&fixture(name), Format::Md));
+        common::snapshot::assert_snapshot!(
+            format!("md-{name}"),
+            render(&fixture(name), Format::Md)
+        );
     }
 }
 
 #[test]
 fn junit_snapshots() {
     for name in FIXTURES {
-        insta::assert_snapshot!(
+        common::snapshot::assert_snapshot!(
             format!("junit-{name}"),
             render(&fixture(name), Format::Junit)
         );
@@ -67,7 +73,7 @@ fn junit_snapshots() {
 #[test]
 fn changelog_snapshots() {
     for name in FIXTURES {
-        insta::assert_snapshot!(
+        common::snapshot::assert_snapshot!(
             format!("changelog-{name}"),
             render(&fixture(name), Format::Changelog)
         );
@@ -346,30 +352,27 @@ fn load_refuses_a_newer_schema_version_clearly() {
 
 #[test]
 fn report_command_renders_to_stdout_and_files() {
-    let bin = env!("CARGO_BIN_EXE_drillbook");
     let fixture_file = fixture_path("fail-rollback-midflight");
-    let output = std::process::Command::new(bin)
+    let output = cli::drillbook()
         .args(["report", fixture_file.to_str().unwrap(), "--format", "md"])
-        .output()
-        .unwrap();
+        .output();
     // Rendering succeeds whatever the drill's verdict.
-    assert_eq!(output.status.code(), Some(0));
+    output.assert_code(0);
     assert_eq!(
         String::from_utf8(output.stdout).unwrap(),
         render(&fixture("fail-rollback-midflight"), Format::Md)
     );
 
     // Piped stdout is not a terminal: no colour.
-    let output = std::process::Command::new(bin)
+    let output = cli::drillbook()
         .args(["report", fixture_file.to_str().unwrap()])
         .env_remove("NO_COLOR")
-        .output()
-        .unwrap();
+        .output();
     assert!(!String::from_utf8(output.stdout).unwrap().contains('\x1b'));
 
     let dir = tempfile::tempdir().unwrap();
     let junit = dir.path().join("junit.xml");
-    let status = std::process::Command::new(bin)
+    let status = cli::drillbook()
         .args([
             "report",
             fixture_file.to_str().unwrap(),
@@ -378,8 +381,7 @@ fn report_command_renders_to_stdout_and_files() {
             "-o",
         ])
         .arg(&junit)
-        .status()
-        .unwrap();
+        .status();
     assert!(status.success());
     assert!(
         std::fs::read_to_string(&junit)
@@ -389,12 +391,11 @@ fn report_command_renders_to_stdout_and_files() {
 
     let not_a_report = dir.path().join("x.json");
     std::fs::write(&not_a_report, "{\"hello\": 1}").unwrap();
-    let output = std::process::Command::new(bin)
+    let output = cli::drillbook()
         .args(["report", not_a_report.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("is not a drillbook report"));
+        .output();
+    output.assert_code(2);
+    assert!(output.stderr_str().contains("is not a drillbook report"));
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! Broken scenarios: each must be rejected with its exact location and a helpful message,
 //! never a panic or a hang. The rendered diagnostics are snapshot-tested.
 
+use crate::common;
+use crate::common::cli::{self, Ran};
+
 use std::path::Path;
 use std::process::Command;
 
@@ -198,7 +201,7 @@ fn every_broken_scenario_is_located_and_explained() {
                 "{name}: {first}"
             );
         }
-        insta::assert_snapshot!(name, output);
+        common::snapshot::assert_snapshot!(name, output);
     }
 }
 
@@ -253,13 +256,9 @@ fn the_cli_exits_2_with_file_line_column_for_each_broken_file() {
     }
     for (name, _) in cases() {
         let path = dir.path().join(format!("{name}.yaml"));
-        let out = Command::new(env!("CARGO_BIN_EXE_drillbook"))
-            .arg("validate")
-            .arg(&path)
-            .output()
-            .expect("run drillbook");
+        let out = cli::drillbook().arg("validate").arg(&path).output();
         assert_eq!(out.status.code(), Some(2), "{name}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = out.stderr_str();
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
         if !matches!(name, "empty_file" | "only_comments") {
             let prefix = format!("{}:", path.display());
@@ -277,13 +276,12 @@ fn the_cli_exits_2_with_file_line_column_for_each_broken_file() {
 
 /// Runs `drillbook <verb> <path>` and kills it if it has not finished within 10 s.
 fn run_bounded(verb: &str, path: &Path) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+    let mut child = cli::drillbook()
         .arg(verb)
         .arg(path)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run drillbook");
+        .spawn();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while child.try_wait().expect("wait").is_none() {
         if std::time::Instant::now() > deadline {
@@ -304,7 +302,7 @@ fn fifos_and_directories_are_refused_without_hanging() {
     for verb in ["validate", "plan"] {
         let out = run_bounded(verb, &fifo);
         assert_eq!(out.status.code(), Some(2), "{verb}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = out.stderr_str();
         assert!(stderr.contains("named pipe (FIFO)"), "{verb}: {stderr}");
     }
     let err = scenario::load(dir.path())

@@ -1,8 +1,8 @@
 //! Scenario parameters: `vars:` declared with defaults and patterns, `--var NAME=value`, and
 //! `${var.NAME}` in URLs, selectors, queries, images and helm values; errors are located.
 
+use crate::common::cli::{self, Ran};
 use std::path::Path;
-use std::process::Command;
 
 use drillbook::scenario::{self, Action, CheckKind, TargetSpec};
 
@@ -126,18 +126,13 @@ fn plan_shows_the_resolved_values() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("bake.yaml");
     std::fs::write(&file, SCENARIO).expect("write");
-    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+    let output = cli::drillbook()
         .args(["plan", "--offline"])
         .arg(&file)
         .args(["--var", "image=ronaldraygun/zai-proxy:1.2.1"])
-        .output()
-        .expect("plan");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .output();
+    let stdout = output.stdout_str();
+    assert!(output.status.success(), "{}", output.stderr_str());
     assert!(
         stdout.contains("Var       image = ronaldraygun/zai-proxy:1.2.1  (--var)"),
         "{stdout}"
@@ -151,16 +146,14 @@ fn plan_shows_the_resolved_values() {
         "{stdout}"
     );
 
-    let missing = Command::new(env!("CARGO_BIN_EXE_drillbook"))
-        .args(["validate"])
-        .arg(&file)
-        .output()
-        .expect("validate");
-    assert_eq!(missing.status.code(), Some(2));
+    let missing = cli::drillbook().args(["validate"]).arg(&file).output();
+    missing.assert_code(2);
     assert!(
-        String::from_utf8_lossy(&missing.stderr).contains("variable `image` is required"),
+        missing
+            .stderr_str()
+            .contains("variable `image` is required"),
         "{}",
-        String::from_utf8_lossy(&missing.stderr)
+        missing.stderr_str()
     );
 }
 

@@ -1,7 +1,7 @@
 //! The shipped scenarios and the committed JSON Schema.
 
+use crate::common::cli::{self, Ran};
 use std::path::PathBuf;
-use std::process::Command;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -79,18 +79,12 @@ fn shipped_scenarios_conform_to_the_schema() {
 #[test]
 fn plan_offline_prints_the_timeline_of_every_lab_scenario() {
     for file in drillbook::plan::scenario_files(&[root().join("scenarios/lab")]).expect("list") {
-        let out = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+        let out = cli::drillbook()
             .args(["plan", "--offline"])
             .arg(&file)
-            .output()
-            .expect("run");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
+            .output();
+        assert_eq!(out.status.code(), Some(0), "{}", out.stderr_str());
+        let stdout = out.stdout_str();
         assert!(stdout.contains("Timeline"), "{stdout}");
         assert!(stdout.contains("t+"), "{stdout}");
         assert!(stdout.contains("Checks"), "{stdout}");
@@ -102,11 +96,8 @@ fn help_of_every_command_has_an_example() {
     for command in [
         "validate", "plan", "run", "recover", "schema", "load", "lab", "report",
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_drillbook"))
-            .args([command, "--help"])
-            .output()
-            .expect("run");
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let out = cli::drillbook().args([command, "--help"]).output();
+        let stdout = out.stdout_str();
         assert!(
             stdout.contains("Example"),
             "`drillbook {command} --help` has no example:\n{stdout}"

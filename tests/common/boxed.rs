@@ -8,6 +8,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use super::cli::{self, Drillbook};
+
 /// The box's kubeconfig (context `box`), or `None`: skip.
 pub fn kubeconfig() -> Option<PathBuf> {
     let var = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
@@ -61,4 +63,15 @@ pub fn path_with_tools() -> std::ffi::OsString {
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
     std::env::join_paths(paths).expect("PATH joins")
+}
+
+/// `drillbook` against the box: its kubeconfig, `state` as the state directory, and the
+/// pinned tools first on `PATH` for the drill's helm and kubectl steps.
+pub fn drillbook(kubeconfig: &Path, state: &Path) -> Drillbook {
+    let mut drillbook = cli::drillbook();
+    drillbook
+        .env("KUBECONFIG", kubeconfig)
+        .env("DRILLBOOK_STATE_DIR", state)
+        .env("PATH", path_with_tools());
+    drillbook
 }

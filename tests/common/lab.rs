@@ -1,9 +1,10 @@
 //! Shared helpers of the lab tests: real `drillbook lab ...` processes on ephemeral loopback
 //! ports, killed on drop, and a tiny blocking HTTP/1.1 client independent of the code under test.
 
+use super::cli;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::base::block_until;
@@ -30,7 +31,7 @@ impl LabProcess {
     }
 
     fn spawn(args: Vec<String>, env: Vec<(String, String)>, capture_stdout: bool) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_drillbook"));
+        let mut command = cli::drillbook();
         command
             .arg("-q")
             .arg("lab")
@@ -51,7 +52,7 @@ impl LabProcess {
             command.env_remove(name);
         }
         command.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let child = command.spawn().expect("spawn drillbook lab");
+        let child = command.spawn();
         Self {
             args,
             env,

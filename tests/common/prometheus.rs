@@ -1,5 +1,6 @@
 //! Test support shared by integration tests: free loopback ports, a tiny metrics server and a
 //! real Prometheus (Debian's `prometheus` binary) on an ephemeral loopback port.
+use super::cli::{self, Ran};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -255,24 +256,18 @@ pub fn run_drill(text: &str) -> (Option<i32>, drillbook::report::model::Report) 
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("drill.yaml");
     std::fs::write(&file, text).expect("write scenario");
-    let output = Command::new(env!("CARGO_BIN_EXE_drillbook"))
+    let output = cli::drillbook()
         .args(["-q", "run"])
         .arg(&file)
         .arg("--report-dir")
         .arg(dir.path().join("reports"))
         .arg("--no-drill-log")
-        .output()
-        .expect("run drillbook");
+        .output();
     let run_dir = std::fs::read_dir(dir.path().join("reports"))
         .ok()
         .and_then(|mut entries| entries.next())
         .and_then(Result::ok)
-        .unwrap_or_else(|| {
-            panic!(
-                "no report was written: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })
+        .unwrap_or_else(|| panic!("no report was written: {}", output.stderr_str()))
         .path();
     let report = drillbook::report::load(&run_dir.join("report.json")).expect("report");
     (output.status.code(), report)

@@ -4,6 +4,7 @@
 //! by that run, and the checks every interruption trial makes (exit code against the report's
 //! verdict, undos, drill-log row, a signal that came too late).
 
+use super::cli;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt as _;
@@ -87,8 +88,8 @@ impl RunDir {
     /// `drillbook <global...> run <scenario> --report-dir .. --drill-log .. --seed ..`, with the
     /// marker in its environment and stdout/stderr going to `stdout.txt`/`stderr.txt` here
     /// (files, not pipes: a signalled run must never block on a full pipe).
-    pub fn run_command(&self, global: &[&str], scenario: &Path, seed: u64) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_drillbook"));
+    pub fn run_command(&self, global: &[&str], scenario: &Path, seed: u64) -> cli::Drillbook {
+        let mut command = cli::drillbook();
         command
             .args(global)
             .arg("run")
@@ -98,7 +99,7 @@ impl RunDir {
             .arg("--drill-log")
             .arg(self.runbook_path())
             .args(["--seed", &seed.to_string(), "--operator", "trials-test"]);
-        self.prepare(&mut command);
+        self.prepare(command.command_mut());
         command
     }
 
