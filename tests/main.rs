@@ -30,6 +30,7 @@ mod load_cli;
 mod load_engine;
 mod local_target;
 mod no_secrets;
+mod offline_refusals;
 mod prometheus_checks;
 mod prometheus_proxy;
 mod recover_cli;

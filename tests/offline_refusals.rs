@@ -2,7 +2,7 @@
 //! `command:` argv outside the scenario's pin used to plan as "run …" and be refused only
 //! when the drill reached that step.
 
-use std::process::Command;
+use crate::common::cli::{self, Ran};
 
 const SCENARIO: &str = "apiVersion: drillbook/v1\nname: r\ntarget:\n  kubernetes:\n    \
     context: staging\n    namespace: shop\n    allowed_contexts: [staging]\n    \
@@ -16,18 +16,11 @@ fn plan_validate_and_run_refuse_an_argv_outside_the_pin_at_its_line() {
     let file = dir.path().join("r.yaml");
     std::fs::write(&file, SCENARIO).expect("write");
     let drillbook = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_drillbook"))
-            .args(args)
-            .arg(&file)
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run drillbook");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code(), text)
+        let out = cli::drillbook().args(args).arg(&file).output();
+        (
+            out.status.code(),
+            format!("{}{}", out.stdout_str(), out.stderr_str()),
+        )
     };
     let reason = "namespace `kube-system` is not in allowed_namespaces (shop)";
     let (code, text) = drillbook(&["plan", "--offline"]);

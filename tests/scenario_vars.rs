@@ -172,14 +172,7 @@ fn a_var_cannot_change_the_structure_of_the_scenario() {
          \x20 - name: list\n    command: {argv: [kubectl, get, pods, \"${var.ns}\"]}\n",
     )
     .expect("write");
-    let drillbook = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_drillbook"))
-            .args(args)
-            .arg(&file)
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run drillbook")
-    };
+    let drillbook = |args: &[&str]| cli::drillbook().args(args).arg(&file).output();
     for command in [&["plan", "--offline"][..], &["validate"][..]] {
         let repro = [
             command,

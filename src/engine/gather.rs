@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::drill::Observed;
-use super::judge::{self, JudgedPhases};
+use super::phase_data::{JudgedPhases, phase_of};
 use super::prometheus::{QUERY_TIMEOUT, UrlError, expand_url};
 use crate::checks::alerts;
 use crate::checks::prometheus::{Sample, SampleError, sample};
@@ -91,7 +91,7 @@ pub async fn gather(scenario: &Scenario, observed: &Observed) -> EndObservations
             }
             CheckKind::Alerts(a) => {
                 // A phase that did not happen has no window to ask about; the judge says why.
-                let Some(window) = phases.get(judge::phase_of(check)) else {
+                let Some(window) = phases.get(phase_of(check)) else {
                     continue;
                 };
                 let end = observed.unix_s(window.end_s).ceil() as i64;

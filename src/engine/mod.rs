@@ -8,6 +8,7 @@ pub mod gather;
 pub mod journal;
 pub mod judge;
 pub mod load_config;
+pub mod phase_data;
 pub mod phases;
 pub mod pod_guards;
 pub mod prometheus;

@@ -1233,3 +1233,50 @@ mod canary_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod templated_tests {
+    use std::path::Path;
+
+    use super::templated::{Site, texts};
+
+    const LOCAL: &str = "apiVersion: drillbook/v1\nname: t\ntarget:\n  local:\n    processes:\n    \
+        - {name: api, command: [\"${drillbook}\", \"--listen=127.0.0.1:${port.api}\"]}\n\
+        load: {url: \"http://127.0.0.1:${port.api}/\", rate: 5/s, duration: 5s}\n\
+        abort_when:\n  - prometheus: {url: \"http://127.0.0.1:${port.prom}\", query: up, condition: \"result < 1\"}\n\
+        checks:\n  - name: ok\n    http: \"rate(5xx) == 0\"\n";
+
+    #[test]
+    fn every_field_that_takes_a_port_is_listed() {
+        let s = crate::scenario::parse_str(LOCAL).expect("parses");
+        let sites: Vec<Site> = texts(&s).iter().map(|t| t.site).collect();
+        assert_eq!(
+            sites,
+            [
+                Site::ProcessCommand,
+                Site::ProcessCommand,
+                Site::LoadUrl,
+                Site::PrometheusGuardUrl
+            ]
+        );
+    }
+
+    /// A guard's URL was not in the run's list, so `${port.prom}` was never given a port and the
+    /// guard quietly asked nothing; now validation names it.
+    #[test]
+    fn a_port_used_only_by_a_guard_is_refused_at_its_line() {
+        let s = crate::scenario::parse_str(LOCAL).expect("parses");
+        let items = super::validate(&s, Path::new("t.yaml"), LOCAL);
+        let errors: Vec<String> = items
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| format!("{}: {}", d.pos, d.message))
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("9:"), "{errors:?}");
+        assert!(
+            errors[0].contains("`${port.prom}` is given to no process"),
+            "{errors:?}"
+        );
+    }
+}
