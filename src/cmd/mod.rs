@@ -312,18 +312,6 @@ pub(crate) fn safe(text: &str) -> std::borrow::Cow<'_, str> {
     crate::report::text::escape_controls(text)
 }
 
-/// `report` with every text in it made safe for a terminal, for the tables `run` and `report`
-/// print; the report files keep the raw text.
-pub(crate) fn terminal_report(
-    report: &crate::report::model::Report,
-) -> crate::report::model::Report {
-    let Ok(mut value) = serde_json::to_value(report) else {
-        return report.clone();
-    };
-    crate::report::text::escape_json_strings(&mut value);
-    serde_json::from_value(value).unwrap_or_else(|_| report.clone())
-}
-
 /// What `-o/--output FILE` means on every command: the text goes to FILE (replaced atomically)
 /// instead of stdout. (`schedule -o DIR` writes one file per object into DIR.)
 pub(crate) fn write_output(path: Option<&std::path::Path>, text: &str) -> anyhow::Result<()> {

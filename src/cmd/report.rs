@@ -28,7 +28,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<Outcome> {
     let text = match (args.format, &args.output) {
         // A terminal gets tables that fit it; files get the full text.
         (Format::Table, None) => crate::report::table::render_fitted(
-            &super::terminal_report(&report),
+            &report,
             color,
             super::stdout_width(),
         ),

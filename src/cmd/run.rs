@@ -104,7 +104,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     println!(
         "{}",
         crate::report::table::render_fitted(
-            &super::terminal_report(&report),
+            &report,
             super::stdout_color(),
             super::stdout_width()
         )
