@@ -274,7 +274,7 @@ pub fn main() -> ExitCode {
         && verbosity <= 0
         && std::env::var_os("RUST_LOG").is_none();
     let human_layer = human.then(|| {
-        let layer: telemetry::BoxedLayer = Box::new(progress::HumanLayer::new(stderr_color()));
+        let layer: telemetry::BoxedLayer = Box::new(progress::human_layer(stderr_color()));
         (layer, progress::FILTER)
     });
     telemetry::init(cli.log_format, verbosity, stderr_color(), human_layer);

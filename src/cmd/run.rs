@@ -103,11 +103,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     }
     println!(
         "{}",
-        crate::report::table::render_fitted(
-            &report,
-            super::stdout_color(),
-            super::stdout_width()
-        )
+        crate::report::table::render_fitted(&report, super::stdout_color(), super::stdout_width())
     );
     if files.is_empty() {
         println!("reports: none written (see the error above)");
@@ -176,6 +172,7 @@ fn run_options(args: &RunArgs) -> Option<RunOptions> {
         force: args.force,
         run_id: report_build::new_run_id(),
         notice: say,
+        progress: super::progress::sink(),
     })
 }
 

@@ -9,6 +9,7 @@ pub mod judge;
 pub mod load_config;
 pub mod phases;
 pub mod pod_guards;
+pub mod progress;
 pub mod prometheus;
 pub mod recover;
 pub mod report_build;
