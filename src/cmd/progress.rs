@@ -161,8 +161,8 @@ impl Screen {
         match event {
             Progress::Note(line) => out.lines.push(safe(line).into_owned()),
             Progress::Warning(line) => {
-                out.lines
-                    .push(self.plain(Level::WARN, &safe(line), &Fields::default()))
+                let line = self.plain(Level::WARN, &safe(line), &Fields::default());
+                out.lines.push(line);
             }
             Progress::Started { seed, next_at_s } => {
                 self.next_at_s = *next_at_s;

@@ -198,12 +198,12 @@ impl FleetReader {
             }
             FleetEvent::Waiting { worker, why } => {
                 self.progress
-                    .emit(Progress::Note(format!("load worker {worker}: {why}")));
+                    .emit(&Progress::Note(format!("load worker {worker}: {why}")));
                 states.entry(worker).or_default().waiting = Some(why);
             }
             FleetEvent::Ended { worker, end } => {
                 if let WorkerEnd::Failed(why) = &end {
-                    self.progress.emit(Progress::Warning(format!(
+                    self.progress.emit(&Progress::Warning(format!(
                         "load worker {worker} failed: {why}"
                     )));
                 }

@@ -140,13 +140,13 @@ impl ProgressSink {
     }
 
     /// Logs `event` and hands it to the sink.
-    pub fn emit(&self, event: Progress) {
+    pub fn emit(&self, event: &Progress) {
         event.log();
-        (self.0)(&event);
+        (self.0)(event);
     }
 
     pub fn note(&self, line: String) {
-        self.emit(Progress::Note(line));
+        self.emit(&Progress::Note(line));
     }
 }
 

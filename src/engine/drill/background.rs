@@ -135,7 +135,7 @@ impl<T: Target> Drill<'_, T> {
             tokio::spawn(async move {
                 let mut guards = guards;
                 while let Some(window) = windows_rx.recv().await {
-                    progress.emit(Progress::Window(WindowProgress::of(&window)));
+                    progress.emit(&Progress::Window(WindowProgress::of(&window)));
                     for guard in &mut guards {
                         if let Some(why) = guard.observe(&window.stats)
                             && !abort.token.is_cancelled()
@@ -314,7 +314,7 @@ impl Background {
         for (name, task) in std::mem::take(&mut self.streams) {
             streams.insert(name, task.await.unwrap_or_default());
         }
-        progress.emit(Progress::LoadOver);
+        progress.emit(&Progress::LoadOver);
         let windows = self
             .store
             .lock()

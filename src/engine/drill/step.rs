@@ -55,7 +55,7 @@ impl<T: Target> Drill<'_, T> {
                 return not_applied(StepError::UndoNotRecorded(e));
             }
         }
-        self.progress.emit(Progress::Step {
+        self.progress.emit(&Progress::Step {
             number: position.number,
             total: position.total,
             name: name.to_string(),
@@ -70,7 +70,7 @@ impl<T: Target> Drill<'_, T> {
         let end = Instant::now();
         let (applied, error) = match result {
             Ok(applied) => {
-                self.progress.emit(Progress::Applied {
+                self.progress.emit(&Progress::Applied {
                     number: position.number,
                     total: position.total,
                     next_at_s: position.next_at_s,

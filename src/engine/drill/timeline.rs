@@ -238,7 +238,7 @@ impl<T: Target> Drill<'_, T> {
         tokio::time::sleep_until(self.t0).await;
         let all_steps = &self.loaded.scenario.steps;
         let next_at = next_step_at(all_steps, 0);
-        self.progress.emit(Progress::Started {
+        self.progress.emit(&Progress::Started {
             seed: self.seed,
             next_at_s: next_at,
         });
