@@ -276,7 +276,7 @@ pub fn main() -> ExitCode {
         && verbosity <= 0
         && std::env::var_os("RUST_LOG").is_none();
     let human_layer = human.then(|| {
-        let layer: telemetry::BoxedLayer = Box::new(progress::HumanLayer::new(stderr_color()));
+        let layer: telemetry::BoxedLayer = Box::new(progress::human_layer(stderr_color()));
         (layer, progress::FILTER)
     });
     telemetry::init(cli.log_format, verbosity, stderr_color(), human_layer);
@@ -311,18 +311,6 @@ pub(crate) fn stderr_color() -> bool {
 /// as escapes (see `report::text`).
 pub(crate) fn safe(text: &str) -> std::borrow::Cow<'_, str> {
     crate::report::text::escape_controls(text)
-}
-
-/// `report` with every text in it made safe for a terminal, for the tables `run` and `report`
-/// print; the report files keep the raw text.
-pub(crate) fn terminal_report(
-    report: &crate::report::model::Report,
-) -> crate::report::model::Report {
-    let Ok(mut value) = serde_json::to_value(report) else {
-        return report.clone();
-    };
-    crate::report::text::escape_json_strings(&mut value);
-    serde_json::from_value(value).unwrap_or_else(|_| report.clone())
 }
 
 /// What `-o/--output FILE` means on every command: the text goes to FILE (replaced atomically)

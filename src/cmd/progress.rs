@@ -1,22 +1,28 @@
 //! The human view of a running drill on a terminal: one plain line per step and event, and a
 //! live status line (phase, time to the next step, rps, 401 and 5xx per second, p99) redrawn
-//! in place on stderr about once a second, like k6. The engine only emits tracing events
-//! (target [`PROGRESS`] with plain fields); this layer renders them. Structured log lines stay
-//! for `-v`, `--log-format json` and non-terminals (see `telemetry::init`).
+//! in place on stderr about once a second, like k6. The engine hands its [`Progress`] events to
+//! the sink [`sink`] makes, which draws them; other log events (warnings, target events) come
+//! through [`HumanLayer`]. Structured log lines stay for `-v`, `--log-format json` and
+//! non-terminals (see `telemetry::init`), where the sink draws nothing.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 
-use crate::engine::drill::PROGRESS;
+use super::safe;
+use crate::engine::drill::{PROGRESS_TARGET, Progress, ProgressSink, WindowProgress};
 
-/// Filter directives the human view adds: every second of load feeds the status line.
-pub const FILTER: &str = "drillbook::progress=debug";
+/// Filter directives the human view adds: progress is drawn from the sink, not from its log.
+pub const FILTER: &str = "drillbook::progress=off";
+
+/// The screen of the human view, when it is on: [`human_layer`] sets it once, before any
+/// command runs, and [`sink`] draws a drill's progress on it.
+static HUMAN: OnceLock<Arc<Mutex<Screen>>> = OnceLock::new();
 
 /// Erases the current terminal line (carriage return + erase line).
 const ERASE_LINE: &str = "\r\x1b[2K";
@@ -31,10 +37,6 @@ pub struct Fields(BTreeMap<String, String>);
 impl Fields {
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
-    }
-
-    fn number(&self, name: &str) -> Option<f64> {
-        self.get(name).and_then(|v| v.parse().ok())
     }
 
     /// Fields from `(name, value)` pairs, as tests write them.
@@ -53,14 +55,14 @@ impl Visit for Fields {
     // Values carry scenario and cluster text: escaped here, before anything draws them.
     fn record_str(&mut self, field: &Field, value: &str) {
         self.0
-            .insert(field.name().to_string(), super::safe(value).into_owned());
+            .insert(field.name().to_string(), safe(value).into_owned());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         // Messages arrive as `fmt::Arguments`, whose Debug is the text itself.
         let text = format!("{value:?}");
         self.0
-            .insert(field.name().to_string(), super::safe(&text).into_owned());
+            .insert(field.name().to_string(), safe(&text).into_owned());
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -152,52 +154,59 @@ impl Screen {
         }
     }
 
-    /// Renders one event: a pure function of the event and what came before.
+    /// Renders one progress event: a pure function of the event and what came before. Its
+    /// text carries scenario and cluster text, escaped here before anything draws it.
+    pub fn progress(&mut self, event: &Progress) -> Rendered {
+        let mut out = Rendered::default();
+        match event {
+            Progress::Note(line) => out.lines.push(safe(line).into_owned()),
+            Progress::Warning(line) => {
+                let line = self.plain(Level::WARN, &safe(line), &Fields::default());
+                out.lines.push(line);
+            }
+            Progress::Started { seed, next_at_s } => {
+                self.next_at_s = *next_at_s;
+                out.lines.push(format!("load started (seed {seed})"));
+            }
+            Progress::Window(window) => out.status = Some(status_line(&self.status(window))),
+            Progress::Step {
+                number,
+                total,
+                name,
+                what,
+                at_s,
+                fault,
+            } => {
+                self.faulted |= *fault;
+                self.next_at_s = None;
+                out.lines.push(format!(
+                    "t+{at_s:.1}s step {number}/{total} {}: {}",
+                    safe(name),
+                    safe(what)
+                ));
+            }
+            Progress::Applied {
+                number,
+                total,
+                next_at_s,
+                hit,
+            } => {
+                self.next_at_s = *next_at_s;
+                self.steps_done |= number == total;
+                if !hit.is_empty() {
+                    out.lines.push(format!("  hit {}", safe(&hit.join(", "))));
+                }
+            }
+            Progress::LoadOver => out.clear_status = true,
+        }
+        out
+    }
+
+    /// Renders one other log event (progress is drawn from [`Self::progress`]).
     pub fn render(&mut self, level: Level, target: &str, fields: &Fields) -> Rendered {
         let message = fields.get("message").unwrap_or_default();
         let mut out = Rendered::default();
-        if target == PROGRESS {
-            match fields.get("kind").unwrap_or_default() {
-                "start" => {
-                    self.next_at_s = fields.number("next_at_s");
-                    out.lines.push(format!(
-                        "load started (seed {})",
-                        fields.get("seed").unwrap_or("?")
-                    ));
-                }
-                "window" => out.status = Some(status_line(&self.status(fields))),
-                "step" => {
-                    if fields.get("fault") == Some("true") {
-                        self.faulted = true;
-                    }
-                    self.next_at_s = None;
-                    out.lines.push(format!(
-                        "t+{:.1}s step {}/{} {}: {}",
-                        fields.number("at_s").unwrap_or_default(),
-                        fields.get("number").unwrap_or("?"),
-                        fields.get("total").unwrap_or("?"),
-                        fields.get("name").unwrap_or_default(),
-                        fields.get("what").unwrap_or_default(),
-                    ));
-                }
-                "applied" => {
-                    self.next_at_s = fields.number("next_at_s");
-                    if fields.get("number") == fields.get("total") {
-                        self.steps_done = true;
-                    }
-                    match fields.get("hit") {
-                        Some(hit) if !hit.is_empty() => out.lines.push(format!("  hit {hit}")),
-                        _ => {}
-                    }
-                }
-                "load_over" => out.clear_status = true,
-                _ => out
-                    .lines
-                    .push(self.plain(level, message, &Fields::default())),
-            }
-            return out;
-        }
-        if level > Level::INFO {
+        if target == PROGRESS_TARGET || level > Level::INFO {
             return out;
         }
         let line = match message {
@@ -218,18 +227,16 @@ impl Screen {
         out
     }
 
-    fn status(&self, fields: &Fields) -> Status {
-        let count = |name| fields.number(name).unwrap_or_default() as u64;
-        let second = count("second");
+    fn status(&self, window: &WindowProgress) -> Status {
         Status {
             phase: self.phase(),
-            second,
-            next_step_in: self.next_at_s.map(|at| at - second as f64),
-            rps: count("requests"),
-            per_second_401: count("status_401"),
-            per_second_5xx: count("status_5xx"),
-            errors: count("errors"),
-            p99_ms: fields.number("p99_ms"),
+            second: window.second,
+            next_step_in: self.next_at_s.map(|at| at - window.second as f64),
+            rps: window.requests,
+            per_second_401: window.status_401,
+            per_second_5xx: window.status_5xx,
+            errors: window.errors,
+            p99_ms: window.p99_ms,
         }
     }
 
@@ -258,17 +265,32 @@ impl Screen {
     }
 }
 
-/// The tracing layer that draws [`Screen`] on stderr.
+/// The tracing layer that draws log events other than progress on the human view's screen.
 pub struct HumanLayer {
-    screen: Mutex<Screen>,
+    screen: Arc<Mutex<Screen>>,
 }
 
-impl HumanLayer {
-    pub fn new(color: bool) -> Self {
-        Self {
-            screen: Mutex::new(Screen::new(color)),
-        }
-    }
+/// Turns the human view on: the layer for `telemetry::init`, and the screen [`sink`] draws on.
+pub fn human_layer(color: bool) -> HumanLayer {
+    let screen = HUMAN
+        .get_or_init(|| Arc::new(Mutex::new(Screen::new(color))))
+        .clone();
+    HumanLayer { screen }
+}
+
+/// Where a drill's progress goes: the human view's screen when it is on; otherwise nowhere
+/// (the engine logs each event too, for `-v`, JSON and non-terminals).
+pub fn sink() -> ProgressSink {
+    let Some(screen) = HUMAN.get().cloned() else {
+        return ProgressSink::default();
+    };
+    ProgressSink::new(move |event| {
+        let rendered = match screen.lock() {
+            Ok(mut screen) => screen.progress(event),
+            Err(_) => return,
+        };
+        draw(&rendered);
+    })
 }
 
 impl<S: Subscriber> tracing_subscriber::Layer<S> for HumanLayer {
@@ -320,96 +342,84 @@ pub fn clear_status() {
 mod tests {
     use super::*;
 
-    fn progress(screen: &mut Screen, pairs: &[(&str, &str)]) -> Rendered {
-        screen.render(
-            Level::INFO,
-            PROGRESS,
-            &Fields::from_pairs(pairs.iter().copied()),
-        )
+    fn window(second: u64, requests: u64, status_401: u64, p99_ms: Option<f64>) -> Progress {
+        Progress::Window(WindowProgress {
+            second,
+            requests,
+            status_401,
+            status_5xx: u64::from(second == 2),
+            p99_ms,
+            ..WindowProgress::default()
+        })
+    }
+
+    fn applied(number: usize, hit: &[&str]) -> Progress {
+        Progress::Applied {
+            number,
+            total: 2,
+            next_at_s: None,
+            hit: hit.iter().map(ToString::to_string).collect(),
+        }
     }
 
     #[test]
     fn a_drill_renders_as_plain_lines_and_a_status_line() {
         let mut screen = Screen::new(false);
-        let start = progress(
-            &mut screen,
-            &[("kind", "start"), ("seed", "7"), ("next_at_s", "5")],
-        );
+        let start = screen.progress(&Progress::Started {
+            seed: 7,
+            next_at_s: Some(5.0),
+        });
         assert_eq!(start.lines, ["load started (seed 7)"]);
-        let window = progress(
-            &mut screen,
-            &[
-                ("kind", "window"),
-                ("second", "2"),
-                ("requests", "98"),
-                ("status_401", "0"),
-                ("status_5xx", "1"),
-                ("errors", "0"),
-                ("p99_ms", "12.4"),
-            ],
-        );
+        let status = screen.progress(&window(2, 98, 0, Some(12.4))).status;
         assert_eq!(
-            window.status.as_deref(),
+            status.as_deref(),
             Some("baseline t+2s · next step in 3s · 98 rps · 401 0/s · 5xx 1/s · p99 12 ms")
         );
-        let step = progress(
-            &mut screen,
-            &[
-                ("kind", "step"),
-                ("number", "1"),
-                ("total", "2"),
-                ("name", "kill-proxy"),
-                ("what", "SIGKILL 1 process(es) of `requests-proxy`"),
-                ("at_s", "5.02"),
-                ("fault", "true"),
-            ],
-        );
+        let step = screen.progress(&Progress::Step {
+            number: 1,
+            total: 2,
+            name: "kill-proxy".into(),
+            what: "SIGKILL 1 process(es) of `requests-proxy`".into(),
+            at_s: 5.02,
+            fault: true,
+        });
         assert_eq!(
             step.lines,
             ["t+5.0s step 1/2 kill-proxy: SIGKILL 1 process(es) of `requests-proxy`"]
         );
-        let applied = progress(
-            &mut screen,
-            &[
-                ("kind", "applied"),
-                ("number", "1"),
-                ("total", "2"),
-                ("hit", "requests-proxy#0 (pid 12)"),
-            ],
-        );
-        assert_eq!(applied.lines, ["  hit requests-proxy#0 (pid 12)"]);
-        let window = progress(
-            &mut screen,
-            &[
-                ("kind", "window"),
-                ("second", "6"),
-                ("requests", "3"),
-                ("status_401", "40"),
-            ],
-        );
-        let status = window.status.unwrap_or_default();
+        let hit = screen.progress(&applied(1, &["requests-proxy#0 (pid 12)"]));
+        assert_eq!(hit.lines, ["  hit requests-proxy#0 (pid 12)"]);
+        let status = screen
+            .progress(&window(6, 3, 40, None))
+            .status
+            .unwrap_or_default();
         assert!(
             status.starts_with("fault t+6s · 3 rps · 401 40/s"),
             "{status}"
         );
         assert!(status.ends_with("p99 -"), "no latency, no number: {status}");
-        progress(
-            &mut screen,
-            &[
-                ("kind", "applied"),
-                ("number", "2"),
-                ("total", "2"),
-                ("hit", ""),
-            ],
+        assert!(screen.progress(&applied(2, &[])).lines.is_empty());
+        let status = screen.progress(&window(9, 0, 0, None)).status;
+        assert!(status.unwrap_or_default().starts_with("recovery t+9s"));
+        assert!(screen.progress(&Progress::LoadOver).clear_status);
+    }
+
+    #[test]
+    fn progress_text_is_escaped_and_warnings_say_so() {
+        let mut screen = Screen::new(false);
+        let note = screen.progress(&Progress::Note("pod \x1b[2J".into()));
+        assert_eq!(note.lines, ["pod \\x1b[2J"]);
+        let warning = screen.progress(&Progress::Warning("load worker 1 failed".into()));
+        assert_eq!(warning.lines, ["warning: load worker 1 failed"]);
+        let logged = screen.render(
+            Level::INFO,
+            PROGRESS_TARGET,
+            &Fields::from_pairs([("message", "t+0s load started; seed 7")]),
         );
-        let window = progress(&mut screen, &[("kind", "window"), ("second", "9")]);
         assert!(
-            window
-                .status
-                .unwrap_or_default()
-                .starts_with("recovery t+9s")
+            logged.lines.is_empty(),
+            "progress is drawn from the sink only"
         );
-        assert!(progress(&mut screen, &[("kind", "load_over")]).clear_status);
     }
 
     #[test]

@@ -27,11 +27,9 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<Outcome> {
     let color = args.output.is_none() && super::stdout_color();
     let text = match (args.format, &args.output) {
         // A terminal gets tables that fit it; files get the full text.
-        (Format::Table, None) => crate::report::table::render_fitted(
-            &super::terminal_report(&report),
-            color,
-            super::stdout_width(),
-        ),
+        (Format::Table, None) => {
+            crate::report::table::render_fitted(&report, color, super::stdout_width())
+        }
         _ => crate::report::render(&report, args.format, color)?,
     };
     super::write_output(args.output.as_deref(), &text)?;

@@ -129,11 +129,7 @@ pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Out
     }
     println!(
         "{}",
-        crate::report::table::render_fitted(
-            &super::terminal_report(&report),
-            super::stdout_color(),
-            super::stdout_width()
-        )
+        crate::report::table::render_fitted(&report, super::stdout_color(), super::stdout_width())
     );
     if files.is_empty() {
         println!("reports: none written (see the error above)");
@@ -202,6 +198,7 @@ fn run_options(args: &RunArgs) -> Option<RunOptions> {
         force: args.force,
         run_id: report_build::new_run_id(),
         notice: say,
+        progress: super::progress::sink(),
     })
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::drill::PROGRESS;
+use super::progress::{Progress, ProgressSink};
 use super::windows::WindowStore;
 use crate::load::fleet::{FleetError, FleetLayout, WORKER_BEARER_ENV, worker_args};
 use crate::load::wire::{FleetMerger, FleetWindow, WireError, WorkerLine};
@@ -106,6 +106,8 @@ pub struct FleetReader {
     pub store: Arc<Mutex<WindowStore>>,
     pub started: CancellationToken,
     pub stop: CancellationToken,
+    /// Where worker notes go (waiting, failed).
+    pub progress: ProgressSink,
 }
 
 /// Where one worker stands, for messages.
@@ -195,12 +197,15 @@ impl FleetReader {
                 }
             }
             FleetEvent::Waiting { worker, why } => {
-                tracing::info!(target: PROGRESS, kind = "note", "load worker {worker}: {why}");
+                self.progress
+                    .emit(&Progress::Note(format!("load worker {worker}: {why}")));
                 states.entry(worker).or_default().waiting = Some(why);
             }
             FleetEvent::Ended { worker, end } => {
                 if let WorkerEnd::Failed(why) = &end {
-                    tracing::warn!(target: PROGRESS, kind = "note", "load worker {worker} failed: {why}");
+                    self.progress.emit(&Progress::Warning(format!(
+                        "load worker {worker} failed: {why}"
+                    )));
                 }
                 states.entry(worker).or_default().end = Some(end);
             }

@@ -11,6 +11,7 @@ pub mod load_config;
 pub mod phase_data;
 pub mod phases;
 pub mod pod_guards;
+pub mod progress;
 pub mod prometheus;
 pub mod recover;
 pub mod report_build;

@@ -1,4 +1,5 @@
-//! Terminal rendering: an overview, then one box-drawn table per section.
+//! Terminal rendering: an overview, then one box-drawn table per section. Every text from the
+//! report is escaped as it is drawn (see [`super::text`]): a table is meant for a terminal.
 
 use std::fmt::Write as _;
 
@@ -8,6 +9,7 @@ use tabled::settings::{Style, Width};
 
 use super::model::{Report, Verdict};
 use super::sections::{self, Section};
+use super::text::escape_controls as safe;
 
 /// Renders the report for a terminal. `color` adds ANSI colour to the verdict line only
 /// (tables stay uncoloured so their column widths stay right).
@@ -20,7 +22,7 @@ pub fn render(report: &Report, color: bool) -> String {
 pub fn render_fitted(report: &Report, color: bool, width: Option<usize>) -> String {
     let mut out = String::new();
     for (key, value) in sections::overview(report) {
-        let _ = writeln!(out, "{key:<10} {value}");
+        let _ = writeln!(out, "{key:<10} {}", safe(&value));
     }
     let verdict = report.verdict.as_str().to_uppercase();
     let verdict = if color {
@@ -31,13 +33,14 @@ pub fn render_fitted(report: &Report, color: bool, width: Option<usize>) -> Stri
     let _ = writeln!(
         out,
         "{:<10} {verdict} - {}",
-        "Verdict", report.verdict_reason
+        "Verdict",
+        safe(&report.verdict_reason)
     );
     for section in sections::all(report) {
         let _ = write!(out, "\n{}\n{}\n", section.title, grid(&section, width));
     }
     for warning in &report.warnings {
-        let _ = writeln!(out, "\nwarning: {warning}");
+        let _ = writeln!(out, "\nwarning: {}", safe(warning));
     }
     out
 }
@@ -46,7 +49,8 @@ fn grid(section: &Section, width: Option<usize>) -> String {
     let mut builder = Builder::default();
     builder.push_record(section.header.iter().copied());
     for row in &section.rows {
-        builder.push_record(row.iter().map(String::as_str));
+        // Escaped before the table measures its columns, so widths count what is shown.
+        builder.push_record(row.iter().map(|cell| safe(cell)));
     }
     let mut table = builder.build();
     table.with(Style::rounded());

@@ -32,26 +32,6 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Every string inside a JSON value escaped with [`escape_controls`] (keys too).
-pub fn escape_json_strings(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::String(text) => {
-            if let Cow::Owned(escaped) = escape_controls(text) {
-                *text = escaped;
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(escape_json_strings),
-        serde_json::Value::Object(map) => {
-            let entries = std::mem::take(map);
-            for (key, mut item) in entries {
-                escape_json_strings(&mut item);
-                map.insert(escape_controls(&key).into_owned(), item);
-            }
-        }
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,14 +44,5 @@ mod tests {
             "a\\x1b[2Jb\\x07c\\u{9b}d\\u{202e}e\\x7f"
         );
         assert_eq!(escape_controls("über ✓"), "über ✓");
-    }
-
-    #[test]
-    fn every_json_string_is_escaped() {
-        let mut value = serde_json::json!({"name": "x\x1b]0;owned\x07", "list": ["\r"], "n": 1});
-        escape_json_strings(&mut value);
-        assert_eq!(value["name"], "x\\x1b]0;owned\\x07");
-        assert_eq!(value["list"][0], "\\x0d");
-        assert_eq!(value["n"], 1);
     }
 }

@@ -1,11 +1,23 @@
 //! The orchestration against a fake target: undos registered before each apply, and the
 //! unwind (undos in reverse, then `finally`, then shutdown) on every exit path.
 
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
 
+use rand::rngs::StdRng;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::engine::undo::UndoStack;
+use crate::report::model::PreflightResult;
+use crate::scenario::vars::Vars;
+use crate::scenario::{Action, LoadedScenario, Scenario};
+use crate::targets::observe::Observations;
+use crate::targets::{Applied, Target, TargetError, UndoAction};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct FakeUndo(String);
@@ -163,6 +175,7 @@ async fn drill(
         loaded,
         1,
         "test",
+        &ProgressSink::default(),
         async |_: &Vars| Ok((fake, undo)),
         interrupt,
         &slot,

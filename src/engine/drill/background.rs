@@ -1,0 +1,345 @@
+//! What runs beside the timeline from time zero: the load (local or the cluster's workers),
+//! its windows and abort guards, the named streams, Prometheus sampling and pod guards.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{DrillError, LoadFailure};
+use super::timeline::Drill;
+use crate::checks::prometheus::Sample;
+use crate::engine::fleet::{FleetFailure, FleetReader, FleetRun};
+use crate::engine::pod_guards::PodGuardState;
+use crate::engine::progress::{Progress, ProgressSink, WindowProgress};
+use crate::engine::windows::{GuardState, WindowStore};
+use crate::load::{LoadSummary, Window};
+use crate::report::model::LoadWorkers;
+use crate::scenario::{LoadFrom, LoadSpec};
+use crate::targets::Target;
+
+/// How often pod guards read the target's pods.
+const POD_GUARD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The load, its per-second windows (with the abort guards) and the sampled Prometheus
+/// checks, all running from time zero.
+pub(super) struct Background {
+    pub(super) load: Option<JoinHandle<Result<LoadRun, LoadFailure>>>,
+    /// Cancelled once the load is set up and sending; never without a load.
+    pub(super) load_started: CancellationToken,
+    /// Cancelled when the load is over, however it ended.
+    pub(super) load_over: CancellationToken,
+    /// Feeds `store` (and the abort guards) until the load ends.
+    pub(super) windows: JoinHandle<()>,
+    /// The windows so far: the steady-state gate reads the baseline from it.
+    pub(super) store: Arc<Mutex<WindowStore>>,
+    pub(super) prometheus: JoinHandle<BTreeMap<String, Vec<Sample>>>,
+    /// The `prometheus` abort guards; stopped once the load and the timeline are over.
+    pub(super) guards: Vec<JoinHandle<()>>,
+    /// The named load streams, each with its windows.
+    pub(super) streams: Vec<(String, JoinHandle<WindowStore>)>,
+}
+
+/// A load as it ended: local, or merged from the cluster's workers.
+pub(super) struct LoadRun {
+    summary: LoadSummary,
+    workers: Option<LoadWorkers>,
+}
+
+impl<T: Target> Drill<'_, T> {
+    pub(super) async fn start_background(&self, run_id: &str) -> Result<Background, DrillError> {
+        let scenario = &self.loaded.scenario;
+        // Before the load, any guard or step starts: a guard that cannot be watched refuses.
+        let prometheus_guards = crate::engine::prometheus::prepare_guards(scenario, self.vars)?;
+        let (windows_tx, mut windows_rx) = mpsc::unbounded_channel::<Window>();
+        let (load_started, load_over) = (CancellationToken::new(), CancellationToken::new());
+        let store = Arc::<Mutex<WindowStore>>::default();
+        let load = match &scenario.load {
+            Some(spec) => {
+                let config =
+                    crate::engine::load_config::build(self.loaded, spec, self.vars, self.t0)?;
+                let measuring = match (spec.from, &spec.cluster) {
+                    (LoadFrom::Cluster, Some(cluster)) => {
+                        let reader = FleetReader {
+                            workers: cluster.value.workers,
+                            t0: self.t0,
+                            started_wall: self.zero_wall,
+                            load_length: config.profile.duration(),
+                            windows: windows_tx,
+                            store: store.clone(),
+                            started: load_started.clone(),
+                            stop: self.stop.clone(),
+                            progress: self.progress.clone(),
+                        };
+                        let started = self
+                            .start_fleet(run_id, spec, &cluster.value, &config)
+                            .await;
+                        Box::pin(async move {
+                            let FleetRun { summary, coverage } = reader.run(started?).await?;
+                            Ok(LoadRun {
+                                summary,
+                                workers: Some(coverage),
+                            })
+                        })
+                            as std::pin::Pin<
+                                Box<dyn Future<Output = Result<LoadRun, LoadFailure>> + Send>,
+                            >
+                    }
+                    _ => {
+                        let (cancel, started) = (self.stop.clone(), load_started.clone());
+                        Box::pin(async move {
+                            let summary = crate::load::run_announcing(
+                                config,
+                                cancel,
+                                Some(windows_tx),
+                                started,
+                            )
+                            .await?;
+                            Ok(LoadRun {
+                                summary,
+                                workers: None,
+                            })
+                        })
+                    }
+                };
+                let (over, abort) = (load_over.clone(), self.abort.clone());
+                Some(tokio::spawn(async move {
+                    let result = measuring.await;
+                    // Faults injected while nothing measures would be judged on no data.
+                    if let Err(e) = &result {
+                        abort.abort(format!("the load stopped: {e}"));
+                    }
+                    over.cancel();
+                    result
+                }))
+            }
+            None => {
+                drop(windows_tx);
+                None
+            }
+        };
+        let guards: Vec<GuardState> = scenario
+            .abort_when
+            .iter()
+            .filter_map(|g| {
+                let http = g.value.http.as_ref()?;
+                GuardState::new(&g.value.label(), &http.value, g.value.for_.0)
+            })
+            .collect();
+        let t0 = self.t0;
+        let windows = {
+            let (abort, store) = (self.abort.clone(), store.clone());
+            let progress = self.progress.clone();
+            tokio::spawn(async move {
+                let mut guards = guards;
+                while let Some(window) = windows_rx.recv().await {
+                    progress.emit(&Progress::Window(WindowProgress::of(&window)));
+                    for guard in &mut guards {
+                        if let Some(why) = guard.observe(&window.stats)
+                            && !abort.token.is_cancelled()
+                        {
+                            abort.guard_tripped(why, t0, Instant::now());
+                        }
+                    }
+                    if let Ok(mut store) = store.lock() {
+                        store.insert(window);
+                    }
+                }
+            })
+        };
+        let prometheus = crate::engine::prometheus::spawn_sampled(
+            scenario,
+            self.vars,
+            self.t0,
+            self.stop.clone(),
+        );
+        let guards = {
+            let abort = self.abort.clone();
+            crate::engine::prometheus::spawn_guards(
+                prometheus_guards,
+                t0,
+                &self.stop,
+                move |trip| {
+                    if !abort.token.is_cancelled() {
+                        abort.guard_tripped(trip.reason, t0, trip.at);
+                    }
+                },
+            )
+        };
+        let streams = self.start_streams()?;
+        Ok(Background {
+            streams,
+            guards,
+            load,
+            load_started,
+            load_over,
+            windows,
+            store,
+            prometheus,
+        })
+    }
+
+    /// Cluster load: the workers' removal is registered (and journaled) first, then their
+    /// Jobs are created; the events of the running fleet come back.
+    async fn start_fleet(
+        &self,
+        run_id: &str,
+        spec: &LoadSpec,
+        cluster: &crate::scenario::ClusterLoadSpec,
+        config: &crate::load::LoadConfig,
+    ) -> Result<mpsc::UnboundedReceiver<crate::targets::fleet::FleetEvent>, LoadFailure> {
+        let name = if run_id.is_empty() {
+            format!("{:08x}", self.seed & 0xffff_ffff)
+        } else {
+            run_id.to_ascii_lowercase()
+        };
+        let fleet = crate::engine::fleet::fleet_spec(
+            &name,
+            spec,
+            cluster,
+            config,
+            self.zero_wall.as_millisecond(),
+            config.profile.duration(),
+        )
+        .map_err(FleetFailure::from)?;
+        let undo = self
+            .target
+            .fleet_undo(&fleet)
+            .map_err(LoadFailure::WorkersNotStarted)?;
+        self.undo
+            .register("load workers", undo)
+            .map_err(LoadFailure::UndoNotRecorded)?;
+        self.progress.note(format!(
+            "starting {} load worker(s) ({}), time zero in {:.0}s",
+            fleet.workers.len(),
+            fleet.image,
+            self.t0
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64()
+        ));
+        self.target
+            .start_fleet(&fleet, self.stop.clone())
+            .await
+            .map_err(LoadFailure::WorkersNotStarted)
+    }
+
+    /// Every `load.streams` entry: the scenario's load sent to the stream's URL from time
+    /// zero, its windows kept apart for `compare` checks.
+    fn start_streams(&self) -> Result<Vec<(String, JoinHandle<WindowStore>)>, DrillError> {
+        let Some(spec) = &self.loaded.scenario.load else {
+            return Ok(Vec::new());
+        };
+        let mut started = Vec::new();
+        for (name, stream) in &spec.streams {
+            let mut config =
+                crate::engine::load_config::build(self.loaded, spec, self.vars, self.t0)?;
+            config.url = self.vars.expand(&stream.url.value)?;
+            let (tx, mut rx) = mpsc::unbounded_channel::<Window>();
+            let (cancel, name_owned) = (self.stop.clone(), name.clone());
+            let task = tokio::spawn(async move {
+                let load = tokio::spawn(crate::load::run(config, cancel, Some(tx)));
+                let mut store = WindowStore::default();
+                while let Some(window) = rx.recv().await {
+                    store.insert(window);
+                }
+                if let Ok(Err(e)) = load.await {
+                    tracing::warn!("load stream `{name_owned}` stopped: {e}");
+                }
+                store
+            });
+            started.push((name.clone(), task));
+        }
+        Ok(started)
+    }
+
+    /// The `not_ready` and `restarts` guards, evaluated every second on the target's pods
+    /// until `done` or the drill stops.
+    pub(super) async fn watch_pod_guards(&self, done: &CancellationToken) {
+        let mut guards: Vec<PodGuardState> = self
+            .loaded
+            .scenario
+            .abort_when
+            .iter()
+            .filter_map(|g| PodGuardState::new(&g.value))
+            .collect();
+        if guards.is_empty() {
+            return;
+        }
+        let mut tick = tokio::time::interval_at(self.t0, POD_GUARD_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = done.cancelled() => return,
+                _ = self.stop.cancelled() => return,
+            }
+            let now = Instant::now();
+            for guard in &mut guards {
+                let Some(health) = self.target.pod_health(&guard.selector) else {
+                    continue;
+                };
+                if let Some(why) = guard.observe(&health, now, self.t0)
+                    && !self.abort.token.is_cancelled()
+                {
+                    self.abort.abort(why);
+                }
+            }
+        }
+    }
+}
+
+impl Background {
+    /// Waits for the load to end (or be stopped), then for its windows and the streams'.
+    pub(super) async fn finish(&mut self, progress: &ProgressSink) -> LoadEnd {
+        let (summary, workers, error) = match self.load.take() {
+            Some(task) => match task.await {
+                Ok(Ok(run)) => (Some(run.summary), run.workers, None),
+                Ok(Err(e)) => (None, None, Some(e.to_string())),
+                Err(e) => (
+                    None,
+                    None,
+                    Some(LoadFailure::Panicked(e.to_string()).to_string()),
+                ),
+            },
+            None => (None, None, None),
+        };
+        let end = Instant::now();
+        for guard in &self.guards {
+            guard.abort();
+        }
+        let _ = (&mut self.windows).await;
+        let mut streams = BTreeMap::new();
+        for (name, task) in std::mem::take(&mut self.streams) {
+            streams.insert(name, task.await.unwrap_or_default());
+        }
+        progress.emit(&Progress::LoadOver);
+        let windows = self
+            .store
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        LoadEnd {
+            summary,
+            workers,
+            error,
+            end,
+            windows,
+            streams,
+        }
+    }
+}
+
+/// The load as it ended, with the windows it measured.
+pub(super) struct LoadEnd {
+    pub(super) summary: Option<LoadSummary>,
+    pub(super) workers: Option<LoadWorkers>,
+    pub(super) error: Option<String>,
+    /// When the load was over.
+    pub(super) end: Instant,
+    pub(super) windows: WindowStore,
+    /// The windows of each named stream.
+    pub(super) streams: BTreeMap<String, WindowStore>,
+}
