@@ -1,7 +1,6 @@
 //! What runs beside the timeline from time zero: the load (local or the cluster's workers),
 //! its windows and abort guards, the named streams, Prometheus sampling and pod guards.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,44 +10,18 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{DrillError, LoadFailure};
+use super::running::{Background, LoadRun};
 use super::timeline::Drill;
-use crate::checks::prometheus::Sample;
 use crate::engine::fleet::{FleetFailure, FleetReader, FleetRun};
 use crate::engine::pod_guards::PodGuardState;
-use crate::engine::progress::{Progress, ProgressSink, WindowProgress};
+use crate::engine::progress::{Progress, WindowProgress};
 use crate::engine::windows::{GuardState, WindowStore};
-use crate::load::{LoadSummary, Window};
-use crate::report::model::LoadWorkers;
+use crate::load::Window;
 use crate::scenario::{LoadFrom, LoadSpec};
 use crate::targets::Target;
 
 /// How often pod guards read the target's pods.
 const POD_GUARD_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The load, its per-second windows (with the abort guards) and the sampled Prometheus
-/// checks, all running from time zero.
-pub(super) struct Background {
-    pub(super) load: Option<JoinHandle<Result<LoadRun, LoadFailure>>>,
-    /// Cancelled once the load is set up and sending; never without a load.
-    pub(super) load_started: CancellationToken,
-    /// Cancelled when the load is over, however it ended.
-    pub(super) load_over: CancellationToken,
-    /// Feeds `store` (and the abort guards) until the load ends.
-    pub(super) windows: JoinHandle<()>,
-    /// The windows so far: the steady-state gate reads the baseline from it.
-    pub(super) store: Arc<Mutex<WindowStore>>,
-    pub(super) prometheus: JoinHandle<BTreeMap<String, Vec<Sample>>>,
-    /// The `prometheus` abort guards; stopped once the load and the timeline are over.
-    pub(super) guards: Vec<JoinHandle<()>>,
-    /// The named load streams, each with its windows.
-    pub(super) streams: Vec<(String, JoinHandle<WindowStore>)>,
-}
-
-/// A load as it ended: local, or merged from the cluster's workers.
-pub(super) struct LoadRun {
-    summary: LoadSummary,
-    workers: Option<LoadWorkers>,
-}
 
 impl<T: Target> Drill<'_, T> {
     pub(super) async fn start_background(&self, run_id: &str) -> Result<Background, DrillError> {
@@ -289,57 +262,4 @@ impl<T: Target> Drill<'_, T> {
             }
         }
     }
-}
-
-impl Background {
-    /// Waits for the load to end (or be stopped), then for its windows and the streams'.
-    pub(super) async fn finish(&mut self, progress: &ProgressSink) -> LoadEnd {
-        let (summary, workers, error) = match self.load.take() {
-            Some(task) => match task.await {
-                Ok(Ok(run)) => (Some(run.summary), run.workers, None),
-                Ok(Err(e)) => (None, None, Some(e.to_string())),
-                Err(e) => (
-                    None,
-                    None,
-                    Some(LoadFailure::Panicked(e.to_string()).to_string()),
-                ),
-            },
-            None => (None, None, None),
-        };
-        let end = Instant::now();
-        for guard in &self.guards {
-            guard.abort();
-        }
-        let _ = (&mut self.windows).await;
-        let mut streams = BTreeMap::new();
-        for (name, task) in std::mem::take(&mut self.streams) {
-            streams.insert(name, task.await.unwrap_or_default());
-        }
-        progress.emit(&Progress::LoadOver);
-        let windows = self
-            .store
-            .lock()
-            .map(|mut s| std::mem::take(&mut *s))
-            .unwrap_or_default();
-        LoadEnd {
-            summary,
-            workers,
-            error,
-            end,
-            windows,
-            streams,
-        }
-    }
-}
-
-/// The load as it ended, with the windows it measured.
-pub(super) struct LoadEnd {
-    pub(super) summary: Option<LoadSummary>,
-    pub(super) workers: Option<LoadWorkers>,
-    pub(super) error: Option<String>,
-    /// When the load was over.
-    pub(super) end: Instant,
-    pub(super) windows: WindowStore,
-    /// The windows of each named stream.
-    pub(super) streams: BTreeMap<String, WindowStore>,
 }

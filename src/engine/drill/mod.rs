@@ -11,6 +11,7 @@
 mod background;
 mod error;
 mod observed;
+mod running;
 mod start;
 mod step;
 mod timeline;

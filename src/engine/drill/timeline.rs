@@ -10,9 +10,9 @@ use rand::rngs::StdRng;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::background::Background;
 use super::error::{DrillError, Ending};
 use super::observed::{Observed, START_DELAY, StepRecord, is_fault, marks_for, offset};
+use super::running::Background;
 use crate::engine::progress::{Progress, ProgressSink};
 use crate::engine::undo::UndoStack;
 use crate::engine::windows::unsteady;
