@@ -159,6 +159,12 @@ pub enum GuardError {
         source: ConditionError,
     },
     #[error("abort guard `{label}`: {source}")]
+    Http {
+        label: String,
+        #[source]
+        source: expr::ExprError,
+    },
+    #[error("abort guard `{label}`: {source}")]
     Url {
         label: String,
         #[source]

@@ -114,10 +114,15 @@ pub struct GuardState {
 }
 
 impl GuardState {
-    pub fn new(label: &str, source: &str, for_: std::time::Duration) -> Option<Self> {
-        let expr = expr::parse_http(source).ok()?;
+    /// A condition that does not parse is an error: a guard never silently disappears.
+    pub fn new(
+        label: &str,
+        source: &str,
+        for_: std::time::Duration,
+    ) -> Result<Self, expr::ExprError> {
+        let expr = expr::parse_http(source)?;
         let needed = u32::try_from(for_.as_secs().max(1)).unwrap_or(u32::MAX);
-        Some(Self {
+        Ok(Self {
             label: label.to_string(),
             expr,
             needed,
@@ -196,6 +201,14 @@ pub fn unsteady(baseline: &Stats) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// It used to be `parse_http(..).ok()?`: an unparsable condition left the drill unguarded.
+    #[test]
+    fn an_http_guard_that_does_not_parse_is_an_error_not_a_missing_guard() {
+        let guard = GuardState::new("g", "rate(5xx) >>> 50%", std::time::Duration::ZERO);
+        assert!(guard.is_err());
+        assert!(GuardState::new("g", "rate(5xx) > 50%", std::time::Duration::ZERO).is_ok());
+    }
     use crate::load::ErrorKind;
 
     fn stats(ok: u64, refused: u64, status_503: u64) -> Stats {

@@ -95,14 +95,15 @@ impl<T: Target> Drill<'_, T> {
                 None
             }
         };
-        let guards: Vec<GuardState> = scenario
+        let guards = scenario
             .abort_when
             .iter()
-            .filter_map(|g| {
-                let http = g.value.http.as_ref()?;
-                GuardState::new(&g.value.label(), &http.value, g.value.for_.0)
+            .filter_map(|g| Some((g.value.label(), g.value.http.as_ref()?, g.value.for_.0)))
+            .map(|(label, http, for_)| {
+                GuardState::new(&label, &http.value, for_)
+                    .map_err(|source| crate::engine::prometheus::GuardError::Http { label, source })
             })
-            .collect();
+            .collect::<Result<Vec<GuardState>, _>>()?;
         let t0 = self.t0;
         let windows = {
             let (abort, store) = (self.abort.clone(), store.clone());
