@@ -20,12 +20,25 @@ have_all() {
   command -v etcd >/dev/null 2>&1
 }
 
-if have_all; then
+log() { printf '==> %s\n' "$*" >&2; }
+
+# The box's pause image is built from this source tree (e2e/box/images.sh), so a cache with
+# the binaries but without the tree (cleaned to save disk) gets the tree back, not a rebuild.
+src_root="${DRILLBOOK_CACHE:-$HOME/.cache/drillbook}/k8s-src"
+have_source() { ls "$src_root"/kubernetes-*/build/pause/linux/pause.c >/dev/null 2>&1; }
+
+if have_all && have_source; then
   echo "$CACHE"
   exit 0
 fi
-
-log() { printf '==> %s\n' "$*" >&2; }
+if have_all; then
+  log "binaries cached; fetching the kubernetes $VERSION source tree again (the box's pause image)"
+  mkdir -p "$src_root"
+  (cd "$src_root" && apt-get source -qq kubernetes >&2)
+  have_source || { echo "no pause.c after apt-get source" >&2; exit 1; }
+  echo "$CACHE"
+  exit 0
+fi
 export DEBIAN_FRONTEND=noninteractive
 
 if ! grep -rqs 'deb-src' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null; then
