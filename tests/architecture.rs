@@ -287,13 +287,6 @@ const ALLOWED_FILE_EDGES: &[(&str, &str)] = &[
     // the macro and the types it declares are one unit, in two files for size.
     ("scenario::tagged", "scenario::model"),
     // Pending (issue #22), each removed by the change that breaks its loop:
-    // - cmd/mod.rs dispatches to the command handlers, which read their `…Args` (and `safe`)
-    //   from cmd/mod.rs; gone when each command's args live beside its handler.
-    ("cmd::plan", "cmd"),
-    ("cmd::progress", "cmd"),
-    ("cmd::recover", "cmd"),
-    ("cmd::run", "cmd"),
-    ("cmd::schedule", "cmd"),
     // - scenario/mod.rs calls `validate::validate`, and validate reads `load_source` back
     //   from scenario/mod.rs; gone with the run plan's split of loading and validating.
     ("scenario::validate", "scenario"),

@@ -3,6 +3,7 @@
 //! errors; each handler calls into its domain module and maps the result to an [`Outcome`];
 //! errors are shown as a chain.
 
+mod args;
 mod collect;
 mod lab;
 mod load;
@@ -14,15 +15,18 @@ mod recover;
 mod report;
 mod run;
 mod schedule;
+mod terminal;
 mod value_enums;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::exit::Outcome;
 use crate::telemetry::{self, LogFormat};
+
+pub use args::*;
+use terminal::stderr_color;
 
 pub use load_args::LoadArgs;
 
@@ -113,148 +117,6 @@ pub enum Command {
     Collect(collect::CollectArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct ValidateArgs {
-    /// Scenario files, or directories searched for `*.yaml`/`*.yml`.
-    #[arg(required = true)]
-    pub paths: Vec<PathBuf>,
-}
-
-/// `-n/--namespace` and `--kubeconfig`, the same on every command that talks to a cluster.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ClusterArgs {
-    /// Namespace to use instead of the scenario's (must be in its allowed_namespaces).
-    #[arg(short = 'n', long = "namespace")]
-    pub namespace: Option<String>,
-    /// kubeconfig file (default: the scenario's `kubeconfig`, then $KUBECONFIG, then
-    /// ~/.kube/config).
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-}
-
-impl ClusterArgs {
-    /// The loaded scenario with these overrides applied to its Kubernetes target.
-    pub(crate) fn apply(&self, loaded: &mut crate::scenario::LoadedScenario) {
-        if let crate::scenario::TargetSpec::Kubernetes(spec) = &mut loaded.scenario.target {
-            *spec = crate::targets::kube::with_overrides(
-                spec,
-                self.namespace.as_deref(),
-                self.kubeconfig.as_deref(),
-            );
-        }
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct PlanArgs {
-    pub scenario: PathBuf,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// Do not contact any cluster; show the timeline only.
-    #[arg(long)]
-    pub offline: bool,
-    /// kubeconfig context to resolve targets in (must be in the scenario's allowed_contexts).
-    #[arg(long)]
-    pub context: Option<String>,
-    /// Seed for random choices; the plan then shows exactly which pods a run with it would pick.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Allow a context or namespace whose name contains "prod".
-    #[arg(long)]
-    pub allow_production: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    pub scenario: PathBuf,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// kubeconfig context (must be in the scenario's allowed_contexts).
-    #[arg(long)]
-    pub context: Option<String>,
-    /// Seed for random choices (printed at start; pass it again to replay a drill).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Parent directory of the run's report directory.
-    #[arg(long, default_value = "reports")]
-    pub report_dir: PathBuf,
-    /// Also write the JUnit XML to this fixed path (a CI artefact), atomically.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Also write report.json to this fixed path (a CI artefact), atomically.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Runbook whose Drill log table gets a row (default: the scenario's `runbook:`).
-    #[arg(long)]
-    pub drill_log: Option<PathBuf>,
-    /// Do not append to any drill log.
-    #[arg(long, conflicts_with = "drill_log")]
-    pub no_drill_log: bool,
-    /// Name in the drill log's operator column (default: $DRILL_OPERATOR, git user.name, $USER).
-    #[arg(long, env = "DRILL_OPERATOR")]
-    pub operator: Option<String>,
-    /// Allow a context or namespace whose name contains "prod".
-    #[arg(long)]
-    pub allow_production: bool,
-    /// Start even if an unrecovered undo journal exists for this target.
-    #[arg(long)]
-    pub force: bool,
-    /// Run inside a pod: use its ServiceAccount instead of a kubeconfig. The scenario's
-    /// context must equal --cluster-name.
-    #[arg(long, conflicts_with = "context")]
-    pub in_cluster: bool,
-    /// The name of the cluster this pod runs in (with --in-cluster).
-    #[arg(long, env = "DRILLBOOK_CLUSTER_NAME", requires = "in_cluster")]
-    pub cluster_name: Option<String>,
-    /// Store the report JSON in a ConfigMap of the drill's namespace for `drillbook collect`.
-    #[arg(long)]
-    pub store_results: bool,
-    /// How many stored results to keep per scenario (older ones are deleted).
-    #[arg(long, default_value_t = 10, requires = "store_results")]
-    pub keep_results: usize,
-}
-
-#[derive(Debug, Args)]
-pub struct RecoverArgs {
-    /// Show what would be undone without doing it.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Only the journals of runs in this kubeconfig context.
-    #[arg(long)]
-    pub context: Option<String>,
-    /// Only the journals of runs in this namespace.
-    #[arg(short = 'n', long = "namespace")]
-    pub namespace: Option<String>,
-    /// kubeconfig file to reconnect with (default: the one the run used, then $KUBECONFIG,
-    /// then ~/.kube/config).
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Journal directory (default: $DRILLBOOK_STATE_DIR, $XDG_STATE_HOME/drillbook or ~/.local/state/drillbook).
-    #[arg(long)]
-    pub state_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub struct SchemaArgs {
-    /// Which document: scenario files, run reports (report.json) or `load --json` output.
-    #[arg(long, value_enum, default_value_t = SchemaKind::Scenario)]
-    pub kind: SchemaKind,
-    /// Write to this file instead of stdout.
-    #[arg(long, short)]
-    pub output: Option<PathBuf>,
-}
-
-/// The JSON Schemas drillbook publishes (each committed at the repository root).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SchemaKind {
-    /// scenario.schema.json
-    Scenario,
-    /// report.schema.json
-    Report,
-    /// load.schema.json
-    Load,
-}
-
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -297,55 +159,6 @@ fn parse_var(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(n, v)| (n.trim().to_string(), v.to_string()))
         .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))
-}
-
-/// [`telemetry::color_allowed`] for stderr.
-pub(crate) fn stderr_color() -> bool {
-    telemetry::color_allowed(
-        std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        std::env::var_os("NO_COLOR").as_deref(),
-    )
-}
-
-/// `text` safe to print on a terminal: control characters from scenarios and clusters shown
-/// as escapes (see `report::text`).
-pub(crate) fn safe(text: &str) -> std::borrow::Cow<'_, str> {
-    crate::report::text::escape_controls(text)
-}
-
-/// What `-o/--output FILE` means on every command: the text goes to FILE (replaced atomically)
-/// instead of stdout. (`schedule -o DIR` writes one file per object into DIR.)
-pub(crate) fn write_output(path: Option<&std::path::Path>, text: &str) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    use std::io::Write as _;
-    match path {
-        Some(path) => crate::support::fs::write_atomically(path, text.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display())),
-        None => std::io::stdout()
-            .write_all(text.as_bytes())
-            .context("cannot write to stdout"),
-    }
-}
-
-/// [`telemetry::color_allowed`] for stdout.
-pub(crate) fn stdout_color() -> bool {
-    telemetry::color_allowed(
-        std::io::IsTerminal::is_terminal(&std::io::stdout()),
-        std::env::var_os("NO_COLOR").as_deref(),
-    )
-}
-
-/// The width tables on stdout should fit: `$COLUMNS`, else the terminal's; `None` when stdout
-/// is not a terminal (a file or a pipe gets the full text).
-pub(crate) fn stdout_width() -> Option<usize> {
-    let stdout = std::io::stdout();
-    if !std::io::IsTerminal::is_terminal(&stdout) {
-        return None;
-    }
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.trim().parse().ok())
-        .or_else(|| terminal_size::terminal_size_of(&stdout).map(|(w, _)| usize::from(w.0)))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

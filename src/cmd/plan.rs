@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{PlanArgs, SchemaKind, safe};
+use super::args::{PlanArgs, SchemaKind};
+use super::terminal::safe;
 use crate::exit::Outcome;
 use crate::plan::{
     SafetyOptions, offline_refusals, render_in_cluster, render_offline, render_refusals,
@@ -99,7 +100,7 @@ pub fn schema(kind: SchemaKind, output: Option<&Path>) -> anyhow::Result<Outcome
         SchemaKind::Report => crate::report::schema_json(),
         SchemaKind::Load => crate::load::report::schema_json(),
     };
-    super::write_output(output, &text)?;
+    super::terminal::write_output(output, &text)?;
     Ok(Outcome::Pass)
 }
 

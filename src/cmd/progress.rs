@@ -14,7 +14,7 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 
-use super::safe;
+use super::terminal::safe;
 use crate::engine::drill::{PROGRESS_TARGET, Progress, ProgressSink, WindowProgress};
 
 /// Filter directives the human view adds: progress is drawn from the sink, not from its log.

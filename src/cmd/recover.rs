@@ -1,6 +1,6 @@
 //! `drillbook recover`: lists what crashed runs left in their undo journals and puts it back.
 
-use super::RecoverArgs;
+use super::args::RecoverArgs;
 use crate::engine::journal;
 use crate::engine::recover::apply_journal;
 use crate::exit::Outcome;

@@ -24,14 +24,14 @@ pub struct ReportArgs {
 /// command reports, it does not judge (`drillbook run` carries the verdict's exit code).
 pub fn run(args: &ReportArgs) -> anyhow::Result<Outcome> {
     let report = crate::report::load(&args.report)?;
-    let color = args.output.is_none() && super::stdout_color();
+    let color = args.output.is_none() && super::terminal::stdout_color();
     let text = match (args.format, &args.output) {
         // A terminal gets tables that fit it; files get the full text.
         (Format::Table, None) => {
-            crate::report::table::render_fitted(&report, color, super::stdout_width())
+            crate::report::table::render_fitted(&report, color, super::terminal::stdout_width())
         }
         _ => crate::report::render(&report, args.format, color)?,
     };
-    super::write_output(args.output.as_deref(), &text)?;
+    super::terminal::write_output(args.output.as_deref(), &text)?;
     Ok(Outcome::Pass)
 }

@@ -5,7 +5,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use super::RunArgs;
+use super::args::RunArgs;
 use crate::drill_log::{self, AppendOutcome};
 use crate::engine::drill::{self, DrillError, RunOptions};
 use crate::engine::{gather, judge, report_build};
@@ -17,7 +17,7 @@ pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Out
     let mut loaded = match crate::scenario::load_with(&args.scenario, vars) {
         Ok(l) => l,
         Err(diagnostics) => {
-            eprint!("{}", super::safe(&diagnostics.to_string()));
+            eprint!("{}", super::terminal::safe(&diagnostics.to_string()));
             return Ok(Outcome::Invalid);
         }
     };
@@ -28,7 +28,7 @@ pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Out
             Some(loaded.source.clone()),
             loaded.warnings.clone(),
         );
-        eprint!("{}", super::safe(&warnings.to_string()));
+        eprint!("{}", super::terminal::safe(&warnings.to_string()));
     }
     let seed = args
         .seed
@@ -129,7 +129,11 @@ pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Out
     }
     println!(
         "{}",
-        crate::report::table::render_fitted(&report, super::stdout_color(), super::stdout_width())
+        crate::report::table::render_fitted(
+            &report,
+            super::terminal::stdout_color(),
+            super::terminal::stdout_width()
+        )
     );
     if files.is_empty() {
         println!("reports: none written (see the error above)");

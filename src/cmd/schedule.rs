@@ -15,7 +15,7 @@ use crate::units::HumanDuration;
 
 /// Prints a scenario's diagnostics as `validate` does (they carry their own `error:` lines).
 fn invalid(diagnostics: &crate::scenario::FileDiagnostics) -> Outcome {
-    eprint!("{}", super::safe(&diagnostics.to_string()));
+    eprint!("{}", super::terminal::safe(&diagnostics.to_string()));
     Outcome::Invalid
 }
 
@@ -41,7 +41,7 @@ pub struct ScheduleArgs {
     /// The drill to schedule (Kubernetes target).
     pub scenario: PathBuf,
     #[command(flatten)]
-    pub cluster: super::ClusterArgs,
+    pub cluster: super::args::ClusterArgs,
     /// Cron expression, e.g. "0 3 * * 1" (Mondays 03:00).
     #[arg(long)]
     pub schedule: String,
@@ -95,7 +95,7 @@ pub fn rbac(args: &RbacArgs, vars: &[(String, String)]) -> anyhow::Result<Outcom
         Err(ScheduleError::Invalid(diagnostics)) => return Ok(invalid(&diagnostics)),
         Err(e) => return Err(e.into()),
     };
-    let cluster = super::ClusterArgs {
+    let cluster = super::args::ClusterArgs {
         namespace: args.namespace.clone(),
         kubeconfig: None,
     };
@@ -109,7 +109,7 @@ pub fn rbac(args: &RbacArgs, vars: &[(String, String)]) -> anyhow::Result<Outcom
         RbacFormat::Yaml => role.to_yaml()?,
         RbacFormat::Json => role.to_json()?,
     };
-    super::write_output(args.output.as_deref(), &text)?;
+    super::terminal::write_output(args.output.as_deref(), &text)?;
     Ok(Outcome::Pass)
 }
 
