@@ -332,8 +332,14 @@ impl PodState {
     }
 }
 
-/// A waiting reason that will not resolve by itself within a drill.
+/// A waiting reason that will not resolve by itself within a drill. The kubelet's "failed to
+/// sync secret cache" (or configmap cache) is a `CreateContainerConfigError` it retries by
+/// itself, seen when a Secret was created just before its pod; it is waited for like any
+/// other start-up, within `start_within`.
 fn fatal_waiting(why: &str) -> Option<String> {
+    if why.starts_with("CreateContainerConfigError: failed to sync") {
+        return None;
+    }
     const FATAL: [&str; 4] = [
         "ErrImageNeverPull",
         "InvalidImageName",
@@ -349,6 +355,15 @@ fn fatal_waiting(why: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Seen on the box: a worker whose Secret was created a moment before failed the drill.
+    #[test]
+    fn a_cache_sync_timeout_is_waited_for_and_a_missing_secret_is_fatal() {
+        let sync = "CreateContainerConfigError: failed to sync secret cache: timed out waiting for the condition";
+        assert_eq!(fatal_waiting(sync), None);
+        let missing = "CreateContainerConfigError: secret \"token\" not found";
+        assert!(fatal_waiting(missing).is_some_and(|w| w.starts_with("cannot start")));
+    }
     use crate::targets::fleet::{SecretEnv, WorkerResources};
 
     fn fleet() -> FleetSpec {
