@@ -384,6 +384,13 @@ pub struct Refusal {
     pub error: KubeError,
 }
 
+/// `step `wipe` (line 10): refusing …`: the one wording of a refusal, in `plan` and `run`.
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (line {}): {}", self.what, self.pos.line, self.error)
+    }
+}
+
 /// Which run-time options the rules are applied with (`--context`, `--allow-production`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SafetyOptions<'a> {
@@ -465,11 +472,7 @@ pub fn render_refusals(refusals: &[Refusal]) -> String {
     }
     out.push_str("\nRefused (run would refuse these before changing anything)\n");
     for r in refusals {
-        let _ = writeln!(
-            out,
-            "  refused: {} (line {}): {}",
-            r.what, r.pos.line, r.error
-        );
+        let _ = writeln!(out, "  refused: {r}");
     }
     out
 }

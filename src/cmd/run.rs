@@ -61,7 +61,7 @@ pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Out
     );
     if !refusals.is_empty() {
         for r in &refusals {
-            eprintln!("refused: {} (line {}): {}", r.what, r.pos.line, r.error);
+            eprintln!("refused: {r}");
         }
         return Ok(Outcome::Refused);
     }

@@ -138,7 +138,7 @@ fn parameters(
             | vars::ParamError::BadPattern { name, .. }
             | vars::ParamError::Multiline { name } => declaration_pos(source, name),
             vars::ParamError::Unknown { .. }
-            | vars::ParamError::Unclosed { .. }
+            | vars::ParamError::Unclosed
             | vars::ParamError::Undeclared { .. } => Pos::default(),
         };
         Diagnostic::error(pos, e.to_string())

@@ -145,7 +145,6 @@ impl<'v> Params<'v> {
             .map(String::as_str)
             .ok_or_else(|| ParamError::Unknown {
                 name: name.to_string(),
-                offset: 0,
                 suggestion: super::tagged::did_you_mean(
                     name,
                     self.values.keys().map(String::as_str),
@@ -194,17 +193,13 @@ fn split(template: &str) -> Result<Vec<Piece<'_>>, ParamError> {
     const OPEN: &str = "${var.";
     let mut pieces = Vec::new();
     let mut rest = template;
-    let mut consumed = 0;
     while let Some(start) = rest.find(OPEN) {
         pieces.push(Piece::Text(&rest[..start]));
         let after = &rest[start + OPEN.len()..];
         let Some(close) = after.find('}') else {
-            return Err(ParamError::Unclosed {
-                offset: consumed + start,
-            });
+            return Err(ParamError::Unclosed);
         };
         pieces.push(Piece::Var(&after[..close]));
-        consumed += start + OPEN.len() + close + 1;
         rest = &after[close + 1..];
     }
     pieces.push(Piece::Text(rest));
@@ -741,7 +736,7 @@ mod tests {
         ));
         assert!(matches!(
             p.substitute("${var.image", None),
-            Err(Refused::Param(ParamError::Unclosed { .. }))
+            Err(Refused::Param(ParamError::Unclosed))
         ));
     }
 }

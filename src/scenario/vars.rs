@@ -10,17 +10,17 @@ use std::path::PathBuf;
 
 use super::model::VarDecl;
 
-/// Why scenario parameters could not be resolved. Offsets are byte offsets in the scenario text.
+/// Why scenario parameters could not be resolved. A reference's place is the scalar that holds
+/// it (the parser locates it), so the errors carry no offsets of their own.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParamError {
     #[error("unknown variable `${{var.{name}}}`: declare it under `vars:`{}", did_you_mean_suffix(.suggestion))]
     Unknown {
         name: String,
-        offset: usize,
         suggestion: Option<String>,
     },
     #[error("unclosed `${{var.` (no `}}` on the same line)")]
-    Unclosed { offset: usize },
+    Unclosed,
     #[error("variable `{name}` is required: pass `--var {name}=VALUE` (it has no default)")]
     Missing { name: String },
     #[error(
