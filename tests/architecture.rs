@@ -21,6 +21,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("drill_log", &["report"]),
     ("checks", &["scenario", "report", "units"]),
     (
+        "history",
+        &["checks", "load", "report", "scenario", "support", "units"],
+    ),
+    (
         "targets",
         &["scenario", "report", "support", "units", "telemetry"],
     ),
@@ -34,6 +38,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "scenario",
             "support",
             "drill_log",
+            "history",
             "units",
         ],
     ),
@@ -57,6 +62,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "drill_log",
             "engine",
             "exit",
+            "history",
             "lab",
             "load",
             "plan",

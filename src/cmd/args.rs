@@ -55,6 +55,9 @@ pub struct PlanArgs {
     /// Allow a context or namespace whose name contains "prod".
     #[arg(long)]
     pub allow_production: bool,
+    /// Reports folder whose history `regression` checks' baselines come from.
+    #[arg(long, default_value = "reports")]
+    pub report_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +108,9 @@ pub struct RunArgs {
     /// How many stored results to keep per scenario (older ones are deleted).
     #[arg(long, default_value_t = 10, requires = "store_results")]
     pub keep_results: usize,
+    /// Push the results to this Prometheus Pushgateway (default: the scenario's `pushgateway:`).
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
 }
 
 #[derive(Debug, Args)]

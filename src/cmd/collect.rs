@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::exit::Outcome;
+use crate::report::model::Report;
 use crate::schedule::results::{client_for, collect as collect_results};
 
 /// Arguments of `drillbook collect`.
@@ -28,6 +29,9 @@ pub struct CollectArgs {
     /// kubeconfig file (default: $KUBECONFIG or ~/.kube/config).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// Push each newly collected run's results to this Prometheus Pushgateway, oldest first.
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
 }
 
 /// `drillbook collect`.
@@ -61,5 +65,56 @@ pub async fn collect(args: &CollectArgs) -> anyhow::Result<Outcome> {
         args.context,
         args.drill_log.display()
     );
-    Ok(Outcome::Pass)
+    // The collected folders join the history index (`history` would also find them).
+    match crate::history::load(&args.report_dir) {
+        Ok(history) => {
+            if let Some(e) = history.index_not_written {
+                eprintln!("warning: the history index was not updated: {e}");
+            }
+        }
+        Err(e) => eprintln!("warning: the history index was not updated: {e}"),
+    }
+    let mut unpushed = false;
+    if let Some(url) = &args.pushgateway {
+        for run in collected.iter().filter(|c| c.appended) {
+            let path = run.report_dir.join("report.json");
+            let report = std::fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| Ok(serde_json::from_slice::<Report>(&bytes)?));
+            match report {
+                Ok(report) => unpushed |= !push_results(url, &report, &run.report_dir).await,
+                Err(e) => {
+                    eprintln!("error: could not read {} to push it: {e:#}", path.display());
+                    unpushed = true;
+                }
+            }
+        }
+    }
+    Ok(if unpushed {
+        Outcome::Unreported
+    } else {
+        Outcome::Pass
+    })
+}
+
+/// Pushes `report`'s results to the Pushgateway at `url`; says so, or why not (the report
+/// in `dir` stands either way). Returns whether the push landed.
+pub(super) async fn push_results(url: &str, report: &Report, dir: &std::path::Path) -> bool {
+    match crate::history::pushgateway::push(url, report).await {
+        Ok(group) => {
+            println!("pushgateway: pushed run {} to {group}", report.run_id);
+            true
+        }
+        Err(e) => {
+            eprintln!(
+                "error: run {}'s results were not pushed: {:#}; nothing is lost, the report \
+                 stays in {}: push it again with `drillbook report {} --pushgateway {url}`",
+                report.run_id,
+                anyhow::Error::new(e),
+                dir.display(),
+                dir.join("report.json").display()
+            );
+            false
+        }
+    }
 }

@@ -5,6 +5,7 @@
 
 mod args;
 mod collect;
+mod history;
 mod lab;
 mod load;
 mod load_args;
@@ -115,6 +116,12 @@ pub enum Command {
         after_help = "Example:\n  drillbook collect --context staging --namespace tracebloc --drill-log docs/RUNBOOK.md\n\nCollecting again appends nothing for runs already in the drill log."
     )]
     Collect(collect::CollectArgs),
+    #[command(after_help = concat!(
+        "Examples:\n  drillbook history\n  drillbook history proxy-restart --last 20 --format md -o history.md\n",
+        "  drillbook history --context staging --since 30d --fail-on-regression\n\n",
+        "Exit code 1 with --fail-on-regression when a scenario's latest run regressed."
+    ))]
+    History(history::HistoryArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -176,6 +183,7 @@ fn output_file(command: &Command) -> Option<&std::path::Path> {
     match command {
         Command::Report(args) => args.output.as_deref(),
         Command::Rbac(args) => args.output.as_deref(),
+        Command::History(args) => args.output.as_deref(),
         _ => None,
     }
 }
@@ -203,5 +211,6 @@ fn dispatch(command: Command, vars: &[(String, String)]) -> anyhow::Result<Outco
         Command::Schedule(args) => runtime()?.block_on(schedule::schedule(&args, vars)),
         Command::Rbac(args) => schedule::rbac(&args, vars),
         Command::Collect(args) => runtime()?.block_on(collect::collect(&args)),
+        Command::History(args) => history::history(&args),
     }
 }

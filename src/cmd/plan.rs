@@ -115,6 +115,7 @@ pub async fn plan(args: &PlanArgs, vars: &[(String, String)]) -> anyhow::Result<
     };
     args.cluster.apply(&mut loaded);
     print!("{}", safe(&render_offline(&loaded, args.seed)));
+    print!("{}", safe(&baselines(&loaded, &args.report_dir)));
     let refusals = offline_refusals(
         &loaded,
         SafetyOptions {
@@ -174,4 +175,49 @@ fn drill_log_line(runbook: &Path) -> String {
         ),
         Err(e) => format!("Drill log: {} cannot be read: {e}", runbook.display()),
     }
+}
+
+/// Which earlier runs each `regression` check's baseline would use if the drill ran now.
+fn baselines(loaded: &scenario::LoadedScenario, report_dir: &Path) -> String {
+    let mut out = String::new();
+    for check in &loaded.scenario.checks {
+        let scenario::CheckKind::Regression(r) = &check.value.kind else {
+            continue;
+        };
+        let name = &check.value.name.value;
+        let found = crate::history::baseline::for_check(
+            loaded,
+            r,
+            report_dir,
+            None,
+            jiff::Timestamp::now(),
+        );
+        let line = match found {
+            Ok(b) => {
+                let verdict = if b.enough() {
+                    String::new()
+                } else {
+                    format!(
+                        " — too few (at least {}): the check would be inconclusive",
+                        b.min_runs
+                    )
+                };
+                let over = match b.passed_over() {
+                    over if over.is_empty() => String::new(),
+                    over => format!("; passed over: {over}"),
+                };
+                format!(
+                    "regression check `{name}`: baseline from {} earlier passing run(s) of the last {} wanted: {}{verdict}{over}",
+                    b.runs.len(),
+                    b.wanted,
+                    b.runs_in_words()
+                )
+            }
+            Err(e) => format!(
+                "regression check `{name}`: the history could not be read ({e}); the check would be inconclusive"
+            ),
+        };
+        out.push_str(&format!("\n{line}\n"));
+    }
+    out
 }

@@ -18,6 +18,10 @@ pub struct ReportArgs {
     /// Write to this file instead of stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Also push the report's results to this Prometheus Pushgateway (e.g. a run's that could
+    /// not reach it); exit 6 when the push fails.
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
 }
 
 /// Renders the report. Exits 0 when it was rendered, whatever the drill's verdict: this
@@ -33,5 +37,11 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<Outcome> {
         _ => crate::report::render(&report, args.format, color)?,
     };
     super::terminal::write_output(args.output.as_deref(), &text)?;
+    if let Some(url) = &args.pushgateway {
+        let dir = args.report.parent().unwrap_or(std::path::Path::new("."));
+        if !super::runtime()?.block_on(super::collect::push_results(url, &report, dir)) {
+            return Ok(Outcome::Unreported);
+        }
+    }
     Ok(Outcome::Pass)
 }

@@ -81,7 +81,8 @@ pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Out
         Err(e) => return Err(e.into()),
     };
     // All I/O the checks need happens here; judging itself only reads.
-    let end = gather::gather(&loaded.scenario, &observed).await;
+    let mut end = gather::gather(&loaded.scenario, &observed).await;
+    gather::baselines(&loaded, &observed, &args.report_dir, &mut end);
     let judged = judge::judge(&loaded.scenario, &observed, &end);
     let report = report_build::build(&loaded, &observed, judged, args.operator.as_deref());
 
@@ -89,7 +90,13 @@ pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Out
     // A report that cannot be written in full must not also cost the drill-log row, but the
     // row must not link to it, and a pass nobody can look up is not a pass (exit 6).
     let (mut files, unwritten) = match crate::report::write_all(&report, &dir) {
-        Ok(files) => (files, None),
+        Ok(files) => {
+            // The index is a cache of the report folders: `history` re-reads a missed one.
+            if let Err(e) = crate::history::record_run(&args.report_dir, &report, &dir) {
+                eprintln!("warning: the run was not added to the history index: {e}");
+            }
+            (files, None)
+        }
         Err(e) => {
             let why = format!("{:#}", anyhow::Error::from(e));
             eprintln!("error: the report was not written: {why}");
@@ -126,6 +133,17 @@ pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Out
             Ok(stored) => println!("{stored}"),
             Err(e) => eprintln!("warning: could not store the result in the cluster: {e}"),
         }
+    }
+    let pushgateway = args.pushgateway.clone().or_else(|| {
+        loaded
+            .scenario
+            .pushgateway
+            .as_ref()
+            .map(|p| p.value.clone())
+    });
+    let mut unpushed = false;
+    if let Some(url) = pushgateway {
+        unpushed = !super::collect::push_results(&url, &report, &dir).await;
     }
     println!(
         "{}",
@@ -181,7 +199,7 @@ pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Out
         }
     }
     Ok(match Outcome::from(report.verdict) {
-        Outcome::Pass if unwritten.is_some() || artefact_missing => Outcome::Unreported,
+        Outcome::Pass if unwritten.is_some() || artefact_missing || unpushed => Outcome::Unreported,
         outcome => outcome,
     })
 }

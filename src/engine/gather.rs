@@ -47,6 +47,8 @@ pub enum Gathered {
     Alerts(Taken<Result<BTreeSet<String>, SampleError>>),
     /// A `command` check: how its command ended.
     Command(Taken<Result<CommandOutput, CommandError>>),
+    /// A `regression` check: the earlier runs of its baseline, read from the history.
+    Baseline(Taken<Result<crate::history::Baseline, crate::history::HistoryError>>),
     /// Nothing could be asked; the check is inconclusive with this cause.
     Failed(GatherError),
 }
@@ -68,6 +70,37 @@ pub struct EndObservations {
 impl EndObservations {
     pub fn get(&self, check: &str) -> Option<&Gathered> {
         self.checks.get(check)
+    }
+}
+
+/// Reads the baseline of every `regression` check from the history under `report_dir` (the
+/// check's own `history:` folder, when it names one): the earlier runs of this scenario on
+/// this context and namespace.
+pub fn baselines(
+    loaded: &crate::scenario::LoadedScenario,
+    observed: &Observed,
+    report_dir: &std::path::Path,
+    end: &mut EndObservations,
+) {
+    for check in &loaded.scenario.checks {
+        let CheckKind::Regression(r) = &check.value.kind else {
+            continue;
+        };
+        let (at, started) = (jiff::Timestamp::now(), Instant::now());
+        let result = crate::history::baseline::for_check(
+            loaded,
+            r,
+            report_dir,
+            Some(&observed.run_id),
+            observed.started,
+        );
+        let taken = Taken {
+            at,
+            took: started.elapsed(),
+            result,
+        };
+        end.checks
+            .insert(check.value.name.value.clone(), Gathered::Baseline(taken));
     }
 }
 

@@ -320,6 +320,7 @@ fn judge_one(
                 .collect();
             kube_state::judge_configmap(m, &samples, phase_name)
         }
+        CheckKind::Regression(r) => judge_regression(r, check, observed, phases, gathered),
         CheckKind::Version(v) => match observed.observations.versions.get(&check.name.value) {
             Some(Ok(pods)) => {
                 let facts: Vec<kube_state::PodFacts<'_>> = pods
@@ -334,6 +335,49 @@ fn judge_one(
             None => Judgement::inconclusive("the target listed no pods for this check"),
         },
     }
+}
+
+/// This run's numbers (per phase, time to recover) against the baseline `gather` read.
+fn judge_regression(
+    r: &crate::scenario::RegressionCheck,
+    check: &Check,
+    observed: &Observed,
+    phases: &JudgedPhases,
+    gathered: Option<&Gathered>,
+) -> Judgement {
+    use crate::history::{Measured, PhaseMetrics, regression};
+    let baseline = match gathered {
+        Some(Gathered::Baseline(taken)) => match &taken.result {
+            Ok(baseline) => baseline,
+            Err(e) => {
+                return Judgement::inconclusive(format!("the history could not be read: {e}"));
+            }
+        },
+        other => return not_gathered(other),
+    };
+    let limits =
+        match regression::Limit::of_check(r, check.phase.as_ref().map(|p| p.value.as_str())) {
+            Ok(limits) => limits,
+            Err(e) => return Judgement::inconclusive(e.to_string()),
+        };
+    let current = Measured {
+        time_to_recover_s: crate::history::record::time_to_recover(
+            phases.windows.iter().map(|w| (w.name.as_str(), w.start_s)),
+        ),
+        phases: phases
+            .windows
+            .iter()
+            .filter_map(|w| {
+                let span = phases.span(&w.name, observed)?;
+                Some(PhaseMetrics::from_summary(
+                    &w.name,
+                    None,
+                    &span.stats.summary(span.seconds),
+                ))
+            })
+            .collect(),
+    };
+    regression::judge(&limits, &current, baseline)
 }
 
 /// A phase's bounds (seconds from time zero) as instants.

@@ -5,7 +5,7 @@ use super::judge::{self, Judged};
 use crate::report::model::{
     PhaseReport, Report, SCHEMA_VERSION, ScenarioInfo, SeriesPoint, TargetInfo,
 };
-use crate::scenario::{LoadedScenario, TargetSpec};
+use crate::scenario::LoadedScenario;
 
 /// A short random run id (8 hex chars) that names the report directory and the drill-log row.
 pub fn new_run_id() -> String {
@@ -99,17 +99,11 @@ pub fn build(
             saturated: s.saturated_windows > 0,
         })
         .collect();
-    let target = match &scenario.target {
-        TargetSpec::Kubernetes(k) => TargetInfo {
-            kind: "kubernetes".into(),
-            context: Some(k.context.value.clone()),
-            namespace: Some(k.namespace.value.clone()),
-        },
-        TargetSpec::Local(_) => TargetInfo {
-            kind: "local".into(),
-            context: None,
-            namespace: None,
-        },
+    let (context, namespace) = scenario.target.place();
+    let target = TargetInfo {
+        kind: scenario.target.kind().to_string(),
+        context: context.map(str::to_string),
+        namespace: namespace.map(str::to_string),
     };
     if let Some(workers) = &observed.load_workers {
         warnings.extend(coverage_warnings(workers));
@@ -123,6 +117,12 @@ pub fn build(
             file: loaded.path.display().to_string(),
             description: scenario.description.trim().to_string(),
             git_revision: git_revision(loaded),
+            content_hash: Some(crate::history::content_hash(&loaded.source)),
+            asked_rps: scenario
+                .load
+                .as_ref()
+                .and_then(|l| l.rate.as_ref())
+                .and_then(|r| r.value.per_second()),
         },
         target,
         started_at: observed.started,

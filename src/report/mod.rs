@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use model::*;
 pub use svg::SvgError;
-pub use write::{run_dir_name, write_all, write_file};
+pub use write::{path_safe, run_dir_name, write_all, write_file};
 
 /// What can go wrong reading, rendering or writing a report.
 #[derive(Debug, thiserror::Error)]

@@ -101,7 +101,7 @@ pub struct PartialSecond {
 }
 
 /// The scenario a report belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ScenarioInfo {
     /// The scenario's `name`.
     pub name: String,
@@ -113,6 +113,13 @@ pub struct ScenarioInfo {
     /// `git rev-parse HEAD` of the repository holding the file, when it is in one.
     #[serde(default)]
     pub git_revision: Option<String>,
+    /// `sha256:<hex>` of the scenario file as read: runs of an edited scenario differ here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
+    /// Requests per second the scenario's load asked for (a constant `rate`); absent for
+    /// `max`, stages and drills without load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_rps: Option<f64>,
 }
 
 /// Where a drill ran.

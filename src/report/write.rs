@@ -60,7 +60,8 @@ pub fn run_dir_name(report: &Report) -> String {
     )
 }
 
-fn path_safe(text: &str) -> String {
+/// `text` with characters other than letters, digits, `-`, `_` and `.` as `-` (and no `..`).
+pub fn path_safe(text: &str) -> String {
     let safe: String = text
         .chars()
         .map(|c| {

@@ -244,6 +244,7 @@ pub fn check_what(kind: &CheckKind) -> String {
         CheckKind::Command(c) => format!("`{}` exits {}", argv_words(&c.argv), c.exit_code),
         CheckKind::Compare(e) => e.value.clone(),
         CheckKind::Alerts(a) => format!("no alert matching `{}` fires", a.pattern.value),
+        CheckKind::Regression(r) => super::regression::describe(r),
         CheckKind::ExpectedFailure(e) => format!(
             "{} only for callers started before `{}`{}",
             e.status.value,

@@ -5,6 +5,7 @@ pub mod describe;
 pub mod diagnostic;
 pub mod expr;
 pub mod model;
+pub mod regression;
 pub mod spanned;
 pub mod substitute;
 pub mod tagged;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, FileDiagnostics, Severity};
 pub use model::*;
+pub use regression::{RegressionCheck, RegressionLimit, RegressionMetric};
 pub use spanned::{Pos, Sp};
 
 /// Largest scenario file read. Real scenarios are a few KiB; this keeps a stray 50 MB file or a

@@ -76,6 +76,10 @@ pub struct Scenario {
     /// values) is replaced by `--var NAME=value` or the declared default before parsing.
     #[serde(default)]
     pub vars: BTreeMap<String, VarDecl>,
+    /// Prometheus Pushgateway base URL the run's results are pushed to (`run --pushgateway`
+    /// overrides it); see docs/history.md for the metrics.
+    #[serde(default)]
+    pub pushgateway: Option<Sp<String>>,
 }
 
 /// A scenario parameter. Without a `default` it is required on the command line.
@@ -469,6 +473,15 @@ impl TargetSpec {
         match self {
             TargetSpec::Local(_) => TargetKind::Local,
             TargetSpec::Kubernetes(_) => TargetKind::Kubernetes,
+        }
+    }
+
+    /// The context and namespace a drill runs in (none for a local target): what tells runs
+    /// of one scenario on different targets apart.
+    pub fn place(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            TargetSpec::Kubernetes(k) => (Some(&k.context.value), Some(&k.namespace.value)),
+            TargetSpec::Local(_) => (None, None),
         }
     }
 }
@@ -965,6 +978,8 @@ tagged_kinds! {
         Configmap("configmap", ConfigmapCheck),
         /// Every pod of a selector runs an image, or carries a label value, at the end of the drill (kubernetes).
         Version("version", VersionCheck),
+        /// This run against the median of earlier passing runs of the same scenario and target.
+        Regression("regression", super::regression::RegressionCheck),
     }
 }
 

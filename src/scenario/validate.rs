@@ -894,6 +894,7 @@ impl Validator<'_> {
                         self.error(c.kind_at, "`interval` must be above 0s");
                     }
                 }
+                CheckKind::Regression(r) => self.regression(c, r),
                 CheckKind::Version(v) => {
                     if v.image.is_none() && v.label.as_ref().is_none_or(BTreeMap::is_empty) {
                         self.error(c.kind_at, "a version check needs `image` or `label`");
@@ -922,6 +923,29 @@ impl Validator<'_> {
                 Pos::default(),
                 "this drill injects faults but has no checks: its verdict can only be inconclusive",
             );
+        }
+    }
+
+    fn regression(&mut self, c: &Check, r: &super::regression::RegressionCheck) {
+        if r.limits.is_empty() {
+            self.error(c.kind_at, "a regression check needs at least one limit");
+        }
+        if r.runs == 0 || r.min_runs == 0 || r.min_runs > r.runs {
+            self.error(
+                c.kind_at,
+                format!(
+                    "`min_runs` ({}) must be between 1 and `runs` ({})",
+                    r.min_runs, r.runs
+                ),
+            );
+        }
+        for limit in &r.limits {
+            if let Err(e) = limit.value.allowance() {
+                self.error(limit.pos, e.to_string());
+            }
+            if let Some(phase) = &limit.value.phase {
+                self.phase_ref(phase);
+            }
         }
     }
 
