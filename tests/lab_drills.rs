@@ -66,6 +66,8 @@ impl Drill {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(&reports)
             .expect("reports dir")
             .map(|e| e.expect("entry").path())
+            // Beside the run folders: the history index (`history.ndjson`).
+            .filter(|p| p.is_dir())
             .collect();
         assert_eq!(dirs.len(), 1, "one report directory per run: {dirs:?}");
         dirs.remove(0)

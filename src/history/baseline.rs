@@ -9,7 +9,6 @@ use std::path::Path;
 
 use super::HistoryError;
 use super::record::RunRecord;
-use crate::report::model::Verdict;
 use crate::scenario::{LoadedScenario, RegressionCheck, RegressionMetric};
 
 /// Which earlier runs a baseline may use.
@@ -58,11 +57,15 @@ impl BaselineQuery<'_> {
                 && Some(r.run_id.as_str()) != self.exclude_run
         });
         for record in earlier {
+            // Passed over means: skipped while looking for the newest passing runs.
+            if baseline.runs.len() >= self.runs as usize {
+                break;
+            }
             if !record.same_target(self.context, self.namespace) {
                 baseline.other_target += 1;
-            } else if record.verdict != Verdict::Pass {
+            } else if !record.passed {
                 baseline.not_passing += 1;
-            } else if baseline.runs.len() < self.runs as usize {
+            } else {
                 if self.hash.is_some() && record.scenario_hash.as_deref() != self.hash {
                     baseline.edited += 1;
                 }
@@ -165,6 +168,7 @@ impl Baseline {
 pub(crate) mod tests {
     use super::*;
     use crate::history::record::{Latency, Measured, PhaseMetrics};
+    use crate::report::model::Verdict;
 
     pub(crate) fn run(id: &str, minute: i64, verdict: Verdict, ns: &str, p95_ms: f64) -> RunRecord {
         RunRecord {
@@ -175,6 +179,7 @@ pub(crate) mod tests {
                 .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
             ended_at: jiff::Timestamp::from_second(1_800_000_030 + minute * 60)
                 .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            passed: verdict == Verdict::Pass,
             verdict,
             target: "kubernetes".into(),
             context: Some("box".into()),
@@ -230,15 +235,19 @@ pub(crate) mod tests {
         let baseline = query(2).select(&records);
         let ids: Vec<&str> = baseline.runs.iter().map(|r| r.run_id.as_str()).collect();
         assert_eq!(ids, ["e", "d"]);
-        assert_eq!((baseline.not_passing, baseline.other_target), (0, 1));
-        assert_eq!(
+        assert_eq!((baseline.not_passing, baseline.other_target), (0, 0));
+        let close = |got: Option<(f64, usize)>, want: f64, n: usize| {
+            got.is_some_and(|(v, k)| (v - want).abs() < 1e-9 && k == n)
+        };
+        assert!(close(
             baseline.median(RegressionMetric::P95, "fault"),
-            Some((0.115, 2))
-        );
+            0.115,
+            2
+        ));
         let all = query(5).select(&records);
         assert_eq!(all.runs.len(), 3);
         assert_eq!((all.not_passing, all.other_target), (1, 1));
-        assert_eq!(all.median(RegressionMetric::P95, "fault"), Some((0.11, 3)));
+        assert!(close(all.median(RegressionMetric::P95, "fault"), 0.11, 3));
         assert!(all.passed_over().contains("another context/namespace"));
     }
 

@@ -280,3 +280,76 @@ fn read_report(path: &Path) -> Result<Option<Report>, String> {
         .map(Some)
         .map_err(|e| format!("not a drillbook report ({e})"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::baseline::tests::run;
+    use crate::report::model::Verdict;
+
+    #[test]
+    fn concurrent_writers_lose_nothing_and_lines_never_interleave() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(INDEX_FILE);
+        std::thread::scope(|scope| {
+            for writer in 0..8 {
+                let path = &path;
+                scope.spawn(move || {
+                    for n in 0..25 {
+                        let record = run(&format!("w{writer}-{n}"), n, Verdict::Pass, "drill", 1.0);
+                        append(path, &[record]).expect("append");
+                    }
+                });
+            }
+        });
+        let (records, damaged) = read_index(&path).expect("read");
+        assert_eq!((records.len(), damaged), (200, 0));
+        let text = std::fs::read_to_string(&path).expect("text");
+        assert_eq!(text.matches("drillbook_history").count(), 1, "one header");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_closed_by_the_next_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(INDEX_FILE);
+        append(&path, &[run("a", 1, Verdict::Pass, "drill", 1.0)]).expect("append");
+        // A crash mid-write: half a record, no newline.
+        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+        file.write_all(br#"{"run_id":"torn","scen"#).expect("tear");
+        drop(file);
+        let (records, damaged) = read_index(&path).expect("read");
+        assert_eq!((records.len(), damaged), (1, 1));
+        append(&path, &[run("b", 2, Verdict::Pass, "drill", 1.0)]).expect("append");
+        let (records, damaged) = read_index(&path).expect("read");
+        let ids: Vec<&str> = records.iter().map(|r| r.run_id.as_str()).collect();
+        assert_eq!((ids, damaged), (vec!["a", "b"], 1));
+        // A header torn before its newline is an empty index, started again.
+        std::fs::write(&path, br#"{"drillbook_hist"#).expect("torn header");
+        assert_eq!(read_index(&path).expect("read").0.len(), 0);
+        append(&path, &[run("c", 3, Verdict::Pass, "drill", 1.0)]).expect("append");
+        assert_eq!(
+            read_index(&path).expect("read"),
+            (vec![run("c", 3, Verdict::Pass, "drill", 1.0)], 0)
+        );
+    }
+
+    #[test]
+    fn an_index_from_a_newer_drillbook_or_another_tool_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(INDEX_FILE);
+        std::fs::write(&path, "{\"drillbook_history\":7}\n").expect("write");
+        let e = read_index(&path).unwrap_err();
+        assert!(
+            matches!(e, HistoryError::NewerIndex { found: 7, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("newer drillbook"), "{e}");
+        let e = append(&path, &[run("a", 1, Verdict::Pass, "drill", 1.0)]).unwrap_err();
+        assert!(matches!(e, HistoryError::NewerIndex { .. }), "{e}");
+        std::fs::write(&path, "name,verdict\nx,pass\n").expect("write");
+        assert!(matches!(
+            read_index(&path),
+            Err(HistoryError::NotAnIndex { .. })
+        ));
+    }
+}

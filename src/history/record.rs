@@ -23,6 +23,9 @@ pub struct RunRecord {
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub ended_at: jiff::Timestamp,
     pub verdict: Verdict,
+    /// Whether a baseline may use the run: it passed, or its only undecided checks are
+    /// `regression` checks (a scenario's first runs have no baseline to compare with).
+    pub passed: bool,
     /// `kubernetes` or `local`.
     pub target: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,6 +143,22 @@ pub fn time_to_recover<'a>(starts: impl IntoIterator<Item = (&'a str, f64)>) -> 
     (ttr >= 0.0).then_some(ttr)
 }
 
+/// Passed, or completed with every check passed but `regression` checks that had no baseline.
+fn passed_for_baseline(report: &Report) -> bool {
+    let deciding = || report.checks.iter().filter(|c| !c.dry_run);
+    match report.verdict {
+        Verdict::Pass => true,
+        Verdict::Inconclusive => {
+            deciding().any(|c| c.kind != "regression")
+                && deciding().all(|c| {
+                    c.verdict == CheckVerdict::Pass
+                        || (c.kind == "regression" && c.verdict == CheckVerdict::Inconclusive)
+                })
+        }
+        _ => false,
+    }
+}
+
 impl RunRecord {
     /// The record of `report`, whose folder is `dir` (relative to the history's folder).
     pub fn from_report(report: &Report, dir: &str) -> Self {
@@ -150,6 +169,7 @@ impl RunRecord {
             started_at: report.started_at,
             ended_at: report.ended_at,
             verdict: report.verdict,
+            passed: passed_for_baseline(report),
             target: report.target.kind.clone(),
             context: report.target.context.clone(),
             namespace: report.target.namespace.clone(),

@@ -265,8 +265,7 @@ pub fn run_drill(text: &str) -> (Option<i32>, drillbook::report::model::Report) 
         .output();
     let run_dir = std::fs::read_dir(dir.path().join("reports"))
         .ok()
-        .and_then(|mut entries| entries.next())
-        .and_then(Result::ok)
+        .and_then(|entries| entries.filter_map(Result::ok).find(|e| e.path().is_dir()))
         .unwrap_or_else(|| panic!("no report was written: {}", output.stderr_str()))
         .path();
     let report = drillbook::report::load(&run_dir.join("report.json")).expect("report");

@@ -130,7 +130,12 @@ impl RunDir {
     pub fn report_dir(&self) -> Result<PathBuf, String> {
         let entries = std::fs::read_dir(self.reports_path())
             .map_err(|e| format!("no report directory: {e}"))?;
-        let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        // Beside the run folders: the history index (`history.ndjson`).
+        let mut dirs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
         match dirs.len() {
             1 => Ok(dirs.remove(0)),
             n => Err(format!(
