@@ -17,6 +17,7 @@ mod cluster_load_scenarios;
 mod drill_log;
 mod drill_log_props;
 mod e2e_smoke;
+mod history;
 mod interrupt_trials;
 mod kube_drills;
 mod kube_interrupt_trials;

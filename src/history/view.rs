@@ -195,7 +195,12 @@ fn row(
         min_runs: filter.min_runs,
     }
     .select(&history.records);
-    let limits = Limit::defaults(run.measured.phases.iter().map(|p| p.name.as_str()));
+    // The default limits cover what this run measured (a drill without a fault phase has no
+    // time to recover): a metric it never had is not a missing reading.
+    let limits: Vec<Limit> = Limit::defaults(run.measured.phases.iter().map(|p| p.name.as_str()))
+        .into_iter()
+        .filter(|l| run.measured.metric(l.metric, &l.phase).is_some())
+        .collect();
     let judged = regression::judge(&limits, &run.measured, &baseline);
     RunRow {
         report: history

@@ -8,5 +8,6 @@ pub mod e2e;
 pub mod lab;
 pub mod load;
 pub mod prometheus;
+pub mod pushgateway;
 pub mod snapshot;
 pub mod trial;
