@@ -684,6 +684,22 @@ fn a_scheduled_drill_fires_in_cluster_and_collect_appends_its_row_once() {
         rows(&after_first),
         "collect is not idempotent"
     );
+    // The collected run is in the history, with a link to its report.
+    let history = cli::drillbook()
+        .args(["history", "box-proxy-restart", "--report-dir"])
+        .arg(dir.path().join("reports"))
+        .output();
+    assert!(
+        history.status.success(),
+        "history: {}",
+        history.stderr_str()
+    );
+    let table = history.stdout_str();
+    assert!(
+        table.contains("scenario `box-proxy-restart` on box/tracebloc: 1 run(s) (1 pass)"),
+        "{table}"
+    );
+    assert!(table.contains("report.md"), "{table}");
 }
 
 /// Deletes what a test applied, on every exit path (a failed assertion included).
