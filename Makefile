@@ -61,8 +61,9 @@ schema: build ## regenerate the committed JSON Schemas (scenario, report, load)
 	$(BIN) schema --kind report -o report.schema.json
 	$(BIN) schema --kind load -o load.schema.json
 
-bench: ## load-engine benchmark against wrk and oha (see bench/README.md)
+bench: ## load-engine benchmark against wrk and oha, and `history` over 1 000/10 000 runs (see bench/README.md)
 	./bench/run.sh
+	./bench/history.sh
 
 clean-reports: ## delete generated reports
 	find $(REPORTS) -mindepth 1 ! -name README.md ! -name .gitkeep -exec rm -rf {} +
