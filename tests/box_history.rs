@@ -145,14 +145,37 @@ fn three_collected_runs_show_the_trend_and_flag_exactly_the_slow_one() {
     );
     history(&["--fail-on-regression"]).assert_code(1);
 
-    // Kept for the closing note (reports/ is git-ignored scratch space).
+    // Kept for the closing note (reports/ is git-ignored scratch space): the collected runs,
+    // and their history rendered from there, so its links and chart stay valid.
     let keep = Path::new(REPO).join("reports/box-history");
-    std::fs::create_dir_all(&keep).expect("mkdir");
-    std::fs::write(keep.join("history.txt"), &text).expect("keep table");
-    let md = history(&["--format", "md"]);
-    std::fs::write(keep.join("history.md"), md.stdout_str()).expect("keep md");
-    let svg = collected
-        .join("trends")
-        .join("box-history-trend--box--tracebloc.svg");
-    std::fs::copy(&svg, keep.join("box-history-trend.svg")).expect("keep chart");
+    let _ = std::fs::remove_dir_all(&keep);
+    for entry in std::fs::read_dir(&collected).expect("collected").flatten() {
+        if !entry.path().join("report.json").exists() {
+            continue;
+        }
+        let run = keep.join(entry.file_name());
+        std::fs::create_dir_all(&run).expect("mkdir");
+        for file in std::fs::read_dir(entry.path())
+            .expect("run folder")
+            .flatten()
+        {
+            std::fs::copy(file.path(), run.join(file.file_name())).expect("keep a report file");
+        }
+    }
+    let kept = |format: &str, file: &str| {
+        let out = drillbook(&kubeconfig, &state)
+            .arg("history")
+            .arg("--report-dir")
+            .arg(&keep)
+            .args(["--min-runs", "2", "--format", format, "-o"])
+            .arg(keep.join(file))
+            .output();
+        out.assert_code(0);
+    };
+    kept("table", "history.txt");
+    kept("md", "history.md");
+    assert!(
+        keep.join("trends/box-history-trend--box--tracebloc.svg")
+            .exists()
+    );
 }

@@ -304,7 +304,7 @@ mod tests {
         });
         let (records, damaged) = read_index(&path).expect("read");
         assert_eq!((records.len(), damaged), (200, 0));
-        let text = std::fs::read_to_string(&path).expect("text");
+        let text = fs::read_to_string(&path).expect("text");
         assert_eq!(text.matches("drillbook_history").count(), 1, "one header");
     }
 
@@ -324,7 +324,7 @@ mod tests {
         let ids: Vec<&str> = records.iter().map(|r| r.run_id.as_str()).collect();
         assert_eq!((ids, damaged), (vec!["a", "b"], 1));
         // A header torn before its newline is an empty index, started again.
-        std::fs::write(&path, br#"{"drillbook_hist"#).expect("torn header");
+        fs::write(&path, br#"{"drillbook_hist"#).expect("torn header");
         assert_eq!(read_index(&path).expect("read").0.len(), 0);
         append(&path, &[run("c", 3, Verdict::Pass, "drill", 1.0)]).expect("append");
         assert_eq!(
@@ -337,7 +337,7 @@ mod tests {
     fn an_index_from_a_newer_drillbook_or_another_tool_is_a_clear_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(INDEX_FILE);
-        std::fs::write(&path, "{\"drillbook_history\":7}\n").expect("write");
+        fs::write(&path, "{\"drillbook_history\":7}\n").expect("write");
         let e = read_index(&path).unwrap_err();
         assert!(
             matches!(e, HistoryError::NewerIndex { found: 7, .. }),
@@ -346,7 +346,7 @@ mod tests {
         assert!(e.to_string().contains("newer drillbook"), "{e}");
         let e = append(&path, &[run("a", 1, Verdict::Pass, "drill", 1.0)]).unwrap_err();
         assert!(matches!(e, HistoryError::NewerIndex { .. }), "{e}");
-        std::fs::write(&path, "name,verdict\nx,pass\n").expect("write");
+        fs::write(&path, "name,verdict\nx,pass\n").expect("write");
         assert!(matches!(
             read_index(&path),
             Err(HistoryError::NotAnIndex { .. })

@@ -258,7 +258,7 @@ mod tests {
             judge(&Limit::defaults(["fault"]), &noisy, &base).verdict,
             CheckVerdict::Pass
         );
-        let mut slow = noisy.clone();
+        let mut slow = noisy;
         slow.time_to_recover_s = Some(30.0);
         let judged = judge(&Limit::defaults(["fault"]), &slow, &base);
         assert_eq!(judged.verdict, CheckVerdict::Fail, "{}", judged.detail);

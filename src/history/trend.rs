@@ -21,23 +21,32 @@ pub fn render(scenario: &ScenarioHistory) -> String {
     let n = rows.len().max(1);
     let plot_w = WIDTH - LEFT - RIGHT;
     let x = |i: usize| LEFT + plot_w * (i as f64 + 0.5) / n as f64;
-    let top1 = 40.0;
+    let top1 = 52.0;
     let top2 = top1 + PANEL + 40.0;
-    let height = top2 + PANEL + 90.0;
+    let height = top2 + PANEL + 130.0;
     let mut svg = String::new();
     let _ = writeln!(
         svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="11">"#
     );
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let place = match (&scenario.context, &scenario.namespace) {
+        (Some(c), Some(n)) => format!("{c}/{n}"),
+        _ => scenario.target.clone(),
+    };
     let _ = writeln!(
         svg,
-        r#"<text x="{LEFT}" y="20" font-size="14" font-weight="bold">{}</text>"#,
+        r#"<text x="{LEFT}" y="16" font-size="14" font-weight="bold">{}</text>"#,
         escape(&format!(
-            "{} — last {} run(s)",
-            super::render::summary(scenario),
+            "{} on {place}: the last {} run(s)",
+            scenario.scenario,
             rows.len()
         ))
+    );
+    let _ = writeln!(
+        svg,
+        r##"<text x="{LEFT}" y="30" fill="#555">{}</text>"##,
+        escape(&super::render::summary(scenario))
     );
 
     // p95 per phase, one line each.

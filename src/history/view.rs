@@ -14,6 +14,9 @@ use super::regression::{self, Limit};
 use crate::checks::CheckVerdict;
 use crate::report::model::Verdict;
 
+/// A scenario on a target: its name, context and namespace.
+type Group = (String, Option<String>, Option<String>);
+
 /// Which runs to show.
 #[derive(Debug, Clone)]
 pub struct Filter {
@@ -93,8 +96,7 @@ pub struct RowRegression {
 
 impl HistoryView {
     pub fn build(history: &History, filter: &Filter) -> Self {
-        let mut groups: BTreeMap<(String, Option<String>, Option<String>), Vec<&RunRecord>> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<Group, Vec<&RunRecord>> = BTreeMap::new();
         for record in &history.records {
             let wanted = (filter.scenarios.is_empty()
                 || filter.scenarios.contains(&record.scenario))
