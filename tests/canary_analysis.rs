@@ -7,8 +7,7 @@
 /// not dead code.
 use crate::common;
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::prometheus::{Prometheus, StatusServer};
 use drillbook::report::model::{CheckVerdict, EventKind, Report, Verdict};
@@ -52,21 +51,7 @@ fn check<'a>(report: &'a Report, name: &str) -> &'a drillbook::report::model::Ch
 
 /// Waits until `query` returns at least one series (Prometheus scrapes and evaluates every second).
 async fn wait_for_series(url: &str, query: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = drillbook::checks::prometheus::sample(
-            url,
-            query,
-            &BTreeMap::new(),
-            Duration::from_secs(2),
-        )
-        .await;
-        if s.is_ok() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no series for {query}: {s:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    common::prometheus::value_of(url, query).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

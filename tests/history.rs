@@ -4,14 +4,13 @@
 //! damaged, foreign and newer files are named; results go to Debian's Pushgateway and are
 //! read back through a real Prometheus with PromQL.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common;
 use common::cli::{self, Ran};
-use common::prometheus::{Prometheus, StatusServer};
+use common::prometheus::{Prometheus, StatusServer, value_of};
 use common::pushgateway::Pushgateway;
 use drillbook::report::model::{CheckVerdict, Report};
 
@@ -327,28 +326,6 @@ async fn concurrent_runs_lose_no_history_and_bad_files_are_named_and_skipped() {
         std::fs::read_to_string(&path).expect("read"),
         "{\"drillbook_history\": 2}\n"
     );
-}
-
-/// PromQL `query`'s value, once Prometheus has scraped it.
-async fn value_of(prometheus: &str, query: &str) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let sample = drillbook::checks::prometheus::sample(
-            prometheus,
-            query,
-            &BTreeMap::new(),
-            Duration::from_secs(2),
-        )
-        .await;
-        if let Ok(value) = sample {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no series for {query}: {sample:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -208,7 +208,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn query(runs: u32) -> BaselineQuery<'static> {
+    /// The query of the fixtures' runs (`drill` on box/drill) before they all started.
+    pub(crate) fn query(runs: u32) -> BaselineQuery<'static> {
         BaselineQuery {
             scenario: "drill",
             context: Some("box"),

@@ -173,20 +173,15 @@ pub fn judge(limits: &[Limit], current: &Measured, baseline: &Baseline) -> Judge
 mod tests {
     use super::*;
     use crate::history::baseline::BaselineQuery;
-    use crate::history::baseline::tests::run;
+    use crate::history::baseline::tests::{query, run};
     use crate::report::model::Verdict;
 
     fn baseline(records: &[crate::history::RunRecord], min_runs: u32) -> Baseline {
         BaselineQuery {
-            scenario: "drill",
-            context: Some("box"),
-            namespace: Some("drill"),
-            before: jiff::Timestamp::from_second(1_900_000_000)
-                .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
             exclude_run: None,
             hash: None,
-            runs: 5,
             min_runs,
+            ..query(5)
         }
         .select(records)
     }

@@ -37,7 +37,7 @@ pub fn render(scenario: &ScenarioHistory) -> String {
     let _ = writeln!(
         svg,
         r#"<text x="{LEFT}" y="16" font-size="14" font-weight="bold">{}</text>"#,
-        escape(&format!(
+        crate::report::junit::xml(&format!(
             "{} on {place}: the last {} run(s)",
             scenario.scenario,
             rows.len()
@@ -46,7 +46,7 @@ pub fn render(scenario: &ScenarioHistory) -> String {
     let _ = writeln!(
         svg,
         r##"<text x="{LEFT}" y="30" fill="#555">{}</text>"##,
-        escape(&super::render::summary(scenario))
+        crate::report::junit::xml(&super::render::summary(scenario))
     );
 
     // p95 per phase, one line each.
@@ -82,7 +82,7 @@ pub fn render(scenario: &ScenarioHistory) -> String {
             r#"<text x="{}" y="{}" fill="{color}">{}</text>"#,
             WIDTH - RIGHT + 10.0,
             top1 + 14.0 * (k as f64 + 1.0),
-            escape(phase)
+            crate::report::junit::xml(phase)
         );
     }
 
@@ -112,7 +112,7 @@ pub fn render(scenario: &ScenarioHistory) -> String {
             x(i) - 5.0,
             base - 8.0,
             verdict_color(row.run.verdict),
-            escape(row.run.verdict.as_str())
+            crate::report::junit::xml(row.run.verdict.as_str())
         );
         if row.regression.verdict == CheckVerdict::Fail {
             for top in [top1, top2] {
@@ -121,7 +121,7 @@ pub fn render(scenario: &ScenarioHistory) -> String {
                     r##"<rect x="{:.1}" y="{top}" width="{:.1}" height="{PANEL}" fill="none" stroke="#d62728" stroke-width="2"><title>{}</title></rect>"##,
                     x(i) - plot_w / n as f64 / 2.0 + 2.0,
                     plot_w / n as f64 - 4.0,
-                    escape(&row.regression.detail)
+                    crate::report::junit::xml(&row.regression.detail)
                 );
             }
         }
@@ -132,7 +132,7 @@ pub fn render(scenario: &ScenarioHistory) -> String {
             base + 14.0,
             x(i) - 4.0,
             base + 14.0,
-            escape(&format!(
+            crate::report::junit::xml(&format!(
                 "{} {}",
                 row.run.run_id,
                 row.run.started_at.strftime("%m-%d %H:%M")
@@ -167,7 +167,7 @@ fn panel(svg: &mut String, top: f64, title: &str, max: f64) {
         svg,
         r#"<text x="{LEFT}" y="{}">{}</text>"#,
         top - 6.0,
-        escape(title)
+        crate::report::junit::xml(title)
     );
     for frac in [0.0, 0.5, 1.0] {
         let value = max / 0.9 * frac;
@@ -210,21 +210,4 @@ fn verdict_color(verdict: Verdict) -> &'static str {
         Verdict::Inconclusive => "#bcbd22",
         Verdict::Aborted | Verdict::Interrupted => "#7f7f7f",
     }
-}
-
-/// XML text and attribute escaping.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
 }

@@ -134,7 +134,7 @@ fn testcase(out: &mut String, suite: &str, check: &CheckResult, seconds: f64) {
 
 /// Escapes text for XML attributes and character data. Characters XML 1.0 cannot carry at all
 /// (most C0 controls) become U+FFFD, so a stray byte in a pod name cannot break the document.
-pub(crate) fn xml(text: &str) -> String {
+pub fn xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

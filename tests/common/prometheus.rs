@@ -62,6 +62,28 @@ impl Drop for MetricsServer {
     }
 }
 
+/// PromQL `query`'s scalar value at `url`, once Prometheus has it (polled for up to 30 s).
+pub async fn value_of(url: &str, query: &str) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sample = drillbook::checks::prometheus::sample(
+            url,
+            query,
+            &std::collections::BTreeMap::new(),
+            Duration::from_secs(2),
+        )
+        .await;
+        if let Ok(value) = sample {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no series for {query}: {sample:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// A real Prometheus scraping the given loopback targets every second.
 #[derive(Debug)]
 pub struct Prometheus {
