@@ -93,6 +93,14 @@ fn cases() -> Vec<(&'static str, String)> {
         ("rate_threshold_beyond_100_percent", with("rate(401) == 0", "rate(5xx) > 500%")),
         ("two_documents", format!("{BASE}---\n{BASE}")),
         ("list_where_a_duration_goes", with("duration: 60s", "duration: [60, s]")),
+        ("regression_limits_that_do_not_parse", with(
+            "    http: \"rate(401) == 0\"",
+            "    http: \"rate(401) == 0\"\n  - name: usual\n    regression:\n      min_runs: 9\n      limits:\n        - {metric: p95, relative: \"50\"}\n        - {metric: \"rate(401)\", absolute: \"+1s\"}\n        - {metric: p95, phase: faults, relative: \"+5%\"}",
+        )),
+        ("regression_metric_misspelled", with(
+            "    http: \"rate(401) == 0\"",
+            "    http: \"rate(401) == 0\"\n  - name: usual\n    regression:\n      limits: [{metric: p59, relative: \"+50%\"}]",
+        )),
         ("phase_that_ends_before_it_starts", with("checks:", "phases:\n  - {name: fault, from: 20s, to: 10s}\nchecks:")),
     ]
 }
