@@ -284,7 +284,7 @@ fn read_report(path: &Path) -> Result<Option<Report>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::baseline::tests::run;
+    use crate::history::record::fixtures::run;
     use crate::report::model::Verdict;
 
     #[test]

@@ -197,3 +197,49 @@ impl RunRecord {
         self.context.as_deref() == context && self.namespace.as_deref() == namespace
     }
 }
+
+/// A run of the scenario `drill` on box/`ns`, `minute` minutes into the fixtures' hour, with
+/// one `fault` phase whose p95 is `p95_ms` (time to recover: `p95_ms / 100` s).
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{Latency, Measured, PhaseMetrics, RunRecord};
+    use crate::report::model::Verdict;
+
+    pub(crate) fn run(id: &str, minute: i64, verdict: Verdict, ns: &str, p95_ms: f64) -> RunRecord {
+        RunRecord {
+            run_id: id.into(),
+            scenario: "drill".into(),
+            scenario_hash: Some("sha256:a".into()),
+            started_at: jiff::Timestamp::from_second(1_800_000_000 + minute * 60)
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            ended_at: jiff::Timestamp::from_second(1_800_000_030 + minute * 60)
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            passed: verdict == Verdict::Pass,
+            verdict,
+            target: "kubernetes".into(),
+            context: Some("box".into()),
+            namespace: Some(ns.into()),
+            dir: format!("dir-{id}"),
+            measured: Measured {
+                time_to_recover_s: Some(p95_ms / 100.0),
+                phases: vec![PhaseMetrics {
+                    name: "fault".into(),
+                    verdict: None,
+                    requests: 100,
+                    status_401: 0,
+                    status_5xx: 1,
+                    errors: 0,
+                    rps: 10.0,
+                    latency: Some(Latency {
+                        p95_ms,
+                        p99_ms: p95_ms * 2.0,
+                        service_p95_ms: p95_ms,
+                        service_p99_ms: p95_ms * 2.0,
+                    }),
+                }],
+            },
+            asked_rps: Some(10.0),
+            achieved_rps: Some(10.0),
+        }
+    }
+}

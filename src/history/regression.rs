@@ -173,7 +173,8 @@ pub fn judge(limits: &[Limit], current: &Measured, baseline: &Baseline) -> Judge
 mod tests {
     use super::*;
     use crate::history::baseline::BaselineQuery;
-    use crate::history::baseline::tests::{query, run};
+    use crate::history::baseline::tests::query;
+    use crate::history::record::fixtures::run;
     use crate::report::model::Verdict;
 
     fn baseline(records: &[crate::history::RunRecord], min_runs: u32) -> Baseline {

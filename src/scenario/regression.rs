@@ -257,7 +257,7 @@ mod tests {
         relative: Option<&str>,
         absolute: Option<&str>,
     ) -> RegressionLimit {
-        let sp = |s: &str| Sp::new(s.to_string(), crate::scenario::Pos::default());
+        let sp = |s: &str| Sp::new(s.to_string(), super::super::spanned::Pos::default());
         RegressionLimit {
             metric,
             phase: None,
