@@ -485,8 +485,9 @@ impl StringOrNumber {
 string_unit!(
     HumanDuration,
     "Duration",
-    "A duration such as `500ms`, `30s`, `2m`, `1h` or `1m30s`.",
-    Some(r"^([0-9]+(\.[0-9]+)?(ms|s|sec|m|min|h))+$|^0$")
+    "A duration such as `500ms`, `30s`, `2m`, `1h` or `1m30s`, or a `${var.NAME}` that is one.",
+    // A parameter is substituted before the value is read, so the file may hold its name.
+    Some(r"^([0-9]+(\.[0-9]+)?(ms|s|sec|m|min|h))+$|^0$|^\$\{var\.[^}]+\}$")
 );
 string_unit!(
     Rate,
