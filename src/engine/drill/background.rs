@@ -17,8 +17,10 @@ use crate::engine::pod_guards::PodGuardState;
 use crate::engine::progress::{Progress, WindowProgress};
 use crate::engine::windows::{GuardState, WindowStore};
 use crate::load::Window;
+use crate::report::model::PodSample;
 use crate::scenario::{LoadFrom, LoadSpec};
 use crate::targets::Target;
+use crate::units::LabelSelector;
 
 /// How often pod guards read the target's pods.
 const POD_GUARD_INTERVAL: Duration = Duration::from_secs(1);
@@ -231,8 +233,9 @@ impl<T: Target> Drill<'_, T> {
     }
 
     /// The `not_ready` and `restarts` guards, evaluated every second on the target's pods
-    /// until `done` or the drill stops.
-    pub(super) async fn watch_pod_guards(&self, done: &CancellationToken) {
+    /// until `done` or the drill stops; meanwhile every pod of the target is counted each
+    /// second for the report (nothing when the target has no pods to ask about).
+    pub(super) async fn watch_pods(&self, done: &CancellationToken) -> Vec<PodSample> {
         let mut guards: Vec<PodGuardState> = self
             .loaded
             .scenario
@@ -240,17 +243,27 @@ impl<T: Target> Drill<'_, T> {
             .iter()
             .filter_map(|g| PodGuardState::new(&g.value))
             .collect();
-        if guards.is_empty() {
-            return;
-        }
+        let everything = LabelSelector::default();
+        let mut samples = Vec::new();
         let mut tick = tokio::time::interval_at(self.t0, POD_GUARD_INTERVAL);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = done.cancelled() => return,
-                _ = self.stop.cancelled() => return,
+                _ = done.cancelled() => return samples,
+                _ = self.stop.cancelled() => return samples,
             }
             let now = Instant::now();
+            if let Some(all) = self.target.pod_health(&everything) {
+                samples.push(PodSample {
+                    t_s: now.saturating_duration_since(self.t0).as_secs(),
+                    pods: all.pods,
+                    ready: all.pods.saturating_sub(all.not_ready),
+                    restarts: all.restarts,
+                });
+            } else if guards.is_empty() {
+                // Nothing to count and nothing to guard.
+                return samples;
+            }
             for guard in &mut guards {
                 let Some(health) = self.target.pod_health(&guard.selector) else {
                     continue;
