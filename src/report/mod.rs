@@ -2,6 +2,7 @@
 //! changelog paragraph and a self-contained HTML page, plus writing a run's report directory.
 
 pub mod changelog;
+pub mod ci;
 pub mod html;
 pub mod junit;
 pub mod markdown;
