@@ -114,7 +114,7 @@ pub fn judge_all(
 ) -> Vec<CheckResult> {
     let mut results = Vec::new();
     for check in &scenario.checks {
-        let location = check.pos.is_known().then(|| SourceLocation {
+        let location = check.pos.is_known().then_some(SourceLocation {
             line: check.pos.line,
             column: check.pos.column,
         });

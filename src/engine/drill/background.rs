@@ -270,7 +270,7 @@ impl<T: Target> Drill<'_, T> {
                 return samples;
             }
             ticks = ticks.wrapping_add(1);
-            if (ticks - 1) % COUNTS_PER_GUARD_TICK != 0 {
+            if !(ticks - 1).is_multiple_of(COUNTS_PER_GUARD_TICK) {
                 continue;
             }
             for guard in &mut guards {

@@ -477,9 +477,9 @@ fn callers(report: &Report) -> String {
             Cell::text(c.errors.to_string()).class("num"),
         ]);
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<details><summary>All callers{}</summary>{}</details>\n",
+        "<details><summary>All callers{}</summary>{}</details>",
         if report.callers.len() > MAX_CALLER_ROWS {
             format!(" (first {MAX_CALLER_ROWS} of {})", report.callers.len())
         } else {
