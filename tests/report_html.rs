@@ -201,7 +201,7 @@ fn hostile_values_are_escaped_everywhere() {
         1,
         "only the replay block closes a <pre>"
     );
-    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;&quot;&#39;&amp;&lt;/pre&gt;"));
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;&quot;&apos;&amp;&lt;/pre&gt;"));
     // Anchors made from names carry no markup either.
     assert!(!page.contains("id=\"phase-<"));
 }
@@ -500,10 +500,7 @@ fn browser_shows_a_lab_drill_and_ci_gets_its_summary() {
         1,
         "the hostile description made markup"
     );
-    assert!(
-        dom.contains("&lt;script&gt;alert('hostile')&lt;/script&gt;")
-            || dom.contains("&lt;script&gt;alert(&#39;hostile&#39;)&lt;/script&gt;")
-    );
+    assert!(dom.contains("&lt;script&gt;alert('hostile')&lt;/script&gt;"));
     assert!(!dom.contains("<img"));
 
     // The charts: their series and points are the report's.
