@@ -573,6 +573,44 @@ fn footer(report: &Report, files: RunFiles) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::model::{TimelineEvent, Track};
+
+    fn event(at_s: f64, kind: EventKind, description: &str) -> TimelineEvent {
+        TimelineEvent {
+            at_s,
+            kind,
+            step: Some("kill".into()),
+            description: description.into(),
+            targets: Vec::new(),
+            undo: None,
+            outcome: None,
+        }
+    }
+
+    #[test]
+    fn faults_and_guard_trips_are_marked_with_their_time_and_tracks_are_drawn() {
+        let text = include_str!("../../../tests/fixtures/reports/pass-proxy-restart/report.json");
+        let mut report: Report = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+        report.events = vec![
+            event(6.0, EventKind::Fault, "SIGKILL"),
+            event(9.5, EventKind::Guard, "rate(5xx) > 90% for 10s"),
+            event(12.0, EventKind::Undo, "restart"),
+        ];
+        report.tracks = vec![Track {
+            name: "http_fault: injected 503".into(),
+            points: vec![[6.0, 12.0], [7.0, 30.0], [8.0, 0.0]],
+        }];
+        let page = render(&report, RunFiles::Alone);
+        let charts = page.matches("<figure class=\"chart\"").count();
+        assert_eq!(page.matches("class=\"mark fault\"").count(), charts);
+        assert_eq!(page.matches("class=\"mark guard\"").count(), charts);
+        assert!(page.contains("guard tripped t+9.5s: rate(5xx) &gt; 90% for 10s"));
+        assert!(!page.contains("class=\"mark undo\""));
+        assert!(page.contains("id=\"chart-tracks\""));
+        assert!(page.contains(
+            "data-series=\"http_fault: injected 503\" data-index=\"0\" data-points=\"3\""
+        ));
+    }
 
     #[test]
     fn shell_words_are_quoted_only_when_needed() {
