@@ -8,8 +8,7 @@ use super::drill::{Ending, Observed, offset};
 use super::gather::{EndObservations, Gathered};
 use super::phase_data::{JudgedPhases, phase_of};
 use crate::checks::{Judgement, alerts, http, kube_state};
-use crate::report::model::{CheckResult, CheckVerdict, Verdict};
-
+use crate::report::model::{CheckResult, CheckVerdict, SourceLocation, Verdict};
 use crate::scenario::{Action, Check, CheckKind, Scenario};
 use crate::targets::observe::{JobRecord, JobState};
 
@@ -114,6 +113,10 @@ pub fn judge_all(
 ) -> Vec<CheckResult> {
     let mut results = Vec::new();
     for check in &scenario.checks {
+        let location = check.pos.is_known().then_some(SourceLocation {
+            line: check.pos.line,
+            column: check.pos.column,
+        });
         let check = &check.value;
         let judgement = judge_one(check, observed, phases, end);
         results.push(CheckResult {
@@ -129,6 +132,7 @@ pub fn judge_all(
             detail: judgement.detail,
             near_threshold: judgement.near_threshold,
             dry_run: is_dry_run(check),
+            location,
         });
     }
     results
@@ -703,6 +707,7 @@ mod tests {
             detail: String::new(),
             near_threshold: false,
             dry_run,
+            location: None,
         }
     }
 
@@ -788,6 +793,7 @@ mod tests {
             run_id: String::new(),
             undo_failed: 0,
             streams: BTreeMap::new(),
+            pods: Vec::new(),
         }
     }
 

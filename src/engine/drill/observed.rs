@@ -11,7 +11,7 @@ use crate::engine::phases::Marks;
 use crate::engine::undo::UndoOutcome;
 use crate::engine::windows::WindowStore;
 use crate::load::LoadSummary;
-use crate::report::model::{LoadWorkers, PreflightResult, TimelineEvent};
+use crate::report::model::{LoadWorkers, PodSample, PreflightResult, TimelineEvent};
 use crate::scenario::Action;
 use crate::targets::Applied;
 use crate::targets::observe::{Observations, same_workload};
@@ -63,6 +63,8 @@ pub struct Observed {
     pub undo_failed: usize,
     /// The windows of each named load stream (`load.streams`), for `compare` checks.
     pub streams: BTreeMap<String, WindowStore>,
+    /// The target's pods (processes) counted every second.
+    pub pods: Vec<PodSample>,
 }
 
 impl Observed {

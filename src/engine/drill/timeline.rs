@@ -152,8 +152,8 @@ impl<'a, T: Target> Drill<'a, T> {
             guards_done.cancel();
             timeline
         };
-        let ((steps, mut events), ()) =
-            tokio::join!(timeline, self.watch_pod_guards(pod_guards, &guards_done));
+        let ((steps, mut events), pods) =
+            tokio::join!(timeline, self.watch_pods(pod_guards, &guards_done));
 
         let load = background.finish(&self.progress).await;
         let mut warnings: Vec<String> = self
@@ -217,6 +217,7 @@ impl<'a, T: Target> Drill<'a, T> {
             run_id: run_id.to_string(),
             undo_failed: self.undo.failed().len(),
             streams: load.streams,
+            pods,
         })
     }
 }

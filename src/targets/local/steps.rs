@@ -14,8 +14,9 @@ use crate::report::model::PreflightResult;
 use crate::scenario::describe::describe_action;
 use crate::scenario::{Action, ProcessKind, Scenario, TargetKind};
 use crate::support::command;
-use crate::targets::observe::{JobRecord, JobState, Labels, Obs, ObsKind, Observations};
+use crate::targets::observe::{JobRecord, JobState, Labels, Obs, ObsKind, Observations, PodHealth};
 use crate::targets::{Applied, Target, TargetError, UndoAction, assignments};
+use crate::units::LabelSelector;
 
 /// How long a rollout (restart or env change) of a group may take.
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -132,6 +133,21 @@ impl Target for LocalRun {
 
     async fn observations(&self) -> Observations {
         observations(&self.target, &self.log)
+    }
+
+    /// Service processes stand for pods: the ones not being stopped, their readiness and
+    /// restarts (jobs are not counted, as Job pods are not in a Deployment's ready count).
+    fn pod_health(&self, selector: &LabelSelector) -> Option<PodHealth> {
+        let mut health = PodHealth::default();
+        for instance in self.target.matching(selector) {
+            if instance.kind != ProcessKind::Service || instance.stopping {
+                continue;
+            }
+            health.pods += 1;
+            health.not_ready += u32::from(!instance.ready);
+            health.restarts += instance.restarts;
+        }
+        Some(health)
     }
 
     fn notable(&self) -> Vec<(Instant, String)> {
