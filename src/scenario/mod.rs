@@ -4,7 +4,9 @@
 pub mod describe;
 pub mod diagnostic;
 pub mod expr;
+pub mod field_condition;
 pub mod model;
+pub mod parsed;
 pub mod regression;
 pub mod spanned;
 pub mod substitute;
@@ -17,7 +19,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, FileDiagnostics, Severity};
+pub use field_condition::{FieldCondition, PathSegment};
 pub use model::*;
+pub use parsed::Parsed;
 pub use regression::{RegressionCheck, RegressionLimit, RegressionMetric};
 pub use spanned::{Pos, Sp};
 

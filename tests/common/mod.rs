@@ -3,6 +3,7 @@
 
 pub mod base;
 pub mod boxed;
+pub mod browser;
 pub mod cli;
 pub mod e2e;
 pub mod lab;

@@ -11,9 +11,8 @@ use crate::engine::phases::Marks;
 use crate::engine::undo::UndoOutcome;
 use crate::engine::windows::WindowStore;
 use crate::load::LoadSummary;
-use crate::report::model::{LoadWorkers, PreflightResult, TimelineEvent};
+use crate::report::model::{LoadWorkers, PodSample, PreflightResult, TimelineEvent};
 use crate::scenario::Action;
-use crate::scenario::vars::Vars;
 use crate::targets::Applied;
 use crate::targets::observe::{Observations, same_workload};
 
@@ -58,13 +57,14 @@ pub struct Observed {
     pub events: Vec<TimelineEvent>,
     pub marks: Marks,
     pub warnings: Vec<String>,
-    pub vars: Vars,
     pub preflight: Vec<PreflightResult>,
     pub run_id: String,
     /// Undos that failed and stay in the journal for `drillbook recover`.
     pub undo_failed: usize,
     /// The windows of each named load stream (`load.streams`), for `compare` checks.
     pub streams: BTreeMap<String, WindowStore>,
+    /// The target's pods (processes) counted every second.
+    pub pods: Vec<PodSample>,
 }
 
 impl Observed {
