@@ -420,12 +420,13 @@ fn browser_shows_a_lab_drill_and_ci_gets_its_summary() {
         .stdin(Stdio::null())
         .output();
     output.assert_code(i32::from(Outcome::Fail.code()));
+    // The run's folder (beside it: the history index, `history.ndjson`).
     let run_dir = std::fs::read_dir(dir.path().join("reports"))
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .unwrap();
     let report = report::load(&run_dir.join("report.json")).unwrap();
     let failing = report
         .checks
