@@ -9,6 +9,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use crate::common;
+use common::browser::{self, Theme};
 use common::cli::{self, Ran};
 use common::prometheus::{Prometheus, StatusServer, value_of};
 use common::pushgateway::Pushgateway;
@@ -235,6 +236,8 @@ async fn a_slower_run_fails_its_regression_check_and_history_flags_exactly_it() 
         "one red frame per panel"
     );
 
+    history_page_shows_the_trend_and_links_every_run(&lab, &ids);
+
     let md = lab.history(&["--min-runs", "2", "--format", "md", "--last", "2"]);
     let md = md.stdout_str();
     assert!(md.contains(&format!("[{}](<", ids[3])), "{md}");
@@ -441,4 +444,62 @@ async fn results_are_pushed_to_a_real_pushgateway_and_read_back_through_promql()
     assert_eq!(lab.reports_written().len(), 2);
     let index = std::fs::read_to_string(lab.reports().join("history.ndjson")).expect("index");
     assert_eq!(index.lines().count(), 3, "{index}");
+}
+
+/// `history --format html`: one page beside the run folders, a chart per measure with one point
+/// per run, the slow run marked, every run linked to its own `report.html`, and a real browser
+/// that loads it without a console message.
+fn history_page_shows_the_trend_and_links_every_run(lab: &Lab, ids: &[&str]) {
+    let out = lab.history(&["--min-runs", "2", "--format", "html"]);
+    out.assert_code(0);
+    let page = lab.reports().join("history.html");
+    assert!(
+        out.stderr_str().contains("history.html"),
+        "{}",
+        out.stderr_str()
+    );
+    let html = std::fs::read_to_string(&page).expect("history.html written");
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(
+        html.contains("1 regressed"),
+        "the header counts the regression"
+    );
+    for chart in ["ttr", "p95", "errors"] {
+        assert!(
+            html.contains(&format!("-{chart}\"")),
+            "chart {chart} missing"
+        );
+    }
+    // The first phase's p95 has one point per run; the slow run is marked.
+    let p95 = html
+        .split("-p95\"")
+        .nth(1)
+        .and_then(|chart| chart.split("data-index=\"0\" data-points=\"").nth(1))
+        .and_then(|rest| rest.split('"').next());
+    assert_eq!(p95, Some("4"), "one point per run");
+    assert!(html.contains(&format!("regression: {}", ids[3])), "{html}");
+    let links: Vec<&str> = html
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|href| href.ends_with("/report.html"))
+        .collect();
+    assert_eq!(links.len(), ids.len(), "{links:?}");
+    for link in &links {
+        assert!(
+            lab.reports().join(link).is_file(),
+            "{link} does not lead to a report.html"
+        );
+    }
+    let Some(chromium) = browser::chromium() else {
+        return;
+    };
+    let loaded = browser::load(&chromium, &page, Theme::Light);
+    let console: Vec<&str> = loaded
+        .log
+        .lines()
+        .filter(|l| l.contains("CONSOLE"))
+        .collect();
+    assert!(console.is_empty(), "console output: {console:#?}");
+    assert!(loaded.dom.contains("data-enhanced=\"1\""), "the script ran");
 }

@@ -62,6 +62,8 @@ pub enum HistoryFormat {
     Md,
     /// The history view as JSON
     Json,
+    /// One self-contained HTML page of trend charts (default file: REPORT_DIR/history.html)
+    Html,
 }
 
 /// `drillbook history`.
@@ -126,16 +128,30 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
             .unwrap_or_else(|| args.report_dir.join("trends"));
         write_charts(&mut view, &dir)?;
     }
-    let text = match args.format {
-        HistoryFormat::Table => history::render::table(&view),
-        HistoryFormat::Md => history::render::markdown(&view),
-        HistoryFormat::Json => serde_json::to_string_pretty(&view)? + "\n",
-    };
-    let text = match args.format {
-        HistoryFormat::Json => text,
-        _ => super::terminal::safe(&text).into_owned(),
-    };
-    super::terminal::write_output(args.output.as_deref(), &text)?;
+    match args.format {
+        HistoryFormat::Html => {
+            // A page is a file: it goes beside the run folders it links to unless told where.
+            let path = args
+                .output
+                .clone()
+                .unwrap_or_else(|| args.report_dir.join("history.html"));
+            let page = history::page::render(&view, &link_prefix(&path, &args.report_dir));
+            super::terminal::write_output(Some(&path), &page)?;
+            eprintln!("history page: {}", path.display());
+        }
+        format => {
+            let text = match format {
+                HistoryFormat::Md => history::render::markdown(&view),
+                HistoryFormat::Json => serde_json::to_string_pretty(&view)? + "\n",
+                _ => history::render::table(&view),
+            };
+            let text = match format {
+                HistoryFormat::Json => text,
+                _ => super::terminal::safe(&text).into_owned(),
+            };
+            super::terminal::write_output(args.output.as_deref(), &text)?;
+        }
+    }
     let regressed = view.regressions();
     if args.fail_on_regression && !regressed.is_empty() {
         for (scenario, row) in &regressed {
@@ -149,6 +165,19 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Fail);
     }
     Ok(Outcome::Pass)
+}
+
+/// How the page at `page` reaches the run folders in `report_dir`: nothing to add when it sits
+/// there, else the folder's absolute path (a page written elsewhere still links to the runs).
+fn link_prefix(page: &Path, report_dir: &Path) -> String {
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    let page_dir = page.parent().filter(|d| !d.as_os_str().is_empty());
+    let here = canonical(page_dir.unwrap_or(Path::new(".")));
+    match (here, canonical(report_dir)) {
+        (Some(here), Some(dir)) if here == dir => String::new(),
+        (_, Some(dir)) => format!("{}/", dir.display()),
+        (_, None) => format!("{}/", report_dir.display()),
+    }
 }
 
 fn write_charts(view: &mut HistoryView, dir: &Path) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@
 
 pub mod baseline;
 pub mod index;
+pub mod page;
 pub mod pushgateway;
 pub mod record;
 pub mod regression;

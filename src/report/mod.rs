@@ -7,7 +7,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod model;
-mod sections;
+pub(crate) mod sections;
 pub mod svg;
 pub mod table;
 pub mod text;

@@ -15,6 +15,8 @@ pub struct Cell {
     pub class: Option<&'static str>,
     /// Further fragments after the text, each a link to an anchor of the page: `(label, id)`.
     pub links: Vec<(String, String)>,
+    /// Links to other files (a run's own report): `(label, relative path)`.
+    pub files: Vec<(String, String)>,
     /// Monospaced (expressions, commands).
     pub code: bool,
 }
@@ -39,6 +41,11 @@ impl Cell {
 
     pub fn link(mut self, label: impl Into<String>, id: impl Into<String>) -> Self {
         self.links.push((label.into(), id.into()));
+        self
+    }
+
+    pub fn file(mut self, label: impl Into<String>, path: impl Into<String>) -> Self {
+        self.files.push((label.into(), path.into()));
         self
     }
 }
@@ -139,6 +146,14 @@ fn render_cell(out: &mut String, cell: &Cell) {
             out,
             " <a class=\"evidence\" href=\"#{}\">{}</a>",
             escape(id),
+            escape(label)
+        );
+    }
+    for (label, path) in &cell.files {
+        let _ = write!(
+            out,
+            " <a class=\"evidence\" href=\"{}\">{}</a>",
+            escape(path),
             escape(label)
         );
     }
