@@ -5,6 +5,7 @@
 
 mod args;
 mod collect;
+mod fault_proxy;
 mod lab;
 mod load;
 mod load_args;
@@ -115,6 +116,9 @@ pub enum Command {
         after_help = "Example:\n  drillbook collect --context staging --namespace tracebloc --drill-log docs/RUNBOOK.md\n\nCollecting again appends nothing for runs already in the drill log."
     )]
     Collect(collect::CollectArgs),
+    /// The fault proxy that `http_fault` runs in pods (started by drillbook, not by hand).
+    #[command(hide = true)]
+    FaultProxy(fault_proxy::FaultProxyArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -203,5 +207,6 @@ fn dispatch(command: Command, vars: &[(String, String)]) -> anyhow::Result<Outco
         Command::Schedule(args) => runtime()?.block_on(schedule::schedule(&args, vars)),
         Command::Rbac(args) => schedule::rbac(&args, vars),
         Command::Collect(args) => runtime()?.block_on(collect::collect(&args)),
+        Command::FaultProxy(args) => runtime()?.block_on(fault_proxy::run(args)),
     }
 }

@@ -4,6 +4,7 @@
 pub mod describe;
 pub mod diagnostic;
 pub mod expr;
+pub mod http_fault;
 pub mod model;
 pub mod spanned;
 pub mod substitute;

@@ -246,6 +246,19 @@ impl Needs {
             // The patched or awaited resource is known only after discovery: the pre-flight
             // resolves it (`discovered_permissions`), `rbac` renders its rule offline.
             Action::Patch(_) | Action::WaitFor(_) => {}
+            // Interposition (`interpose.rs`): the Service read and its selector switched and
+            // restored; a temporary Service and the fault proxy Deployment created, awaited and
+            // deleted; the Service's Endpoints read to see each switch take effect.
+            Action::HttpFault(_) => perms.extend([
+                need("", "services", "get"),
+                need("", "services", "create"),
+                need("", "services", "patch"),
+                need("", "services", "delete"),
+                need("apps", "deployments", "get"),
+                need("apps", "deployments", "create"),
+                need("apps", "deployments", "delete"),
+                need("", "endpoints", "get"),
+            ]),
             Action::KillProcess(_)
             | Action::StartProcess(_)
             | Action::Command(_)
