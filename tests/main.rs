@@ -11,6 +11,7 @@ mod box_apiserver_gone;
 mod box_canary;
 mod box_cluster_load;
 mod box_drills;
+mod box_faults;
 mod canary_analysis;
 mod cli_output;
 mod cluster_load_scenarios;
