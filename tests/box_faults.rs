@@ -457,3 +457,119 @@ fn after_sigkill_the_proxies_fail_open_and_recover_restores_the_service() {
         "jobs-manager answers through its Service after recover"
     );
 }
+
+/// Runs `scenarios/box/<name>.yaml`; returns its exit code, report and output.
+fn run_seed(kubeconfig: &Path, name: &str) -> (i32, Value, String) {
+    clean_up(kubeconfig);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = PathBuf::from(format!("scenarios/box/{name}.yaml"));
+    let mut drill = start(kubeconfig, dir.path(), &scenario);
+    let code = wait_exit(&mut drill, Duration::from_secs(300));
+    let explain = output_of(dir.path());
+    let report = report_in(&dir.path().join("reports"))
+        .unwrap_or_else(|| panic!("no report.json\n{explain}"));
+    assert!(
+        !interposed(kubeconfig) && leftovers(kubeconfig).is_empty(),
+        "the fault was not undone: {}\n{explain}",
+        leftovers(kubeconfig)
+    );
+    // The image undo rolls the proxy once more: let it finish for the next drill.
+    let _ = kubectl(
+        kubeconfig,
+        &[
+            "-n",
+            "tracebloc",
+            "rollout",
+            "status",
+            "deployment/requests-proxy",
+            "--timeout=120s",
+        ],
+    );
+    clean_up(kubeconfig);
+    (code, report, explain)
+}
+
+fn phase<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["phases"]
+        .as_array()
+        .and_then(|phases| phases.iter().find(|p| p["name"] == name))
+        .map_or(&Value::Null, |p| &p["load"])
+}
+
+/// The description of the abort guard that tripped.
+fn guard_event(report: &Value) -> String {
+    report["timeline"]
+        .as_array()
+        .and_then(|events| events.iter().find(|e| e["kind"] == "guard"))
+        .map_or_else(String::new, |e| e["description"].to_string())
+}
+
+/// Whether the timeline records step `name` as run without error.
+fn ran(report: &Value, name: &str) -> bool {
+    report["timeline"].as_array().is_some_and(|events| {
+        events.iter().any(|e| {
+            e["step"] == name && e["outcome"].as_str().is_some_and(|o| o.starts_with("ok"))
+        })
+    })
+}
+
+#[test]
+fn injected_503s_trip_the_canary_trigger_and_the_rollback_runs() {
+    let Some(kubeconfig) = boxed::kubeconfig() else {
+        return;
+    };
+    let (code, report, explain) = run_seed(&kubeconfig, "canary-injected-errors");
+    let injected = phase(&report, "injected");
+    let requests = injected["requests"].as_u64().unwrap_or(0);
+    let share = injected["statuses"]["503"].as_u64().unwrap_or(0) as f64 / requests.max(1) as f64;
+    measured(&format!(
+        "canary-injected-errors: verdict {}, injected 5 % 503, measured {:.2} % of {requests} \
+         requests in the injected phase; trigger: {}; the proxy pods' own metrics: {}",
+        report["verdict"],
+        share * 100.0,
+        guard_event(&report),
+        report["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == "proxy-own-5xx"))
+            .unwrap_or(&Value::Null)
+    ));
+    assert_eq!(code, 4, "{explain}");
+    assert_eq!(report["verdict"], "aborted", "{explain}");
+    assert!(
+        ran(&report, "rollback"),
+        "on_abort's rollout_undo ran\n{explain}"
+    );
+    assert!(requests >= 200, "{injected}");
+    assert!((0.02..0.09).contains(&share), "503 share {share}");
+}
+
+#[test]
+fn a_slow_proxy_trips_the_p95_gate_and_the_rollback_runs() {
+    let Some(kubeconfig) = boxed::kubeconfig() else {
+        return;
+    };
+    let (code, report, explain) = run_seed(&kubeconfig, "slow-proxy");
+    let (base, slow) = (phase(&report, "baseline"), phase(&report, "slowed"));
+    let p50 = |p: &Value| p["latency_ms"]["p50"].as_f64().unwrap_or(f64::NAN);
+    let p95 = |p: &Value| p["latency_ms"]["p95"].as_f64().unwrap_or(f64::NAN);
+    let added = p50(slow) - p50(base);
+    measured(&format!(
+        "slow-proxy: verdict {}, injected +300 ms p50 (p99 450 ms), measured p50 {:.1} → {:.1} ms \
+         (+{added:.1} ms), p95 {:.1} → {:.1} ms over {} requests; trigger: {}",
+        report["verdict"],
+        p50(base),
+        p50(slow),
+        p95(base),
+        p95(slow),
+        slow["requests"],
+        guard_event(&report)
+    ));
+    assert_eq!(code, 4, "{explain}");
+    assert_eq!(report["verdict"], "aborted", "{explain}");
+    assert!(
+        ran(&report, "rollback"),
+        "on_abort's rollout_undo ran\n{explain}"
+    );
+    // Tolerance: ±20 % of the injected median (the proxy's own time and the sampling).
+    assert!((240.0..360.0).contains(&added), "added p50 {added} ms");
+}

@@ -96,6 +96,28 @@ pub struct InterposePlan {
     pub switched: BTreeMap<String, String>,
     pub ports: Vec<String>,
     pub created: Vec<String>,
+    /// Ports whose name or appProtocol says TLS or gRPC: an `http` fault would read them as
+    /// plain HTTP (use `protocol: tcp`).
+    pub encrypted_ports: Vec<String>,
+}
+
+impl InterposePlan {
+    /// One line for `plan` and pre-flight.
+    pub fn words(&self, service: &str) -> String {
+        let pairs = |m: &BTreeMap<String, String>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!(
+            "service `{service}`: selector {} → {}; ports {}; creates {}",
+            pairs(&self.selector),
+            pairs(&self.switched),
+            self.ports.join(", "),
+            self.created.join(" and ")
+        )
+    }
 }
 
 fn switched_selector(service: &str) -> BTreeMap<String, String> {
@@ -337,7 +359,27 @@ impl KubeTarget {
                 None => format!("{} → proxy :{}", p.upstream, p.listen),
             })
             .collect();
+        let encrypted_ports = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|p| {
+                let words = format!(
+                    "{} {}",
+                    p.name.as_deref().unwrap_or_default(),
+                    p.app_protocol.as_deref().unwrap_or_default()
+                )
+                .to_ascii_lowercase();
+                ["https", "tls", "grpc", "h2"]
+                    .iter()
+                    .any(|w| words.contains(w))
+            })
+            .map(|p| p.port.to_string())
+            .collect();
         Ok(InterposePlan {
+            encrypted_ports,
             selector,
             switched: switched_selector(service),
             ports,
