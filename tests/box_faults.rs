@@ -496,21 +496,12 @@ fn phase<'a>(report: &'a Value, name: &str) -> &'a Value {
         .map_or(&Value::Null, |p| &p["load"])
 }
 
-/// The description of the abort guard that tripped.
-fn guard_event(report: &Value) -> String {
-    report["timeline"]
-        .as_array()
-        .and_then(|events| events.iter().find(|e| e["kind"] == "guard"))
-        .map_or_else(String::new, |e| e["description"].to_string())
-}
-
-/// Whether the timeline records step `name` as run without error.
-fn ran(report: &Value, name: &str) -> bool {
-    report["timeline"].as_array().is_some_and(|events| {
-        events.iter().any(|e| {
-            e["step"] == name && e["outcome"].as_str().is_some_and(|o| o.starts_with("ok"))
-        })
-    })
+/// The verdict line the run printed (it names the guard that tripped and the rollback).
+fn verdict_line(explain: &str) -> &str {
+    explain
+        .lines()
+        .find(|l| l.starts_with("Verdict"))
+        .unwrap_or_default()
 }
 
 #[test]
@@ -527,7 +518,7 @@ fn injected_503s_trip_the_canary_trigger_and_the_rollback_runs() {
          requests in the injected phase; trigger: {}; the proxy pods' own metrics: {}",
         report["verdict"],
         share * 100.0,
-        guard_event(&report),
+        verdict_line(&explain),
         report["checks"]
             .as_array()
             .and_then(|c| c.iter().find(|c| c["name"] == "proxy-own-5xx"))
@@ -536,8 +527,9 @@ fn injected_503s_trip_the_canary_trigger_and_the_rollback_runs() {
     assert_eq!(code, 4, "{explain}");
     assert_eq!(report["verdict"], "aborted", "{explain}");
     assert!(
-        ran(&report, "rollback"),
-        "on_abort's rollout_undo ran\n{explain}"
+        verdict_line(&explain).contains("rolled back by on_abort: `rollback` ok"),
+        "on_abort's rollout_undo ran
+{explain}"
     );
     assert!(requests >= 200, "{injected}");
     assert!((0.02..0.09).contains(&share), "503 share {share}");
@@ -562,13 +554,14 @@ fn a_slow_proxy_trips_the_p95_gate_and_the_rollback_runs() {
         p95(base),
         p95(slow),
         slow["requests"],
-        guard_event(&report)
+        verdict_line(&explain)
     ));
     assert_eq!(code, 4, "{explain}");
     assert_eq!(report["verdict"], "aborted", "{explain}");
     assert!(
-        ran(&report, "rollback"),
-        "on_abort's rollout_undo ran\n{explain}"
+        verdict_line(&explain).contains("rolled back by on_abort: `rollback` ok"),
+        "on_abort's rollout_undo ran
+{explain}"
     );
     // Tolerance: ±20 % of the injected median (the proxy's own time and the sampling).
     assert!((240.0..360.0).contains(&added), "added p50 {added} ms");
