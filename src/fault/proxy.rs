@@ -209,9 +209,9 @@ async fn handle(
 async fn hold<S: AsyncRead + Unpin>(client: &mut S, faults: &Faults) {
     let mut sink = [0u8; 4096];
     while faults.holding() {
-        match tokio::time::timeout(Duration::from_secs(1), client.read(&mut sink)).await {
-            Ok(Ok(0) | Err(_)) => return,
-            Ok(Ok(_)) | Err(_) => {}
+        let read = tokio::time::timeout(Duration::from_secs(1), client.read(&mut sink)).await;
+        if let Ok(Ok(0) | Err(_)) = read {
+            return;
         }
     }
 }

@@ -325,12 +325,12 @@ fn latency_errors(l: &LatencySpec, allow_large: bool, mut error: impl FnMut(Stri
         .into_iter()
         .flatten()
         .collect();
-    let shape = match (l.fixed, l.p50, l.p99, l.min, l.max) {
+    let shape = matches!(
+        (l.fixed, l.p50, l.p99, l.min, l.max),
         (Some(_), None, None, None, None)
-        | (None, Some(_), _, None, None)
-        | (None, None, None, Some(_), Some(_)) => true,
-        _ => false,
-    };
+            | (None, Some(_), _, None, None)
+            | (None, None, None, Some(_), Some(_))
+    );
     if !shape {
         error("latency is one of `{fixed: 300ms}`, `{p50: 300ms, p99: 800ms}` or `{min: 100ms, max: 500ms}`".into());
         return;

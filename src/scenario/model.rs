@@ -438,7 +438,7 @@ tagged_kinds! {
         /// Wait until a field of any resource satisfies a condition, e.g. `status.phase == Healthy` (kubernetes).
         WaitFor("wait_for", WaitFor),
         /// Latency, aborts, resets or a blackhole at a Service (kubernetes) by a fault proxy in between; no privileges, undone on every exit path.
-        HttpFault("http_fault", super::http_fault::HttpFault),
+        HttpFault("http_fault", Box<super::http_fault::HttpFault>),
     }
 }
 

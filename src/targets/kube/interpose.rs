@@ -649,7 +649,7 @@ mod tests {
 
     #[test]
     fn the_proxy_pod_is_restricted_and_its_values_stay_single_arguments() {
-        let spec = crate::fault::FaultSpec {
+        let spec = FaultSpec {
             protocol: crate::fault::Protocol::Http,
             latency: None,
             abort: None,
