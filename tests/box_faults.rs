@@ -22,7 +22,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::common;
-use common::boxed::{self, kubectl};
+use common::boxed::{self, kubectl, wait_exit};
 use common::cli::Ran;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -192,17 +192,29 @@ fn start(kubeconfig: &Path, dir: &Path, scenario: &Path) -> Child {
         .spawn()
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> i32 {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for drillbook") {
-            return status.code().unwrap_or(-1);
+/// [`start`], then waits until the Service is switched to the fault proxies (calling
+/// `meanwhile` on each look); returns the drill and how long the switch took.
+fn start_interposed(
+    kubeconfig: &Path,
+    dir: &Path,
+    scenario: &Path,
+    mut meanwhile: impl FnMut(),
+) -> (Child, Duration) {
+    let mut drill = start(kubeconfig, dir, scenario);
+    let switched = eventually(Duration::from_secs(60), || {
+        meanwhile();
+        interposed(kubeconfig)
+    });
+    match switched {
+        Some(took) => (drill, took),
+        None => {
+            let _ = drill.kill();
+            clean_up(kubeconfig);
+            panic!(
+                "the Service was never switched to the fault proxies\n{}",
+                output_of(dir)
+            );
         }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("drillbook did not end within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -261,6 +273,20 @@ fn write_scenario(dir: &Path, name: &str, seconds: u64, margin: &str) -> PathBuf
     path
 }
 
+/// A fresh [`write_scenario`] drill started, with jobs-manager switched to the fault proxies.
+fn blackhole_drill(
+    kubeconfig: &Path,
+    name: &str,
+    seconds: u64,
+    margin: &str,
+) -> (tempfile::TempDir, Child, Duration) {
+    clean_up(kubeconfig);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = write_scenario(dir.path(), name, seconds, margin);
+    let (drill, switched) = start_interposed(kubeconfig, dir.path(), &scenario, || {});
+    (dir, drill, switched)
+}
+
 #[test]
 fn jobs_manager_blackholed_the_stateless_proxy_serves_without_401() {
     let Some(kubeconfig) = boxed::kubeconfig() else {
@@ -274,24 +300,11 @@ fn jobs_manager_blackholed_the_stateless_proxy_serves_without_401() {
         Some(200),
         "the kept connection answers before the fault"
     );
-    let mut drill = start(
-        &kubeconfig,
-        dir.path(),
-        Path::new("scenarios/box/jobs-manager-unreachable.yaml"),
-    );
-    let switched = eventually(Duration::from_secs(60), || {
-        // Keep the connection busy so neither side closes it as idle.
+    let scenario = Path::new("scenarios/box/jobs-manager-unreachable.yaml");
+    // Keep the connection busy while waiting, so neither side closes it as idle.
+    let (mut drill, _) = start_interposed(&kubeconfig, dir.path(), scenario, || {
         let _ = kept.healthz();
-        interposed(&kubeconfig)
     });
-    if switched.is_none() {
-        let _ = drill.kill();
-        clean_up(&kubeconfig);
-        panic!(
-            "the Service was never switched to the fault proxies\n{}",
-            output_of(dir.path())
-        );
-    }
     std::thread::sleep(Duration::from_secs(1));
     // During the blackhole: the Service does not answer new connections...
     let through_service = token_answers(JOBS_MANAGER, Duration::from_secs(2));
@@ -350,16 +363,8 @@ fn ctrl_c_mid_fault_restores_the_service_within_seconds() {
     let Some(kubeconfig) = boxed::kubeconfig() else {
         return;
     };
-    clean_up(&kubeconfig);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let scenario = write_scenario(dir.path(), "box-fault-interrupt", 60, "2m");
-    let mut drill = start(&kubeconfig, dir.path(), &scenario);
-    let switched = eventually(Duration::from_secs(60), || interposed(&kubeconfig));
-    if switched.is_none() {
-        let _ = drill.kill();
-        clean_up(&kubeconfig);
-        panic!("never switched\n{}", output_of(dir.path()));
-    }
+    let (dir, mut drill, _) = blackhole_drill(&kubeconfig, "box-fault-interrupt", 60, "2m");
+    // The selector is switched a moment before kube-proxy routes by it.
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         !token_answers(JOBS_MANAGER, Duration::from_secs(2)),
@@ -389,18 +394,8 @@ fn after_sigkill_the_proxies_fail_open_and_recover_restores_the_service() {
     let Some(kubeconfig) = boxed::kubeconfig() else {
         return;
     };
-    clean_up(&kubeconfig);
-    let dir = tempfile::tempdir().expect("temp dir");
     // The load's end is 12 s after the start: the proxies fail open 5 s after it.
-    let scenario = write_scenario(dir.path(), "box-fault-sigkill", 12, "5s");
-    let mut drill = start(&kubeconfig, dir.path(), &scenario);
-    let switched = eventually(Duration::from_secs(60), || interposed(&kubeconfig));
-    if switched.is_none() {
-        let _ = drill.kill();
-        clean_up(&kubeconfig);
-        panic!("never switched\n{}", output_of(dir.path()));
-    }
-    // The selector is switched a moment before kube-proxy routes by it.
+    let (dir, mut drill, switched) = blackhole_drill(&kubeconfig, "box-fault-sigkill", 12, "5s");
     let effective = eventually(Duration::from_secs(10), || {
         !token_answers(JOBS_MANAGER, Duration::from_secs(1))
     });
@@ -504,6 +499,16 @@ fn verdict_line(explain: &str) -> &str {
         .unwrap_or_default()
 }
 
+/// The drill aborted (exit 4) and `on_abort`'s `rollout_undo` ran.
+fn assert_aborted_and_rolled_back(code: i32, report: &Value, explain: &str) {
+    assert_eq!(code, 4, "{explain}");
+    assert_eq!(report["verdict"], "aborted", "{explain}");
+    assert!(
+        verdict_line(explain).contains("rolled back by on_abort: `rollback` ok"),
+        "on_abort's rollout_undo ran\n{explain}"
+    );
+}
+
 #[test]
 fn injected_503s_trip_the_canary_trigger_and_the_rollback_runs() {
     let Some(kubeconfig) = boxed::kubeconfig() else {
@@ -524,13 +529,7 @@ fn injected_503s_trip_the_canary_trigger_and_the_rollback_runs() {
             .and_then(|c| c.iter().find(|c| c["name"] == "proxy-own-5xx"))
             .unwrap_or(&Value::Null)
     ));
-    assert_eq!(code, 4, "{explain}");
-    assert_eq!(report["verdict"], "aborted", "{explain}");
-    assert!(
-        verdict_line(&explain).contains("rolled back by on_abort: `rollback` ok"),
-        "on_abort's rollout_undo ran
-{explain}"
-    );
+    assert_aborted_and_rolled_back(code, &report, &explain);
     assert!(requests >= 200, "{injected}");
     assert!((0.02..0.09).contains(&share), "503 share {share}");
 }
@@ -556,13 +555,7 @@ fn a_slow_proxy_trips_the_p95_gate_and_the_rollback_runs() {
         slow["requests"],
         verdict_line(&explain)
     ));
-    assert_eq!(code, 4, "{explain}");
-    assert_eq!(report["verdict"], "aborted", "{explain}");
-    assert!(
-        verdict_line(&explain).contains("rolled back by on_abort: `rollback` ok"),
-        "on_abort's rollout_undo ran
-{explain}"
-    );
+    assert_aborted_and_rolled_back(code, &report, &explain);
     // Tolerance: ±20 % of the injected median (the proxy's own time and the sampling).
     assert!((240.0..360.0).contains(&added), "added p50 {added} ms");
 }
