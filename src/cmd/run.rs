@@ -74,7 +74,7 @@ pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Out
             return Ok(Outcome::Refused);
         }
         // Nothing was injected: the guard was prepared before the drill's background started.
-        Err(DrillError::Guard(why)) => {
+        Err(why @ (DrillError::Guard(_) | DrillError::PodGuard(_))) => {
             eprintln!("refused: {why}");
             return Ok(Outcome::Refused);
         }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::drill::Observed;
 use super::phase_data::{JudgedPhases, phase_of};
-use super::prometheus::{QUERY_TIMEOUT, UrlError, expand_url};
+use super::prometheus::QUERY_TIMEOUT;
 use crate::checks::alerts;
 use crate::checks::prometheus::{Sample, SampleError, sample};
 use crate::scenario::{CheckKind, Scenario};
@@ -47,15 +47,6 @@ pub enum Gathered {
     Alerts(Taken<Result<BTreeSet<String>, SampleError>>),
     /// A `command` check: how its command ended.
     Command(Taken<Result<CommandOutput, CommandError>>),
-    /// Nothing could be asked; the check is inconclusive with this cause.
-    Failed(GatherError),
-}
-
-/// Why nothing could be asked for a check.
-#[derive(Debug, thiserror::Error)]
-pub enum GatherError {
-    #[error(transparent)]
-    Url(#[from] UrlError),
 }
 
 /// Everything gathered after the drill, by check name. A check that needs nothing beyond the
@@ -82,12 +73,9 @@ pub async fn gather(scenario: &Scenario, observed: &Observed) -> EndObservations
         let gathered = match &check.kind {
             // Checks with `interval` were sampled during the drill.
             CheckKind::Prometheus(p) if !observed.prometheus.contains_key(name) => {
-                match expand_url(&p.url, &observed.vars) {
-                    Ok(url) => Gathered::Sample(
-                        Taken::of(sample(&url, &p.query.value, &p.headers, QUERY_TIMEOUT)).await,
-                    ),
-                    Err(e) => Gathered::Failed(e.into()),
-                }
+                Gathered::Sample(
+                    Taken::of(sample(&p.url, &p.query.value, &p.headers, QUERY_TIMEOUT)).await,
+                )
             }
             CheckKind::Alerts(a) => {
                 // A phase that did not happen has no window to ask about; the judge says why.
@@ -96,19 +84,16 @@ pub async fn gather(scenario: &Scenario, observed: &Observed) -> EndObservations
                 };
                 let end = observed.unix_s(window.end_s).ceil() as i64;
                 let range = (window.end_s - window.start_s.max(0.0)).ceil().max(1.0) as u64;
-                match expand_url(&a.url, &observed.vars) {
-                    Ok(url) => Gathered::Alerts(
-                        Taken::of(alerts::fired_during(
-                            &url,
-                            &a.headers,
-                            QUERY_TIMEOUT,
-                            end,
-                            range,
-                        ))
-                        .await,
-                    ),
-                    Err(e) => Gathered::Failed(e.into()),
-                }
+                Gathered::Alerts(
+                    Taken::of(alerts::fired_during(
+                        &a.url,
+                        &a.headers,
+                        QUERY_TIMEOUT,
+                        end,
+                        range,
+                    ))
+                    .await,
+                )
             }
             CheckKind::Command(c) => Gathered::Command(
                 Taken::of(command::run(&c.argv, &BTreeMap::new(), c.timeout.0)).await,

@@ -27,14 +27,13 @@ impl<T: Target> Drill<'_, T> {
     pub(super) async fn start_background(&self, run_id: &str) -> Result<Background, DrillError> {
         let scenario = &self.loaded.scenario;
         // Before the load, any guard or step starts: a guard that cannot be watched refuses.
-        let prometheus_guards = crate::engine::prometheus::prepare_guards(scenario, self.vars)?;
+        let prometheus_guards = crate::engine::prometheus::prepare_guards(scenario)?;
         let (windows_tx, mut windows_rx) = mpsc::unbounded_channel::<Window>();
         let (load_started, load_over) = (CancellationToken::new(), CancellationToken::new());
         let store = Arc::<Mutex<WindowStore>>::default();
         let load = match &scenario.load {
             Some(spec) => {
-                let config =
-                    crate::engine::load_config::build(self.loaded, spec, self.vars, self.t0)?;
+                let config = crate::engine::load_config::build(self.loaded, spec, self.t0)?;
                 let measuring = match (spec.from, &spec.cluster) {
                     (LoadFrom::Cluster, Some(cluster)) => {
                         let reader = FleetReader {
@@ -100,7 +99,7 @@ impl<T: Target> Drill<'_, T> {
             .iter()
             .filter_map(|g| Some((g.value.label(), g.value.http.as_ref()?, g.value.for_.0)))
             .map(|(label, http, for_)| {
-                GuardState::new(&label, &http.value, for_)
+                GuardState::new(&label, http, for_)
                     .map_err(|source| crate::engine::prometheus::GuardError::Http { label, source })
             })
             .collect::<Result<Vec<GuardState>, _>>()?;
@@ -125,12 +124,8 @@ impl<T: Target> Drill<'_, T> {
                 }
             })
         };
-        let prometheus = crate::engine::prometheus::spawn_sampled(
-            scenario,
-            self.vars,
-            self.t0,
-            self.stop.clone(),
-        );
+        let prometheus =
+            crate::engine::prometheus::spawn_sampled(scenario, self.t0, self.stop.clone());
         let guards = {
             let abort = self.abort.clone();
             crate::engine::prometheus::spawn_guards(
@@ -209,9 +204,8 @@ impl<T: Target> Drill<'_, T> {
         };
         let mut started = Vec::new();
         for (name, stream) in &spec.streams {
-            let mut config =
-                crate::engine::load_config::build(self.loaded, spec, self.vars, self.t0)?;
-            config.url = self.vars.expand(&stream.url.value)?;
+            let mut config = crate::engine::load_config::build(self.loaded, spec, self.t0)?;
+            config.url.clone_from(&stream.url.value);
             let (tx, mut rx) = mpsc::unbounded_channel::<Window>();
             let (cancel, name_owned) = (self.stop.clone(), name.clone());
             let task = tokio::spawn(async move {
@@ -232,14 +226,11 @@ impl<T: Target> Drill<'_, T> {
 
     /// The `not_ready` and `restarts` guards, evaluated every second on the target's pods
     /// until `done` or the drill stops.
-    pub(super) async fn watch_pod_guards(&self, done: &CancellationToken) {
-        let mut guards: Vec<PodGuardState> = self
-            .loaded
-            .scenario
-            .abort_when
-            .iter()
-            .filter_map(|g| PodGuardState::new(&g.value))
-            .collect();
+    pub(super) async fn watch_pod_guards(
+        &self,
+        mut guards: Vec<PodGuardState>,
+        done: &CancellationToken,
+    ) {
         if guards.is_empty() {
             return;
         }

@@ -40,6 +40,8 @@ pub enum DrillError {
     Load(#[from] LoadConfigError),
     #[error(transparent)]
     Guard(#[from] crate::engine::prometheus::GuardError),
+    #[error(transparent)]
+    PodGuard(#[from] crate::engine::pod_guards::PodGuardError),
 }
 
 /// How a drill ended before its checks were judged.

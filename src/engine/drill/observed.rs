@@ -13,7 +13,6 @@ use crate::engine::windows::WindowStore;
 use crate::load::LoadSummary;
 use crate::report::model::{LoadWorkers, PreflightResult, TimelineEvent};
 use crate::scenario::Action;
-use crate::scenario::vars::Vars;
 use crate::targets::Applied;
 use crate::targets::observe::{Observations, same_workload};
 
@@ -58,7 +57,6 @@ pub struct Observed {
     pub events: Vec<TimelineEvent>,
     pub marks: Marks,
     pub warnings: Vec<String>,
-    pub vars: Vars,
     pub preflight: Vec<PreflightResult>,
     pub run_id: String,
     /// Undos that failed and stay in the journal for `drillbook recover`.

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::{InstanceStatus, LocalError, LocalTarget, ProcessConfig, ProcessEvent};
 use crate::report::model::PreflightResult;
 use crate::scenario::describe::describe_action;
-use crate::scenario::{Action, ProcessKind, Scenario, TargetKind, vars::Vars};
+use crate::scenario::{Action, ProcessKind, Scenario, TargetKind};
 use crate::support::command;
 use crate::targets::observe::{JobRecord, JobState, Labels, Obs, ObsKind, Observations};
 use crate::targets::{Applied, Target, TargetError, UndoAction, assignments};
@@ -142,8 +142,8 @@ impl Target for LocalRun {
         jobs(&self.target.snapshot()).any(InstanceStatus::is_live)
     }
 
-    async fn preflight(&self, scenario: &Scenario, vars: &Vars) -> Vec<PreflightResult> {
-        super::preflight::run(scenario, vars).await
+    async fn preflight(&self, scenario: &Scenario) -> Vec<PreflightResult> {
+        super::preflight::run(scenario).await
     }
 
     async fn shutdown(self) {
