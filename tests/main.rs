@@ -18,6 +18,8 @@ mod cluster_load_scenarios;
 mod drill_log;
 mod drill_log_props;
 mod e2e_smoke;
+mod fault_proxy;
+mod http_fault_scenarios;
 mod interrupt_trials;
 mod kube_drills;
 mod kube_interrupt_trials;

@@ -1,20 +1,16 @@
 //! The `http_fault` step (issue #23): latency, aborts, resets and blackholes at a Service
-//! (kubernetes) or a local process's port (local), injected by a fault proxy in between.
-//! Its model and its validation live here, so the shared model and validator each gain a
-//! line rather than a section.
+//! (kubernetes), injected by a fault proxy in between. Its model lives here and its validation
+//! in `http_fault_checks.rs`, so the shared model and validator each gain a line rather than a
+//! section.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
-use super::{Diagnostic, Pos, Scenario, Sp};
+use super::spanned::Sp;
 use crate::units::HumanDuration;
-
-/// Latencies above this need `allow_large` (a longer delay is a blackhole: use one).
-pub const MAX_LATENCY: Duration = Duration::from_secs(10);
 
 /// Inject faults between callers and a Service (or a local process's port) through a fault proxy: no privileges; undone on every exit path.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -229,201 +225,5 @@ impl HttpFault {
             (None, Some(p)) => format!("port `{}`", p.value),
             (None, None) => "nothing".into(),
         }
-    }
-}
-
-/// Located errors of every `http_fault` of `scenario` (called once by validation).
-pub fn diagnostics(scenario: &Scenario, is_local: bool) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    let mut seen: BTreeMap<String, Pos> = BTreeMap::new();
-    let timeline = scenario.steps.iter().map(|s| (s, true));
-    let after = scenario
-        .on_abort
-        .iter()
-        .chain(&scenario.finally)
-        .map(|s| (s, false));
-    for (step, in_timeline) in timeline.chain(after) {
-        let super::Action::HttpFault(f) = &step.value.action else {
-            continue;
-        };
-        let at = step.value.action_at;
-        let mut error = |pos: Pos, message: String| {
-            out.push(Diagnostic::error(
-                if pos.is_known() { pos } else { at },
-                message,
-            ));
-        };
-        if !in_timeline {
-            error(
-                at,
-                "`http_fault` belongs in `steps`: `on_abort` and `finally` register no undo, so \
-                 the fault would outlive the drill"
-                    .into(),
-            );
-        }
-        let place = if is_local { &f.port } else { &f.service };
-        match place {
-            None if is_local => error(at, "`http_fault` on a local target needs `port:` (a `${port.NAME}` name)".into()),
-            None => error(at, "`http_fault` on a kubernetes target needs `service:` (a Service in the drill's namespace)".into()),
-            Some(name) => {
-                if !is_local && (name.value.contains('/') || !dns_label(&name.value)) {
-                    error(name.pos, format!("`{}` is not a Service name in the drill's namespace: Services of other namespaces are outside the namespace pin", name.value));
-                }
-                if let Some(first) = seen.insert(name.value.clone(), name.pos) {
-                    error(name.pos, format!("two faults on `{}` at once (the first at line {}): combine them in one `http_fault`", name.value, first.line));
-                }
-            }
-        }
-        if !is_local && f.image.is_none() {
-            error(at, "`http_fault` on a kubernetes target needs `image:` (the drillbook image the fault proxy pods run)".into());
-        }
-        if f.latency.is_none() && f.abort.is_none() && f.reset.is_none() && f.blackhole.is_none() {
-            error(
-                at,
-                "`http_fault` has no fault: give `latency`, `abort`, `reset` or `blackhole`".into(),
-            );
-        }
-        if f.protocol == FaultProtocol::Tcp {
-            if let Some(a) = &f.abort {
-                error(a.pos, "`abort` answers with an HTTP status: with `protocol: tcp` (TLS or unknown) only latency, reset and blackhole apply".into());
-            }
-            if let Some(m) = &f.matcher {
-                error(m.pos, "`match` reads HTTP requests: with `protocol: tcp` (TLS or unknown) every connection is faulted".into());
-            }
-        }
-        if let Some(a) = &f.abort
-            && !(100..=599).contains(&a.value.status)
-        {
-            error(
-                a.pos,
-                format!(
-                    "abort status {} is not an HTTP status (100–599)",
-                    a.value.status
-                ),
-            );
-        }
-        if let Some(l) = &f.latency {
-            latency_errors(&l.value, f.allow_large, |m| error(l.pos, m));
-        }
-        if let Some(d) = &f.duration
-            && d.value.0.is_zero()
-        {
-            error(
-                d.pos,
-                "`for: 0s` would never fault: leave `for` out to fault until the drill ends".into(),
-            );
-        }
-        if f.replicas == 0 || f.replicas > 10 {
-            error(at, format!("replicas {} must be 1–10", f.replicas));
-        }
-    }
-    out
-}
-
-fn latency_errors(l: &LatencySpec, allow_large: bool, mut error: impl FnMut(String)) {
-    let given: Vec<HumanDuration> = [l.fixed, l.p50, l.p99, l.min, l.max]
-        .into_iter()
-        .flatten()
-        .collect();
-    let shape = matches!(
-        (l.fixed, l.p50, l.p99, l.min, l.max),
-        (Some(_), None, None, None, None)
-            | (None, Some(_), _, None, None)
-            | (None, None, None, Some(_), Some(_))
-    );
-    if !shape {
-        error("latency is one of `{fixed: 300ms}`, `{p50: 300ms, p99: 800ms}` or `{min: 100ms, max: 500ms}`".into());
-        return;
-    }
-    if given.iter().any(|d| d.0.is_zero()) {
-        error("a latency must be above 0s".into());
-    }
-    if let (Some(p50), Some(p99)) = (l.p50, l.p99)
-        && p99 < p50
-    {
-        error(format!("p99 {p99} is below p50 {p50}"));
-    }
-    if let (Some(min), Some(max)) = (l.min, l.max)
-        && max < min
-    {
-        error(format!("max {max} is below min {min}"));
-    }
-    if !allow_large && given.iter().any(|d| d.0 > MAX_LATENCY) {
-        error(format!(
-            "a latency above {} is a blackhole in disguise: use `blackhole`, or set `allow_large: true`",
-            HumanDuration(MAX_LATENCY)
-        ));
-    }
-}
-
-fn dns_label(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    fn errors(steps: &str) -> String {
-        let source = format!(
-            "apiVersion: drillbook/v1\nname: t\ntarget:\n  kubernetes:\n    context: box\n    \
-             namespace: ns\n    allowed_contexts: [box]\nload:\n  url: http://127.0.0.1:9/\n  rate: 1/s\n  duration: 10s\nsteps:\n{steps}checks:\n  - name: c\n    http: \"rate(401) == 0\"\n"
-        );
-        match crate::scenario::load_source(Path::new("t.yaml"), source) {
-            Ok(_) => String::new(),
-            Err(diagnostics) => diagnostics.to_string(),
-        }
-    }
-
-    fn fault(fields: &str) -> String {
-        errors(&format!(
-            "  - http_fault:\n      service: web\n      image: img\n{fields}"
-        ))
-    }
-
-    #[test]
-    fn a_well_formed_fault_validates() {
-        assert_eq!(
-            fault(
-                "      latency: {p50: 300ms, p99: 450ms}\n      abort: {status: 503, share: 5%}\n      match: {method: GET, path_prefix: /v1/}\n"
-            ),
-            ""
-        );
-        assert_eq!(
-            fault("      protocol: tcp\n      reset: {share: 10%}\n"),
-            ""
-        );
-    }
-
-    #[test]
-    fn bad_faults_are_refused_at_their_line() {
-        let e = fault("      abort: {status: 503, share: 120%}\n");
-        assert!(
-            e.contains("t.yaml:16") && e.contains("from 0% to 100%"),
-            "{e}"
-        );
-        let e = fault("      latency: {fixed: 0s}\n");
-        assert!(e.contains("t.yaml:16") && e.contains("above 0s"), "{e}");
-        let e = fault("      latency: {fixed: 30s}\n");
-        assert!(e.contains("allow_large"), "{e}");
-        assert_eq!(
-            fault("      latency: {fixed: 30s}\n      allow_large: true\n"),
-            ""
-        );
-        let e = fault("      protocol: tcp\n      abort: {status: 503, share: 5%}\n");
-        assert!(e.contains("only latency, reset and blackhole apply"), "{e}");
-        let e = fault("");
-        assert!(e.contains("has no fault"), "{e}");
-        let e = errors("  - http_fault: {service: other/web, image: i, reset: {share: 1%}}\n");
-        assert!(e.contains("outside the namespace pin"), "{e}");
-        let twice = "  - http_fault: {service: web, image: i, reset: {share: 1%}}\n";
-        let e = errors(&format!("{twice}{twice}"));
-        assert!(e.contains("two faults on `web` at once"), "{e}");
     }
 }

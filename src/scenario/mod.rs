@@ -6,6 +6,7 @@ pub mod diagnostic;
 pub mod expr;
 pub mod field_condition;
 pub mod http_fault;
+pub mod http_fault_checks;
 pub mod model;
 pub mod parsed;
 pub mod spanned;

@@ -65,7 +65,7 @@ pub fn validate(scenario: &Scenario, scenario_path: &Path, source: &str) -> Vec<
     v.guards();
     v.preflight();
     v.out
-        .extend(super::http_fault::diagnostics(scenario, v.is_local));
+        .extend(super::http_fault_checks::diagnostics(scenario, v.is_local));
     v.out
 }
 
