@@ -30,6 +30,10 @@ DRILLS=(
   "scenarios/box/preflight.yaml              tracebloc        5"
   "scenarios/box/canary-bake.yaml            tracebloc        0 --var image=box.local/drillbook:candidate"
   "scenarios/box/canary-bake.yaml            tracebloc        4 --var image=box.local/drillbook:candidate-fails-5pct"
+  # http_fault (issue #23): faults injected by fault proxies interposed at a Service.
+  "scenarios/box/jobs-manager-unreachable.yaml tracebloc      0"
+  "scenarios/box/canary-injected-errors.yaml tracebloc        4"
+  "scenarios/box/slow-proxy.yaml             tracebloc        4"
 )
 # The chart's image: a clean bake keeps its candidate, the demo puts the release back after it.
 STABLE_IMAGE=box.local/drillbook:dev

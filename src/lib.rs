@@ -8,6 +8,7 @@ pub mod cmd;
 pub mod drill_log;
 pub mod engine;
 pub mod exit;
+pub mod fault;
 pub mod history;
 pub mod lab;
 pub mod load;

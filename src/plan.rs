@@ -316,6 +316,13 @@ pub async fn render_in_cluster(
                 },
                 None => "—".into(),
             },
+            Action::HttpFault(f) => match &f.service {
+                Some(service) => match target.interposition_plan(&service.value).await {
+                    Ok(plan) => plan.words(&service.value),
+                    Err(e) => format!("refused: {e}"),
+                },
+                None => "—".into(),
+            },
             _ => "—".into(),
         };
         rows.push([name, resolved]);

@@ -16,6 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("telemetry", &[]),
     ("support", &["units"]),
     ("load", &["units"]),
+    ("fault", &[]),
     ("report", &["load", "exit", "support"]),
     ("scenario", &["units"]),
     ("drill_log", &["report"]),
@@ -26,7 +27,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "targets",
-        &["scenario", "report", "support", "units", "telemetry"],
+        &[
+            "scenario",
+            "report",
+            "support",
+            "units",
+            "telemetry",
+            "fault",
+        ],
     ),
     (
         "engine",
@@ -62,6 +70,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "drill_log",
             "engine",
             "exit",
+            "fault",
             "history",
             "lab",
             "load",

@@ -28,7 +28,7 @@ const CALLERS_PER_WORKER: u32 = 2;
 
 use crate::common;
 
-use common::boxed::{self, kubectl};
+use common::boxed::{self, kubectl, wait_exit};
 
 const WORKERS_LABEL: &str = "app.kubernetes.io/name=drillbook-load";
 const CONTAINERD: &str = "/run/drillbook-box/containerd/containerd.sock";
@@ -182,20 +182,6 @@ fn both_workers_running(kubeconfig: &Path) -> bool {
     .filter(|line| line.trim_end() == "Running")
     .count()
         == 2
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> i32 {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for drillbook") {
-            return status.code().unwrap_or(-1);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("drillbook did not end within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn report_of(dir: &Path) -> Value {

@@ -6,6 +6,7 @@
 mod args;
 mod ci;
 mod collect;
+mod fault_proxy;
 mod history;
 mod lab;
 mod load;
@@ -123,6 +124,9 @@ pub enum Command {
         "Exit code 1 with --fail-on-regression when a scenario's latest run regressed."
     ))]
     History(history::HistoryArgs),
+    /// The fault proxy that `http_fault` runs in pods (started by drillbook, not by hand).
+    #[command(hide = true)]
+    FaultProxy(fault_proxy::FaultProxyArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -213,5 +217,6 @@ fn dispatch(command: Command, vars: &[(String, String)]) -> anyhow::Result<Outco
         Command::Rbac(args) => schedule::rbac(&args, vars),
         Command::Collect(args) => runtime()?.block_on(collect::collect(&args)),
         Command::History(args) => history::history(&args),
+        Command::FaultProxy(args) => runtime()?.block_on(fault_proxy::run(args)),
     }
 }

@@ -92,6 +92,7 @@ pub fn describe_action(action: &Action) -> String {
             "wait until {} `{}` has {} (≤ {})",
             w.kind.value, w.name.value, w.condition.value, w.timeout
         ),
+        Action::HttpFault(f) => format!("fault {}: {}", f.at_in_words(), f.faults_in_words()),
     }
 }
 
@@ -153,6 +154,10 @@ pub fn describe_undo(action: &Action) -> String {
         Action::Patch(p) => format!(
             "restore the touched fields of {} `{}` as they are now",
             p.kind.value, p.name.value
+        ),
+        Action::HttpFault(f) => format!(
+            "route {} back to its own backends; remove the fault proxy",
+            f.at_in_words()
         ),
         Action::WaitRollout(_) | Action::WaitReady(_) | Action::Wait(_) | Action::WaitFor(_) => {
             "—".into()

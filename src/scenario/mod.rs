@@ -5,6 +5,8 @@ pub mod describe;
 pub mod diagnostic;
 pub mod expr;
 pub mod field_condition;
+pub mod http_fault;
+pub mod http_fault_checks;
 pub mod model;
 pub mod parsed;
 pub mod regression;

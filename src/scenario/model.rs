@@ -444,6 +444,8 @@ tagged_kinds! {
         Patch("patch", PatchResource),
         /// Wait until a field of any resource satisfies a condition, e.g. `status.phase == Healthy` (kubernetes).
         WaitFor("wait_for", WaitFor),
+        /// Latency, aborts, resets or a blackhole at a Service (kubernetes) by a fault proxy in between; no privileges, undone on every exit path.
+        HttpFault("http_fault", Box<super::http_fault::HttpFault>),
     }
 }
 
@@ -516,7 +518,8 @@ impl Action {
             | Action::SetImage(_)
             | Action::RolloutUndo(_)
             | Action::Patch(_)
-            | Action::WaitFor(_) => Some(TargetKind::Kubernetes),
+            | Action::WaitFor(_)
+            | Action::HttpFault(_) => Some(TargetKind::Kubernetes),
             Action::KillProcess(_) | Action::StartProcess(_) => Some(TargetKind::Local),
             Action::RolloutRestart(_)
             | Action::PatchEnv(_)

@@ -65,6 +65,8 @@ pub fn validate(scenario: &Scenario, scenario_path: &Path, source: &str) -> Vec<
     v.guards();
     v.preflight();
     v.out
+        .extend(super::http_fault_checks::diagnostics(scenario, v.is_local));
+    v.out
 }
 
 impl Validator<'_> {
@@ -569,7 +571,7 @@ impl Validator<'_> {
                     self.error(step.action_at, "`command` needs a non-empty argv");
                 }
             }
-            Action::Wait(_) => {}
+            Action::Wait(_) | Action::HttpFault(_) => {}
             Action::SetImage(i) => {
                 if i.workload().is_none() {
                     self.error(

@@ -129,8 +129,11 @@ fn extra_for_action(rules: &mut RuleMap, action: &Action) {
             let (group, resource) = group_resource(&w.api_version.value, &w.kind.value);
             grant(rules, &group, &resource, &["get"]);
         }
-        Action::KillProcess(_) | Action::StartProcess(_) | Action::Command(_) | Action::Wait(_) => {
-        }
+        Action::KillProcess(_)
+        | Action::StartProcess(_)
+        | Action::Command(_)
+        | Action::Wait(_)
+        | Action::HttpFault(_) => {}
     }
 }
 

@@ -5,6 +5,7 @@
 //! own calls, owns its undo type and reports what it saw as [`observe::Observations`].
 //! Nothing under `targets` imports the engine.
 
+pub mod fault_spec;
 pub mod fleet;
 pub mod kube;
 pub mod local;

@@ -75,3 +75,18 @@ pub fn drillbook(kubeconfig: &Path, state: &Path) -> Drillbook {
         .env("PATH", path_with_tools());
     drillbook
 }
+
+/// Waits for a drillbook run to end by itself; kills it and fails the test after `within`.
+pub fn wait_exit(child: &mut std::process::Child, within: std::time::Duration) -> i32 {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for drillbook") {
+            return status.code().unwrap_or(-1);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("drillbook did not end within {within:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

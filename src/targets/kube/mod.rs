@@ -9,6 +9,7 @@
 
 mod commands;
 mod fleet;
+mod interpose;
 mod observer;
 mod pods;
 mod preflight;
@@ -34,6 +35,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub use commands::{CommandPin, REDACTED, SecretValuesError};
 pub use fleet::{FLEET_LABEL, WORKER_LABEL, worker_job};
+pub use interpose::{FAULT_LABEL, InterposePlan, InterposeRefusal};
 pub use observer::{KubeEvent, KubeEventKind, Observer};
 pub use pods::{KillMethod, KilledPod, PodInfo};
 pub use preflight::{Need, Needs};
@@ -162,6 +164,9 @@ pub enum KubeError {
     /// The `set_secret` values could not be put in their values file.
     #[error(transparent)]
     SecretValues(#[from] SecretValuesError),
+    /// A Service that `http_fault` cannot put a fault proxy in front of.
+    #[error(transparent)]
+    Interpose(#[from] InterposeRefusal),
 }
 
 /// A Kubernetes client error in words: the API server's own message with its reason and HTTP

@@ -246,6 +246,19 @@ impl Needs {
             // The patched or awaited resource is known only after discovery: the pre-flight
             // resolves it (`discovered_permissions`), `rbac` renders its rule offline.
             Action::Patch(_) | Action::WaitFor(_) => {}
+            // Interposition (`interpose.rs`): the Service read and its selector switched and
+            // restored; a temporary Service and the fault proxy Deployment created, awaited and
+            // deleted; the Service's Endpoints read to see each switch take effect.
+            Action::HttpFault(_) => perms.extend([
+                need("", "services", "get"),
+                need("", "services", "create"),
+                need("", "services", "patch"),
+                need("", "services", "delete"),
+                need("apps", "deployments", "get"),
+                need("apps", "deployments", "create"),
+                need("apps", "deployments", "delete"),
+                need("", "endpoints", "get"),
+            ]),
             Action::KillProcess(_)
             | Action::StartProcess(_)
             | Action::Command(_)
@@ -317,6 +330,13 @@ impl KubeTarget {
         for release in &needs.helm_releases {
             results.push(self.helm_release_check(release).await);
         }
+        for step in scenario.every_step() {
+            if let Action::HttpFault(f) = &step.action
+                && let Some(service) = &f.service
+            {
+                results.push(self.interposition_check(&service.value, f.protocol).await);
+            }
+        }
         for item in &scenario.preflight {
             match &item.value {
                 PreflightCheck::HttpOk(h) => results.push(http_check(&h.url, h.status).await),
@@ -327,6 +347,35 @@ impl KubeTarget {
             }
         }
         results
+    }
+
+    /// `http_fault`: the Service exists and can be interposed (not headless, has a selector,
+    /// no privileged target port, not left interposed by an earlier drill).
+    async fn interposition_check(
+        &self,
+        service: &str,
+        protocol: crate::scenario::http_fault::FaultProtocol,
+    ) -> PreflightResult {
+        let name = format!("fault at service {service}");
+        match self.interposition_plan(service).await {
+            Ok(plan)
+                if protocol == crate::scenario::http_fault::FaultProtocol::Http
+                    && !plan.encrypted_ports.is_empty() =>
+            {
+                result(
+                    name,
+                    PreflightStatus::Fail,
+                    format!(
+                        "port(s) {} look like TLS or gRPC (name or appProtocol): an http fault \
+                         would read encrypted bytes as HTTP; use `protocol: tcp` (latency, \
+                         reset, blackhole)",
+                        plan.encrypted_ports.join(", ")
+                    ),
+                )
+            }
+            Ok(plan) => result(name, PreflightStatus::Ok, plan.words(service)),
+            Err(e) => result(name, PreflightStatus::Fail, e.to_string()),
+        }
     }
 
     async fn namespace_check(&self) -> PreflightResult {

@@ -21,7 +21,7 @@ use crate::targets::fleet::{FleetEvent, FleetSpec};
 use crate::targets::observe::{
     JobRecord, JobState, LogMatches, Obs, ObsKind, Observations, PodHealth,
 };
-use crate::targets::{Applied, Target, TargetError};
+use crate::targets::{Applied, Target, TargetError, fault_spec};
 use crate::units::LabelSelector;
 
 /// Slack on top of a helm `--timeout` before drillbook gives up on the process.
@@ -36,6 +36,8 @@ pub struct KubeRun {
     reference: (Instant, Timestamp),
     /// The checks whose data the target gathers at the end (`logs`, `version`).
     checks: Vec<Check>,
+    /// When the drill should be over (its load's end), from which fault proxies fail open.
+    planned_end: Timestamp,
 }
 
 /// The selectors worth watching: what the steps touch and what the checks look at.
@@ -79,6 +81,23 @@ fn watched_selectors(scenario: &Scenario) -> (Vec<LabelSelector>, Vec<LabelSelec
     (pods, jobs)
 }
 
+/// When a drill on `scenario` started now should be over: its load's end plus the cluster
+/// load's start-up (steps after the load are bounded by their own timeouts).
+fn planned_end(scenario: &Scenario) -> Timestamp {
+    let load = scenario.load.as_ref().map_or(Duration::ZERO, |l| {
+        let start = l
+            .cluster
+            .as_ref()
+            .map_or(Duration::ZERO, |c| c.value.start_within.0);
+        l.duration.as_ref().map_or(Duration::ZERO, |d| d.value.0) + start
+    });
+    let now = Timestamp::now();
+    jiff::SignedDuration::try_from(load)
+        .ok()
+        .and_then(|d| now.checked_add(d).ok())
+        .unwrap_or(now)
+}
+
 impl KubeRun {
     pub fn start(target: KubeTarget, scenario: &Scenario) -> Self {
         let (pods, jobs) = watched_selectors(scenario);
@@ -96,7 +115,33 @@ impl KubeRun {
             observer,
             reference: (Instant::now(), Timestamp::now()),
             checks: scenario.checks.iter().map(|c| c.value.clone()).collect(),
+            planned_end: planned_end(scenario),
         }
+    }
+
+    /// An `http_fault`: fault proxies interposed in front of the Service (`interpose.rs`).
+    async fn http_fault(
+        &self,
+        fault: &crate::scenario::http_fault::HttpFault,
+        described: String,
+    ) -> Result<Applied, TargetError> {
+        let (Some(service), Some(image)) = (&fault.service, &fault.image) else {
+            return Err(TargetError::Incomplete(
+                "`http_fault` needs `service:` and `image:` on a kubernetes target",
+            ));
+        };
+        let now = Timestamp::now();
+        let fail_open = fault_spec::fail_open_at(fault, now, self.planned_end);
+        let spec = fault_spec::fault_spec(fault, now, fail_open);
+        let proxies = self
+            .target
+            .interpose(&service.value, &image.value, fault.replicas, &spec)
+            .await?;
+        Ok(Applied {
+            description: format!("{described} (fails open at {fail_open})"),
+            targets: proxies,
+            disrupted: Vec::new(),
+        })
     }
 
     /// The pinned client (its context and namespace name the run's journal).
@@ -161,6 +206,12 @@ impl KubeRun {
             },
             Action::SetImage(_) | Action::RolloutUndo(_) | Action::Patch(_) => {
                 Some(resource_steps::read_undo(t, action).await?)
+            }
+            Action::HttpFault(f) => {
+                let service = f.service.as_ref().ok_or(TargetError::Incomplete(
+                    "`http_fault` needs `service:` on a kubernetes target",
+                ))?;
+                Some(t.interposition_undo(&service.value).await?)
             }
             _ => None,
         };
@@ -252,6 +303,7 @@ impl KubeRun {
             | Action::RolloutUndo(_)
             | Action::Patch(_)
             | Action::WaitFor(_) => resource_steps::apply(t, action, described).await,
+            Action::HttpFault(f) => self.http_fault(f, described).await,
             other => Err(TargetError::not_runnable(other, TargetKind::Kubernetes)),
         }
     }

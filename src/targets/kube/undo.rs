@@ -60,6 +60,15 @@ pub enum KubeUndo {
         resource: ResourceId,
         patch: PatchBody,
     },
+    /// Route a Service back to its own backends (`selector`), then delete the fault proxy
+    /// Deployment and the temporary origin Service (`http_fault`).
+    #[serde(rename = "kube_restore_service")]
+    RestoreService {
+        service: String,
+        selector: BTreeMap<String, String>,
+        proxy: String,
+        origin: String,
+    },
 }
 
 impl UndoAction for KubeUndo {
@@ -105,6 +114,17 @@ impl UndoAction for KubeUndo {
             KubeUndo::RestorePatch { resource, .. } => {
                 format!("restore the patched fields of {resource}")
             }
+            KubeUndo::RestoreService {
+                service, selector, ..
+            } => format!(
+                "route service `{service}` back to `{}`; delete its fault proxies",
+                assignments(
+                    &selector
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Some(v.clone())))
+                        .collect()
+                )
+            ),
         }
     }
 }
@@ -145,6 +165,14 @@ impl KubeUndo {
             KubeUndo::RestorePatch { resource, patch } => {
                 Ok(t.patch_resource(&resource, &patch).await?)
             }
+            KubeUndo::RestoreService {
+                service,
+                selector,
+                proxy,
+                origin,
+            } => Ok(t
+                .restore_service(&service, &selector, &proxy, &origin)
+                .await?),
         }
     }
 }
