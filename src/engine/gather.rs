@@ -2,7 +2,8 @@
 //! after the drill and before judging. Each reading keeps when it was taken, how long it took
 //! and its error, so judging is a pure function of the drill's observations and these.
 //! - a `prometheus` check without `interval`: its one end-of-run sample;
-//! - an `alerts` check: the alerts that fired during its phase (`ALERTS` over the phase);
+//! - an `alerts` check: the alerts that fired during its phase (`ALERTS` over the phase), and
+//!   when the alerts it expects fired (`ALERTS` every second of the drill);
 //! - a `command` check: how its command ended (exit code, output) or why it did not run.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,8 +44,12 @@ impl<T> Taken<T> {
 pub enum Gathered {
     /// A `prometheus` check sampled once at the end.
     Sample(Taken<Sample>),
-    /// An `alerts` check: the names of the alerts that fired during its phase.
-    Alerts(Taken<Result<BTreeSet<String>, SampleError>>),
+    /// An `alerts` check: the names of the alerts that fired during its phase (`pattern`),
+    /// and when each alert fired, in seconds from time zero (`fire`).
+    Alerts {
+        fired: Option<Taken<Result<BTreeSet<String>, SampleError>>>,
+        firing: Option<Taken<Result<BTreeMap<String, Vec<f64>>, SampleError>>>,
+    },
     /// A `command` check: how its command ended.
     Command(Taken<Result<CommandOutput, CommandError>>),
     /// Nothing could be asked; the check is inconclusive with this cause.
@@ -94,21 +99,39 @@ pub async fn gather(scenario: &Scenario, observed: &Observed) -> EndObservations
                 let Some(window) = phases.get(phase_of(check)) else {
                     continue;
                 };
+                let url = match expand_url(&a.url, &observed.vars) {
+                    Ok(url) => url,
+                    Err(e) => {
+                        checks.insert(name.clone(), Gathered::Failed(e.into()));
+                        continue;
+                    }
+                };
                 let end = observed.unix_s(window.end_s).ceil() as i64;
                 let range = (window.end_s - window.start_s.max(0.0)).ceil().max(1.0) as u64;
-                match expand_url(&a.url, &observed.vars) {
-                    Ok(url) => Gathered::Alerts(
-                        Taken::of(alerts::fired_during(
+                let fired = match &a.pattern {
+                    Some(_) => Some(
+                        Taken::of(alerts::fired_during(&url, &a.headers, QUERY_TIMEOUT, end, range))
+                            .await,
+                    ),
+                    None => None,
+                };
+                // The whole drill up to now, so that a late alert is seen late, not missed.
+                let zero = observed.unix_s(0.0);
+                let now = jiff::Timestamp::now().as_second();
+                let firing = match a.fire.is_empty() {
+                    true => None,
+                    false => Some(
+                        Taken::of(alerts::firing_times(
                             &url,
                             &a.headers,
                             QUERY_TIMEOUT,
-                            end,
-                            range,
+                            zero,
+                            (zero.floor() as i64, now),
                         ))
                         .await,
                     ),
-                    Err(e) => Gathered::Failed(e.into()),
-                }
+                };
+                Gathered::Alerts { fired, firing }
             }
             CheckKind::Command(c) => Gathered::Command(
                 Taken::of(command::run(&c.argv, &BTreeMap::new(), c.timeout.0)).await,

@@ -129,6 +129,7 @@ pub fn judge_all(
             detail: judgement.detail,
             near_threshold: judgement.near_threshold,
             dry_run: is_dry_run(check),
+            alerts: judgement.alerts,
         });
     }
     results
@@ -159,6 +160,60 @@ fn not_gathered(gathered: Option<&Gathered>) -> Judgement {
         }
         _ => Judgement::inconclusive("nothing was read for this check at the end of the run"),
     }
+}
+
+/// An `alerts` check: its `pattern` (none fired) and its `fire` expectation, both judged.
+fn judge_alerts(
+    check: &Check,
+    a: &crate::scenario::AlertsCheck,
+    observed: &Observed,
+    phases: &JudgedPhases,
+    gathered: Option<&Gathered>,
+) -> Judgement {
+    let phase_name = phase_of(check);
+    let Some(window) = phases.get(phase_name) else {
+        return Judgement::inconclusive(phases.why_missing(phase_name));
+    };
+    let Some(Gathered::Alerts { fired, firing }) = gathered else {
+        return not_gathered(gathered);
+    };
+    let mut parts = Vec::new();
+    if let Some(pattern) = &a.pattern {
+        parts.push(match (alerts::Pattern::new(&pattern.value), fired) {
+            (Err(e), _) => unparsed("the pattern", &pattern.value, e),
+            (Ok(compiled), Some(t)) => alerts::judge(&compiled, phase_name, t.result.as_ref()),
+            (Ok(_), None) => not_gathered(None),
+        });
+    }
+    if let (Some(within), Some(firing)) = (a.within, firing) {
+        let marks = &observed.marks;
+        let after = match &a.after {
+            Some(b) => super::phases::boundary(&b.value, marks).map(|t| (t, b.value.clone())),
+            None => Ok((window.start_s, format!("the start of phase {phase_name}"))),
+        };
+        let read_until_s = firing.at.as_millisecond() as f64 / 1000.0 - observed.unix_s(0.0);
+        let expect = alerts::FireExpectation {
+            names: a.fire.iter().map(|n| n.value.as_str()).collect(),
+            after,
+            within_s: within.0.as_secs_f64(),
+            resolve: a.resolve_within.map(|r| {
+                (super::phases::boundary("recovered", marks), r.0.as_secs_f64())
+            }),
+            read_until_s,
+        };
+        let watch = observed.alertmanager.get(&check.name.value);
+        parts.push(alerts::judge_fire(&expect, firing.result.as_ref(), watch));
+    }
+    let mut parts = parts.into_iter();
+    let first = parts.next().unwrap_or_else(|| not_gathered(None));
+    parts.fold(first, |mut all, next| {
+        all.verdict = crate::checks::combine([all.verdict, next.verdict]);
+        all.detail = format!("{}; {}", all.detail, next.detail);
+        all.alerts.extend(next.alerts);
+        (all.measured, all.measured_text) = (next.measured, next.measured_text);
+        (all.threshold, all.threshold_text) = (next.threshold, next.threshold_text);
+        all
+    })
 }
 
 /// Judges one check. Each expression is parsed here, once per check and run.
@@ -268,21 +323,7 @@ fn judge_one(
                 right.as_ref().map(|s| s as &dyn http::HttpStats),
             )
         }
-        CheckKind::Alerts(a) => {
-            if phases.get(phase_name).is_none() {
-                return Judgement::inconclusive(phases.why_missing(phase_name));
-            }
-            let pattern = match alerts::Pattern::new(&a.pattern.value) {
-                Ok(pattern) => pattern,
-                Err(e) => return unparsed("the pattern", &a.pattern.value, e),
-            };
-            match gathered {
-                Some(Gathered::Alerts(taken)) => {
-                    alerts::judge(&pattern, phase_name, taken.result.as_ref())
-                }
-                other => not_gathered(other),
-            }
-        }
+        CheckKind::Alerts(a) => judge_alerts(check, a, observed, phases, gathered),
         CheckKind::Logs(l) => {
             let Some(window) = phases.get(phase_name) else {
                 return Judgement::inconclusive(phases.why_missing(phase_name));
@@ -711,6 +752,7 @@ mod tests {
             detail: String::new(),
             near_threshold: false,
             dry_run,
+            alerts: Vec::new(),
         }
     }
 
@@ -799,6 +841,8 @@ mod tests {
             run_id: String::new(),
             undo_failed: 0,
             streams: BTreeMap::new(),
+            silence: None,
+            alertmanager: BTreeMap::new(),
         }
     }
 
@@ -850,7 +894,13 @@ mod tests {
             &observed(),
             &end(vec![
                 ("up", Gathered::Sample(taken(Ok(1.0)))),
-                ("quiet", Gathered::Alerts(taken(Ok(fired)))),
+                (
+                    "quiet",
+                    Gathered::Alerts {
+                        fired: Some(taken(Ok(fired))),
+                        firing: None,
+                    },
+                ),
                 ("probe", ran(Some(0), "ok\n")),
             ]),
         );
@@ -886,7 +936,10 @@ mod tests {
                 name: "port.prom".into(),
             },
         }));
-        let unreadable = Gathered::Alerts(taken(Err(SampleError::Query("refused".into()))));
+        let unreadable = Gathered::Alerts {
+            fired: Some(taken(Err(SampleError::Query("refused".into())))),
+            firing: None,
+        };
         let readings = end(vec![("up", url_error), ("quiet", unreadable)]);
         let judged = judge(&scenario(), &observed(), &readings);
         let up = expect(

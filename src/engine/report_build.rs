@@ -151,6 +151,7 @@ pub fn build(
         preflight: observed.preflight.clone(),
         warnings,
         load_workers: observed.load_workers.clone(),
+        silence: observed.silence.clone(),
     }
 }
 

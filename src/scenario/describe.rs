@@ -243,7 +243,7 @@ pub fn check_what(kind: &CheckKind) -> String {
         ),
         CheckKind::Command(c) => format!("`{}` exits {}", argv_words(&c.argv), c.exit_code),
         CheckKind::Compare(e) => e.value.clone(),
-        CheckKind::Alerts(a) => format!("no alert matching `{}` fires", a.pattern.value),
+        CheckKind::Alerts(a) => alerts_what(a),
         CheckKind::ExpectedFailure(e) => format!(
             "{} only for callers started before `{}`{}",
             e.status.value,
@@ -272,4 +272,26 @@ pub fn argv_words(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// An `alerts` check in words: what must not fire, what must fire (and resolve) and when.
+fn alerts_what(a: &crate::scenario::AlertsCheck) -> String {
+    let mut parts = Vec::new();
+    if let Some(pattern) = &a.pattern {
+        parts.push(format!("no alert matching `{}` fires", pattern.value));
+    }
+    if !a.fire.is_empty() {
+        let names: Vec<&str> = a.fire.iter().map(|n| n.value.as_str()).collect();
+        let after = a.after.as_ref().map_or("the phase start", |s| s.value.as_str());
+        let within = a.within.map(|w| w.to_string()).unwrap_or_default();
+        let mut words = format!("{} fire(s) within {within} of {after}", names.join(", "));
+        if let Some(resolve) = a.resolve_within {
+            words.push_str(&format!(" and resolve(s) within {resolve} of recovered"));
+        }
+        if a.alertmanager.is_some() {
+            words.push_str(", reaching Alertmanager");
+        }
+        parts.push(words);
+    }
+    parts.join("; ")
 }

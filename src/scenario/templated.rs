@@ -21,6 +21,8 @@ pub enum Site {
     TokenUrl,
     PrometheusCheckUrl,
     AlertsCheckUrl,
+    /// An Alertmanager URL: an `alerts` check's or the silence's.
+    AlertmanagerUrl,
     PrometheusGuardUrl,
     PreflightUrl,
 }
@@ -85,6 +87,9 @@ pub fn texts(s: &Scenario) -> Vec<Templated<'_>> {
             }
             CheckKind::Alerts(a) => {
                 out.push(Templated::new(Site::AlertsCheckUrl, &a.url, check.pos));
+                if let Some(url) = &a.alertmanager {
+                    out.push(Templated::new(Site::AlertmanagerUrl, url, check.pos));
+                }
             }
             _ => {}
         }
@@ -93,6 +98,10 @@ pub fn texts(s: &Scenario) -> Vec<Templated<'_>> {
         if let Some(p) = &guard.value.prometheus {
             out.push(Templated::new(Site::PrometheusGuardUrl, &p.url, guard.pos));
         }
+    }
+    if let Some(silence) = &s.silence {
+        let url = &silence.value.alertmanager;
+        out.push(Templated::new(Site::AlertmanagerUrl, url, silence.pos));
     }
     for item in &s.preflight {
         if let PreflightCheck::HttpOk(h) = &item.value {

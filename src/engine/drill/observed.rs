@@ -65,6 +65,10 @@ pub struct Observed {
     pub undo_failed: usize,
     /// The windows of each named load stream (`load.streams`), for `compare` checks.
     pub streams: BTreeMap<String, WindowStore>,
+    /// The drill's Alertmanager silence, when one was created.
+    pub silence: Option<crate::report::model::SilenceReport>,
+    /// What Alertmanager held during the drill, per `alerts` check with `alertmanager`.
+    pub alertmanager: BTreeMap<String, crate::checks::alerts::AlertWatch>,
 }
 
 impl Observed {

@@ -140,7 +140,24 @@ impl<'a, T: Target> Drill<'a, T> {
         preflight: Vec<PreflightResult>,
         run_id: &str,
     ) -> Result<Observed, DrillError> {
-        let mut background = self.start_background(run_id).await?;
+        let silence = self.silence(run_id).await?;
+        let mut background = match self.start_background(run_id).await {
+            Ok(background) => background,
+            Err(e) => {
+                // Nothing ran yet but the silence may exist: take it away again.
+                self.undo
+                    .unwind(super::UNDO_TIMEOUT, |u| self.target.undo(u))
+                    .await;
+                return Err(e);
+            }
+        };
+        let watch_done = CancellationToken::new();
+        let alertmanager = crate::engine::alert_watch::spawn(
+            &self.loaded.scenario,
+            self.vars,
+            self.t0,
+            watch_done.clone(),
+        );
         let mut rng = StdRng::seed_from_u64(self.seed);
         let guards_done = CancellationToken::new();
         let timeline = async {
@@ -195,6 +212,8 @@ impl<'a, T: Target> Drill<'a, T> {
         };
         let (undo, finally) = self.unwind(&mut rng, &mut events).await;
         let prometheus = background.prometheus.await.unwrap_or_default();
+        watch_done.cancel();
+        let alertmanager = alertmanager.await.unwrap_or_default();
         let marks = marks_for(self.t0, load.end, &steps, &observations);
         Ok(Observed {
             t0: self.t0,
@@ -220,6 +239,8 @@ impl<'a, T: Target> Drill<'a, T> {
             run_id: run_id.to_string(),
             undo_failed: self.undo.failed().len(),
             streams: load.streams,
+            silence,
+            alertmanager,
         })
     }
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::KubeTarget;
 use super::resources::{PatchBody, ResourceId};
 use crate::scenario::WorkloadKind;
+use crate::support::alertmanager::SilenceUndo;
 use crate::targets::{TargetError, UndoAction, assignments};
 
 /// How long an undo's helm/kubectl run may take.
@@ -60,6 +61,15 @@ pub enum KubeUndo {
         resource: ResourceId,
         patch: PatchBody,
     },
+    /// Expire the drill's Alertmanager silence (`silence:`).
+    #[serde(rename = "expire_silence")]
+    ExpireSilence(SilenceUndo),
+}
+
+impl From<SilenceUndo> for KubeUndo {
+    fn from(silence: SilenceUndo) -> Self {
+        Self::ExpireSilence(silence)
+    }
 }
 
 impl UndoAction for KubeUndo {
@@ -105,6 +115,7 @@ impl UndoAction for KubeUndo {
             KubeUndo::RestorePatch { resource, .. } => {
                 format!("restore the patched fields of {resource}")
             }
+            KubeUndo::ExpireSilence(silence) => silence.describe(),
         }
     }
 }
@@ -145,6 +156,7 @@ impl KubeUndo {
             KubeUndo::RestorePatch { resource, patch } => {
                 Ok(t.patch_resource(&resource, &patch).await?)
             }
+            KubeUndo::ExpireSilence(silence) => silence.apply().await.map(drop).map_err(Into::into),
         }
     }
 }

@@ -13,6 +13,7 @@ use super::{InstanceStatus, LocalError, LocalTarget, ProcessConfig, ProcessEvent
 use crate::report::model::PreflightResult;
 use crate::scenario::describe::describe_action;
 use crate::scenario::{Action, ProcessKind, Scenario, TargetKind, vars::Vars};
+use crate::support::alertmanager::SilenceUndo;
 use crate::support::command;
 use crate::targets::observe::{JobRecord, JobState, Labels, Obs, ObsKind, Observations};
 use crate::targets::{Applied, Target, TargetError, UndoAction, assignments};
@@ -64,6 +65,15 @@ pub enum LocalUndo {
     StopGroup { group: String },
     /// Run a command (argv, no shell).
     Command { argv: Vec<String> },
+    /// Expire the drill's Alertmanager silence (`silence:`).
+    #[serde(rename = "expire_silence")]
+    ExpireSilence(SilenceUndo),
+}
+
+impl From<SilenceUndo> for LocalUndo {
+    fn from(silence: SilenceUndo) -> Self {
+        Self::ExpireSilence(silence)
+    }
 }
 
 impl UndoAction for LocalUndo {
@@ -77,6 +87,7 @@ impl UndoAction for LocalUndo {
             }
             LocalUndo::StopGroup { group } => format!("stop `{group}`"),
             LocalUndo::Command { argv } => format!("run `{}`", argv.join(" ")),
+            LocalUndo::ExpireSilence(silence) => silence.describe(),
         }
     }
 }
@@ -285,6 +296,7 @@ async fn apply_undo(target: &LocalTarget, undo: LocalUndo) -> Result<(), TargetE
                 })
             }
         }
+        LocalUndo::ExpireSilence(silence) => silence.apply().await.map(drop).map_err(Into::into),
     }
 }
 
