@@ -18,6 +18,7 @@ mod drill_log;
 mod drill_log_props;
 mod e2e_smoke;
 mod interrupt_trials;
+mod lab_alerts;
 mod kube_drills;
 mod kube_interrupt_trials;
 mod kube_schedule;

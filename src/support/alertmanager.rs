@@ -23,7 +23,7 @@ pub enum AlertmanagerError {
     Url { url: String, why: String },
     #[error("cannot build the HTTP client")]
     Client(#[source] reqwest::Error),
-    #[error("Alertmanager at {url} did not answer")]
+    #[error("Alertmanager at {url} did not answer: {source}")]
     NoAnswer {
         url: String,
         #[source]
@@ -35,7 +35,7 @@ pub enum AlertmanagerError {
         status: u16,
         body: String,
     },
-    #[error("Alertmanager at {url} answered something that is not API v2")]
+    #[error("Alertmanager at {url} answered something that is not API v2: {source}")]
     Unreadable {
         url: String,
         #[source]
@@ -157,8 +157,8 @@ struct SilenceBody<'a> {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Created {
+    #[serde(rename = "silenceID")]
     silence_id: String,
 }
 
