@@ -280,7 +280,7 @@ fn a_refused_silence_refuses_the_drill_unless_it_is_not_required() {
         .output();
     ran.assert_code(5);
     assert!(
-        ran.stderr_str().contains("the silence was not created"),
+        ran.stderr_str().contains("the silence was not created") && ran.stderr_str().contains("answered HTTP 400"),
         "{}",
         ran.stderr_str()
     );
