@@ -102,8 +102,9 @@ pub struct FireExpectation<'a> {
     /// The `after` boundary and its name, or why it did not happen.
     pub after: Result<(f64, String), String>,
     pub within_s: f64,
-    /// `recovered` (or why it did not happen) and `resolve_within`, when resolution is judged.
-    pub resolve: Option<(Result<f64, String>, f64)>,
+    /// `resolve_after` with its name (or why it did not happen) and `resolve_within`, when
+    /// resolution is judged.
+    pub resolve: Option<(Result<(f64, String), String>, f64)>,
     /// Until when Prometheus' history was read.
     pub read_until_s: f64,
 }
@@ -210,13 +211,13 @@ fn judge_alert(
 /// last firing sample, when that is before the end of what was read.
 fn judge_resolve(
     samples: &[f64],
-    recovered: &Result<f64, String>,
+    from: &Result<(f64, String), String>,
     resolve_within: f64,
     read_until_s: f64,
     timing: &mut AlertTiming,
 ) -> (CheckVerdict, String) {
-    let recovered = match recovered {
-        Ok(at) => *at,
+    let (recovered, from) = match from {
+        Ok((at, name)) => (*at, name.as_str()),
         Err(why) => {
             return (
                 CheckVerdict::Inconclusive,
@@ -235,7 +236,7 @@ fn judge_resolve(
         };
         return (
             verdict,
-            format!("; still firing {since:.0}s after recovered (allowed {resolve_within}s)"),
+            format!("; still firing {since:.0}s after {from} (allowed {resolve_within}s)"),
         );
     }
     let resolve = (last + STEP_S - recovered).max(0.0);
@@ -247,7 +248,7 @@ fn judge_resolve(
     };
     (
         verdict,
-        format!(", resolved {resolve:.1}s after recovered (allowed {resolve_within}s)"),
+        format!(", resolved {resolve:.1}s after {from} (allowed {resolve_within}s)"),
     )
 }
 
@@ -379,7 +380,11 @@ pub fn judge(
 mod tests {
     use super::*;
 
-    fn expectation(within_s: f64, resolve: Option<(Result<f64, String>, f64)>) -> FireExpectation<'static> {
+    fn expectation(
+        within_s: f64,
+        resolve: Option<(Result<f64, String>, f64)>,
+    ) -> FireExpectation<'static> {
+        let resolve = resolve.map(|(at, within)| (at.map(|t| (t, "recovered".to_string())), within));
         FireExpectation {
             names: vec!["LabProxyDown"],
             after: Ok((6.0, "kill-proxy".into())),

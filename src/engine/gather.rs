@@ -76,6 +76,54 @@ impl EndObservations {
     }
 }
 
+/// When an `alerts` check's alerts fired, read over the whole drill so far (a late alert is
+/// seen late, not missed). While its `within` or `resolve_within` has not run out and what was
+/// read decides nothing yet (not fired, still firing), it is read again every few seconds.
+async fn firing_until_decided(
+    check: &crate::scenario::Check,
+    a: &crate::scenario::AlertsCheck,
+    url: &str,
+    observed: &Observed,
+    phases: &JudgedPhases,
+) -> Taken<Result<BTreeMap<String, Vec<f64>>, SampleError>> {
+    let zero = observed.unix_s(0.0);
+    let since_zero = || jiff::Timestamp::now().as_millisecond() as f64 / 1000.0 - zero;
+    // The latest moment the verdict may still change; the loop never waits past it.
+    let deadline_s = phases.fire_expectation(check, a, observed, 0.0).map(|e| {
+        let fire = e.after.as_ref().map_or(0.0, |(at, _)| at + e.within_s);
+        let resolve = e.resolve.as_ref().map_or(0.0, |(from, within)| {
+            from.as_ref().map_or(0.0, |(at, _)| at + within)
+        });
+        fire.max(resolve) + alerts::STEP_S
+    });
+    loop {
+        let now = jiff::Timestamp::now().as_second();
+        let read = alerts::firing_times(url, &a.headers, QUERY_TIMEOUT, zero, (zero.floor() as i64, now));
+        let taken = Taken::of(read).await;
+        let read_until_s = taken.at.as_millisecond() as f64 / 1000.0 - zero;
+        let undecided = phases
+            .fire_expectation(check, a, observed, read_until_s)
+            .is_some_and(|expect| {
+                let j = alerts::judge_fire(&expect, taken.result.as_ref(), None);
+                taken.result.is_ok() && j.verdict == crate::checks::CheckVerdict::Inconclusive
+            });
+        match deadline_s {
+            Some(deadline) if undecided && since_zero() < deadline => {
+                tracing::info!(
+                    "check `{}`: waiting up to {:.0}s more for its alerts to fire or resolve",
+                    check.name.value,
+                    deadline - since_zero()
+                );
+                tokio::time::sleep(ALERT_REREAD).await;
+            }
+            _ => return taken,
+        }
+    }
+}
+
+/// How often an undecided `alerts` check reads Prometheus again at the end of the run.
+const ALERT_REREAD: Duration = Duration::from_secs(3);
+
 /// Reads what every check needs at the end of the run, one check after the other (a command
 /// check may depend on an earlier one's side effects, as it did when judging ran them).
 pub async fn gather(scenario: &Scenario, observed: &Observed) -> EndObservations {
@@ -115,21 +163,9 @@ pub async fn gather(scenario: &Scenario, observed: &Observed) -> EndObservations
                     ),
                     None => None,
                 };
-                // The whole drill up to now, so that a late alert is seen late, not missed.
-                let zero = observed.unix_s(0.0);
-                let now = jiff::Timestamp::now().as_second();
                 let firing = match a.fire.is_empty() {
                     true => None,
-                    false => Some(
-                        Taken::of(alerts::firing_times(
-                            &url,
-                            &a.headers,
-                            QUERY_TIMEOUT,
-                            zero,
-                            (zero.floor() as i64, now),
-                        ))
-                        .await,
-                    ),
+                    false => Some(firing_until_decided(check, a, &url, observed, &phases).await),
                 };
                 Gathered::Alerts { fired, firing }
             }

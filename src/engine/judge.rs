@@ -171,9 +171,9 @@ fn judge_alerts(
     gathered: Option<&Gathered>,
 ) -> Judgement {
     let phase_name = phase_of(check);
-    let Some(window) = phases.get(phase_name) else {
+    if phases.get(phase_name).is_none() {
         return Judgement::inconclusive(phases.why_missing(phase_name));
-    };
+    }
     let Some(Gathered::Alerts { fired, firing }) = gathered else {
         return not_gathered(gathered);
     };
@@ -185,24 +185,12 @@ fn judge_alerts(
             (Ok(_), None) => not_gathered(None),
         });
     }
-    if let (Some(within), Some(firing)) = (a.within, firing) {
-        let marks = &observed.marks;
-        let after = match &a.after {
-            Some(b) => super::phases::boundary(&b.value, marks).map(|t| (t, b.value.clone())),
-            None => Ok((window.start_s, format!("the start of phase {phase_name}"))),
-        };
+    if let Some(firing) = firing {
         let read_until_s = firing.at.as_millisecond() as f64 / 1000.0 - observed.unix_s(0.0);
-        let expect = alerts::FireExpectation {
-            names: a.fire.iter().map(|n| n.value.as_str()).collect(),
-            after,
-            within_s: within.0.as_secs_f64(),
-            resolve: a.resolve_within.map(|r| {
-                (super::phases::boundary("recovered", marks), r.0.as_secs_f64())
-            }),
-            read_until_s,
-        };
-        let watch = observed.alertmanager.get(&check.name.value);
-        parts.push(alerts::judge_fire(&expect, firing.result.as_ref(), watch));
+        if let Some(expect) = phases.fire_expectation(check, a, observed, read_until_s) {
+            let watch = observed.alertmanager.get(&check.name.value);
+            parts.push(alerts::judge_fire(&expect, firing.result.as_ref(), watch));
+        }
     }
     let mut parts = parts.into_iter();
     let first = parts.next().unwrap_or_else(|| not_gathered(None));

@@ -286,7 +286,8 @@ fn alerts_what(a: &crate::scenario::AlertsCheck) -> String {
         let within = a.within.map(|w| w.to_string()).unwrap_or_default();
         let mut words = format!("{} fire(s) within {within} of {after}", names.join(", "));
         if let Some(resolve) = a.resolve_within {
-            words.push_str(&format!(" and resolve(s) within {resolve} of recovered"));
+            let from = a.resolve_after.as_ref().map_or("recovered", |s| s.value.as_str());
+            words.push_str(&format!(" and resolve(s) within {resolve} of {from}"));
         }
         if a.alertmanager.is_some() {
             words.push_str(", reaching Alertmanager");

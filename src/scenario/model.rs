@@ -1049,10 +1049,14 @@ pub struct AlertsCheck {
     /// `step.end`, `start`). Default: the start of the check's phase.
     #[serde(default)]
     pub after: Option<Sp<String>>,
-    /// How soon after `recovered` (the target ready again) each alert of `fire` must have
-    /// stopped firing. Default: not checked.
+    /// How soon after `resolve_after` each alert of `fire` must have stopped firing. Default:
+    /// not checked.
     #[serde(default)]
     pub resolve_within: Option<HumanDuration>,
+    /// When the clock of `resolve_within` starts: a boundary, e.g. `rolled-back.end` (an
+    /// `on_abort` step). Default: `recovered` (the target ready again after the first fault).
+    #[serde(default)]
+    pub resolve_after: Option<Sp<String>>,
     /// Alertmanager base URL (API v2): whether each alert of `fire` reached it and which
     /// receivers it routes to. Firing in Prometheus but never reaching Alertmanager fails.
     #[serde(default)]

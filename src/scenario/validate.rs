@@ -727,8 +727,11 @@ impl Validator<'_> {
                 self.error(name.pos, format!("`{}` is not an alert name (letters, digits, `_`, `:`)", name.value));
             }
         }
-        if let Some(after) = &a.after {
-            self.boundary(after);
+        for boundary in a.after.iter().chain(&a.resolve_after) {
+            self.boundary(boundary);
+        }
+        if a.resolve_after.is_some() && a.resolve_within.is_none() {
+            self.error(at, "`resolve_after` needs `resolve_within`");
         }
     }
 

@@ -214,7 +214,12 @@ impl<'a, T: Target> Drill<'a, T> {
         let prometheus = background.prometheus.await.unwrap_or_default();
         watch_done.cancel();
         let alertmanager = alertmanager.await.unwrap_or_default();
-        let marks = marks_for(self.t0, load.end, &steps, &observations);
+        let mut marks = marks_for(self.t0, load.end, &steps, &observations);
+        // The rollback procedure's and `finally`'s steps are boundaries too (`rolled-back.end`).
+        for s in rolled_back.iter().chain(&finally) {
+            let end = s.end.map(|e| offset(self.t0, e));
+            marks.steps.insert(s.name.clone(), (offset(self.t0, s.start), end));
+        }
         Ok(Observed {
             t0: self.t0,
             started: self.started,
