@@ -66,7 +66,11 @@ struct TimelineRow {
 /// The offline part of a plan: target, load, timeline, checks.
 /// The silence as `plan` shows it: its matchers as sent, what stays audible, its expiry.
 fn silence_line(s: &Scenario, silence: &scenario::SilenceSpec) -> String {
-    let matchers: Vec<String> = s.silence_matchers().iter().map(ToString::to_string).collect();
+    let matchers: Vec<String> = s
+        .silence_matchers()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let planned = s.planned_length();
     let kept = s.expected_alerts();
     let kept = if kept.is_empty() {
@@ -82,7 +86,11 @@ fn silence_line(s: &Scenario, silence: &scenario::SilenceSpec) -> String {
         silence.alertmanager,
         s.silence_length().unwrap_or(planned),
         silence.margin,
-        if silence.required { "" } else { "; not required: runs unsilenced if refused" }
+        if silence.required {
+            ""
+        } else {
+            "; not required: runs unsilenced if refused"
+        }
     )
 }
 

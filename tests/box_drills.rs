@@ -357,13 +357,22 @@ fn canary_bake_of_a_candidate_failing_5_percent_trips_its_prometheus_trigger_and
         .report
         .as_ref()
         .and_then(|r| r["checks"].as_array())
-        .and_then(|checks| checks.iter().find(|c| c["name"] == "rollback-trigger-pages"))
+        .and_then(|checks| {
+            checks
+                .iter()
+                .find(|c| c["name"] == "rollback-trigger-pages")
+        })
         .unwrap_or_else(|| panic!("the alerts check ran: {}", run.explain()))
         .clone();
     eprintln!("rollback-trigger-pages: {paging}");
     assert_eq!(paging["verdict"], "pass", "{}", paging["detail"]);
     let timing = &paging["alerts"][0];
-    assert!(timing["detect_s"].as_f64().is_some_and(|s| s > 0.0 && s <= 90.0), "{timing}");
+    assert!(
+        timing["detect_s"]
+            .as_f64()
+            .is_some_and(|s| s > 0.0 && s <= 90.0),
+        "{timing}"
+    );
     assert!(timing["resolve_s"].as_f64().is_some(), "{timing}");
     assert_eq!(timing["reached_alertmanager"], true, "{timing}");
     assert_eq!(timing["receivers"][0], "on-call", "{timing}");

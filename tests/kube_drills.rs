@@ -397,14 +397,20 @@ async fn after_a_sigkill_recover_removes_the_drills_silence() {
     );
     let file = s.scenario("silenced", &body);
     let marker = "drill `silenced`";
-    assert!(alertmanager.silence_states(marker).is_empty(), "none before");
+    assert!(
+        alertmanager.silence_states(marker).is_empty(),
+        "none before"
+    );
     let mut child = s.command(&file, &[]).spawn();
     let scaled = common::base::wait_until(Duration::from_secs(60), || async {
         s.replicas().await == 3
     })
     .await;
     assert!(scaled, "the scale step never ran");
-    assert_eq!(alertmanager.silence_states(marker), vec!["active".to_string()]);
+    assert_eq!(
+        alertmanager.silence_states(marker),
+        vec!["active".to_string()]
+    );
     child.kill().expect("SIGKILL drillbook");
     let _ = child.wait();
     assert_eq!(
@@ -425,7 +431,8 @@ async fn after_a_sigkill_recover_removes_the_drills_silence() {
     let dry = recover(true);
     dry.assert_code(0);
     assert!(
-        dry.stdout_str().contains("expire the silence [drillbook run"),
+        dry.stdout_str()
+            .contains("expire the silence [drillbook run"),
         "the journal holds the silence's removal: {}",
         dry.stdout_str()
     );

@@ -199,15 +199,26 @@ fn the_expected_alert_fires_resolves_and_reaches_alertmanager_under_a_silence_th
         seen.silence_states.iter().any(|s| s == "active"),
         "{seen:?}"
     );
-    assert!(seen.other_suppressed, "the silence hid the drill's other alert: {seen:?}");
+    assert!(
+        seen.other_suppressed,
+        "the silence hid the drill's other alert: {seen:?}"
+    );
     assert!(
         seen.expected_active_unsilenced,
         "the expected alert stayed audible: {seen:?}"
     );
-    let silence = report.silence.as_ref().expect("the report names the silence");
-    assert!(silence.silenced.contains(&"job=\"drill\"".to_string()), "{silence:?}");
+    let silence = report
+        .silence
+        .as_ref()
+        .expect("the report names the silence");
     assert!(
-        silence.silenced.contains(&"alertname!~\"LabProxyDown\"".to_string()),
+        silence.silenced.contains(&"job=\"drill\"".to_string()),
+        "{silence:?}"
+    );
+    assert!(
+        silence
+            .silenced
+            .contains(&"alertname!~\"LabProxyDown\"".to_string()),
         "{silence:?}"
     );
     assert_eq!(silence.kept_audible, vec!["LabProxyDown".to_string()]);
@@ -223,7 +234,12 @@ fn an_alert_whose_for_is_too_long_fails_with_its_measured_time_to_detect() {
     let Some(lab) = lab() else { return };
     let scenario = lab.scenario(24, "", &lab.fire_check("LabProxyDownSlow", "2s"));
     let mut child = lab.spawn(&scenario);
-    let code = watch_until_exit(&lab, &mut child, Duration::from_secs(120), &mut Seen::default());
+    let code = watch_until_exit(
+        &lab,
+        &mut child,
+        Duration::from_secs(120),
+        &mut Seen::default(),
+    );
     let report = lab.report();
     let check = fire_check_of(&report);
     eprintln!("measured: {:?} — {}", check.alerts, check.detail);
@@ -251,7 +267,12 @@ fn sigint_mid_drill_removes_the_silence() {
     std::thread::sleep(Duration::from_secs(4));
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
-    let code = watch_until_exit(&lab, &mut child, Duration::from_secs(60), &mut Seen::default());
+    let code = watch_until_exit(
+        &lab,
+        &mut child,
+        Duration::from_secs(60),
+        &mut Seen::default(),
+    );
     assert_eq!(code, Some(130));
     assert_eq!(lab.report().verdict, Verdict::Interrupted);
     assert_eq!(
@@ -280,7 +301,8 @@ fn a_refused_silence_refuses_the_drill_unless_it_is_not_required() {
         .output();
     ran.assert_code(5);
     assert!(
-        ran.stderr_str().contains("the silence was not created") && ran.stderr_str().contains("answered HTTP 400"),
+        ran.stderr_str().contains("the silence was not created")
+            && ran.stderr_str().contains("answered HTTP 400"),
         "{}",
         ran.stderr_str()
     );
@@ -319,13 +341,26 @@ fn a_refused_silence_refuses_the_drill_unless_it_is_not_required() {
 fn validate_warns_about_an_alert_no_rule_defines() {
     let Some(lab) = lab() else { return };
     let scenario = lab.scenario(6, "", &lab.fire_check("LabProxyDwn", "10s"));
-    let ran = common::cli::drillbook().arg("validate").arg(&scenario).output();
+    let ran = common::cli::drillbook()
+        .arg("validate")
+        .arg(&scenario)
+        .output();
     ran.assert_code(0);
     let stderr = ran.stderr_str();
-    assert!(stderr.contains("no alerting rule `LabProxyDwn`"), "{stderr}");
+    assert!(
+        stderr.contains("no alerting rule `LabProxyDwn`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("did you mean `LabProxyDown`"), "{stderr}");
     let known = lab.scenario(6, "", &lab.fire_check("LabProxyDown", "10s"));
-    let ran = common::cli::drillbook().arg("validate").arg(&known).output();
+    let ran = common::cli::drillbook()
+        .arg("validate")
+        .arg(&known)
+        .output();
     ran.assert_code(0);
-    assert!(!ran.stderr_str().contains("no alerting rule"), "{}", ran.stderr_str());
+    assert!(
+        !ran.stderr_str().contains("no alerting rule"),
+        "{}",
+        ran.stderr_str()
+    );
 }

@@ -11,6 +11,12 @@ use super::prometheus::{SampleError, range_times, series_at};
 use super::{CheckVerdict, Judgement};
 use crate::report::model::AlertTiming;
 
+/// A boundary's time (seconds from time zero) with its name, or why it did not happen.
+pub type Boundary = Result<(f64, String), String>;
+
+/// Each alert's firing samples, in seconds from time zero.
+pub type FiringTimes = BTreeMap<String, Vec<f64>>;
+
 /// Resolution of the firing times: one range-query step, in seconds.
 pub const STEP_S: f64 = 1.0;
 
@@ -22,7 +28,7 @@ pub async fn firing_times(
     timeout: Duration,
     zero_unix: f64,
     (start_unix, end_unix): (i64, i64),
-) -> Result<BTreeMap<String, Vec<f64>>, SampleError> {
+) -> Result<FiringTimes, SampleError> {
     let query = "ALERTS{alertstate=\"firing\"}";
     let series = range_times(url, query, headers, timeout, (start_unix, end_unix, STEP_S)).await?;
     let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -42,7 +48,9 @@ pub async fn firing_times(
 /// Warnings for alert names in `fire` that the check's Prometheus has no alerting rule for.
 /// Quiet when the rules cannot be read (a URL with run-time ports, a Prometheus not reachable
 /// from here): `validate` must work offline.
-pub async fn unknown_alert_warnings(scenario: &crate::scenario::Scenario) -> Vec<crate::scenario::Diagnostic> {
+pub async fn unknown_alert_warnings(
+    scenario: &crate::scenario::Scenario,
+) -> Vec<crate::scenario::Diagnostic> {
     let mut out = Vec::new();
     for check in &scenario.checks {
         let crate::scenario::CheckKind::Alerts(a) = &check.value.kind else {
@@ -51,8 +59,7 @@ pub async fn unknown_alert_warnings(scenario: &crate::scenario::Scenario) -> Vec
         if a.fire.is_empty() || a.url.contains("${") {
             continue;
         }
-        let Ok(rules) =
-            super::prometheus::alert_rule_names(&a.url, Duration::from_secs(3)).await
+        let Ok(rules) = super::prometheus::alert_rule_names(&a.url, Duration::from_secs(3)).await
         else {
             continue;
         };
@@ -100,11 +107,11 @@ pub struct AlertWatch {
 pub struct FireExpectation<'a> {
     pub names: Vec<&'a str>,
     /// The `after` boundary and its name, or why it did not happen.
-    pub after: Result<(f64, String), String>,
+    pub after: Boundary,
     pub within_s: f64,
     /// `resolve_after` with its name (or why it did not happen) and `resolve_within`, when
     /// resolution is judged.
-    pub resolve: Option<(Result<(f64, String), String>, f64)>,
+    pub resolve: Option<(Boundary, f64)>,
     /// Until when Prometheus' history was read.
     pub read_until_s: f64,
 }
@@ -113,7 +120,7 @@ pub struct FireExpectation<'a> {
 /// read) and, with `alertmanager`, what Alertmanager held.
 pub fn judge_fire(
     expect: &FireExpectation<'_>,
-    firing: Result<&BTreeMap<String, Vec<f64>>, &SampleError>,
+    firing: Result<&FiringTimes, &SampleError>,
     alertmanager: Option<&AlertWatch>,
 ) -> Judgement {
     let firing = match firing {
@@ -168,7 +175,11 @@ fn judge_alert(
         receivers: Vec::new(),
     };
     // A sample at the anchor's own second counts: the range query's grid is whole seconds.
-    let Some(first) = samples.iter().copied().find(|t| *t >= anchor - STEP_S / 2.0) else {
+    let Some(first) = samples
+        .iter()
+        .copied()
+        .find(|t| *t >= anchor - STEP_S / 2.0)
+    else {
         let watched = expect.read_until_s - anchor;
         return if watched >= expect.within_s {
             let words = format!(
@@ -199,8 +210,13 @@ fn judge_alert(
         words.push_str(&format!(", and was already firing before {anchor_name}"));
     }
     if let Some((recovered, resolve_within)) = &expect.resolve {
-        let (resolve_verdict, resolve_words) =
-            judge_resolve(samples, recovered, *resolve_within, expect.read_until_s, &mut timing);
+        let (resolve_verdict, resolve_words) = judge_resolve(
+            samples,
+            recovered,
+            *resolve_within,
+            expect.read_until_s,
+            &mut timing,
+        );
         verdict = super::combine([verdict, resolve_verdict]);
         words.push_str(&resolve_words);
     }
@@ -211,7 +227,7 @@ fn judge_alert(
 /// last firing sample, when that is before the end of what was read.
 fn judge_resolve(
     samples: &[f64],
-    from: &Result<(f64, String), String>,
+    from: &Boundary,
     resolve_within: f64,
     read_until_s: f64,
     timing: &mut AlertTiming,
@@ -264,7 +280,11 @@ fn reached(
     if watch.polls > 0 && watch.failed_polls == watch.polls || watch.polls == 0 {
         let why = watch.last_error.as_deref().unwrap_or("it was never asked");
         words.push_str(&format!("; Alertmanager could not be read: {why}"));
-        return (super::combine([verdict, CheckVerdict::Inconclusive]), words, timing);
+        return (
+            super::combine([verdict, CheckVerdict::Inconclusive]),
+            words,
+            timing,
+        );
     }
     match watch.held.get(name) {
         Some(held) => {
@@ -273,7 +293,11 @@ fn reached(
             words.push_str(&format!(
                 "; reached Alertmanager at {:.1}s, routed to {}",
                 held.first_s,
-                if timing.receivers.is_empty() { "no receiver".to_string() } else { timing.receivers.join(", ") }
+                if timing.receivers.is_empty() {
+                    "no receiver".to_string()
+                } else {
+                    timing.receivers.join(", ")
+                }
             ));
             if held.silenced_by.is_empty() {
                 (verdict, words, timing)
@@ -384,7 +408,8 @@ mod tests {
         within_s: f64,
         resolve: Option<(Result<f64, String>, f64)>,
     ) -> FireExpectation<'static> {
-        let resolve = resolve.map(|(at, within)| (at.map(|t| (t, "recovered".to_string())), within));
+        let resolve =
+            resolve.map(|(at, within)| (at.map(|t| (t, "recovered".to_string())), within));
         FireExpectation {
             names: vec!["LabProxyDown"],
             after: Ok((6.0, "kill-proxy".into())),
@@ -401,26 +426,47 @@ mod tests {
 
     #[test]
     fn an_alert_that_fires_and_resolves_in_time_passes_with_both_times() {
-        let j = judge_fire(&expectation(5.0, Some((Ok(12.0), 5.0))), Ok(&samples(9, 13)), None);
+        let j = judge_fire(
+            &expectation(5.0, Some((Ok(12.0), 5.0))),
+            Ok(&samples(9, 13)),
+            None,
+        );
         assert_eq!(j.verdict, CheckVerdict::Pass, "{}", j.detail);
         let t = &j.alerts[0];
         assert!((t.detect_s.expect("detected") - 3.2).abs() < 1e-9, "{t:?}");
         assert!((t.resolve_s.expect("resolved") - 2.2).abs() < 1e-9, "{t:?}");
-        assert!(j.measured.is_some_and(|m| (m - 3.2).abs() < 1e-9), "{:?}", j.measured);
+        assert!(
+            j.measured.is_some_and(|m| (m - 3.2).abs() < 1e-9),
+            "{:?}",
+            j.measured
+        );
     }
 
     #[test]
     fn late_missing_and_unresolved_alerts_fail_and_a_short_watch_is_inconclusive() {
         let late = judge_fire(&expectation(2.0, None), Ok(&samples(9, 13)), None);
         assert_eq!(late.verdict, CheckVerdict::Fail, "{}", late.detail);
-        assert!(late.detail.contains("fired 3.2s after kill-proxy"), "{}", late.detail);
+        assert!(
+            late.detail.contains("fired 3.2s after kill-proxy"),
+            "{}",
+            late.detail
+        );
         let never = judge_fire(&expectation(2.0, None), Ok(&BTreeMap::new()), None);
         assert_eq!(never.verdict, CheckVerdict::Fail, "{}", never.detail);
         let mut short = expectation(60.0, None);
         short.read_until_s = 20.0;
         let unsure = judge_fire(&short, Ok(&BTreeMap::new()), None);
-        assert_eq!(unsure.verdict, CheckVerdict::Inconclusive, "{}", unsure.detail);
-        let stuck = judge_fire(&expectation(5.0, Some((Ok(12.0), 5.0))), Ok(&samples(9, 30)), None);
+        assert_eq!(
+            unsure.verdict,
+            CheckVerdict::Inconclusive,
+            "{}",
+            unsure.detail
+        );
+        let stuck = judge_fire(
+            &expectation(5.0, Some((Ok(12.0), 5.0))),
+            Ok(&samples(9, 30)),
+            None,
+        );
         assert_eq!(stuck.verdict, CheckVerdict::Fail, "{}", stuck.detail);
         assert!(stuck.detail.contains("still firing"), "{}", stuck.detail);
         let unreadable = SampleError::Query("refused".into());
@@ -437,7 +483,11 @@ mod tests {
         };
         let lost = judge_fire(&expectation(5.0, None), Ok(&samples(9, 13)), Some(&watch));
         assert_eq!(lost.verdict, CheckVerdict::Fail, "{}", lost.detail);
-        assert!(lost.detail.contains("never reached Alertmanager"), "{}", lost.detail);
+        assert!(
+            lost.detail.contains("never reached Alertmanager"),
+            "{}",
+            lost.detail
+        );
         assert_eq!(lost.alerts[0].reached_alertmanager, Some(false));
         watch.held.insert(
             "LabProxyDown".into(),
@@ -457,7 +507,12 @@ mod tests {
         assert_eq!(hidden.verdict, CheckVerdict::Fail, "{}", hidden.detail);
         watch.failed_polls = watch.polls;
         let unread = judge_fire(&expectation(5.0, None), Ok(&samples(9, 13)), Some(&watch));
-        assert_eq!(unread.verdict, CheckVerdict::Inconclusive, "{}", unread.detail);
+        assert_eq!(
+            unread.verdict,
+            CheckVerdict::Inconclusive,
+            "{}",
+            unread.detail
+        );
     }
 
     fn fired(p: &Pattern, names: &[&str]) -> Judgement {

@@ -244,7 +244,9 @@ fn failed_undos(observed: &drill::Observed, report: &crate::report::model::Repor
             ));
         }
         if journaled {
-            line.push_str("; it stays in the undo journal: run `drillbook recover` once the cause is fixed");
+            line.push_str(
+                "; it stays in the undo journal: run `drillbook recover` once the cause is fixed",
+            );
         }
         eprintln!("{}", super::terminal::safe(&line));
     }

@@ -48,7 +48,7 @@ pub enum Gathered {
     /// and when each alert fired, in seconds from time zero (`fire`).
     Alerts {
         fired: Option<Taken<Result<BTreeSet<String>, SampleError>>>,
-        firing: Option<Taken<Result<BTreeMap<String, Vec<f64>>, SampleError>>>,
+        firing: Option<Taken<Result<alerts::FiringTimes, SampleError>>>,
     },
     /// A `command` check: how its command ended.
     Command(Taken<Result<CommandOutput, CommandError>>),
@@ -85,7 +85,7 @@ async fn firing_until_decided(
     url: &str,
     observed: &Observed,
     phases: &JudgedPhases,
-) -> Taken<Result<BTreeMap<String, Vec<f64>>, SampleError>> {
+) -> Taken<Result<alerts::FiringTimes, SampleError>> {
     let zero = observed.unix_s(0.0);
     let since_zero = || jiff::Timestamp::now().as_millisecond() as f64 / 1000.0 - zero;
     // The latest moment the verdict may still change; the loop never waits past it.
@@ -98,7 +98,13 @@ async fn firing_until_decided(
     });
     loop {
         let now = jiff::Timestamp::now().as_second();
-        let read = alerts::firing_times(url, &a.headers, QUERY_TIMEOUT, zero, (zero.floor() as i64, now));
+        let read = alerts::firing_times(
+            url,
+            &a.headers,
+            QUERY_TIMEOUT,
+            zero,
+            (zero.floor() as i64, now),
+        );
         let taken = Taken::of(read).await;
         let read_until_s = taken.at.as_millisecond() as f64 / 1000.0 - zero;
         let undecided = phases
@@ -158,8 +164,14 @@ pub async fn gather(scenario: &Scenario, observed: &Observed) -> EndObservations
                 let range = (window.end_s - window.start_s.max(0.0)).ceil().max(1.0) as u64;
                 let fired = match &a.pattern {
                     Some(_) => Some(
-                        Taken::of(alerts::fired_during(&url, &a.headers, QUERY_TIMEOUT, end, range))
-                            .await,
+                        Taken::of(alerts::fired_during(
+                            &url,
+                            &a.headers,
+                            QUERY_TIMEOUT,
+                            end,
+                            range,
+                        ))
+                        .await,
                     ),
                     None => None,
                 };

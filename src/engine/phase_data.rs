@@ -42,7 +42,10 @@ impl JudgedPhases {
             None => Ok((window.start_s, format!("the start of phase {phase}"))),
         };
         let resolve = a.resolve_within.map(|r| {
-            let from = a.resolve_after.as_ref().map_or("recovered", |b| b.value.as_str());
+            let from = a
+                .resolve_after
+                .as_ref()
+                .map_or("recovered", |b| b.value.as_str());
             let at = phases::boundary(from, marks).map(|t| (t, from.to_string()));
             (at, r.0.as_secs_f64())
         });

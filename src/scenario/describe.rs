@@ -282,11 +282,17 @@ fn alerts_what(a: &crate::scenario::AlertsCheck) -> String {
     }
     if !a.fire.is_empty() {
         let names: Vec<&str> = a.fire.iter().map(|n| n.value.as_str()).collect();
-        let after = a.after.as_ref().map_or("the phase start", |s| s.value.as_str());
+        let after = a
+            .after
+            .as_ref()
+            .map_or("the phase start", |s| s.value.as_str());
         let within = a.within.map(|w| w.to_string()).unwrap_or_default();
         let mut words = format!("{} fire(s) within {within} of {after}", names.join(", "));
         if let Some(resolve) = a.resolve_within {
-            let from = a.resolve_after.as_ref().map_or("recovered", |s| s.value.as_str());
+            let from = a
+                .resolve_after
+                .as_ref()
+                .map_or("recovered", |s| s.value.as_str());
             words.push_str(&format!(" and resolve(s) within {resolve} of {from}"));
         }
         if a.alertmanager.is_some() {

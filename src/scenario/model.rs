@@ -462,13 +462,19 @@ impl Scenario {
             l.duration.as_ref().map_or(stages, |d| d.value.0) + start.unwrap_or_default()
         });
         let steps = self.steps.iter().filter_map(|s| s.value.at.as_ref());
-        HumanDuration(steps.map(|at| at.value.0).fold(load, std::time::Duration::max))
+        HumanDuration(
+            steps
+                .map(|at| at.value.0)
+                .fold(load, std::time::Duration::max),
+        )
     }
 
     /// How long the silence lasts from the drill's start: the planned length plus its margin.
     pub fn silence_length(&self) -> Option<HumanDuration> {
         let silence = self.silence.as_ref()?;
-        Some(HumanDuration(self.planned_length().0 + silence.value.margin.0))
+        Some(HumanDuration(
+            self.planned_length().0 + silence.value.margin.0,
+        ))
     }
 
     /// The silence's matchers as sent: the scenario's, plus `alertname!~"…"` naming every
@@ -477,8 +483,12 @@ impl Scenario {
         let Some(silence) = &self.silence else {
             return Vec::new();
         };
-        let mut matchers: Vec<AlertMatcher> =
-            silence.value.matchers.iter().map(|m| m.value.clone()).collect();
+        let mut matchers: Vec<AlertMatcher> = silence
+            .value
+            .matchers
+            .iter()
+            .map(|m| m.value.clone())
+            .collect();
         let expected = self.expected_alerts();
         if !expected.is_empty() {
             let names: Vec<String> = expected.iter().map(|n| regex::escape(n)).collect();

@@ -713,7 +713,10 @@ impl Validator<'_> {
             self.error(at, "an alerts check needs `pattern` (alerts that must not fire) or `fire` (alerts that must)");
         }
         if !a.fire.is_empty() && a.within.is_none() {
-            self.error(at, "`fire` needs `within`: how soon after `after` the alerts must fire");
+            self.error(
+                at,
+                "`fire` needs `within`: how soon after `after` the alerts must fire",
+            );
         }
         if a.fire.is_empty()
             && (a.within.is_some() || a.resolve_within.is_some() || a.alertmanager.is_some())
@@ -721,10 +724,21 @@ impl Validator<'_> {
             self.error(at, "`within`, `resolve_within` and `alertmanager` apply to the alerts of `fire`, which is empty");
         }
         for name in &a.fire {
-            let valid = name.value.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && name.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            let valid = name
+                .value
+                .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
             if !valid {
-                self.error(name.pos, format!("`{}` is not an alert name (letters, digits, `_`, `:`)", name.value));
+                self.error(
+                    name.pos,
+                    format!(
+                        "`{}` is not an alert name (letters, digits, `_`, `:`)",
+                        name.value
+                    ),
+                );
             }
         }
         for boundary in a.after.iter().chain(&a.resolve_after) {
@@ -743,7 +757,10 @@ impl Validator<'_> {
             self.error(silence.pos, "a silence needs at least one matcher, e.g. `namespace=\"tracebloc\"`: without one it would silence everything");
         }
         if silence.value.margin.0.is_zero() {
-            self.error(silence.pos, "`margin` must be above 0s: the silence would expire while the drill runs");
+            self.error(
+                silence.pos,
+                "`margin` must be above 0s: the silence would expire while the drill runs",
+            );
         }
     }
 

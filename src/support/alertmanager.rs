@@ -232,12 +232,13 @@ impl Alertmanager {
 
     /// Expires one silence now.
     pub async fn expire(&self, id: &str) -> Result<(), AlertmanagerError> {
-        let mut url = reqwest::Url::parse(&format!("{}/api/v2/silence/", self.base)).map_err(
-            |e| AlertmanagerError::Url {
-                url: self.base.clone(),
-                why: e.to_string(),
-            },
-        )?;
+        let mut url =
+            reqwest::Url::parse(&format!("{}/api/v2/silence/", self.base)).map_err(|e| {
+                AlertmanagerError::Url {
+                    url: self.base.clone(),
+                    why: e.to_string(),
+                }
+            })?;
         // The id is one path segment, whatever it contains.
         url.path_segments_mut()
             .map_err(|()| AlertmanagerError::Url {

@@ -46,7 +46,10 @@ impl Alertmanager {
         std::fs::write(&config, CONFIG).expect("write config");
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             // No cluster port: this Alertmanager talks to nobody.
             .arg("--cluster.listen-address=")
@@ -64,7 +67,10 @@ impl Alertmanager {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while am.request("GET", "/-/ready").0 != 200 {
-            assert!(Instant::now() < deadline, "alertmanager did not become ready");
+            assert!(
+                Instant::now() < deadline,
+                "alertmanager did not become ready"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Some(am)
@@ -77,7 +83,11 @@ impl Alertmanager {
             return (0, String::new());
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = write!(stream, "{method} {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr);
+        let _ = write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.addr
+        );
         let mut response = String::new();
         let _ = stream.read_to_string(&mut response);
         let status = response

@@ -119,7 +119,9 @@ impl Prometheus {
             None => String::new(),
         };
         let alerting = alertmanager.map_or_else(String::new, |am| {
-            format!("alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am}']\n")
+            format!(
+                "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am}']\n"
+            )
         });
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{alerting}{rule_files}scrape_configs:\n  - job_name: drill\n    static_configs:\n      - targets: [{}]\n",

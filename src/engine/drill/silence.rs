@@ -33,7 +33,9 @@ impl<T: Target> Drill<'_, T> {
         let length = scenario.silence_length().map(|l| l.0).unwrap_or_default();
         let ends_at = self
             .started
-            .checked_add(jiff::SignedDuration::try_from(length).unwrap_or(jiff::SignedDuration::MAX))
+            .checked_add(
+                jiff::SignedDuration::try_from(length).unwrap_or(jiff::SignedDuration::MAX),
+            )
             .unwrap_or(self.started);
         let mut comment = format!(
             "drill `{}` {} (drillbook removes it when the drill ends)",

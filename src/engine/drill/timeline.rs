@@ -218,7 +218,9 @@ impl<'a, T: Target> Drill<'a, T> {
         // The rollback procedure's and `finally`'s steps are boundaries too (`rolled-back.end`).
         for s in rolled_back.iter().chain(&finally) {
             let end = s.end.map(|e| offset(self.t0, e));
-            marks.steps.insert(s.name.clone(), (offset(self.t0, s.start), end));
+            marks
+                .steps
+                .insert(s.name.clone(), (offset(self.t0, s.start), end));
         }
         Ok(Observed {
             t0: self.t0,
