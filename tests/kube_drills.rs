@@ -72,6 +72,18 @@ impl Setup {
         self.dir.path().join("state")
     }
 
+    /// `drillbook recover` (or `--dry-run`) on this setup's undo journals.
+    fn recover(&self, dry: bool) -> Output {
+        let mut c = cli::drillbook();
+        c.arg("recover")
+            .env("DRILLBOOK_STATE_DIR", self.state_dir())
+            .env_remove("KUBECONFIG");
+        if dry {
+            c.arg("--dry-run");
+        }
+        c.output()
+    }
+
     fn command(&self, scenario: &Path, extra: &[&str]) -> cli::Drillbook {
         let mut c = cli::drillbook();
         c.env("DRILLBOOK_STATE_DIR", self.state_dir());
@@ -347,16 +359,7 @@ async fn after_a_sigkill_recover_applies_the_journaled_undo() {
         stderr(&out)
     );
 
-    let recover = |dry: bool| {
-        let mut c = cli::drillbook();
-        c.arg("recover")
-            .env("DRILLBOOK_STATE_DIR", s.state_dir())
-            .env_remove("KUBECONFIG");
-        if dry {
-            c.arg("--dry-run");
-        }
-        c.output()
-    };
+    let recover = |dry: bool| s.recover(dry);
     let dry = recover(true);
     dry.assert_code(0);
     assert!(
@@ -418,16 +421,7 @@ async fn after_a_sigkill_recover_removes_the_drills_silence() {
         vec!["active".to_string()],
         "nothing removed the silence: drillbook was killed"
     );
-    let recover = |dry: bool| {
-        let mut c = cli::drillbook();
-        c.arg("recover")
-            .env("DRILLBOOK_STATE_DIR", s.state_dir())
-            .env_remove("KUBECONFIG");
-        if dry {
-            c.arg("--dry-run");
-        }
-        c.output()
-    };
+    let recover = |dry: bool| s.recover(dry);
     let dry = recover(true);
     dry.assert_code(0);
     assert!(

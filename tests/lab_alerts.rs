@@ -100,14 +100,19 @@ steps:
         )
     }
 
-    fn spawn(&self, scenario: &Path) -> Child {
-        common::cli::drillbook()
+    fn command(&self, scenario: &Path) -> common::cli::Drillbook {
+        let mut command = common::cli::drillbook();
+        command
             .args(["-q", "run"])
             .arg(scenario)
             .arg("--report-dir")
             .arg(self.dir.path().join("reports"))
-            .arg("--no-drill-log")
-            .spawn()
+            .arg("--no-drill-log");
+        command
+    }
+
+    fn spawn(&self, scenario: &Path) -> Child {
+        self.command(scenario).spawn()
     }
 
     fn report(&self) -> Report {
@@ -292,13 +297,7 @@ fn a_refused_silence_refuses_the_drill_unless_it_is_not_required() {
     );
     let checks = "  - name: answers\n    http: \"rate(5xx) < 100%\"\n";
     let scenario = lab.scenario(6, &refused, checks);
-    let ran = common::cli::drillbook()
-        .args(["-q", "run"])
-        .arg(&scenario)
-        .arg("--report-dir")
-        .arg(lab.dir.path().join("reports"))
-        .arg("--no-drill-log")
-        .output();
+    let ran = lab.command(&scenario).output();
     ran.assert_code(5);
     assert!(
         ran.stderr_str().contains("the silence was not created")
@@ -314,13 +313,7 @@ fn a_refused_silence_refuses_the_drill_unless_it_is_not_required() {
 
     let optional = format!("{refused}  required: false\n");
     let scenario = lab.scenario(6, &optional, checks);
-    let ran = common::cli::drillbook()
-        .args(["-q", "run"])
-        .arg(&scenario)
-        .arg("--report-dir")
-        .arg(lab.dir.path().join("reports"))
-        .arg("--no-drill-log")
-        .output();
+    let ran = lab.command(&scenario).output();
     assert!(
         matches!(ran.status.code(), Some(0 | 1)),
         "ran unsilenced: {}",
