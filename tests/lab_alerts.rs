@@ -357,3 +357,98 @@ fn validate_warns_about_an_alert_no_rule_defines() {
         ran.stderr_str()
     );
 }
+
+#[test]
+fn plan_shows_the_silence_as_sent_and_its_expiry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("drill.yaml");
+    let text = r#"apiVersion: drillbook/v1
+name: planned-silence
+target:
+  local:
+    processes:
+      - name: requests-proxy
+        command: ["${drillbook}", "lab", "proxy", "--listen", "127.0.0.1:${port.proxy}"]
+        ready: http://127.0.0.1:${port.proxy}/healthz
+load:
+  url: http://127.0.0.1:${port.proxy}/healthz
+  rate: 10/s
+  duration: 30s
+silence:
+  alertmanager: http://127.0.0.1:9093
+  matchers: ['namespace="tracebloc"', 'severity=~"warning|page"']
+  margin: 5m
+steps:
+  - at: 5s
+    name: kill-proxy
+    kill_process: {name: requests-proxy}
+checks:
+  - name: pages
+    alerts:
+      url: http://127.0.0.1:9090
+      fire: [LabProxyDown, "LabProxy:Errors"]
+      within: 30s
+      after: kill-proxy
+"#;
+    std::fs::write(&file, text).expect("write scenario");
+    let ran = common::cli::drillbook()
+        .args(["plan", "--offline"])
+        .arg(&file)
+        .output();
+    ran.assert_code(0);
+    let out = ran.stdout_str();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("Silence"))
+        .unwrap_or_else(|| panic!("a Silence line: {out}"));
+    assert!(
+        line.contains(
+            r#"namespace="tracebloc", severity=~"warning|page", alertname!~"LabProxy:Errors|LabProxyDown""#
+        ),
+        "{line}"
+    );
+    assert!(
+        line.contains("kept audible: LabProxy:Errors, LabProxyDown"),
+        "{line}"
+    );
+    assert!(
+        line.contains("expires by itself 5m30s after the start"),
+        "{line}"
+    );
+}
+
+#[test]
+fn validate_refuses_a_fire_without_within_and_a_silence_without_matchers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("drill.yaml");
+    let text = r#"apiVersion: drillbook/v1
+name: broken-alerts
+target:
+  local:
+    processes:
+      - name: p
+        command: ["sleep", "30"]
+silence:
+  alertmanager: http://127.0.0.1:9093
+  matchers: []
+checks:
+  - name: pages
+    alerts:
+      url: http://127.0.0.1:9090
+      fire: [LabProxyDown]
+      after: no-such-step
+"#;
+    std::fs::write(&file, text).expect("write scenario");
+    let ran = common::cli::drillbook().arg("validate").arg(&file).output();
+    ran.assert_code(2);
+    let stderr = ran.stderr_str();
+    assert!(stderr.contains("`fire` needs `within`"), "{stderr}");
+    assert!(
+        stderr.contains("a silence needs at least one matcher"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`no-such-step` is not a phase boundary"),
+        "{stderr}"
+    );
+}
