@@ -452,3 +452,34 @@ checks:
         "{stderr}"
     );
 }
+
+#[test]
+fn a_silence_that_cannot_be_removed_is_named_in_the_exit_message() {
+    let Some(mut lab) = lab() else { return };
+    let checks = "  - name: answers\n    http: \"rate(5xx) < 100%\"\n";
+    let scenario = lab.scenario(12, &lab.silence(""), checks);
+    let mut child = lab
+        .command(&scenario)
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    common::base::block_until("the silence is active", Duration::from_secs(30), || {
+        lab.alertmanager
+            .silence_states("drill `lab-alerts`")
+            .contains(&"active".to_string())
+    });
+    // Alertmanager goes away mid-drill: the undo cannot reach it.
+    lab.alertmanager.stop();
+    let output = child.wait_with_output().expect("the drill ends");
+    let stderr = output.stderr_str();
+    assert!(
+        stderr.contains("error: undo of `silence` failed: expire the silence [drillbook run"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("expires by itself at"), "{stderr}");
+    let report = lab.report();
+    assert!(
+        report.warnings.iter().any(|w| w.contains("undo of `silence` failed")),
+        "{:?}",
+        report.warnings
+    );
+}

@@ -805,6 +805,7 @@ mod tests {
         Observed {
             t0: tokio::time::Instant::now(),
             started: now,
+            zero_wall: now,
             ended: now,
             seed: 0,
             ending: Ending::Completed,

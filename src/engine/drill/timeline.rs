@@ -225,6 +225,7 @@ impl<'a, T: Target> Drill<'a, T> {
         Ok(Observed {
             t0: self.t0,
             started: self.started,
+            zero_wall: self.zero_wall,
             ended: jiff::Timestamp::now(),
             seed: self.seed,
             ending,
