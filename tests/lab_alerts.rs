@@ -458,7 +458,7 @@ fn a_silence_that_cannot_be_removed_is_named_in_the_exit_message() {
     let Some(mut lab) = lab() else { return };
     let checks = "  - name: answers\n    http: \"rate(5xx) < 100%\"\n";
     let scenario = lab.scenario(12, &lab.silence(""), checks);
-    let mut child = lab
+    let child = lab
         .command(&scenario)
         .stderr(std::process::Stdio::piped())
         .spawn();
@@ -478,7 +478,10 @@ fn a_silence_that_cannot_be_removed_is_named_in_the_exit_message() {
     assert!(stderr.contains("expires by itself at"), "{stderr}");
     let report = lab.report();
     assert!(
-        report.warnings.iter().any(|w| w.contains("undo of `silence` failed")),
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("undo of `silence` failed")),
         "{:?}",
         report.warnings
     );

@@ -138,7 +138,7 @@ pub fn judge_fire(
         let samples = firing.get(*name).unwrap_or(&none);
         let (verdict, words, timing) = judge_alert(expect, name, samples, anchor, anchor_name);
         let (verdict, words, timing) = match alertmanager {
-            Some(watch) => reached(watch, name, verdict, words, timing),
+            Some(watch) => reached(watch, (name, anchor, anchor_name), verdict, words, timing),
             None => (verdict, words, timing),
         };
         verdicts.push(verdict);
@@ -272,7 +272,7 @@ fn judge_resolve(
 /// that a silence suppressed, would have paged nobody.
 fn reached(
     watch: &AlertWatch,
-    name: &str,
+    (name, anchor, anchor_name): (&str, f64, &str),
     verdict: CheckVerdict,
     mut words: String,
     mut timing: AlertTiming,
@@ -291,8 +291,8 @@ fn reached(
             timing.reached_alertmanager = Some(true);
             timing.receivers = held.receivers.iter().cloned().collect();
             words.push_str(&format!(
-                "; reached Alertmanager at {:.1}s, routed to {}",
-                held.first_s,
+                "; reached Alertmanager {:.1}s after {anchor_name}, routed to {}",
+                held.first_s - anchor,
                 if timing.receivers.is_empty() {
                     "no receiver".to_string()
                 } else {
