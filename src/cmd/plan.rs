@@ -31,7 +31,10 @@ pub fn validate(paths: &[PathBuf], vars: &[(String, String)]) -> Outcome {
     }
     let mut invalid = 0;
     // Only to read alerting rules, when they can be read (the rest of validate is offline).
-    let rules_reader = super::runtime().ok();
+    let rules_reader = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok();
     for file in &files {
         match scenario::load_with(file, vars) {
             Ok(loaded) => {
