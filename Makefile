@@ -8,7 +8,7 @@ REPORTS ?= reports
 # The Kubernetes tests: tests/e2e_*.rs and tests/kube_*.rs.
 E2E_TESTS := $(patsubst tests/%.rs,%::,$(sort $(wildcard tests/e2e_*.rs tests/kube_*.rs)))
 
-.PHONY: help build release demo test e2e e2e-box lint fmt bench schema clean-reports box box-down demo-k8s
+.PHONY: help build release demo test e2e e2e-box browser lint fmt bench schema clean-reports box box-down demo-k8s
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ test: ## the whole test suite (unit, integration, lab, Prometheus, Kubernetes, t
 
 e2e: ## Kubernetes tests on a real control plane
 	$(CARGO) run --locked --example e2e_cluster -- $(CARGO) test --locked --test main -- $(E2E_TESTS)
+
+browser: ## the HTML report in headless Chromium (a lab drill; screenshots land in reports/)
+	DRILLBOOK_REQUIRE_BROWSER=1 $(CARGO) test --locked --test main -- report_html::
 
 box: build ## bring up the one-node Kubernetes box (root, Linux)
 	./e2e/box/box.sh up

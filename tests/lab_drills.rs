@@ -115,7 +115,13 @@ fn stderr(output: &Output) -> String {
 
 fn assert_reports_written(drill: &Drill, report: &Report, step: &str) {
     let dir = drill.report_dir();
-    for file in ["report.json", "report.md", "junit.xml", "timeline.svg"] {
+    for file in [
+        "report.json",
+        "report.md",
+        "junit.xml",
+        "timeline.svg",
+        "report.html",
+    ] {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
     let svg = std::fs::read_to_string(dir.join("timeline.svg")).expect("svg");

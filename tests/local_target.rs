@@ -100,7 +100,7 @@ async fn groups_gone(pgids: &[u32], within: Duration) -> Vec<u32> {
 }
 
 #[test]
-fn from_spec_expands_variables_and_adds_the_app_label() {
+fn from_spec_reads_the_expanded_scenario_and_adds_the_app_label() {
     let yaml = r#"
 apiVersion: drillbook/v1
 name: spec-test
@@ -119,14 +119,16 @@ target:
         command: ["sh", "-c", "exit 0"]
 "#;
     let scenario = drillbook::scenario::parse_str(yaml).expect("valid scenario");
-    let drillbook::scenario::TargetSpec::Local(local) = scenario.target else {
-        panic!("local target expected");
-    };
     let vars = drillbook::scenario::vars::Vars {
         drillbook: "/bin/drillbook".into(),
         ports: BTreeMap::from([("proxy".into(), 4242)]),
     };
-    let proxy = ProcessConfig::from_spec(&local.processes[0], &vars).expect("proxy config");
+    // The run expands the scenario once, with the ports it chose, before the target starts.
+    let unexpanded = drillbook::scenario::templated::expand(&scenario, &Default::default());
+    assert!(unexpanded.is_err(), "no port for `proxy` is an error");
+    let scenario = drillbook::scenario::templated::expand(&scenario, &vars).expect("expands");
+    let processes = scenario.local_processes();
+    let proxy = ProcessConfig::from_spec(&processes[0]).expect("proxy config");
     assert_eq!(
         proxy.command,
         [
@@ -149,7 +151,7 @@ target:
     assert_eq!(proxy.rollout, RolloutStrategy::Replace);
     assert_eq!(proxy.restart_delay, Duration::from_millis(300));
 
-    let trainer = ProcessConfig::from_spec(&local.processes[1], &vars).expect("trainer config");
+    let trainer = ProcessConfig::from_spec(&processes[1]).expect("trainer config");
     assert_eq!(
         (trainer.kind, trainer.replicas, trainer.start),
         (ProcessKind::Job, 2, StartPolicy::OnDemand)
@@ -159,12 +161,6 @@ target:
         "an explicit app label is kept"
     );
     assert_eq!(trainer.rollout, RolloutStrategy::Surge);
-
-    let no_ports = drillbook::scenario::vars::Vars::default();
-    assert!(matches!(
-        ProcessConfig::from_spec(&local.processes[0], &no_ports),
-        Err(LocalError::Variable { .. })
-    ));
 }
 
 /// A service that answers HTTP 200 on `/` once Python's http.server is up.

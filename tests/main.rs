@@ -35,6 +35,7 @@ mod offline_refusals;
 mod prometheus_checks;
 mod prometheus_proxy;
 mod recover_cli;
+mod report_html;
 mod report_render;
 mod report_schema;
 mod scenario_errors;

@@ -17,7 +17,7 @@ fn check(query: &str, success: &str) -> PrometheusCheck {
     PrometheusCheck {
         url: String::new(),
         query: Sp::unplaced(query.to_string()),
-        success_condition: Some(Sp::unplaced(success.to_string())),
+        success_condition: Some(Sp::unplaced(success.into())),
         failure_condition: None,
         interval: None,
         count: 1,

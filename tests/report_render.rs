@@ -275,7 +275,7 @@ fn svg_renders_an_empty_series_without_panicking() {
 }
 
 #[test]
-fn write_all_writes_the_four_files() {
+fn write_all_writes_the_five_files() {
     let dir = tempfile::tempdir().unwrap();
     let report = fixture("fail-rollback-midflight");
     let run_dir = dir.path().join(report::run_dir_name(&report));
@@ -286,9 +286,21 @@ fn write_all_writes_the_four_files() {
         .collect();
     assert_eq!(
         names,
-        ["report.json", "report.md", "junit.xml", "timeline.svg"]
+        [
+            "report.json",
+            "report.md",
+            "junit.xml",
+            "timeline.svg",
+            "report.html"
+        ]
     );
     assert_eq!(report::load(&written[0]).unwrap(), report);
+    let page = std::fs::read_to_string(&written[4]).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(
+        page.contains("href=\"report.json\""),
+        "the page links its run's files"
+    );
     assert_eq!(
         std::fs::read_to_string(&written[1]).unwrap(),
         render(&report, Format::Md)

@@ -10,6 +10,8 @@ use std::time::Duration;
 use super::prometheus::{SampleError, range_times, series_at};
 use super::{CheckVerdict, Judgement};
 use crate::report::model::AlertTiming;
+use crate::scenario::Parsed;
+use crate::scenario::parsed::WholeName;
 
 /// A boundary's time (seconds from time zero) with its name, or why it did not happen.
 pub type Boundary = Result<(f64, String), String>;
@@ -343,29 +345,19 @@ pub async fn fired_during(
         .collect())
 }
 
-/// An alert-name pattern, compiled once and matched in full against alert names.
-#[derive(Debug, Clone)]
-pub struct Pattern {
-    text: String,
-    re: regex::Regex,
-}
-
-impl Pattern {
-    pub fn new(text: &str) -> Result<Self, regex::Error> {
-        Ok(Self {
-            text: text.to_string(),
-            re: regex::Regex::new(&format!("^(?:{text})$"))?,
-        })
-    }
-}
-
 /// Judges the alerts that fired (or why they could not be read) against `pattern`.
 pub fn judge(
-    pattern: &Pattern,
+    pattern: &Parsed<WholeName>,
     phase: &str,
     fired: Result<&BTreeSet<String>, &SampleError>,
 ) -> Judgement {
-    let (re, pattern) = (&pattern.re, pattern.text.as_str());
+    let re = match pattern.get() {
+        Ok(re) => re,
+        Err(e) => {
+            return Judgement::inconclusive(format!("the pattern `{pattern}` does not parse: {e}"));
+        }
+    };
+    let pattern = pattern.text();
     let fired = match fired {
         Ok(fired) => fired,
         Err(e) => return Judgement::inconclusive(format!("cannot read the alerts: {e}")),
@@ -515,14 +507,14 @@ mod tests {
         );
     }
 
-    fn fired(p: &Pattern, names: &[&str]) -> Judgement {
+    fn fired(p: &Parsed<WholeName>, names: &[&str]) -> Judgement {
         let names: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
         judge(p, "bake", Ok(&names))
     }
 
     #[test]
     fn only_matching_alerts_fail_the_check() {
-        let p = &Pattern::new("ZaiProxyCanary.*").expect("a regex");
+        let p = &Parsed::new("ZaiProxyCanary.*");
         assert_eq!(fired(p, &[]).verdict, CheckVerdict::Pass);
         assert_eq!(
             fired(p, &["Watchdog", "ProxyCanaryX"]).verdict,
@@ -540,7 +532,7 @@ mod tests {
 
     #[test]
     fn unreadable_alerts_are_inconclusive() {
-        let p = Pattern::new("X").expect("a regex");
+        let p = Parsed::new("X");
         let j = judge(&p, "bake", Err(&SampleError::Query("refused".into())));
         assert_eq!(j.verdict, CheckVerdict::Inconclusive);
     }

@@ -16,7 +16,8 @@ use prometheus_http_query::response::Data;
 
 use super::{CheckVerdict, Judgement};
 use crate::scenario::expr::{self, Expr};
-use crate::scenario::{OnEmpty, PrometheusCheck};
+use crate::scenario::parsed::Condition;
+use crate::scenario::{OnEmpty, Parsed, PrometheusCheck};
 
 /// Why a query gave no number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,9 +26,6 @@ pub enum SampleError {
     Empty,
     #[error("{0}")]
     Query(String),
-    /// The server's URL named a variable this run has no value for: nothing was asked.
-    #[error("the URL `{url}` cannot be expanded: {why}")]
-    Url { url: String, why: String },
 }
 
 /// One sample of a query: its scalar value, or why there is none.
@@ -249,7 +247,7 @@ pub fn outcome(
             OnEmpty::Fail => SampleOutcome::Failed,
             OnEmpty::Inconclusive => SampleOutcome::Inconclusive,
         },
-        Err(SampleError::Query(_) | SampleError::Url { .. }) => SampleOutcome::Error,
+        Err(SampleError::Query(_)) => SampleOutcome::Error,
     }
 }
 
@@ -277,18 +275,18 @@ pub struct ConditionError {
     pub source: expr::ExprError,
 }
 
-/// Parses one condition, keeping its text for the error.
-pub fn condition(text: &str) -> Result<Expr, ConditionError> {
-    expr::parse_condition(text).map_err(|source| ConditionError {
-        text: text.to_string(),
-        source,
+/// One condition as parsed when the scenario was read, with its text on an error.
+pub fn condition(parsed: &Parsed<Condition>) -> Result<&Expr, ConditionError> {
+    parsed.get().map_err(|source| ConditionError {
+        text: parsed.text().to_string(),
+        source: source.clone(),
     })
 }
 
-/// The check's conditions, parsed.
+/// The check's conditions.
 pub fn conditions(check: &PrometheusCheck) -> Result<Conditions, ConditionError> {
-    let parse = |c: &Option<crate::scenario::Sp<String>>| {
-        c.as_ref().map(|c| condition(&c.value)).transpose()
+    let parse = |c: &Option<crate::scenario::Sp<Parsed<Condition>>>| {
+        c.as_ref().map(|c| condition(c).cloned()).transpose()
     };
     Ok(Conditions {
         success: parse(&check.success_condition)?,
@@ -355,7 +353,10 @@ pub fn judge_with(
         }
     }
     let condition = [
-        check.success_condition.as_ref().map(|c| c.value.clone()),
+        check
+            .success_condition
+            .as_ref()
+            .map(|c| c.value.to_string()),
         check
             .failure_condition
             .as_ref()

@@ -4,6 +4,7 @@
 //! errors are shown as a chain.
 
 mod args;
+mod ci;
 mod collect;
 mod lab;
 mod load;

@@ -74,7 +74,7 @@ pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Out
             return Ok(Outcome::Refused);
         }
         // Nothing was injected: the guard was prepared before the drill's background started.
-        Err(DrillError::Guard(why)) => {
+        Err(why @ (DrillError::Guard(_) | DrillError::PodGuard(_))) => {
             eprintln!("refused: {why}");
             return Ok(Outcome::Refused);
         }
@@ -147,6 +147,8 @@ pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Out
                 .join(", ")
         );
     }
+    let html = files.iter().find(|f| f.ends_with("report.html"));
+    super::ci::github(&report, html.map(PathBuf::as_path));
     if let Some(runbook) = runbook(&args, &loaded) {
         let mut entry = drill_log::entry(&report, &runbook, &dir);
         if let Some(why) = &unwritten {

@@ -29,6 +29,7 @@ impl ValueEnum for Format {
             Format::Svg,
             Format::Changelog,
             Format::Json,
+            Format::Html,
         ]
     }
 
@@ -43,6 +44,10 @@ impl ValueEnum for Format {
                 "A paragraph for a CHANGELOG or post-rollout note",
             ),
             Format::Json => ("json", "The report itself, pretty-printed"),
+            Format::Html => (
+                "html",
+                "One self-contained HTML page: charts, checks, events",
+            ),
         };
         Some(PossibleValue::new(name).help(help))
     }

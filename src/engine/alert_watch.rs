@@ -11,9 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::drill::offset;
-use super::prometheus::expand_url;
 use crate::checks::alerts::{AlertWatch, HeldSince};
-use crate::scenario::vars::Vars;
 use crate::scenario::{CheckKind, Scenario};
 use crate::support::alertmanager::Alertmanager;
 
@@ -22,19 +20,17 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Polls, for every `alerts` check with `alertmanager` and `fire`, until `done`.
 pub fn spawn(
     scenario: &Scenario,
-    vars: &Vars,
     t0: Instant,
     done: CancellationToken,
 ) -> JoinHandle<BTreeMap<String, AlertWatch>> {
-    let watched: Vec<(String, Result<String, String>, BTreeSet<String>)> = scenario
+    let watched: Vec<(String, String, BTreeSet<String>)> = scenario
         .checks
         .iter()
         .filter_map(|c| match &c.value.kind {
             CheckKind::Alerts(a) if !a.fire.is_empty() => {
                 let url = a.alertmanager.as_ref()?;
                 let names = a.fire.iter().map(|n| n.value.clone()).collect();
-                let url = expand_url(url, vars).map_err(|e| e.to_string());
-                Some((c.value.name.value.clone(), url, names))
+                Some((c.value.name.value.clone(), url.clone(), names))
             }
             _ => None,
         })
@@ -58,13 +54,13 @@ pub fn spawn(
 }
 
 async fn watch(
-    url: Result<String, String>,
+    url: String,
     names: BTreeSet<String>,
     t0: Instant,
     done: CancellationToken,
 ) -> AlertWatch {
     let mut out = AlertWatch::default();
-    let am = match url.and_then(|u| Alertmanager::new(&u).map_err(|e| e.to_string())) {
+    let am = match Alertmanager::new(&url).map_err(|e| e.to_string()) {
         Ok(am) => am,
         Err(why) => {
             out.last_error = Some(why);

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::drill::Observed;
 use super::phase_data::{JudgedPhases, phase_of};
-use super::prometheus::{QUERY_TIMEOUT, UrlError, expand_url};
+use super::prometheus::QUERY_TIMEOUT;
 use crate::checks::alerts;
 use crate::checks::prometheus::{Sample, SampleError, sample};
 use crate::scenario::{CheckKind, Scenario};
@@ -52,15 +52,6 @@ pub enum Gathered {
     },
     /// A `command` check: how its command ended.
     Command(Taken<Result<CommandOutput, CommandError>>),
-    /// Nothing could be asked; the check is inconclusive with this cause.
-    Failed(GatherError),
-}
-
-/// Why nothing could be asked for a check.
-#[derive(Debug, thiserror::Error)]
-pub enum GatherError {
-    #[error(transparent)]
-    Url(#[from] UrlError),
 }
 
 /// Everything gathered after the drill, by check name. A check that needs nothing beyond the
@@ -141,31 +132,21 @@ pub async fn gather(scenario: &Scenario, observed: &Observed) -> EndObservations
         let gathered = match &check.kind {
             // Checks with `interval` were sampled during the drill.
             CheckKind::Prometheus(p) if !observed.prometheus.contains_key(name) => {
-                match expand_url(&p.url, &observed.vars) {
-                    Ok(url) => Gathered::Sample(
-                        Taken::of(sample(&url, &p.query.value, &p.headers, QUERY_TIMEOUT)).await,
-                    ),
-                    Err(e) => Gathered::Failed(e.into()),
-                }
+                Gathered::Sample(
+                    Taken::of(sample(&p.url, &p.query.value, &p.headers, QUERY_TIMEOUT)).await,
+                )
             }
             CheckKind::Alerts(a) => {
                 // A phase that did not happen has no window to ask about; the judge says why.
                 let Some(window) = phases.get(phase_of(check)) else {
                     continue;
                 };
-                let url = match expand_url(&a.url, &observed.vars) {
-                    Ok(url) => url,
-                    Err(e) => {
-                        checks.insert(name.clone(), Gathered::Failed(e.into()));
-                        continue;
-                    }
-                };
                 let end = observed.unix_s(window.end_s).ceil() as i64;
                 let range = (window.end_s - window.start_s.max(0.0)).ceil().max(1.0) as u64;
                 let fired = match &a.pattern {
                     Some(_) => Some(
                         Taken::of(alerts::fired_during(
-                            &url,
+                            &a.url,
                             &a.headers,
                             QUERY_TIMEOUT,
                             end,
@@ -177,7 +158,7 @@ pub async fn gather(scenario: &Scenario, observed: &Observed) -> EndObservations
                 };
                 let firing = match a.fire.is_empty() {
                     true => None,
-                    false => Some(firing_until_decided(check, a, &url, observed, &phases).await),
+                    false => Some(firing_until_decided(check, a, &a.url, observed, &phases).await),
                 };
                 Gathered::Alerts { fired, firing }
             }

@@ -8,8 +8,7 @@ use super::drill::{Ending, Observed, offset};
 use super::gather::{EndObservations, Gathered};
 use super::phase_data::{JudgedPhases, phase_of};
 use crate::checks::{Judgement, alerts, http, kube_state};
-use crate::report::model::{CheckResult, CheckVerdict, Verdict};
-use crate::scenario::expr::{self, StatusSel};
+use crate::report::model::{CheckResult, CheckVerdict, SourceLocation, Verdict};
 use crate::scenario::{Action, Check, CheckKind, Scenario};
 use crate::targets::observe::{JobRecord, JobState};
 
@@ -114,6 +113,10 @@ pub fn judge_all(
 ) -> Vec<CheckResult> {
     let mut results = Vec::new();
     for check in &scenario.checks {
+        let location = check.pos.is_known().then_some(SourceLocation {
+            line: check.pos.line,
+            column: check.pos.column,
+        });
         let check = &check.value;
         let judgement = judge_one(check, observed, phases, end);
         results.push(CheckResult {
@@ -130,6 +133,7 @@ pub fn judge_all(
             near_threshold: judgement.near_threshold,
             dry_run: is_dry_run(check),
             alerts: judgement.alerts,
+            location,
         });
     }
     results
@@ -141,7 +145,7 @@ fn is_dry_run(check: &Check) -> bool {
 
 fn expression_of(check: &Check) -> String {
     match &check.kind {
-        CheckKind::Http(e) => e.value.clone(),
+        CheckKind::Http(e) => e.text().to_string(),
         other => crate::scenario::describe::check_what(other),
     }
 }
@@ -152,14 +156,9 @@ fn unparsed(what: &str, text: &str, why: impl std::fmt::Display) -> Judgement {
     Judgement::inconclusive(format!("{what} `{text}` does not parse: {why}"))
 }
 
-/// A check whose end-of-run reading is missing or failed: inconclusive, with the cause.
-fn not_gathered(gathered: Option<&Gathered>) -> Judgement {
-    match gathered {
-        Some(Gathered::Failed(why)) => {
-            Judgement::inconclusive(format!("nothing could be read for this check: {why}"))
-        }
-        _ => Judgement::inconclusive("nothing was read for this check at the end of the run"),
-    }
+/// A check whose end-of-run reading is missing: inconclusive.
+fn not_gathered() -> Judgement {
+    Judgement::inconclusive("nothing was read for this check at the end of the run")
 }
 
 /// An `alerts` check: its `pattern` (none fired) and its `fire` expectation, both judged.
@@ -175,14 +174,13 @@ fn judge_alerts(
         return Judgement::inconclusive(phases.why_missing(phase_name));
     }
     let Some(Gathered::Alerts { fired, firing }) = gathered else {
-        return not_gathered(gathered);
+        return not_gathered();
     };
     let mut parts = Vec::new();
     if let Some(pattern) = &a.pattern {
-        parts.push(match (alerts::Pattern::new(&pattern.value), fired) {
-            (Err(e), _) => unparsed("the pattern", &pattern.value, e),
-            (Ok(compiled), Some(t)) => alerts::judge(&compiled, phase_name, t.result.as_ref()),
-            (Ok(_), None) => not_gathered(None),
+        parts.push(match fired {
+            Some(t) => alerts::judge(&pattern.value, phase_name, t.result.as_ref()),
+            None => not_gathered(),
         });
     }
     if let Some(firing) = firing {
@@ -193,7 +191,7 @@ fn judge_alerts(
         }
     }
     let mut parts = parts.into_iter();
-    let first = parts.next().unwrap_or_else(|| not_gathered(None));
+    let first = parts.next().unwrap_or_else(not_gathered);
     parts.fold(first, |mut all, next| {
         all.verdict = crate::checks::combine([all.verdict, next.verdict]);
         all.detail = format!("{}; {}", all.detail, next.detail);
@@ -215,9 +213,9 @@ fn judge_one(
     let gathered = end.get(&check.name.value);
     match &check.kind {
         CheckKind::Http(text) => {
-            let parsed = match expr::parse_http(&text.value) {
+            let parsed = match text.get() {
                 Ok(parsed) => parsed,
-                Err(e) => return unparsed("the expression", &text.value, e),
+                Err(e) => return unparsed("the expression", text.text(), e),
             };
             if phases.get(phase_name).is_none() {
                 return Judgement::inconclusive(phases.why_missing(phase_name));
@@ -225,7 +223,7 @@ fn judge_one(
             let span = phases.span(phase_name, observed);
             let baseline = phases.span("baseline", observed);
             let judged = http::judge(
-                &parsed,
+                parsed,
                 span.as_ref().map(|s| s as &dyn http::HttpStats),
                 baseline.as_ref().map(|s| s as &dyn http::HttpStats),
             );
@@ -252,7 +250,7 @@ fn judge_one(
             let samples = match (observed.prometheus.get(&check.name.value), gathered) {
                 (Some(sampled), _) => sampled.as_slice(),
                 (None, Some(Gathered::Sample(taken))) => std::slice::from_ref(&taken.result),
-                (None, other) => return not_gathered(other),
+                (None, _) => return not_gathered(),
             };
             crate::checks::prometheus::judge_with(p, &conditions, samples)
         }
@@ -291,9 +289,9 @@ fn judge_one(
         CheckKind::Command(c) => judge_command(c, gathered),
         CheckKind::ExpectedFailure(e) => judge_expected_failure(e, observed),
         CheckKind::Compare(text) => {
-            let parsed = match expr::parse_compare(&text.value) {
+            let parsed = match text.get() {
                 Ok(parsed) => parsed,
-                Err(e) => return unparsed("the comparison", &text.value, e),
+                Err(e) => return unparsed("the comparison", text.text(), e),
             };
             let Some(window) = phases.get(phase_name) else {
                 return Judgement::inconclusive(phases.why_missing(phase_name));
@@ -306,7 +304,7 @@ fn judge_one(
             };
             let (left, right) = (span(&parsed.left.stream), span(&parsed.right.stream));
             crate::checks::compare::judge(
-                &parsed,
+                parsed,
                 left.as_ref().map(|s| s as &dyn http::HttpStats),
                 right.as_ref().map(|s| s as &dyn http::HttpStats),
             )
@@ -581,14 +579,14 @@ fn judge_command(c: &crate::scenario::CommandCheck, ran: Option<&Gathered>) -> J
     // A pattern that does not compile decides nothing: it is not "stdout did not match".
     let stdout = match &c.stdout {
         None => None,
-        Some(re) => match regex::Regex::new(&re.value) {
+        Some(re) => match re.get() {
             Ok(compiled) => Some(compiled),
-            Err(e) => return unparsed("the pattern", &re.value, e),
+            Err(e) => return unparsed("the pattern", re.text(), e),
         },
     };
     let result = match ran {
         Some(Gathered::Command(taken)) => &taken.result,
-        other => return not_gathered(other),
+        _ => return not_gathered(),
     };
     match result {
         Err(e) => Judgement::inconclusive(e.to_string()),
@@ -617,8 +615,9 @@ fn judge_command(c: &crate::scenario::CommandCheck, ran: Option<&Gathered>) -> J
 /// A bounded, declared failure: the status may only hit callers that started before the step,
 /// and must have stopped `within` after it.
 fn judge_expected_failure(e: &crate::scenario::ExpectedFailure, observed: &Observed) -> Judgement {
-    let Some(selector) = StatusSel::parse(&e.status.value) else {
-        return Judgement::inconclusive("bad status selector");
+    let selector = match e.status.get() {
+        Ok(selector) => *selector,
+        Err(unknown) => return Judgement::inconclusive(unknown.to_string()),
     };
     let Some(step_end) = step_time(observed, &e.callers_started_before.value, true) else {
         return Judgement::inconclusive(format!(
@@ -741,6 +740,7 @@ mod tests {
             near_threshold: false,
             dry_run,
             alerts: Vec::new(),
+            location: None,
         }
     }
 
@@ -773,9 +773,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::checks::prometheus::SampleError;
-    use crate::engine::gather::{GatherError, Taken};
-    use crate::engine::prometheus::UrlError;
-    use crate::scenario::vars::VarError;
+    use crate::engine::gather::Taken;
     use crate::support::command::CommandOutput;
 
     /// A local scenario with these `checks:` entries.
@@ -825,13 +823,13 @@ mod tests {
                 ..Default::default()
             },
             warnings: Vec::new(),
-            vars: Default::default(),
             preflight: Vec::new(),
             run_id: String::new(),
             undo_failed: 0,
             streams: BTreeMap::new(),
             silence: None,
             alertmanager: BTreeMap::new(),
+            pods: Vec::new(),
         }
     }
 
@@ -918,26 +916,19 @@ mod tests {
     }
 
     #[test]
-    fn a_check_whose_gathering_failed_is_inconclusive_with_the_cause() {
-        let url_error = Gathered::Failed(GatherError::Url(UrlError {
-            url: "http://127.0.0.1:${port.prom}".into(),
-            source: VarError::Unknown {
-                name: "port.prom".into(),
-            },
-        }));
+    fn a_check_whose_reading_failed_or_is_missing_is_inconclusive_with_the_cause() {
         let unreadable = Gathered::Alerts {
             fired: Some(taken(Err(SampleError::Query("refused".into())))),
             firing: None,
         };
-        let readings = end(vec![("up", url_error), ("quiet", unreadable)]);
+        let readings = end(vec![("quiet", unreadable)]);
         let judged = judge(&scenario(), &observed(), &readings);
-        let up = expect(
+        expect(
             &judged,
             "up",
             CheckVerdict::Inconclusive,
-            "cannot be expanded",
+            "nothing was read",
         );
-        assert!(up.detail.contains("${port.prom}"), "{}", up.detail);
         expect(&judged, "quiet", CheckVerdict::Inconclusive, "refused");
         expect(
             &judged,
@@ -955,18 +946,5 @@ mod tests {
         observed.prometheus.insert("up".into(), sampled);
         let judged = judge(&scenario(), &observed, &EndObservations::default());
         expect(&judged, "up", CheckVerdict::Pass, "2 sample(s)");
-    }
-
-    #[tokio::test]
-    async fn gathering_a_url_that_does_not_expand_asks_nothing() {
-        let scenario = with_checks(
-            "  - name: up\n    prometheus: {url: \"http://127.0.0.1:${port.prom}\", query: up, success_condition: \"result == 1\"}\n",
-        );
-        let end = crate::engine::gather::gather(&scenario, &observed()).await;
-        assert!(
-            matches!(end.get("up"), Some(Gathered::Failed(GatherError::Url(_)))),
-            "{:?}",
-            end.get("up")
-        );
     }
 }

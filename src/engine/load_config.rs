@@ -5,15 +5,12 @@ use tokio::time::Instant;
 use std::path::PathBuf;
 
 use crate::load::{AuthConfig, LoadConfig, RateProfile, Stage, TokenSource};
-use crate::scenario::vars::{VarError, Vars};
 use crate::scenario::{LoadSpec, LoadedScenario};
 use crate::units::Rate;
 
 /// Why a scenario's `load:` could not become a load configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadConfigError {
-    #[error(transparent)]
-    Var(#[from] VarError),
     #[error("cannot read body_file {}: {source}", .path.display())]
     BodyFile {
         path: PathBuf,
@@ -25,14 +22,12 @@ pub enum LoadConfigError {
     Method(#[from] http::method::InvalidMethod),
 }
 
-/// The load configuration for one run, with variables expanded and paths resolved.
+/// The load configuration for one run (its fields already expanded), paths resolved.
 pub fn build(
     loaded: &LoadedScenario,
     spec: &LoadSpec,
-    vars: &Vars,
     t0: Instant,
 ) -> Result<LoadConfig, LoadConfigError> {
-    let expand = |s: &str| vars.expand(s);
     let duration = spec.duration.as_ref().map(|d| d.value.0);
     let profile = match (&spec.rate, duration) {
         (Some(rate), Some(duration)) => match rate.value {
@@ -75,7 +70,7 @@ pub fn build(
                 TokenSource::Env(crate::load::fleet::WORKER_BEARER_ENV.into())
             } else if let Some(url) = &a.token_url {
                 TokenSource::Url {
-                    url: expand(url)?,
+                    url: url.clone(),
                     field: a.token_field.clone(),
                 }
             } else {
@@ -91,10 +86,10 @@ pub fn build(
     let headers = spec
         .headers
         .iter()
-        .map(|(k, v)| Ok((k.clone(), expand(v)?)))
-        .collect::<Result<Vec<_>, VarError>>()?;
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     Ok(LoadConfig {
-        url: expand(&spec.url.value)?,
+        url: spec.url.value.clone(),
         method: http::Method::from_bytes(spec.method.as_bytes())?,
         headers,
         body,

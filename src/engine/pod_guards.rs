@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::scenario::Guard;
 use crate::scenario::describe::describe_guard;
+use crate::scenario::parsed::NotAShare;
+use crate::scenario::{Guard, Sp};
 use crate::targets::observe::PodHealth;
 use crate::units::LabelSelector;
 
@@ -26,16 +27,32 @@ pub struct PodGuardState {
     since: Option<Instant>,
 }
 
+/// A `not_ready` guard whose share does not parse: it refuses the drill, never disappears.
+#[derive(Debug, thiserror::Error)]
+#[error("abort guard `{label}`: {source}")]
+pub struct PodGuardError {
+    pub label: String,
+    #[source]
+    pub source: NotAShare,
+}
+
+/// Every pod guard of the scenario, prepared before the drill starts.
+pub fn prepare(guards: &[Sp<Guard>]) -> Result<Vec<PodGuardState>, PodGuardError> {
+    guards
+        .iter()
+        .filter_map(|g| PodGuardState::new(&g.value).transpose())
+        .collect()
+}
+
 impl PodGuardState {
-    /// The pod guard of `guard`; `None` for http guards.
-    pub fn new(guard: &Guard) -> Option<Self> {
+    /// The pod guard of `guard`; `None` for other guards.
+    pub fn new(guard: &Guard) -> Result<Option<Self>, PodGuardError> {
         let (selector, condition) = if let Some(n) = &guard.not_ready {
-            (
-                n.selector.value.clone(),
-                Condition::NotReady {
-                    threshold: n.threshold()?,
-                },
-            )
+            let threshold = *n.above.get().map_err(|e| PodGuardError {
+                label: guard.label(),
+                source: e.clone(),
+            })?;
+            (n.selector.value.clone(), Condition::NotReady { threshold })
         } else if let Some(r) = &guard.restarts {
             (
                 r.selector.value.clone(),
@@ -45,15 +62,15 @@ impl PodGuardState {
                 },
             )
         } else {
-            return None;
+            return Ok(None);
         };
-        Some(Self {
+        Ok(Some(Self {
             source: describe_guard(guard),
             selector,
             condition,
             needed: guard.for_.0,
             since: None,
-        })
+        }))
     }
 
     /// What holds in `health`, in words, or `None` when the condition does not hold.
@@ -121,7 +138,7 @@ mod tests {
             for_: HumanDuration::from_secs(for_secs),
             not_ready: not_ready.map(|above| NotReadyGuard {
                 selector: Sp::unplaced("app=proxy".parse().unwrap()),
-                above: Sp::unplaced(above.to_string()),
+                above: Sp::unplaced(above.into()),
             }),
             restarts: restarts.map(|above| RestartsGuard {
                 selector: Sp::unplaced("app=proxy".parse().unwrap()),
@@ -144,7 +161,9 @@ mod tests {
     fn not_ready_trips_only_after_holding_continuously_for_its_duration() {
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        let mut g = PodGuardState::new(&guard(Some("50%"), None, 2)).unwrap();
+        let mut g = PodGuardState::new(&guard(Some("50%"), None, 2))
+            .unwrap()
+            .unwrap();
         assert!(g.observe(&health(2, 2, 0, &[]), at(1), t0).is_none());
         // Back to healthy: the streak starts over.
         assert!(g.observe(&health(2, 0, 0, &[]), at(2), t0).is_none());
@@ -161,7 +180,9 @@ mod tests {
     #[test]
     fn not_ready_at_exactly_the_share_or_with_no_pods_does_not_hold() {
         let t0 = Instant::now();
-        let mut g = PodGuardState::new(&guard(Some("50%"), None, 0)).unwrap();
+        let mut g = PodGuardState::new(&guard(Some("50%"), None, 0))
+            .unwrap()
+            .unwrap();
         assert!(g.observe(&health(2, 1, 0, &[]), t0, t0).is_none());
         assert!(g.observe(&health(0, 0, 0, &[]), t0, t0).is_none());
         assert!(g.observe(&health(3, 2, 0, &[]), t0, t0).is_some());
@@ -170,7 +191,9 @@ mod tests {
     #[test]
     fn restarts_trip_above_the_count_or_on_a_crash_loop() {
         let t0 = Instant::now();
-        let mut g = PodGuardState::new(&guard(None, Some(2), 0)).unwrap();
+        let mut g = PodGuardState::new(&guard(None, Some(2), 0))
+            .unwrap()
+            .unwrap();
         assert!(g.observe(&health(1, 0, 2, &[]), t0, t0).is_none());
         assert!(g.observe(&health(1, 0, 3, &[]), t0, t0).is_some());
         let why = g

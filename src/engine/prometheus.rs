@@ -9,72 +9,34 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::prometheus::{ConditionError, Sample, SampleError, condition, sample};
+use crate::checks::prometheus::{ConditionError, Sample, condition, sample};
 use crate::scenario::expr::{self, Expr};
-use crate::scenario::vars::{VarError, Vars};
 use crate::scenario::{CheckKind, PrometheusCheck, PrometheusGuard, Scenario};
 
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A server URL that names a variable this run has no value for.
-#[derive(Debug, thiserror::Error)]
-#[error("the URL `{url}` cannot be expanded: {source}")]
-pub struct UrlError {
-    pub url: String,
-    #[source]
-    pub source: VarError,
-}
-
-impl From<UrlError> for SampleError {
-    fn from(e: UrlError) -> Self {
-        SampleError::Url {
-            why: e.source.to_string(),
-            url: e.url,
-        }
-    }
-}
-
-/// `url` with this run's variables; never the raw text, which would query the wrong place.
-pub fn expand_url(url: &str, vars: &Vars) -> Result<String, UrlError> {
-    vars.expand(url).map_err(|source| UrlError {
-        url: url.to_string(),
-        source,
-    })
-}
-
 /// Starts the sampling of every check with an `interval`; the handle yields samples by check.
-/// A check whose URL does not expand gets that error as its one sample (it is inconclusive).
 pub fn spawn_sampled(
     scenario: &Scenario,
-    vars: &Vars,
     t0: Instant,
     stop: CancellationToken,
 ) -> JoinHandle<BTreeMap<String, Vec<Sample>>> {
-    let sampled: Vec<(String, Result<String, UrlError>, PrometheusCheck, Duration)> = scenario
+    let sampled: Vec<(String, PrometheusCheck, Duration)> = scenario
         .checks
         .iter()
         .filter_map(|c| match &c.value.kind {
-            CheckKind::Prometheus(p) => p.interval.map(|i| {
-                (
-                    c.value.name.value.clone(),
-                    expand_url(&p.url, vars),
-                    p.clone(),
-                    i.0,
-                )
-            }),
+            CheckKind::Prometheus(p) => p
+                .interval
+                .map(|i| (c.value.name.value.clone(), p.clone(), i.0)),
             _ => None,
         })
         .collect();
     tokio::spawn(async move {
         let tasks: Vec<_> = sampled
             .into_iter()
-            .map(|(name, url, check, interval)| {
+            .map(|(name, check, interval)| {
                 let stop = stop.clone();
                 tokio::spawn(async move {
-                    let url = match url {
-                        Ok(url) => url,
-                        Err(e) => return (name, vec![Err(e.into())]),
-                    };
                     let mut samples = Vec::new();
                     for i in 1..=check.count {
                         tokio::select! {
@@ -82,7 +44,13 @@ pub fn spawn_sampled(
                             _ = stop.cancelled() => break,
                         }
                         samples.push(
-                            sample(&url, &check.query.value, &check.headers, QUERY_TIMEOUT).await,
+                            sample(
+                                &check.url,
+                                &check.query.value,
+                                &check.headers,
+                                QUERY_TIMEOUT,
+                            )
+                            .await,
                         );
                     }
                     (name, samples)
@@ -164,42 +132,30 @@ pub enum GuardError {
         #[source]
         source: expr::ExprError,
     },
-    #[error("abort guard `{label}`: {source}")]
-    Url {
-        label: String,
-        #[source]
-        source: UrlError,
-    },
 }
 
-/// One `prometheus` abort guard, ready to watch: its condition parsed and its URL expanded.
+/// One `prometheus` abort guard, ready to watch.
 #[derive(Debug)]
 pub struct Watched {
     label: String,
-    url: String,
     guard: PrometheusGuard,
     condition: Expr,
     needed: Duration,
 }
 
 /// Every `prometheus` abort guard of the scenario, prepared once before the drill starts.
-pub fn prepare_guards(scenario: &Scenario, vars: &Vars) -> Result<Vec<Watched>, GuardError> {
+pub fn prepare_guards(scenario: &Scenario) -> Result<Vec<Watched>, GuardError> {
     scenario
         .abort_when
         .iter()
         .filter_map(|g| Some((g.value.label(), g.value.for_.0, g.value.prometheus.clone()?)))
         .map(|(label, needed, guard)| {
-            let condition = match condition(&guard.condition.value) {
-                Ok(condition) => condition,
+            let condition = match condition(&guard.condition) {
+                Ok(condition) => condition.clone(),
                 Err(source) => return Err(GuardError::Condition { label, source }),
-            };
-            let url = match expand_url(&guard.url, vars) {
-                Ok(url) => url,
-                Err(source) => return Err(GuardError::Url { label, source }),
             };
             Ok(Watched {
                 label,
-                url,
                 guard,
                 condition,
                 needed,
@@ -234,7 +190,13 @@ impl Watched {
                 _ = tokio::time::sleep_until(t0 + guard.interval.0 * i) => {}
                 _ = stop.cancelled() => return,
             }
-            let value = sample(&self.url, &guard.query.value, &guard.headers, QUERY_TIMEOUT).await;
+            let value = sample(
+                &guard.url,
+                &guard.query.value,
+                &guard.headers,
+                QUERY_TIMEOUT,
+            )
+            .await;
             let at = Instant::now();
             let since_t0 = at.saturating_duration_since(t0);
             if streak.observe(guard_holds(&self.condition, &value), since_t0) {
@@ -292,7 +254,7 @@ mod tests {
                  - prometheus: {{url: \"{url}\", query: up, condition: \"{condition}\"}}\n    for: 0s\n"
             );
             match crate::scenario::parse_str(&source) {
-                Ok(scenario) => prepare_guards(&scenario, &Vars::default()),
+                Ok(scenario) => prepare_guards(&scenario),
                 Err(diagnostics) => panic!("the fixture does not parse: {diagnostics:?}"),
             }
         };
@@ -300,11 +262,6 @@ mod tests {
         assert!(matches!(ok.as_deref(), Ok([_])), "{ok:?}");
         let bad = guarded("result >", "http://127.0.0.1:9");
         assert!(matches!(bad, Err(GuardError::Condition { .. })), "{bad:?}");
-        let unexpanded = guarded("result > 0.1", "http://127.0.0.1:${port.prom}");
-        assert!(
-            matches!(unexpanded, Err(GuardError::Url { .. })),
-            "{unexpanded:?}"
-        );
     }
 
     #[test]

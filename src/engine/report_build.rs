@@ -2,8 +2,10 @@
 
 use super::drill::Observed;
 use super::judge::{self, Judged};
+use crate::load::LatencyKind;
 use crate::report::model::{
-    PhaseReport, Report, SCHEMA_VERSION, ScenarioInfo, SeriesPoint, TargetInfo,
+    PhaseReport, PointLatency, PrometheusReading, PrometheusSamples, Report, SCHEMA_VERSION,
+    ScenarioInfo, SeriesPoint, TargetInfo,
 };
 use crate::scenario::{LoadedScenario, TargetSpec};
 
@@ -94,8 +96,10 @@ pub fn build(
             status_5xx: s.class_count(5),
             errors: s.error_count(),
             dropped: s.dropped,
-            p50_ms: s.quantile_ms(50.0, crate::load::LatencyKind::Corrected),
-            p99_ms: s.quantile_ms(99.0, crate::load::LatencyKind::Corrected),
+            p50_ms: s.quantile_ms(50.0, LatencyKind::Corrected),
+            p99_ms: s.quantile_ms(99.0, LatencyKind::Corrected),
+            p95_ms: s.quantile_ms(95.0, LatencyKind::Corrected),
+            service: point_latency(s, LatencyKind::Service),
             saturated: s.saturated_windows > 0,
         })
         .collect();
@@ -152,7 +156,62 @@ pub fn build(
         warnings,
         load_workers: observed.load_workers.clone(),
         silence: observed.silence.clone(),
+        replay: replay(loaded, observed.seed),
+        pods: observed.pods.clone(),
+        prometheus: observed
+            .prometheus
+            .iter()
+            .map(|(check, samples)| PrometheusSamples {
+                check: check.clone(),
+                samples: samples.iter().map(reading).collect(),
+            })
+            .collect(),
+        tracks: Vec::new(),
     }
+}
+
+fn point_latency(stats: &crate::load::Stats, kind: LatencyKind) -> Option<PointLatency> {
+    Some(PointLatency {
+        p50_ms: stats.quantile_ms(50.0, kind)?,
+        p95_ms: stats.quantile_ms(95.0, kind)?,
+        p99_ms: stats.quantile_ms(99.0, kind)?,
+    })
+}
+
+/// A reading as the report keeps it: JSON has no NaN or infinity, so those are said in words.
+fn reading(sample: &crate::checks::prometheus::Sample) -> PrometheusReading {
+    match sample {
+        Ok(v) if v.is_finite() => PrometheusReading {
+            value: Some(*v),
+            error: None,
+        },
+        Ok(v) => PrometheusReading {
+            value: None,
+            error: Some(format!("the query returned {v}")),
+        },
+        Err(e) => PrometheusReading {
+            value: None,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// `drillbook run FILE --seed N` with the `--var`s given on the command line: the same choices
+/// again (the scenario pins its own context).
+fn replay(loaded: &LoadedScenario, seed: u64) -> Vec<String> {
+    let mut argv = vec![
+        "drillbook".to_string(),
+        "run".to_string(),
+        loaded.path.display().to_string(),
+        "--seed".to_string(),
+        seed.to_string(),
+    ];
+    for name in &loaded.given {
+        if let Some(value) = loaded.vars.get(name) {
+            argv.extend(["--var".to_string(), format!("{name}={value}")]);
+        }
+    }
+    argv
 }
 
 /// What the report should say about missing cluster load data: the partial seconds (as

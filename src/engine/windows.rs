@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use crate::checks::http::{HttpStats, measure};
 use crate::load::{Stats, Window};
+use crate::scenario::Parsed;
 use crate::scenario::expr::{self, Expr, LatencyKind, StatusSel};
+use crate::scenario::parsed::HttpFormula;
 
 /// A merged span of load statistics and its length.
 #[derive(Debug, Clone)]
@@ -117,10 +119,10 @@ impl GuardState {
     /// A condition that does not parse is an error: a guard never silently disappears.
     pub fn new(
         label: &str,
-        source: &str,
+        http: &Parsed<HttpFormula>,
         for_: std::time::Duration,
     ) -> Result<Self, expr::ExprError> {
-        let expr = expr::parse_http(source)?;
+        let expr = http.get().map_err(expr::ExprError::clone)?.clone();
         let needed = u32::try_from(for_.as_secs().max(1)).unwrap_or(u32::MAX);
         Ok(Self {
             label: label.to_string(),
@@ -205,9 +207,20 @@ mod tests {
     /// It used to be `parse_http(..).ok()?`: an unparsable condition left the drill unguarded.
     #[test]
     fn an_http_guard_that_does_not_parse_is_an_error_not_a_missing_guard() {
-        let guard = GuardState::new("g", "rate(5xx) >>> 50%", std::time::Duration::ZERO);
+        let guard = GuardState::new(
+            "g",
+            &Parsed::new("rate(5xx) >>> 50%"),
+            std::time::Duration::ZERO,
+        );
         assert!(guard.is_err());
-        assert!(GuardState::new("g", "rate(5xx) > 50%", std::time::Duration::ZERO).is_ok());
+        assert!(
+            GuardState::new(
+                "g",
+                &Parsed::new("rate(5xx) > 50%"),
+                std::time::Duration::ZERO
+            )
+            .is_ok()
+        );
     }
     use crate::load::ErrorKind;
 

@@ -1,4 +1,5 @@
-//! JUnit XML for CI systems: one `<testsuite>` per drill, one `<testcase>` per check.
+//! JUnit XML for CI systems: one `<testsuite>` per drill, one `<testcase>` per check, with the
+//! check's `file` and `line` in the scenario when known (GitLab links a failure there).
 //!
 //! A drill that was aborted or interrupted gets one extra testcase with an `<error>`, so CI
 //! never shows it green just because the checks it managed to judge passed.
@@ -42,7 +43,13 @@ pub fn render(report: &Report) -> String {
     }
     out.push_str("    </properties>\n");
     for check in &report.checks {
-        testcase(&mut out, &suite, check, check_seconds(report, check));
+        testcase(
+            &mut out,
+            &suite,
+            &report.scenario.file,
+            check,
+            check_seconds(report, check),
+        );
     }
     if drill_error {
         let _ = writeln!(
@@ -94,7 +101,7 @@ fn check_seconds(report: &Report, check: &CheckResult) -> f64 {
         .max(0.0)
 }
 
-fn testcase(out: &mut String, suite: &str, check: &CheckResult, seconds: f64) {
+fn testcase(out: &mut String, suite: &str, file: &str, check: &CheckResult, seconds: f64) {
     let classname = match &check.phase {
         Some(phase) => format!("{suite}.{phase}"),
         None => suite.to_owned(),
@@ -105,6 +112,10 @@ fn testcase(out: &mut String, suite: &str, check: &CheckResult, seconds: f64) {
         xml(&check.name),
         xml(&classname)
     );
+    // GitLab shows a failing test at `file`:`line` (the check in the scenario file).
+    if let Some(at) = check.location {
+        let _ = write!(out, " file=\"{}\" line=\"{}\"", xml(file), at.line);
+    }
     let message = format!(
         "{}: measured {}, threshold {}",
         check.expression,

@@ -1,7 +1,9 @@
 //! The report model and its renderers: terminal table, Markdown, JUnit XML, SVG timeline and a
-//! changelog paragraph, plus writing a run's report directory.
+//! changelog paragraph and a self-contained HTML page, plus writing a run's report directory.
 
 pub mod changelog;
+pub mod ci;
+pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod model;
@@ -81,6 +83,8 @@ pub enum Format {
     Changelog,
     /// The report itself, pretty-printed.
     Json,
+    /// One self-contained HTML page (charts, tables), as `report.html`.
+    Html,
 }
 
 /// Renders `report` in `format`. `color` only affects [`Format::Table`].
@@ -92,6 +96,7 @@ pub fn render(report: &Report, format: Format, color: bool) -> Result<String, Re
         Format::Svg => svg::render(report)?,
         Format::Changelog => changelog::render(report),
         Format::Json => to_json(report)?,
+        Format::Html => html::render(report, html::RunFiles::Alone),
     })
 }
 

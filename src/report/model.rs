@@ -70,6 +70,20 @@ pub struct Report {
     /// Cluster load: the workers and how much of their data arrived; absent for local load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_workers: Option<LoadWorkers>,
+    /// The command that replays this drill's choices (same file, seed, `--var`s, context), as
+    /// argv.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replay: Vec<String>,
+    /// The target's pods (or local processes) every second: how many, ready, restarts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodSample>,
+    /// Each sampled `prometheus` check's readings, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prometheus: Vec<PrometheusSamples>,
+    /// Further per-second counts a step or tool measured (a fault proxy's injected faults),
+    /// drawn by the HTML report as they are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracks: Vec<Track>,
     /// The Alertmanager silence the drill kept (scenario `silence:`); absent without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silence: Option<SilenceReport>,
@@ -110,6 +124,57 @@ pub struct AlertTiming {
     /// The receivers Alertmanager routed it to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub receivers: Vec<String>,
+}
+
+/// The target's pods (or local processes) at one second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PodSample {
+    /// Seconds since the drill started.
+    pub t_s: u64,
+    /// Pods (processes) that exist and are not being deleted.
+    pub pods: u32,
+    /// Of those, the ready ones.
+    pub ready: u32,
+    /// Container (process) restarts since the drill started.
+    pub restarts: u32,
+}
+
+/// The readings of one sampled `prometheus` check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PrometheusSamples {
+    /// The check's name.
+    pub check: String,
+    /// Each reading in order: its value, or why there was none.
+    pub samples: Vec<PrometheusReading>,
+}
+
+/// One Prometheus reading: a value or the reason there was none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PrometheusReading {
+    /// The value read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Why nothing was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A named per-second count (a fault proxy's injected faults, say).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Track {
+    /// What is counted (`http_fault proxy: faults injected`).
+    pub name: String,
+    /// `[seconds since the start, value]` pairs in time order.
+    pub points: Vec<[f64; 2]>,
+}
+
+/// Where something was written in the scenario file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SourceLocation {
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
 }
 
 /// The load workers of a cluster load and the coverage of their data.
@@ -345,8 +410,26 @@ pub struct SeriesPoint {
     /// 99th percentile latency, when there were responses.
     #[serde(default)]
     pub p99_ms: Option<f64>,
+    /// 95th percentile latency, when there were responses. `p50_ms`, `p95_ms` and `p99_ms`
+    /// are measured from the intended send time (coordinated-omission corrected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95_ms: Option<f64>,
+    /// The same percentiles measured from the actual send time (service time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<PointLatency>,
     /// The load generator could not keep up during this window.
     pub saturated: bool,
+}
+
+/// Percentiles of one second's latency, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PointLatency {
+    /// Median.
+    pub p50_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
 }
 
 /// One check with its measurement and verdict.
@@ -383,6 +466,9 @@ pub struct CheckResult {
     /// Measured and reported only (`dry_run: true`): it does not decide any verdict.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// Where the check is written in the scenario file (CI annotations point there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<SourceLocation>,
     /// An `alerts` check's expected alerts: time to detect, time to resolve, Alertmanager.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertTiming>,

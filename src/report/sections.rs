@@ -96,7 +96,7 @@ pub(crate) fn all(report: &Report) -> Vec<Section> {
     .collect()
 }
 
-fn phases(phases: &[PhaseReport]) -> Section {
+pub(crate) fn phases(phases: &[PhaseReport]) -> Section {
     let rows = phases
         .iter()
         .map(|p| {
@@ -188,7 +188,7 @@ pub(crate) fn check_verdict(check: &CheckResult) -> String {
     }
 }
 
-fn caller_failures(callers: &[CallerStats]) -> Section {
+pub(crate) fn caller_failures(callers: &[CallerStats]) -> Section {
     let rows = callers
         .iter()
         .filter(|c| c.saw_failures())
@@ -227,7 +227,7 @@ fn status(caller: &CallerStats, code: u16) -> u64 {
 
 /// Identical observations (e.g. 14 `FailedScheduling` warnings) are one row with a count and
 /// their first and last time, as `kubectl get events` shows them.
-fn timeline(report: &Report) -> Section {
+pub(crate) fn timeline(report: &Report) -> Section {
     let mut groups: Vec<(&TimelineEvent, usize, f64)> = Vec::new();
     for event in &report.events {
         let repeat = (event.kind == EventKind::Observation)

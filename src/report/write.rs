@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use super::model::Report;
-use super::{ReportError, junit, markdown, svg};
+use super::{ReportError, html, junit, markdown, svg};
 use crate::support::fs::write_atomically;
 
-/// Writes `report.json`, `report.md`, `junit.xml` and `timeline.svg` into `dir` (created when
+/// Writes `report.json`, `report.md`, `junit.xml`, `timeline.svg` and `report.html` into `dir` (created when
 /// missing) and returns the paths written, in that order. Each file is written atomically, so
 /// a failure (a full disk, a file where the folder should be) leaves no truncated report.
 pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
@@ -19,6 +19,7 @@ pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportErro
         ("report.md", markdown::render(report)),
         ("junit.xml", junit::render(report)),
         ("timeline.svg", svg::render(report)?),
+        ("report.html", html::render(report, html::RunFiles::Beside)),
     ];
     files
         .into_iter()

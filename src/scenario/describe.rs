@@ -177,13 +177,13 @@ pub fn check_when(kind: &CheckKind, phase: Option<&str>) -> String {
 
 pub fn check_what(kind: &CheckKind) -> String {
     match kind {
-        CheckKind::Http(e) => e.value.clone(),
+        CheckKind::Http(e) => e.value.to_string(),
         CheckKind::Prometheus(p) => {
             let cond = p
                 .success_condition
                 .as_ref()
                 .or(p.failure_condition.as_ref())
-                .map(|c| c.value.as_str())
+                .map(|c| c.value.text())
                 .unwrap_or("");
             format!("{} → {cond}", p.query.value)
         }
@@ -242,7 +242,7 @@ pub fn check_what(kind: &CheckKind) -> String {
             r.after.value
         ),
         CheckKind::Command(c) => format!("`{}` exits {}", argv_words(&c.argv), c.exit_code),
-        CheckKind::Compare(e) => e.value.clone(),
+        CheckKind::Compare(e) => e.value.to_string(),
         CheckKind::Alerts(a) => alerts_what(a),
         CheckKind::ExpectedFailure(e) => format!(
             "{} only for callers started before `{}`{}",

@@ -4,7 +4,9 @@
 pub mod describe;
 pub mod diagnostic;
 pub mod expr;
+pub mod field_condition;
 pub mod model;
+pub mod parsed;
 pub mod spanned;
 pub mod substitute;
 pub mod tagged;
@@ -16,7 +18,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, FileDiagnostics, Severity};
+pub use field_condition::{FieldCondition, PathSegment};
 pub use model::*;
+pub use parsed::Parsed;
 pub use spanned::{Pos, Sp};
 
 /// Largest scenario file read. Real scenarios are a few KiB; this keeps a stray 50 MB file or a

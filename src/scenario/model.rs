@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::parsed::{
+    Comparison, Condition, FieldPath, HttpFormula, Parsed, Search, Share, Status, WholeName,
+};
 use super::spanned::Sp;
 use super::tagged::tagged_kinds;
 use crate::units::{AlertMatcher, HumanDuration, LabelSelector, Rate};
@@ -523,6 +526,14 @@ impl Scenario {
     pub fn every_step(&self) -> impl Iterator<Item = &Sp<Step>> {
         self.steps.iter().chain(&self.on_abort).chain(&self.finally)
     }
+
+    /// The processes a local target starts; none for a Kubernetes target.
+    pub fn local_processes(&self) -> &[Sp<ProcessSpec>] {
+        match &self.target {
+            TargetSpec::Local(local) => &local.processes,
+            TargetSpec::Kubernetes(_) => &[],
+        }
+    }
 }
 
 impl std::fmt::Display for TargetKind {
@@ -874,7 +885,7 @@ fn default_status() -> u16 {
 pub struct Guard {
     /// An http expression over each 1-second window, e.g. `rate(5xx) > 50%`.
     #[serde(default)]
-    pub http: Option<Sp<String>>,
+    pub http: Option<Sp<Parsed<HttpFormula>>>,
     /// How long the condition must hold, without a break, before the drill aborts. Default: one
     /// window (http) or the first sample that holds (prometheus).
     #[serde(default, rename = "for")]
@@ -903,7 +914,7 @@ pub struct PrometheusGuard {
     pub query: Sp<String>,
     /// When the guard holds, e.g. `result > 0.10`. NaN, ±Inf, no series or a query error never
     /// hold, and they break a streak.
-    pub condition: Sp<String>,
+    pub condition: Sp<Parsed<Condition>>,
     /// How often the query runs.
     #[serde(default = "default_guard_interval")]
     pub interval: HumanDuration,
@@ -928,7 +939,7 @@ impl Guard {
     /// The guard's condition in words.
     pub fn condition(&self) -> String {
         if let Some(http) = &self.http {
-            http.value.clone()
+            http.value.to_string()
         } else if let Some(p) = &self.prometheus {
             format!("{} → {}", p.query.value, p.condition.value)
         } else if let Some(n) = &self.not_ready {
@@ -958,16 +969,7 @@ impl Guard {
 pub struct NotReadyGuard {
     pub selector: Sp<LabelSelector>,
     /// A share such as `50%`: the guard holds while the NotReady share is strictly above it.
-    pub above: Sp<String>,
-}
-
-impl NotReadyGuard {
-    /// `above` as a fraction in `[0, 1]`, or `None` when it is not `N%` with N in 0..=100.
-    pub fn threshold(&self) -> Option<f64> {
-        let number = self.above.value.trim().strip_suffix('%')?.trim();
-        let percent: f64 = number.parse().ok()?;
-        (0.0..=100.0).contains(&percent).then_some(percent / 100.0)
-    }
+    pub above: Sp<Parsed<Share>>,
 }
 
 /// Trips while the matching pods' containers restarted more than `above` times since the drill
@@ -1010,7 +1012,7 @@ tagged_kinds! {
     /// What a check asserts.
     pub enum CheckKind {
         /// An expression over the load's results: `rate(401) == 0`, `p(95) <= 1.5 * baseline`.
-        Http("http", Sp<String>),
+        Http("http", Sp<Parsed<HttpFormula>>),
         /// A PromQL query, once at the end or sampled (Argo Rollouts' analysis model).
         Prometheus("prometheus", PrometheusCheck),
         /// Job (or one-shot process) outcomes.
@@ -1028,7 +1030,7 @@ tagged_kinds! {
         /// No Prometheus alert whose name matches a pattern fired during the phase.
         Alerts("alerts", AlertsCheck),
         /// Two load streams compared over the phase: `canary.rate(5xx) <= stable.rate(5xx) + 1%`.
-        Compare("compare", Sp<String>),
+        Compare("compare", Sp<Parsed<Comparison>>),
         /// Regex matches in the container logs of pods matching a selector, per phase (kubernetes).
         Logs("logs", LogsCheck),
         /// Size in bytes and/or number of keys of a ConfigMap, sampled over the drill (kubernetes).
@@ -1048,7 +1050,7 @@ pub struct AlertsCheck {
     pub url: String,
     /// Regular expression an alert name must match in full to count, e.g. `ZaiProxyCanary.*`.
     #[serde(default)]
-    pub pattern: Option<Sp<String>>,
+    pub pattern: Option<Sp<Parsed<WholeName>>>,
     /// Alerts that must fire (alert names, e.g. `LabProxyDown`).
     #[serde(default)]
     pub fire: Vec<Sp<String>>,
@@ -1110,10 +1112,10 @@ pub struct PrometheusCheck {
     pub query: Sp<String>,
     /// Condition on the query's scalar `result`, e.g. `result < 0.05`.
     #[serde(default)]
-    pub success_condition: Option<Sp<String>>,
+    pub success_condition: Option<Sp<Parsed<Condition>>>,
     /// Condition that counts a sample as failed, e.g. `result > 0.10`.
     #[serde(default)]
-    pub failure_condition: Option<Sp<String>>,
+    pub failure_condition: Option<Sp<Parsed<Condition>>>,
     /// Sample every `interval` for `count` samples; without it the query runs once at the end.
     #[serde(default)]
     pub interval: Option<HumanDuration>,
@@ -1208,7 +1210,7 @@ pub struct CommandCheck {
     pub exit_code: i32,
     /// Regular expression stdout must match.
     #[serde(default)]
-    pub stdout: Option<Sp<String>>,
+    pub stdout: Option<Sp<Parsed<Search>>>,
     #[serde(default = "default_command_timeout")]
     pub timeout: HumanDuration,
 }
@@ -1218,7 +1220,7 @@ pub struct CommandCheck {
 #[serde(deny_unknown_fields)]
 pub struct ExpectedFailure {
     /// HTTP status (`401`) or class (`5xx`) that is expected.
-    pub status: Sp<String>,
+    pub status: Sp<Parsed<Status>>,
     /// Only callers whose token was minted before this step may see it.
     pub callers_started_before: Sp<String>,
     /// The failures must have stopped this long after the step (e.g. the caller lifetime).
@@ -1312,81 +1314,9 @@ pub struct WaitFor {
     pub name: Sp<String>,
     /// `path == value` or `path != value`, the path dotted with `[n]` indices, e.g.
     /// `status.phase == Healthy`. A missing field never equals a value.
-    pub condition: Sp<String>,
+    pub condition: Sp<Parsed<FieldPath>>,
     #[serde(default = "default_wait_timeout")]
     pub timeout: HumanDuration,
-}
-
-/// A parsed `wait_for` condition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldCondition {
-    pub path: Vec<PathSegment>,
-    pub equal: bool,
-    pub value: String,
-}
-
-/// One step of a field path: an object key or an array index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathSegment {
-    Key(String),
-    Index(usize),
-}
-
-impl FieldCondition {
-    /// Parses `a.b[0].c == value` (or `!=`); the value may be quoted.
-    pub fn parse(text: &str) -> Option<Self> {
-        let (path, equal, value) = if let Some((p, v)) = text.split_once("!=") {
-            (p, false, v)
-        } else {
-            let (p, v) = text.split_once("==")?;
-            (p, true, v)
-        };
-        let value = value
-            .trim()
-            .trim_matches(|c| c == '"' || c == '\'')
-            .to_string();
-        let mut segments = Vec::new();
-        for part in path.trim().trim_start_matches('.').split('.') {
-            let (key, indices) = part
-                .split_once('[')
-                .map_or((part, ""), |(k, rest)| (k, rest));
-            if key.is_empty() {
-                return None;
-            }
-            segments.push(PathSegment::Key(key.to_string()));
-            for index in indices.split('[').filter(|i| !i.is_empty()) {
-                segments.push(PathSegment::Index(index.strip_suffix(']')?.parse().ok()?));
-            }
-        }
-        Some(Self {
-            path: segments,
-            equal,
-            value,
-        })
-    }
-
-    /// The field at the path, as text (strings bare, other JSON values serialised).
-    pub fn field(&self, object: &serde_json::Value) -> Option<String> {
-        let mut at = object;
-        for segment in &self.path {
-            at = match segment {
-                PathSegment::Key(k) => at.get(k)?,
-                PathSegment::Index(i) => at.get(i)?,
-            };
-        }
-        Some(match at {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-    }
-
-    /// Whether the condition holds on `object`.
-    pub fn holds(&self, object: &serde_json::Value) -> bool {
-        match self.field(object) {
-            Some(field) => (field == self.value) == self.equal,
-            None => !self.equal,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -1397,7 +1327,7 @@ pub struct LogsCheck {
     #[serde(default)]
     pub container: Option<String>,
     /// Regular expression counted per line.
-    pub pattern: Sp<String>,
+    pub pattern: Sp<Parsed<Search>>,
     /// At most this many matching lines in the phase.
     #[serde(default)]
     pub max: Option<u32>,

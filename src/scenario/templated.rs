@@ -1,10 +1,11 @@
 //! The one list of fields that take `${drillbook}` and `${port.NAME}`: validation reads it to
 //! check every reference, and a run reads it to choose every port once, before anything
-//! starts. A field missing here is neither checked nor expanded, so it is the only place that
-//! says what may be templated.
+//! starts, and expands every field once, as soon as they are chosen. A field missing here is
+//! neither checked nor expanded, so it is the only place that says what may be templated.
 
 use super::model::{CheckKind, PreflightCheck, Scenario, TargetSpec};
 use super::spanned::Pos;
+use super::vars::{VarError, Vars};
 
 /// What a templated text is: who gives a port (a process's command and env) or who uses one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,78 +36,97 @@ impl Site {
 }
 
 /// One templated text and where it is written (`0:0` where the model keeps no position).
-#[derive(Debug, Clone, Copy)]
-pub struct Templated<'a> {
+#[derive(Debug, Clone)]
+pub struct Templated {
     pub site: Site,
-    pub text: &'a str,
+    pub text: String,
     pub pos: Pos,
 }
 
-impl<'a> Templated<'a> {
-    fn new(site: Site, text: &'a str, pos: Pos) -> Self {
-        Self { site, text, pos }
-    }
+/// Every templated text of `s`, in file order by section.
+pub fn texts(s: &Scenario) -> Vec<Templated> {
+    let mut out = Vec::new();
+    // The list is written once, over mutable fields (for `expand`); reading walks a copy.
+    visit(&mut s.clone(), &mut |site, text, pos| {
+        out.push(Templated {
+            site,
+            text: text.clone(),
+            pos,
+        });
+    });
+    out
 }
 
-/// Every templated text of `s`, in file order by section.
-pub fn texts(s: &Scenario) -> Vec<Templated<'_>> {
-    let mut out = Vec::new();
-    if let TargetSpec::Local(local) = &s.target {
-        for p in &local.processes {
-            for arg in &p.command {
-                out.push(Templated::new(Site::ProcessCommand, arg, p.name.pos));
+/// `s` with `${drillbook}` and every `${port.NAME}` replaced, once, right after the run chose
+/// its ports: what the target, the load, the guards and the checks read afterwards is final.
+pub fn expand(s: &Scenario, vars: &Vars) -> Result<Scenario, VarError> {
+    let mut expanded = s.clone();
+    let mut first_error = None;
+    visit(&mut expanded, &mut |_, text, _| {
+        if first_error.is_none() {
+            match vars.expand(text) {
+                Ok(done) => *text = done,
+                Err(e) => first_error = Some(e),
             }
-            for value in p.env.values() {
-                out.push(Templated::new(Site::ProcessEnv, value, p.name.pos));
+        }
+    });
+    first_error.map_or(Ok(expanded), Err)
+}
+
+/// The one list: calls `f` on every templated field of `s`.
+fn visit(s: &mut Scenario, f: &mut dyn FnMut(Site, &mut String, Pos)) {
+    if let TargetSpec::Local(local) = &mut s.target {
+        for p in &mut local.processes {
+            let at = p.name.pos;
+            for arg in &mut p.value.command {
+                f(Site::ProcessCommand, arg, at);
             }
-            if let Some(ready) = &p.ready {
-                out.push(Templated::new(Site::ProcessReady, ready, p.name.pos));
+            for value in p.value.env.values_mut() {
+                f(Site::ProcessEnv, value, at);
+            }
+            if let Some(ready) = &mut p.value.ready {
+                f(Site::ProcessReady, ready, at);
             }
         }
     }
-    if let Some(load) = &s.load {
-        out.push(Templated::new(Site::LoadUrl, &load.url.value, load.url.pos));
-        for stream in load.streams.values() {
-            out.push(Templated::new(
-                Site::StreamUrl,
-                &stream.url.value,
-                stream.url.pos,
-            ));
+    if let Some(load) = &mut s.load {
+        let at = load.url.pos;
+        f(Site::LoadUrl, &mut load.url.value, at);
+        for stream in load.streams.values_mut() {
+            f(Site::StreamUrl, &mut stream.url.value, stream.url.pos);
         }
-        for value in load.headers.values() {
-            out.push(Templated::new(Site::LoadHeader, value, load.url.pos));
+        for value in load.headers.values_mut() {
+            f(Site::LoadHeader, value, at);
         }
-        if let Some(token_url) = load.auth.as_ref().and_then(|a| a.token_url.as_ref()) {
-            out.push(Templated::new(Site::TokenUrl, token_url, load.url.pos));
+        if let Some(token_url) = load.auth.as_mut().and_then(|a| a.token_url.as_mut()) {
+            f(Site::TokenUrl, token_url, at);
         }
     }
-    for check in &s.checks {
-        match &check.value.kind {
-            CheckKind::Prometheus(p) => {
-                out.push(Templated::new(Site::PrometheusCheckUrl, &p.url, check.pos));
-            }
+    for check in &mut s.checks {
+        let at = check.pos;
+        match &mut check.value.kind {
+            CheckKind::Prometheus(p) => f(Site::PrometheusCheckUrl, &mut p.url, at),
             CheckKind::Alerts(a) => {
-                out.push(Templated::new(Site::AlertsCheckUrl, &a.url, check.pos));
-                if let Some(url) = &a.alertmanager {
-                    out.push(Templated::new(Site::AlertmanagerUrl, url, check.pos));
+                f(Site::AlertsCheckUrl, &mut a.url, at);
+                if let Some(url) = &mut a.alertmanager {
+                    f(Site::AlertmanagerUrl, url, at);
                 }
             }
             _ => {}
         }
     }
-    for guard in &s.abort_when {
-        if let Some(p) = &guard.value.prometheus {
-            out.push(Templated::new(Site::PrometheusGuardUrl, &p.url, guard.pos));
+    for guard in &mut s.abort_when {
+        if let Some(p) = &mut guard.value.prometheus {
+            f(Site::PrometheusGuardUrl, &mut p.url, guard.pos);
         }
     }
-    if let Some(silence) = &s.silence {
-        let url = &silence.value.alertmanager;
-        out.push(Templated::new(Site::AlertmanagerUrl, url, silence.pos));
+    if let Some(silence) = &mut s.silence {
+        let at = silence.pos;
+        f(Site::AlertmanagerUrl, &mut silence.value.alertmanager, at);
     }
-    for item in &s.preflight {
-        if let PreflightCheck::HttpOk(h) = &item.value {
-            out.push(Templated::new(Site::PreflightUrl, &h.url, item.pos));
+    for item in &mut s.preflight {
+        if let PreflightCheck::HttpOk(h) = &mut item.value {
+            f(Site::PreflightUrl, &mut h.url, item.pos);
         }
     }
-    out
 }

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use super::diagnostic::Diagnostic;
 use super::model::*;
+use super::parsed::{HttpFormula, Parsed};
 use super::spanned::{Pos, Sp};
 use super::tagged::did_you_mean;
 use super::templated;
 use super::vars;
-use crate::scenario::expr::{self, ExprError, Metric};
+use crate::scenario::expr::{ExprError, Metric};
 use crate::units::{Rate, limits};
 
 /// The phases every scenario has unless it declares its own.
@@ -206,7 +207,7 @@ impl Validator<'_> {
     /// expands too) must be `${drillbook}` or `${port.NAME}`, well formed.
     fn templated(&mut self) {
         for t in templated::texts(self.scenario) {
-            if let Err(e) = vars::names(t.text) {
+            if let Err(e) = vars::names(&t.text) {
                 self.error(t.pos, e.to_string());
             }
         }
@@ -226,11 +227,11 @@ impl Validator<'_> {
         let given: BTreeSet<String> = texts
             .iter()
             .filter(|t| t.site.gives_port())
-            .flat_map(|t| port_names(t.text))
+            .flat_map(|t| port_names(&t.text))
             .collect();
         let mut unknown = Vec::new();
         for t in texts.iter().filter(|t| !t.site.gives_port()) {
-            for name in port_names(t.text) {
+            for name in port_names(&t.text) {
                 if !given.contains(&name) {
                     unknown.push((t.pos, name));
                 }
@@ -605,7 +606,7 @@ impl Validator<'_> {
             }
             Action::WaitFor(w) => {
                 self.resource_ref(&w.api_version, &w.name);
-                if FieldCondition::parse(&w.condition.value).is_none() {
+                if w.condition.get().is_err() {
                     self.error(
                         w.condition.pos,
                         "not a condition: write `path == value` or `path != value`, e.g. `status.phase == Healthy`",
@@ -705,7 +706,7 @@ impl Validator<'_> {
 
     fn alerts_check(&mut self, a: &AlertsCheck, at: Pos) {
         if let Some(pattern) = &a.pattern
-            && let Err(e) = regex::Regex::new(&pattern.value)
+            && let Err(e) = pattern.get()
         {
             self.error(pattern.pos, format!("invalid regular expression: {e}"));
         }
@@ -792,12 +793,10 @@ impl Validator<'_> {
     }
 
     /// Reports an expression error at the character it refers to (single-line values).
-    fn expr_error(&mut self, at: &Sp<String>, error: &ExprError) {
+    /// An error inside a formula, at the offending character.
+    fn expr_error(&mut self, at: Pos, error: &ExprError) {
         let offset = u32::try_from(error.offset).unwrap_or(0);
-        let pos = Pos::new(
-            at.pos.line,
-            at.pos.column + self.quote_offset(at.pos) + offset,
-        );
+        let pos = Pos::new(at.line, at.column + self.quote_offset(at) + offset);
         self.error(pos, error.message.clone());
     }
 
@@ -816,8 +815,8 @@ impl Validator<'_> {
                 self.phase_ref(phase);
             }
             match &c.kind {
-                CheckKind::Http(text) => match expr::parse_http(&text.value) {
-                    Err(e) => self.expr_error(text, &e),
+                CheckKind::Http(text) => match text.get() {
+                    Err(e) => self.expr_error(text.pos, e),
                     Ok(parsed) => {
                         if let Some(why) = parsed.foregone() {
                             self.error(text.pos, why);
@@ -849,8 +848,8 @@ impl Validator<'_> {
                         .into_iter()
                         .flatten()
                     {
-                        if let Err(e) = expr::parse_condition(&cond.value) {
-                            self.expr_error(cond, &e);
+                        if let Err(e) = cond.get() {
+                            self.expr_error(cond.pos, e);
                         }
                     }
                     if p.query.value.trim().is_empty() {
@@ -881,14 +880,8 @@ impl Validator<'_> {
                 }
                 CheckKind::ExpectedFailure(e) => {
                     self.step_ref(&e.callers_started_before);
-                    if expr::StatusSel::parse(&e.status.value).is_none() {
-                        self.error(
-                            e.status.pos,
-                            format!(
-                                "`{}` is not a status: use 401, 5xx, errors or failed",
-                                e.status.value
-                            ),
-                        );
+                    if let Err(unknown) = e.status.get() {
+                        self.error(e.status.pos, unknown.to_string());
                     }
                     let has_callers = self
                         .scenario
@@ -905,14 +898,14 @@ impl Validator<'_> {
                         self.error(c.kind_at, "`command` needs a non-empty argv");
                     }
                     if let Some(re) = &cmd.stdout
-                        && let Err(e) = regex::Regex::new(&re.value)
+                        && let Err(e) = re.get()
                     {
                         self.error(re.pos, format!("invalid regular expression: {e}"));
                     }
                 }
                 CheckKind::Restarts(_) | CheckKind::ReadyWithin(_) => {}
-                CheckKind::Compare(text) => match expr::parse_compare(&text.value) {
-                    Err(e) => self.expr_error(text, &e),
+                CheckKind::Compare(text) => match text.get() {
+                    Err(e) => self.expr_error(text.pos, e),
                     Ok(parsed) => {
                         let streams = self.scenario.load.as_ref().map(|l| &l.streams);
                         for side in [&parsed.left, &parsed.right] {
@@ -927,14 +920,14 @@ impl Validator<'_> {
                                         side.stream
                                     ),
                                 };
-                                self.expr_error(text, &error);
+                                self.expr_error(text.pos, &error);
                             }
                         }
                     }
                 },
                 CheckKind::Alerts(a) => self.alerts_check(a, c.kind_at),
                 CheckKind::Logs(l) => {
-                    if let Err(e) = regex::Regex::new(&l.pattern.value) {
+                    if let Err(e) = l.pattern.get() {
                         self.error(l.pattern.pos, format!("invalid regular expression: {e}"));
                     }
                     if l.min.is_none() && l.max.is_none() {
@@ -1000,8 +993,8 @@ impl Validator<'_> {
                 self.http_guard(guard.pos, http);
             }
             if let Some(p) = &g.prometheus {
-                if let Err(e) = expr::parse_condition(&p.condition.value) {
-                    self.expr_error(&p.condition, &e);
+                if let Err(e) = p.condition.get() {
+                    self.expr_error(p.condition.pos, e);
                 }
                 if p.query.value.trim().is_empty() {
                     self.error(p.query.pos, "empty PromQL query");
@@ -1014,9 +1007,9 @@ impl Validator<'_> {
                 }
             }
             if let Some(n) = &g.not_ready
-                && n.threshold().is_none()
+                && let Err(e) = n.above.get()
             {
-                self.error(n.above.pos, "`above` is a share such as `50%` (0-100%)");
+                self.error(n.above.pos, e.to_string());
             }
             if (g.not_ready.is_some() || g.restarts.is_some()) && self.is_local {
                 self.error(
@@ -1027,9 +1020,9 @@ impl Validator<'_> {
         }
     }
 
-    fn http_guard(&mut self, guard_at: Pos, http: &Sp<String>) {
-        match expr::parse_http(&http.value) {
-            Err(e) => self.expr_error(http, &e),
+    fn http_guard(&mut self, guard_at: Pos, http: &Sp<Parsed<HttpFormula>>) {
+        match http.get() {
+            Err(e) => self.expr_error(http.pos, e),
             Ok(parsed) => {
                 if let Some(why) = parsed.foregone() {
                     self.error(http.pos, why);
@@ -1296,7 +1289,9 @@ mod canary_tests {
 mod templated_tests {
     use std::path::Path;
 
-    use super::templated::{Site, texts};
+    use super::templated::{Site, Templated, expand, texts};
+    use crate::scenario::Scenario;
+    use crate::scenario::vars::{VarError, Vars};
 
     const LOCAL: &str = "apiVersion: drillbook/v1\nname: t\ntarget:\n  local:\n    processes:\n    \
         - {name: api, command: [\"${drillbook}\", \"--listen=127.0.0.1:${port.api}\"]}\n\
@@ -1336,5 +1331,45 @@ mod templated_tests {
             errors[0].contains("`${port.prom}` is given to no process"),
             "{errors:?}"
         );
+    }
+
+    fn scenario(source: &str) -> Scenario {
+        match crate::scenario::parse_str(source) {
+            Ok(s) => s,
+            Err(d) => panic!("the fixture does not parse: {d:?}"),
+        }
+    }
+
+    const LAB: &str = "apiVersion: drillbook/v1\nname: t\ntarget:\n  local:\n    processes:\n    \
+        - {name: api, command: [\"${drillbook}\", \"--port\", \"${port.api}\"], ready: \"http://127.0.0.1:${port.api}/\"}\n\
+        load: {url: \"http://127.0.0.1:${port.api}/x\", rate: 1/s, duration: 1s}\n\
+        steps:\n  - wait: 1s\npreflight:\n  - http_ok: {url: \"http://127.0.0.1:${port.api}/\"}\n";
+
+    #[test]
+    fn every_listed_field_is_expanded_once_with_the_ports_chosen() -> Result<(), VarError> {
+        let s = scenario(LAB);
+        let listed = texts(&s);
+        let vars = Vars::allocate(listed.iter().map(|t| t.text.as_str()))?;
+        let expanded = expand(&s, &vars)?;
+        let port = vars.ports["api"].to_string();
+        let left: Vec<Templated> = texts(&expanded)
+            .into_iter()
+            .filter(|t| t.text.contains("${"))
+            .collect();
+        assert!(left.is_empty(), "left unexpanded: {left:?}");
+        let api = &expanded.local_processes()[0].value;
+        assert_eq!(api.command[2], port);
+        assert_ne!(api.command[0], "${drillbook}");
+        let load = expanded.load.as_ref().map(|l| l.url.value.clone());
+        assert_eq!(load, Some(format!("http://127.0.0.1:{port}/x")));
+        Ok(())
+    }
+
+    #[test]
+    fn a_text_that_does_not_expand_is_an_error_not_the_raw_text() {
+        let s = scenario(&LAB.replace("${port.api}/x", "${port.nobody}/x"));
+        let vars = Vars::allocate(["${port.api}"]).expect("a port");
+        let e = expand(&s, &vars).expect_err("port.nobody has no port");
+        assert!(e.to_string().contains("port.nobody"), "{e}");
     }
 }

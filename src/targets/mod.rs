@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::report::model::PreflightResult;
-use crate::scenario::{Action, Scenario, TargetKind, vars::Vars};
+use crate::scenario::{Action, Scenario, TargetKind};
 use crate::support::alertmanager::{AlertmanagerError, SilenceUndo};
 use crate::support::command::CommandError;
 use crate::units::LabelSelector;
@@ -132,7 +132,7 @@ pub trait Target {
     async fn jobs_running(&self) -> bool;
 
     /// Pre-flight checks for this target (before any fault).
-    async fn preflight(&self, scenario: &Scenario, vars: &Vars) -> Vec<PreflightResult>;
+    async fn preflight(&self, scenario: &Scenario) -> Vec<PreflightResult>;
 
     /// The undo that removes the load workers of `fleet`, registered (and journaled) before
     /// the first worker exists. Only Kubernetes targets run load workers.

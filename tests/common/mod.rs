@@ -4,6 +4,7 @@
 pub mod alertmanager;
 pub mod base;
 pub mod boxed;
+pub mod browser;
 pub mod cli;
 pub mod e2e;
 pub mod lab;

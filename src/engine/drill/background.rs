@@ -17,24 +17,30 @@ use crate::engine::pod_guards::PodGuardState;
 use crate::engine::progress::{Progress, WindowProgress};
 use crate::engine::windows::{GuardState, WindowStore};
 use crate::load::Window;
+use crate::report::model::PodSample;
 use crate::scenario::{LoadFrom, LoadSpec};
 use crate::targets::Target;
+use crate::targets::observe::PodHealth;
+use crate::units::LabelSelector;
 
 /// How often pod guards read the target's pods.
-const POD_GUARD_INTERVAL: Duration = Duration::from_secs(1);
+/// Pods are counted four times a second for the report, so a sub-second outage (a killed
+/// process back in 0.6 s) still shows in its second; guards are evaluated on every fourth
+/// count, once a second as before.
+const POD_COUNT_INTERVAL: Duration = Duration::from_millis(250);
+const COUNTS_PER_GUARD_TICK: u32 = 4;
 
 impl<T: Target> Drill<'_, T> {
     pub(super) async fn start_background(&self, run_id: &str) -> Result<Background, DrillError> {
         let scenario = &self.loaded.scenario;
         // Before the load, any guard or step starts: a guard that cannot be watched refuses.
-        let prometheus_guards = crate::engine::prometheus::prepare_guards(scenario, self.vars)?;
+        let prometheus_guards = crate::engine::prometheus::prepare_guards(scenario)?;
         let (windows_tx, mut windows_rx) = mpsc::unbounded_channel::<Window>();
         let (load_started, load_over) = (CancellationToken::new(), CancellationToken::new());
         let store = Arc::<Mutex<WindowStore>>::default();
         let load = match &scenario.load {
             Some(spec) => {
-                let config =
-                    crate::engine::load_config::build(self.loaded, spec, self.vars, self.t0)?;
+                let config = crate::engine::load_config::build(self.loaded, spec, self.t0)?;
                 let measuring = match (spec.from, &spec.cluster) {
                     (LoadFrom::Cluster, Some(cluster)) => {
                         let reader = FleetReader {
@@ -100,7 +106,7 @@ impl<T: Target> Drill<'_, T> {
             .iter()
             .filter_map(|g| Some((g.value.label(), g.value.http.as_ref()?, g.value.for_.0)))
             .map(|(label, http, for_)| {
-                GuardState::new(&label, &http.value, for_)
+                GuardState::new(&label, http, for_)
                     .map_err(|source| crate::engine::prometheus::GuardError::Http { label, source })
             })
             .collect::<Result<Vec<GuardState>, _>>()?;
@@ -125,12 +131,8 @@ impl<T: Target> Drill<'_, T> {
                 }
             })
         };
-        let prometheus = crate::engine::prometheus::spawn_sampled(
-            scenario,
-            self.vars,
-            self.t0,
-            self.stop.clone(),
-        );
+        let prometheus =
+            crate::engine::prometheus::spawn_sampled(scenario, self.t0, self.stop.clone());
         let guards = {
             let abort = self.abort.clone();
             crate::engine::prometheus::spawn_guards(
@@ -209,9 +211,8 @@ impl<T: Target> Drill<'_, T> {
         };
         let mut started = Vec::new();
         for (name, stream) in &spec.streams {
-            let mut config =
-                crate::engine::load_config::build(self.loaded, spec, self.vars, self.t0)?;
-            config.url = self.vars.expand(&stream.url.value)?;
+            let mut config = crate::engine::load_config::build(self.loaded, spec, self.t0)?;
+            config.url.clone_from(&stream.url.value);
             let (tx, mut rx) = mpsc::unbounded_channel::<Window>();
             let (cancel, name_owned) = (self.stop.clone(), name.clone());
             let task = tokio::spawn(async move {
@@ -231,26 +232,38 @@ impl<T: Target> Drill<'_, T> {
     }
 
     /// The `not_ready` and `restarts` guards, evaluated every second on the target's pods
-    /// until `done` or the drill stops.
-    pub(super) async fn watch_pod_guards(&self, done: &CancellationToken) {
-        let mut guards: Vec<PodGuardState> = self
-            .loaded
-            .scenario
-            .abort_when
-            .iter()
-            .filter_map(|g| PodGuardState::new(&g.value))
-            .collect();
-        if guards.is_empty() {
-            return;
-        }
-        let mut tick = tokio::time::interval_at(self.t0, POD_GUARD_INTERVAL);
+    /// until `done` or the drill stops; meanwhile every pod of the target is counted each
+    /// second for the report (nothing when the target has no pods to ask about).
+    pub(super) async fn watch_pods(
+        &self,
+        mut guards: Vec<PodGuardState>,
+        done: &CancellationToken,
+    ) -> Vec<PodSample> {
+        let everything = LabelSelector::default();
+        let mut samples: Vec<PodSample> = Vec::new();
+        let mut tick = tokio::time::interval_at(self.t0, POD_COUNT_INTERVAL);
+        let mut ticks: u32 = 0;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = done.cancelled() => return,
-                _ = self.stop.cancelled() => return,
+                _ = done.cancelled() => return samples,
+                _ = self.stop.cancelled() => return samples,
             }
             let now = Instant::now();
+            if let Some(all) = self.target.pod_health(&everything) {
+                count_pods(
+                    &mut samples,
+                    now.saturating_duration_since(self.t0).as_secs(),
+                    &all,
+                );
+            } else if guards.is_empty() {
+                // Nothing to count and nothing to guard.
+                return samples;
+            }
+            ticks = ticks.wrapping_add(1);
+            if !(ticks - 1).is_multiple_of(COUNTS_PER_GUARD_TICK) {
+                continue;
+            }
             for guard in &mut guards {
                 let Some(health) = self.target.pod_health(&guard.selector) else {
                     continue;
@@ -262,5 +275,24 @@ impl<T: Target> Drill<'_, T> {
                 }
             }
         }
+    }
+}
+
+/// Folds one count into the report's per-second samples: the most pods, the fewest ready and
+/// the most restarts seen during that second.
+fn count_pods(samples: &mut Vec<PodSample>, second: u64, health: &PodHealth) {
+    let ready = health.pods.saturating_sub(health.not_ready);
+    match samples.last_mut() {
+        Some(last) if last.t_s == second => {
+            last.pods = last.pods.max(health.pods);
+            last.ready = last.ready.min(ready);
+            last.restarts = last.restarts.max(health.restarts);
+        }
+        _ => samples.push(PodSample {
+            t_s: second,
+            pods: health.pods,
+            ready,
+            restarts: health.restarts,
+        }),
     }
 }

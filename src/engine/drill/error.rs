@@ -31,8 +31,6 @@ pub enum Refusal {
     Silence(crate::support::alertmanager::AlertmanagerError),
     #[error("the silence's removal could not be recorded: {0}")]
     SilenceNotRecorded(RegisterError),
-    #[error("the silence's Alertmanager URL: {0}")]
-    SilenceUrl(crate::engine::prometheus::UrlError),
 }
 
 /// Why a drill did not run to a verdict.
@@ -48,6 +46,8 @@ pub enum DrillError {
     Load(#[from] LoadConfigError),
     #[error(transparent)]
     Guard(#[from] crate::engine::prometheus::GuardError),
+    #[error(transparent)]
+    PodGuard(#[from] crate::engine::pod_guards::PodGuardError),
 }
 
 /// How a drill ended before its checks were judged.

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::signals::Notice;
 use super::undo::UndoStack;
+use crate::scenario::templated;
 use crate::scenario::vars::Vars;
 use crate::scenario::{LoadedScenario, TargetSpec};
 use crate::targets::Target;
@@ -73,14 +74,14 @@ pub async fn run(
 ) -> Result<Observed, DrillError> {
     match &loaded.scenario.target {
         TargetSpec::Kubernetes(spec) => {
-            run_on(loaded, seed, options, async |_: &Vars| {
-                start_kube(loaded, spec, options).await
+            run_on(loaded, seed, options, async |expanded: &LoadedScenario| {
+                start_kube(expanded, spec, options).await
             })
             .await
         }
-        TargetSpec::Local(spec) => {
-            run_on(loaded, seed, options, async |vars: &Vars| {
-                start_local(spec, vars, &options.progress).await
+        TargetSpec::Local(_) => {
+            run_on(loaded, seed, options, async |expanded: &LoadedScenario| {
+                start_local(expanded, &options.progress).await
             })
             .await
         }
@@ -92,7 +93,7 @@ pub async fn run_on<T: Target>(
     loaded: &LoadedScenario,
     seed: u64,
     options: &RunOptions,
-    start: impl AsyncFnOnce(&Vars) -> Result<(T, UndoStack<T::Undo>), DrillError>,
+    start: impl AsyncFnOnce(&LoadedScenario) -> Result<(T, UndoStack<T::Undo>), DrillError>,
 ) -> Result<Observed, DrillError> {
     // Signals are handled from the very start: a Ctrl-C while the target starts still ends in
     // an unwind, a report and a drill-log row, never in a silent kill.
@@ -127,31 +128,29 @@ async fn run_until<T: Target>(
     seed: u64,
     run_id: &str,
     progress: &ProgressSink,
-    start: impl AsyncFnOnce(&Vars) -> Result<(T, UndoStack<T::Undo>), DrillError>,
+    start: impl AsyncFnOnce(&LoadedScenario) -> Result<(T, UndoStack<T::Undo>), DrillError>,
     interrupt: CancellationToken,
     undo_slot: &Mutex<UndoStack<T::Undo>>,
 ) -> Result<Observed, DrillError> {
     // Every port is chosen here, once, from the one list of templated fields (the list
-    // validation checked), before the target starts.
-    let texts = crate::scenario::templated::texts(&loaded.scenario);
-    let vars = Vars::allocate(texts.iter().map(|t| t.text))?;
-    let (target, undo) = start(&vars).await?;
+    // validation checked), before the target starts; every one of those fields is expanded
+    // right away, so the target, the load, the guards and the checks read final values.
+    let texts = templated::texts(&loaded.scenario);
+    let vars = Vars::allocate(texts.iter().map(|t| t.text.as_str()))?;
+    let expanded = LoadedScenario {
+        scenario: templated::expand(&loaded.scenario, &vars)?,
+        ..loaded.clone()
+    };
+    let loaded = &expanded;
+    let (target, undo) = start(loaded).await?;
     if let Ok(mut slot) = undo_slot.lock() {
         *slot = undo.clone();
     }
-    let result = match preflight(&target, loaded, &vars, progress).await {
+    let result = match preflight(&target, loaded, progress).await {
         Ok(preflight) => {
-            Drill::new(
-                loaded,
-                &target,
-                undo,
-                &vars,
-                seed,
-                interrupt,
-                progress.clone(),
-            )
-            .run(preflight, run_id)
-            .await
+            Drill::new(loaded, &target, undo, seed, interrupt, progress.clone())
+                .run(preflight, run_id)
+                .await
         }
         Err(refusal) => Err(refusal.into()),
     };

@@ -11,9 +11,8 @@ use crate::engine::phases::Marks;
 use crate::engine::undo::UndoOutcome;
 use crate::engine::windows::WindowStore;
 use crate::load::LoadSummary;
-use crate::report::model::{LoadWorkers, PreflightResult, TimelineEvent};
+use crate::report::model::{LoadWorkers, PodSample, PreflightResult, TimelineEvent};
 use crate::scenario::Action;
-use crate::scenario::vars::Vars;
 use crate::targets::Applied;
 use crate::targets::observe::{Observations, same_workload};
 
@@ -61,7 +60,6 @@ pub struct Observed {
     pub events: Vec<TimelineEvent>,
     pub marks: Marks,
     pub warnings: Vec<String>,
-    pub vars: Vars,
     pub preflight: Vec<PreflightResult>,
     pub run_id: String,
     /// Undos that failed and stay in the journal for `drillbook recover`.
@@ -72,6 +70,8 @@ pub struct Observed {
     pub silence: Option<crate::report::model::SilenceReport>,
     /// What Alertmanager held during the drill, per `alerts` check with `alertmanager`.
     pub alertmanager: BTreeMap<String, crate::checks::alerts::AlertWatch>,
+    /// The target's pods (processes) counted every second.
+    pub pods: Vec<PodSample>,
 }
 
 impl Observed {

@@ -5,7 +5,6 @@
 
 use super::error::{DrillError, Refusal};
 use super::timeline::Drill;
-use crate::engine::prometheus::expand_url;
 use crate::report::model::SilenceReport;
 use crate::support::alertmanager::{Alertmanager, AlertmanagerError, NewSilence, SilenceUndo};
 use crate::targets::Target;
@@ -22,7 +21,7 @@ impl<T: Target> Drill<'_, T> {
             return Ok(None);
         };
         let spec = &spec.value;
-        let url = expand_url(&spec.alertmanager, self.vars).map_err(Refusal::SilenceUrl)?;
+        let url = spec.alertmanager.clone();
         let run = if run_id.is_empty() {
             format!("{:08x}", self.seed & 0xffff_ffff)
         } else {

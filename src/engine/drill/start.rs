@@ -6,8 +6,7 @@ use crate::engine::journal::{self, Journal, JournalDoc, JournalTarget};
 use crate::engine::progress::ProgressSink;
 use crate::engine::undo::UndoStack;
 use crate::report::model::{PreflightResult, PreflightStatus};
-use crate::scenario::vars::Vars;
-use crate::scenario::{KubernetesTarget, LoadedScenario, LocalTarget};
+use crate::scenario::{KubernetesTarget, LoadedScenario};
 use crate::targets::Target;
 use crate::targets::kube::{KubeRun, KubeTarget, KubeUndo};
 use crate::targets::local::{LocalRun, LocalUndo, ProcessConfig};
@@ -34,14 +33,14 @@ pub(super) async fn start_kube(
 /// Starts the scenario's local process groups; their undos need no journal (the processes
 /// die with drillbook).
 pub(super) async fn start_local(
-    spec: &LocalTarget,
-    vars: &Vars,
+    loaded: &LoadedScenario,
     progress: &ProgressSink,
 ) -> Result<(LocalRun, UndoStack<LocalUndo>), DrillError> {
-    let configs = spec
-        .processes
+    let configs = loaded
+        .scenario
+        .local_processes()
         .iter()
-        .map(|p| ProcessConfig::from_spec(&p.value, vars))
+        .map(|p| ProcessConfig::from_spec(&p.value))
         .collect::<Result<Vec<_>, _>>()
         .map_err(DrillError::Process)?;
     progress.note(format!(
@@ -107,10 +106,9 @@ fn journaled_stack(
 pub(super) async fn preflight<T: Target>(
     target: &T,
     loaded: &LoadedScenario,
-    vars: &Vars,
     progress: &ProgressSink,
 ) -> Result<Vec<PreflightResult>, Refusal> {
-    let preflight = target.preflight(&loaded.scenario, vars).await;
+    let preflight = target.preflight(&loaded.scenario).await;
     for p in &preflight {
         progress.note(format!(
             "pre-flight {}: {} {}",

@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::engine::undo::UndoStack;
 use crate::report::model::PreflightResult;
-use crate::scenario::vars::Vars;
 use crate::scenario::{Action, LoadedScenario, Scenario};
 use crate::targets::observe::Observations;
 use crate::targets::{Applied, Target, TargetError, UndoAction};
@@ -123,7 +122,7 @@ impl Target for Fake {
         false
     }
 
-    async fn preflight(&self, _scenario: &Scenario, _vars: &Vars) -> Vec<PreflightResult> {
+    async fn preflight(&self, _scenario: &Scenario) -> Vec<PreflightResult> {
         Vec::new()
     }
 
@@ -182,7 +181,7 @@ async fn drill(
         1,
         "test",
         &ProgressSink::default(),
-        async |_: &Vars| Ok((fake, undo)),
+        async |_: &LoadedScenario| Ok((fake, undo)),
         interrupt,
         &slot,
     )

@@ -17,7 +17,6 @@ use crate::engine::progress::{Progress, ProgressSink};
 use crate::engine::undo::UndoStack;
 use crate::engine::windows::unsteady;
 use crate::report::model::{EventKind, PreflightResult, TimelineEvent};
-use crate::scenario::vars::Vars;
 use crate::scenario::{LoadFrom, LoadSpec, LoadedScenario, Scenario, Sp, Step};
 use crate::targets::Target;
 
@@ -48,7 +47,6 @@ pub(super) struct Drill<'a, T: Target> {
     pub(super) loaded: &'a LoadedScenario,
     pub(super) target: &'a T,
     pub(super) undo: UndoStack<T::Undo>,
-    pub(super) vars: &'a Vars,
     pub(super) seed: u64,
     pub(super) interrupt: CancellationToken,
     /// Ends the drill early (abort guard, failed step, a load that cannot measure).
@@ -84,7 +82,6 @@ impl<'a, T: Target> Drill<'a, T> {
         loaded: &'a LoadedScenario,
         target: &'a T,
         undo: UndoStack<T::Undo>,
-        vars: &'a Vars,
         seed: u64,
         interrupt: CancellationToken,
         progress: ProgressSink,
@@ -118,7 +115,6 @@ impl<'a, T: Target> Drill<'a, T> {
             loaded,
             target,
             undo,
-            vars,
             seed,
             interrupt,
             abort,
@@ -140,6 +136,7 @@ impl<'a, T: Target> Drill<'a, T> {
         preflight: Vec<PreflightResult>,
         run_id: &str,
     ) -> Result<Observed, DrillError> {
+        let pod_guards = crate::engine::pod_guards::prepare(&self.loaded.scenario.abort_when)?;
         let silence = self.silence(run_id).await?;
         let mut background = match self.start_background(run_id).await {
             Ok(background) => background,
@@ -152,12 +149,8 @@ impl<'a, T: Target> Drill<'a, T> {
             }
         };
         let watch_done = CancellationToken::new();
-        let alertmanager = crate::engine::alert_watch::spawn(
-            &self.loaded.scenario,
-            self.vars,
-            self.t0,
-            watch_done.clone(),
-        );
+        let alertmanager =
+            crate::engine::alert_watch::spawn(&self.loaded.scenario, self.t0, watch_done.clone());
         let mut rng = StdRng::seed_from_u64(self.seed);
         let guards_done = CancellationToken::new();
         let timeline = async {
@@ -172,7 +165,8 @@ impl<'a, T: Target> Drill<'a, T> {
             guards_done.cancel();
             timeline
         };
-        let ((steps, mut events), ()) = tokio::join!(timeline, self.watch_pod_guards(&guards_done));
+        let ((steps, mut events), pods) =
+            tokio::join!(timeline, self.watch_pods(pod_guards, &guards_done));
 
         let load = background.finish(&self.progress).await;
         let mut warnings: Vec<String> = self
@@ -242,13 +236,13 @@ impl<'a, T: Target> Drill<'a, T> {
             events,
             marks,
             warnings,
-            vars: self.vars.clone(),
             preflight,
             run_id: run_id.to_string(),
             undo_failed: self.undo.failed().len(),
             streams: load.streams,
             silence,
             alertmanager,
+            pods,
         })
     }
 }

@@ -4,7 +4,7 @@
 use super::KubeTarget;
 use super::resources::{PatchBody, ResourceId, inverse_json_patch, inverse_merge_patch};
 use super::undo::KubeUndo;
-use crate::scenario::{Action, FieldCondition, PatchResource, TargetKind};
+use crate::scenario::{Action, PatchResource, TargetKind};
 use crate::targets::{Applied, TargetError};
 
 fn resource_id(p: &PatchResource) -> ResourceId {
@@ -78,9 +78,9 @@ pub(super) async fn apply(
         }
         Action::Patch(p) => t.patch_resource(&resource_id(p), &body(p)?).await?,
         Action::WaitFor(w) => {
-            let condition = FieldCondition::parse(&w.condition.value).ok_or(
-                TargetError::Incomplete("`wait_for` needs `path == value` or `path != value`"),
-            )?;
+            let condition = w.condition.get().map_err(|_| {
+                TargetError::Incomplete("`wait_for` needs `path == value` or `path != value`")
+            })?;
             let resource = ResourceId {
                 api_version: w.api_version.value.clone(),
                 kind: w.kind.value.clone(),
@@ -88,7 +88,7 @@ pub(super) async fn apply(
                 status: false,
             };
             let took = t
-                .wait_for(&resource, &condition, &w.condition.value, w.timeout.0)
+                .wait_for(&resource, condition, w.condition.text(), w.timeout.0)
                 .await?;
             return Ok(Applied::described(format!(
                 "{resource} has {} after {:.1}s",

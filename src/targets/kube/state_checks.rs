@@ -46,9 +46,15 @@ impl KubeTarget {
     /// pods matching its selector.
     pub async fn log_matches(&self, check: &LogsCheck, since: Timestamp) -> LogRead {
         let (mut read, mut matches, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-        let Ok(re) = Regex::new(&check.pattern.value) else {
-            errors.push(format!("invalid pattern `{}`", check.pattern.value));
-            return (read, matches, errors);
+        let re = match check.pattern.get() {
+            Ok(re) => re,
+            Err(e) => {
+                errors.push(format!(
+                    "the pattern `{}` does not parse: {e}",
+                    check.pattern.value
+                ));
+                return (read, matches, errors);
+            }
         };
         let pods = match self.pods_of(&check.selector.value).await {
             Ok(pods) => pods,
@@ -78,7 +84,7 @@ impl KubeTarget {
                 match retrying("read logs", || api.logs(&name, &params)).await {
                     Ok(log) => {
                         read.push(format!("{name}/{container}"));
-                        matches.extend(matching_lines(&log, &re));
+                        matches.extend(matching_lines(&log, re));
                     }
                     Err(e) => errors.push(format!("logs of {name}/{container}: {e}")),
                 }

@@ -16,7 +16,7 @@ use super::undo::KubeUndo;
 use super::{KilledPod, KubeEventKind, KubeTarget, Observer, resource_steps};
 use crate::report::model::PreflightResult;
 use crate::scenario::describe::describe_action;
-use crate::scenario::{Action, Check, CheckKind, HelmUndo, Scenario, TargetKind, vars::Vars};
+use crate::scenario::{Action, Check, CheckKind, HelmUndo, Scenario, TargetKind};
 use crate::targets::fleet::{FleetEvent, FleetSpec};
 use crate::targets::observe::{
     JobRecord, JobState, LogMatches, Obs, ObsKind, Observations, PodHealth,
@@ -419,7 +419,7 @@ impl Target for KubeRun {
     }
 
     /// The scenario's variables are for local targets only; validation keeps them out here.
-    async fn preflight(&self, scenario: &Scenario, _vars: &Vars) -> Vec<PreflightResult> {
+    async fn preflight(&self, scenario: &Scenario) -> Vec<PreflightResult> {
         self.target.preflight(scenario).await
     }
 

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use super::LocalError;
 use super::probe::ReadyProbe;
-use crate::scenario::vars::Vars;
 use crate::scenario::{ProcessKind, ProcessSpec, StartPolicy};
 
 /// How `rollout_restart` (and `patch_env`) replace a group's instances, one at a time.
@@ -73,27 +72,13 @@ impl ProcessConfig {
         }
     }
 
-    /// Expands `${drillbook}` and `${port.NAME}` in the command, env values and ready URL, adds
-    /// `app=<name>`, and validates the result.
-    pub fn from_spec(spec: &ProcessSpec, vars: &Vars) -> Result<Self, LocalError> {
+    /// The process group of `spec` (whose fields the run already expanded), with
+    /// `app=<name>` added, validated.
+    pub fn from_spec(spec: &ProcessSpec) -> Result<Self, LocalError> {
         let name = spec.name.value.clone();
-        let expand = |text: &str| {
-            vars.expand(text).map_err(|source| LocalError::Variable {
-                group: name.clone(),
-                source,
-            })
-        };
-        let command = spec
-            .command
-            .iter()
-            .map(|arg| expand(arg))
-            .collect::<Result<Vec<_>, _>>()?;
-        let env = spec
-            .env
-            .iter()
-            .map(|(key, value)| Ok((key.clone(), expand(value)?)))
-            .collect::<Result<BTreeMap<_, _>, LocalError>>()?;
-        let ready_url = spec.ready.as_deref().map(expand).transpose()?;
+        let command = spec.command.clone();
+        let env = spec.env.clone();
+        let ready_url = spec.ready.clone();
         let mut labels = spec.labels.clone();
         labels
             .entry("app".to_string())

@@ -36,7 +36,6 @@ pub use steps::{LocalRun, LocalUndo};
 
 use supervisor::{Group, InstanceKey, Shared, State, instance_name};
 
-use crate::scenario::vars::VarError;
 use crate::scenario::{PickMode, ProcessKind, Signal, StartPolicy};
 use crate::units::HumanDuration;
 use crate::units::LabelSelector;
@@ -60,14 +59,6 @@ pub enum LocalError {
     EmptyCommand {
         /// Group name.
         group: String,
-    },
-    /// A `${...}` variable could not be expanded.
-    #[error("process group `{group}`: {source}")]
-    Variable {
-        /// Group name.
-        group: String,
-        /// What was wrong with the variable.
-        source: VarError,
     },
     /// The ready URL cannot be probed.
     #[error("process group `{group}`: ready URL `{url}`: {reason}")]

@@ -12,11 +12,12 @@ use tokio::time::Instant;
 use super::{InstanceStatus, LocalError, LocalTarget, ProcessConfig, ProcessEvent};
 use crate::report::model::PreflightResult;
 use crate::scenario::describe::describe_action;
-use crate::scenario::{Action, ProcessKind, Scenario, TargetKind, vars::Vars};
+use crate::scenario::{Action, ProcessKind, Scenario, TargetKind};
 use crate::support::alertmanager::SilenceUndo;
 use crate::support::command;
-use crate::targets::observe::{JobRecord, JobState, Labels, Obs, ObsKind, Observations};
+use crate::targets::observe::{JobRecord, JobState, Labels, Obs, ObsKind, Observations, PodHealth};
 use crate::targets::{Applied, Target, TargetError, UndoAction, assignments};
+use crate::units::LabelSelector;
 
 /// How long a rollout (restart or env change) of a group may take.
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -145,6 +146,21 @@ impl Target for LocalRun {
         observations(&self.target, &self.log)
     }
 
+    /// Service processes stand for pods: the ones not being stopped, their readiness and
+    /// restarts (jobs are not counted, as Job pods are not in a Deployment's ready count).
+    fn pod_health(&self, selector: &LabelSelector) -> Option<PodHealth> {
+        let mut health = PodHealth::default();
+        for instance in self.target.matching(selector) {
+            if instance.kind != ProcessKind::Service || instance.stopping {
+                continue;
+            }
+            health.pods += 1;
+            health.not_ready += u32::from(!instance.ready);
+            health.restarts += instance.restarts;
+        }
+        Some(health)
+    }
+
     fn notable(&self) -> Vec<(Instant, String)> {
         Vec::new()
     }
@@ -153,8 +169,8 @@ impl Target for LocalRun {
         jobs(&self.target.snapshot()).any(InstanceStatus::is_live)
     }
 
-    async fn preflight(&self, scenario: &Scenario, vars: &Vars) -> Vec<PreflightResult> {
-        super::preflight::run(scenario, vars).await
+    async fn preflight(&self, scenario: &Scenario) -> Vec<PreflightResult> {
+        super::preflight::run(scenario).await
     }
 
     async fn shutdown(self) {
