@@ -64,6 +64,36 @@ struct TimelineRow {
 }
 
 /// The offline part of a plan: target, load, timeline, checks.
+/// The silence as `plan` shows it: its matchers as sent, what stays audible, its expiry.
+fn silence_line(s: &Scenario, silence: &scenario::SilenceSpec) -> String {
+    let matchers: Vec<String> = s
+        .silence_matchers()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let planned = s.planned_length();
+    let kept = s.expected_alerts();
+    let kept = if kept.is_empty() {
+        String::new()
+    } else {
+        format!("; kept audible: {}", kept.join(", "))
+    };
+    format!(
+        "Silence   {} at {}{kept}; created before the load (removal registered first), \
+         removed when the drill ends; expires by itself {} after the start (planned {planned} \
+         + margin {}){}\n",
+        matchers.join(", "),
+        silence.alertmanager,
+        s.silence_length().unwrap_or(planned),
+        silence.margin,
+        if silence.required {
+            ""
+        } else {
+            "; not required: runs unsilenced if refused"
+        }
+    )
+}
+
 pub fn render_offline(loaded: &LoadedScenario, seed: Option<u64>) -> String {
     let s = &loaded.scenario;
     let mut out = String::new();
@@ -101,6 +131,9 @@ pub fn render_offline(loaded: &LoadedScenario, seed: Option<u64>) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
+    }
+    if let Some(silence) = &s.silence {
+        out.push_str(&silence_line(s, &silence.value));
     }
     if let Some(load) = &s.load {
         let rate = load.rate.as_ref().map_or_else(

@@ -427,6 +427,84 @@ impl fmt::Display for LabelSelector {
     }
 }
 
+/// One Alertmanager matcher, `name="value"`, `name!="value"`, `name=~"regex"` or
+/// `name!~"regex"` (quotes optional), as a silence takes it: parsed here, sent as fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertMatcher {
+    pub name: String,
+    pub value: String,
+    pub is_regex: bool,
+    pub is_equal: bool,
+}
+
+impl FromStr for AlertMatcher {
+    type Err = UnitError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let text = input.trim();
+        let Some(at) = text.find(['=', '!']) else {
+            return Err(UnitError::new(format!(
+                "cannot read matcher `{text}`: write `label=\"value\"`, `label!=\"value\"`, `label=~\"regex\"` or `label!~\"regex\"`"
+            )));
+        };
+        let (name, rest) = (text[..at].trim(), &text[at..]);
+        let (is_equal, is_regex, rest) = if let Some(r) = rest.strip_prefix("=~") {
+            (true, true, r)
+        } else if let Some(r) = rest.strip_prefix("!~") {
+            (false, true, r)
+        } else if let Some(r) = rest.strip_prefix("!=") {
+            (false, false, r)
+        } else if let Some(r) = rest.strip_prefix('=') {
+            (true, false, r)
+        } else {
+            return Err(UnitError::new(format!(
+                "cannot read the operator of matcher `{text}`: use =, !=, =~ or !~"
+            )));
+        };
+        let valid_name = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            return Err(UnitError::new(format!(
+                "`{name}` in matcher `{text}` is not a label name (letters, digits, `_`)"
+            )));
+        }
+        let rest = rest.trim();
+        let value = match rest.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+            Some(quoted) => quoted.replace("\\\"", "\"").replace("\\\\", "\\"),
+            None if rest.contains('"') => {
+                return Err(UnitError::new(format!(
+                    "the value of matcher `{text}` has an unbalanced quote"
+                )));
+            }
+            None => rest.to_string(),
+        };
+        if is_regex && let Err(e) = regex::Regex::new(&value) {
+            return Err(UnitError::new(format!(
+                "the regex of matcher `{text}` does not compile: {e}"
+            )));
+        }
+        Ok(Self {
+            name: name.to_string(),
+            value,
+            is_regex,
+            is_equal,
+        })
+    }
+}
+
+impl fmt::Display for AlertMatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match (self.is_equal, self.is_regex) {
+            (true, false) => "=",
+            (false, false) => "!=",
+            (true, true) => "=~",
+            (false, true) => "!~",
+        };
+        let value = self.value.replace('\\', "\\\\").replace('"', "\\\"");
+        write!(f, "{}{op}\"{value}\"", self.name)
+    }
+}
+
 /// Serde and JSON Schema for a type that is written as a string and parsed with `FromStr`.
 macro_rules! string_unit {
     ($ty:ty, $schema_name:literal, $description:literal, $pattern:expr) => {
@@ -494,6 +572,12 @@ string_unit!(
     "Rate",
     "Requests per unit of time, such as `200/s` or `600/m`, or `max` for a closed loop.",
     Some(r"^(max|[0-9]+(\.[0-9]+)?/(s|sec|m|min|h))$")
+);
+string_unit!(
+    AlertMatcher,
+    "AlertMatcher",
+    "An Alertmanager matcher such as `namespace=\"tracebloc\"` or `severity=~\"warning|page\"`.",
+    None
 );
 string_unit!(
     LabelSelector,

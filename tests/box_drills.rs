@@ -132,6 +132,11 @@ fn run_drill(kubeconfig: &Path, name: &str) -> Run {
 
 /// [`run_drill`] with extra arguments (`--var NAME=VALUE`).
 fn run_drill_with(kubeconfig: &Path, name: &str, extra: &[&str]) -> Run {
+    run_scenario(kubeconfig, &format!("scenarios/box/{name}.yaml"), extra)
+}
+
+/// Runs the scenario at `path` (relative to the repository, or absolute) on the box.
+fn run_scenario(kubeconfig: &Path, path: &str, extra: &[&str]) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let runbook = dir.path().join("RUNBOOK.md");
     std::fs::copy(Path::new(REPO).join("docs/RUNBOOK.box.md"), &runbook).expect("copy runbook");
@@ -141,7 +146,7 @@ fn run_drill_with(kubeconfig: &Path, name: &str, extra: &[&str]) -> Run {
         .env("KUBECONFIG", kubeconfig)
         .env("PATH", path_with_tools())
         .env("DRILLBOOK_STATE_DIR", dir.path().join("state"))
-        .args(["run", &format!("scenarios/box/{name}.yaml")])
+        .args(["run", path])
         .arg("--report-dir")
         .arg(&reports)
         .arg("--drill-log")
@@ -311,6 +316,18 @@ fn guard_tripped_at(run: &Run, name: &str) -> Option<f64> {
     event["at_s"].as_f64()
 }
 
+/// The rollback trigger's alert (the box's rule `LabProxyErrorRateHigh`) must page.
+const ROLLBACK_ALERT_CHECK: &str = "  - name: rollback-trigger-pages
+    alerts:
+      url: \"${var.prometheus}\"
+      fire: [LabProxyErrorRateHigh]
+      within: 90s
+      after: promote
+      resolve_within: 120s
+      resolve_after: rolled-back.end
+      alertmanager: http://10.250.0.2:9093
+";
+
 #[test]
 fn canary_bake_of_a_candidate_failing_5_percent_trips_its_prometheus_trigger_and_rolls_back() {
     let Some(kubeconfig) = box_kubeconfig() else {
@@ -319,12 +336,46 @@ fn canary_bake_of_a_candidate_failing_5_percent_trips_its_prometheus_trigger_and
     settle(&kubeconfig, "tracebloc");
     wait_for_no_proxy_alert();
     let (stable, _) = proxy_images(&kubeconfig);
-    let run = run_drill_with(
+    // The shipped bake, plus the monitoring under test (#25): the rollback trigger's alert
+    // must fire after the promotion, reach the box's Alertmanager and resolve after the
+    // rollback. (Not in the shipped file: a healthy candidate must not page.)
+    let shipped = std::fs::read_to_string(Path::new(REPO).join("scenarios/box/canary-bake.yaml"))
+        .expect("the shipped scenario");
+    let at = shipped.find("abort_when:").expect("abort_when section");
+    let mut text = shipped.replace("runbook: ../../docs/RUNBOOK.box.md\n", "");
+    text.insert_str(at - (shipped.len() - text.len()), ROLLBACK_ALERT_CHECK);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = dir.path().join("canary-bake-paging.yaml");
+    std::fs::write(&scenario, text).expect("write scenario");
+    let run = run_scenario(
         &kubeconfig,
-        "canary-bake",
+        &scenario.display().to_string(),
         &["--var", "image=box.local/drillbook:candidate-fails-5pct"],
     );
     assert_eq!(run.code, 4, "aborted: {}", run.explain());
+    let paging = run
+        .report
+        .as_ref()
+        .and_then(|r| r["checks"].as_array())
+        .and_then(|checks| {
+            checks
+                .iter()
+                .find(|c| c["name"] == "rollback-trigger-pages")
+        })
+        .unwrap_or_else(|| panic!("the alerts check ran: {}", run.explain()))
+        .clone();
+    eprintln!("rollback-trigger-pages: {paging}");
+    assert_eq!(paging["verdict"], "pass", "{}", paging["detail"]);
+    let timing = &paging["alerts"][0];
+    assert!(
+        timing["detect_s"]
+            .as_f64()
+            .is_some_and(|s| s > 0.0 && s <= 90.0),
+        "{timing}"
+    );
+    assert!(timing["resolve_s"].as_f64().is_some(), "{timing}");
+    assert_eq!(timing["reached_alertmanager"], true, "{timing}");
+    assert_eq!(timing["receivers"][0], "on-call", "{timing}");
     let report = run.report.as_ref().expect("report.json");
     let reason = report["verdict_reason"].as_str().unwrap_or_default();
     assert!(

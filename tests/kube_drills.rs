@@ -72,6 +72,18 @@ impl Setup {
         self.dir.path().join("state")
     }
 
+    /// `drillbook recover` (or `--dry-run`) on this setup's undo journals.
+    fn recover(&self, dry: bool) -> Output {
+        let mut c = cli::drillbook();
+        c.arg("recover")
+            .env("DRILLBOOK_STATE_DIR", self.state_dir())
+            .env_remove("KUBECONFIG");
+        if dry {
+            c.arg("--dry-run");
+        }
+        c.output()
+    }
+
     fn command(&self, scenario: &Path, extra: &[&str]) -> cli::Drillbook {
         let mut c = cli::drillbook();
         c.env("DRILLBOOK_STATE_DIR", self.state_dir());
@@ -347,16 +359,7 @@ async fn after_a_sigkill_recover_applies_the_journaled_undo() {
         stderr(&out)
     );
 
-    let recover = |dry: bool| {
-        let mut c = cli::drillbook();
-        c.arg("recover")
-            .env("DRILLBOOK_STATE_DIR", s.state_dir())
-            .env_remove("KUBECONFIG");
-        if dry {
-            c.arg("--dry-run");
-        }
-        c.output()
-    };
+    let recover = |dry: bool| s.recover(dry);
     let dry = recover(true);
     dry.assert_code(0);
     assert!(
@@ -381,4 +384,57 @@ async fn after_a_sigkill_recover_applies_the_journaled_undo() {
         0,
         "the journal is gone"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_sigkill_recover_removes_the_drills_silence() {
+    let Some(alertmanager) = common::alertmanager::Alertmanager::start() else {
+        return;
+    };
+    let Some(s) = setup("drill-silence").await else {
+        return;
+    };
+    let body = format!(
+        "silence:\n  alertmanager: {}\n  matchers: ['namespace=\"{}\"']\n  margin: 5m\nsteps:\n  - name: scale-up\n    scale: {{deployment: requests-proxy, replicas: 3}}\n  - name: hold\n    wait: 60s\n",
+        alertmanager.url, s.namespace
+    );
+    let file = s.scenario("silenced", &body);
+    let marker = "drill `silenced`";
+    assert!(
+        alertmanager.silence_states(marker).is_empty(),
+        "none before"
+    );
+    let mut child = s.command(&file, &[]).spawn();
+    let scaled = common::base::wait_until(Duration::from_secs(60), || async {
+        s.replicas().await == 3
+    })
+    .await;
+    assert!(scaled, "the scale step never ran");
+    assert_eq!(
+        alertmanager.silence_states(marker),
+        vec!["active".to_string()]
+    );
+    child.kill().expect("SIGKILL drillbook");
+    let _ = child.wait();
+    assert_eq!(
+        alertmanager.silence_states(marker),
+        vec!["active".to_string()],
+        "nothing removed the silence: drillbook was killed"
+    );
+    let recover = |dry: bool| s.recover(dry);
+    let dry = recover(true);
+    dry.assert_code(0);
+    assert!(
+        dry.stdout_str()
+            .contains("expire the silence [drillbook run"),
+        "the journal holds the silence's removal: {}",
+        dry.stdout_str()
+    );
+    recover(false).assert_code(0);
+    assert_eq!(
+        alertmanager.silence_states(marker),
+        vec!["expired".to_string()],
+        "recover removed the silence"
+    );
+    assert_eq!(s.replicas().await, 2, "and undid the scale");
 }

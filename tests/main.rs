@@ -27,6 +27,7 @@ mod kube_drills;
 mod kube_interrupt_trials;
 mod kube_schedule;
 mod kube_target;
+mod lab_alerts;
 mod lab_drills;
 mod lab_prometheus;
 mod lab_proxy;

@@ -49,10 +49,13 @@ CTR_SOCK=$BOX_RUN/containerd/containerd.sock
 TOOLS_BIN=${DRILLBOOK_CACHE:-$HOME/.cache/drillbook}/tools/bin
 
 # Start order; `down` stops them in reverse (after killing the pods).
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy pod-targets.sh prometheus)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy pod-targets.sh prometheus-alertmanager prometheus)
 # The box's Prometheus (Debian's), as staging has one: it discovers pods through the API server
 # and scrapes those annotated `prometheus.io/scrape: "true"`. Reachable from the host.
 PROM_ADDR=$NODE_IP:9090
+# Debian's Alertmanager, which that Prometheus sends its alerts to; on the node's own address
+# (no cluster port), reachable from the host like Prometheus.
+ALERTMANAGER_ADDR=$NODE_IP:9093
 
 # Never let a proxy setting send our requests (all to box addresses) anywhere else.
 export NO_PROXY="127.0.0.1,localhost,$NODE_IP,$LINK_CIDR,$POD_CIDR,$SVC_CIDR"
@@ -546,9 +549,19 @@ start_node() {
 # Debian's Prometheus inside the node's netns, scraping every 5 s the pods annotated
 # prometheus.io/scrape=true on each declared container port, with namespace, pod, container and
 # the pod's labels as target labels. Debian builds it without kubernetes_sd, so pod-targets.sh
-# keeps a file_sd list from the API server. One alerting rule, for `alerts` checks.
+# keeps a file_sd list from the API server. One alerting rule, for `alerts` checks, sent to the
+# box's Alertmanager, which routes everything to the receiver `on-call` (no integration).
 start_prometheus() {
-  mkdir -p "$BOX_DIR/prometheus"
+  mkdir -p "$BOX_DIR/prometheus" "$BOX_DIR/alertmanager"
+  cat > "$CONF/alertmanager.yaml" <<'EOF'
+route: {receiver: on-call, group_wait: 1s, group_interval: 5s, repeat_interval: 1h}
+receivers: [{name: on-call}]
+EOF
+  start prometheus-alertmanager prometheus-alertmanager --config.file="$CONF/alertmanager.yaml" \
+    --storage.path="$BOX_DIR/alertmanager" --web.listen-address="$ALERTMANAGER_ADDR" \
+    --cluster.listen-address= --log.level=warn
+  wait_until 60 "Alertmanager to be ready" prometheus-alertmanager \
+    curl -sf --noproxy '*' --max-time 3 "http://$ALERTMANAGER_ADDR/-/ready"
   echo '[]' > "$CONF/pod-targets.json"
   start pod-targets.sh "$HERE/pod-targets.sh" "$CONF/pod-targets.json" "$PKI" "$API"
   cat > "$CONF/prometheus-rules.yaml" <<'EOF'
@@ -567,6 +580,8 @@ EOF
   cat > "$CONF/prometheus.yaml" <<EOF
 global: {scrape_interval: 5s, evaluation_interval: 5s}
 rule_files: [$CONF/prometheus-rules.yaml]
+alerting:
+  alertmanagers: [{static_configs: [{targets: ['$ALERTMANAGER_ADDR']}]}]
 scrape_configs:
   - job_name: box-pods
     file_sd_configs: [{files: [$CONF/pod-targets.json], refresh_interval: 5s}]
@@ -698,14 +713,14 @@ require() {
   [ "$(uname -s)" = Linux ] || { echo "box: Linux only" >&2; exit 1; }
   local missing=() c
   for c in ip nsenter unshare setsid mountpoint flock openssl curl jq containerd containerd-shim-runc-v2 \
-    runc ctr iptables conntrack umoci gcc objcopy etcd prometheus; do
+    runc ctr iptables conntrack umoci gcc objcopy etcd prometheus prometheus-alertmanager; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
   done
   [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/loopback ] ||
     missing+=("/usr/lib/cni/{bridge,host-local,loopback}")
   if [ ${#missing[@]} -gt 0 ]; then
     echo "box: missing: ${missing[*]}" >&2
-    echo "box: apt-get install -y containerd runc containernetworking-plugins iptables conntrack umoci busybox-static etcd-server gcc libc6-dev binutils openssl curl jq iproute2 util-linux prometheus" >&2
+    echo "box: apt-get install -y containerd runc containernetworking-plugins iptables conntrack umoci busybox-static etcd-server gcc libc6-dev binutils openssl curl jq iproute2 util-linux prometheus prometheus-alertmanager" >&2
     exit 1
   fi
 }
@@ -768,7 +783,7 @@ up() {
 ==> the box is up: node $NODE ($NODE_IP), pods $POD_CIDR, Services $SVC_CIDR
     context box, namespace $CHART_NAMESPACE; logs in $LOGS; images: $("$HERE/images.sh" refs | tr '\n' ' ')
     containerd: ctr --address $CTR_SOCK --namespace k8s.io images ls
-    Prometheus (scrapes the annotated pods): http://$PROM_ADDR
+    Prometheus (scrapes the annotated pods): http://$PROM_ADDR, its Alertmanager: http://$ALERTMANAGER_ADDR
     the cutover system: releases tracebloc (stateless) and tracebloc-legacy, one namespace each
     run the seed drills:  make demo-k8s
     or one of them:       drillbook run scenarios/box/proxy-restart.yaml --context box

@@ -20,6 +20,8 @@ pub struct Judgement {
     pub detail: String,
     /// Passed, but within 10 % of its threshold: worth a mention in the post-rollout note.
     pub near_threshold: bool,
+    /// An `alerts` check's expected alerts, each with its times.
+    pub alerts: Vec<crate::report::model::AlertTiming>,
 }
 
 impl Judgement {
@@ -32,6 +34,7 @@ impl Judgement {
             threshold_text: None,
             detail: detail.into(),
             near_threshold: false,
+            alerts: Vec::new(),
         }
     }
 
@@ -67,6 +70,7 @@ impl Judgement {
             threshold_text: Some(texts.1),
             detail: detail.into(),
             near_threshold: near,
+            alerts: Vec::new(),
         }
     }
 }

@@ -89,12 +89,7 @@ async fn instant(
     if let Some(at) = at {
         request = request.at(at);
     }
-    for (name, value) in headers {
-        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| SampleError::Query(format!("invalid header name `{name}`")))?;
-        // Header values are secrets (Authorization): they never appear in an error.
-        let value = reqwest::header::HeaderValue::from_str(value)
-            .map_err(|_| SampleError::Query(format!("invalid value for header `{name}`")))?;
+    for (name, value) in header_pairs(headers)? {
         request = request.header(name, value);
     }
     let result = request
@@ -102,6 +97,76 @@ async fn instant(
         .await
         .map_err(|e| SampleError::Query(format!("query failed: {e}")))?;
     Ok(result.into_inner().0)
+}
+
+fn header_pairs(
+    headers: &BTreeMap<String, String>,
+) -> Result<Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>, SampleError> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| SampleError::Query(format!("invalid header name `{name}`")))?;
+            // Header values are secrets (Authorization): they never appear in an error.
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| SampleError::Query(format!("invalid value for header `{name}`")))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// The series of `query` between `start` and `end` (Unix seconds) every `step_s`: each
+/// series' labels and the times (Unix seconds) it had a sample at.
+pub async fn range_times(
+    url: &str,
+    query: &str,
+    headers: &BTreeMap<String, String>,
+    timeout: Duration,
+    (start, end, step_s): (i64, i64, f64),
+) -> Result<Vec<(BTreeMap<String, String>, Vec<f64>)>, SampleError> {
+    let mut request = client(url, timeout)?.query_range(query, start, end.max(start), step_s);
+    for (name, value) in header_pairs(headers)? {
+        request = request.header(name, value);
+    }
+    let data = request
+        .get()
+        .await
+        .map_err(|e| SampleError::Query(format!("query failed: {e}")))?
+        .into_inner()
+        .0;
+    match data {
+        Data::Matrix(series) => Ok(series
+            .into_iter()
+            .map(|s| {
+                let (labels, samples) = s.into_inner();
+                let times = samples.iter().map(|p| p.timestamp()).collect();
+                (labels.into_iter().collect(), times)
+            })
+            .collect()),
+        _ => Err(SampleError::Query(format!(
+            "`{query}` did not return a range vector"
+        ))),
+    }
+}
+
+/// The names of the alerting rules Prometheus evaluates (the rules API takes no headers).
+pub async fn alert_rule_names(
+    url: &str,
+    timeout: Duration,
+) -> Result<std::collections::BTreeSet<String>, SampleError> {
+    let groups = client(url, timeout)?
+        .rules()
+        .get()
+        .await
+        .map_err(|e| SampleError::Query(format!("cannot read the rules: {e}")))?;
+    Ok(groups
+        .iter()
+        .flat_map(|g| g.rules())
+        .filter_map(|r| match r {
+            prometheus_http_query::response::Rule::Alerting(a) => Some(a.name().to_string()),
+            prometheus_http_query::response::Rule::Recording(_) => None,
+        })
+        .collect())
 }
 
 /// Runs `query` once and reduces the result to one number (a scalar, or a one-element vector).

@@ -30,11 +30,20 @@ pub fn validate(paths: &[PathBuf], vars: &[(String, String)]) -> Outcome {
         return Outcome::Invalid;
     }
     let mut invalid = 0;
+    // Only to read alerting rules, when they can be read (the rest of validate is offline).
+    let rules_reader = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok();
     for file in &files {
         match scenario::load_with(file, vars) {
             Ok(loaded) => {
                 let (refused, mut items) = safety_diagnostics(&loaded);
                 items.extend(loaded.warnings);
+                if let Some(runtime) = &rules_reader {
+                    let unknown = crate::checks::alerts::unknown_alert_warnings(&loaded.scenario);
+                    items.extend(runtime.block_on(unknown));
+                }
                 let diagnostics = scenario::FileDiagnostics::new(file, Some(loaded.source), items);
                 eprint!("{}", safe(&diagnostics.to_string()));
                 if refused {

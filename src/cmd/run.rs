@@ -200,6 +200,7 @@ pub async fn run(args: RunArgs, vars: &[(String, String)]) -> anyhow::Result<Out
             ),
         }
     }
+    failed_undos(&observed, &report);
     Ok(match Outcome::from(report.verdict) {
         Outcome::Pass if unwritten.is_some() || artefact_missing || unpushed => Outcome::Unreported,
         outcome => outcome,
@@ -244,4 +245,29 @@ fn runbook(args: &RunArgs, loaded: &LoadedScenario) -> Option<PathBuf> {
             .as_ref()
             .map(|r| loaded.resolve(&r.value))
     })
+}
+
+/// The last lines of a run: every undo that failed, by name (a silence with its id and when
+/// it expires by itself), and where it is kept for `drillbook recover`.
+fn failed_undos(observed: &drill::Observed, report: &crate::report::model::Report) {
+    let journaled = report.target.kind == "kubernetes";
+    for undo in &observed.undo {
+        let Err(why) = &undo.result else { continue };
+        let mut line = format!(
+            "error: undo of `{}` failed: {}: {why}",
+            undo.step, undo.description
+        );
+        if let Some(silence) = report.silence.as_ref().filter(|_| undo.step == "silence") {
+            line.push_str(&format!(
+                "; silence {} at {} expires by itself at {}",
+                silence.id, silence.alertmanager, silence.expires_at
+            ));
+        }
+        if journaled {
+            line.push_str(
+                "; it stays in the undo journal: run `drillbook recover` once the cause is fixed",
+            );
+        }
+        eprintln!("{}", super::terminal::safe(&line));
+    }
 }

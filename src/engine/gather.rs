@@ -2,7 +2,8 @@
 //! after the drill and before judging. Each reading keeps when it was taken, how long it took
 //! and its error, so judging is a pure function of the drill's observations and these.
 //! - a `prometheus` check without `interval`: its one end-of-run sample;
-//! - an `alerts` check: the alerts that fired during its phase (`ALERTS` over the phase);
+//! - an `alerts` check: the alerts that fired during its phase (`ALERTS` over the phase), and
+//!   when the alerts it expects fired (`ALERTS` every second of the drill);
 //! - a `command` check: how its command ended (exit code, output) or why it did not run.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,8 +44,12 @@ impl<T> Taken<T> {
 pub enum Gathered {
     /// A `prometheus` check sampled once at the end.
     Sample(Taken<Sample>),
-    /// An `alerts` check: the names of the alerts that fired during its phase.
-    Alerts(Taken<Result<BTreeSet<String>, SampleError>>),
+    /// An `alerts` check: the names of the alerts that fired during its phase (`pattern`),
+    /// and when each alert fired, in seconds from time zero (`fire`).
+    Alerts {
+        fired: Option<Taken<Result<BTreeSet<String>, SampleError>>>,
+        firing: Option<Taken<Result<alerts::FiringTimes, SampleError>>>,
+    },
     /// A `command` check: how its command ended.
     Command(Taken<Result<CommandOutput, CommandError>>),
     /// A `regression` check: the earlier runs of its baseline, read from the history.
@@ -95,6 +100,60 @@ pub fn baselines(
     }
 }
 
+/// When an `alerts` check's alerts fired, read over the whole drill so far (a late alert is
+/// seen late, not missed). While its `within` or `resolve_within` has not run out and what was
+/// read decides nothing yet (not fired, still firing), it is read again every few seconds.
+async fn firing_until_decided(
+    check: &crate::scenario::Check,
+    a: &crate::scenario::AlertsCheck,
+    url: &str,
+    observed: &Observed,
+    phases: &JudgedPhases,
+) -> Taken<Result<alerts::FiringTimes, SampleError>> {
+    let zero = observed.unix_s(0.0);
+    let since_zero = || jiff::Timestamp::now().as_millisecond() as f64 / 1000.0 - zero;
+    // The latest moment the verdict may still change; the loop never waits past it.
+    let deadline_s = phases.fire_expectation(check, a, observed, 0.0).map(|e| {
+        let fire = e.after.as_ref().map_or(0.0, |(at, _)| at + e.within_s);
+        let resolve = e.resolve.as_ref().map_or(0.0, |(from, within)| {
+            from.as_ref().map_or(0.0, |(at, _)| at + within)
+        });
+        fire.max(resolve) + alerts::STEP_S
+    });
+    loop {
+        let now = jiff::Timestamp::now().as_second();
+        let read = alerts::firing_times(
+            url,
+            &a.headers,
+            QUERY_TIMEOUT,
+            zero,
+            (zero.floor() as i64, now),
+        );
+        let taken = Taken::of(read).await;
+        let read_until_s = taken.at.as_millisecond() as f64 / 1000.0 - zero;
+        let undecided = phases
+            .fire_expectation(check, a, observed, read_until_s)
+            .is_some_and(|expect| {
+                let j = alerts::judge_fire(&expect, taken.result.as_ref(), None);
+                taken.result.is_ok() && j.verdict == crate::checks::CheckVerdict::Inconclusive
+            });
+        match deadline_s {
+            Some(deadline) if undecided && since_zero() < deadline => {
+                tracing::info!(
+                    "check `{}`: waiting up to {:.0}s more for its alerts to fire or resolve",
+                    check.name.value,
+                    deadline - since_zero()
+                );
+                tokio::time::sleep(ALERT_REREAD).await;
+            }
+            _ => return taken,
+        }
+    }
+}
+
+/// How often an undecided `alerts` check reads Prometheus again at the end of the run.
+const ALERT_REREAD: Duration = Duration::from_secs(3);
+
 /// Reads what every check needs at the end of the run, one check after the other (a command
 /// check may depend on an earlier one's side effects, as it did when judging ran them).
 pub async fn gather(scenario: &Scenario, observed: &Observed) -> EndObservations {
@@ -117,16 +176,24 @@ pub async fn gather(scenario: &Scenario, observed: &Observed) -> EndObservations
                 };
                 let end = observed.unix_s(window.end_s).ceil() as i64;
                 let range = (window.end_s - window.start_s.max(0.0)).ceil().max(1.0) as u64;
-                Gathered::Alerts(
-                    Taken::of(alerts::fired_during(
-                        &a.url,
-                        &a.headers,
-                        QUERY_TIMEOUT,
-                        end,
-                        range,
-                    ))
-                    .await,
-                )
+                let fired = match &a.pattern {
+                    Some(_) => Some(
+                        Taken::of(alerts::fired_during(
+                            &a.url,
+                            &a.headers,
+                            QUERY_TIMEOUT,
+                            end,
+                            range,
+                        ))
+                        .await,
+                    ),
+                    None => None,
+                };
+                let firing = match a.fire.is_empty() {
+                    true => None,
+                    false => Some(firing_until_decided(check, a, &a.url, observed, &phases).await),
+                };
+                Gathered::Alerts { fired, firing }
             }
             CheckKind::Command(c) => Gathered::Command(
                 Taken::of(command::run(&c.argv, &BTreeMap::new(), c.timeout.0)).await,

@@ -132,6 +132,7 @@ pub fn judge_all(
             detail: judgement.detail,
             near_threshold: judgement.near_threshold,
             dry_run: is_dry_run(check),
+            alerts: judgement.alerts,
             location,
         });
     }
@@ -158,6 +159,47 @@ fn unparsed(what: &str, text: &str, why: impl std::fmt::Display) -> Judgement {
 /// A check whose end-of-run reading is missing: inconclusive.
 fn not_gathered() -> Judgement {
     Judgement::inconclusive("nothing was read for this check at the end of the run")
+}
+
+/// An `alerts` check: its `pattern` (none fired) and its `fire` expectation, both judged.
+fn judge_alerts(
+    check: &Check,
+    a: &crate::scenario::AlertsCheck,
+    observed: &Observed,
+    phases: &JudgedPhases,
+    gathered: Option<&Gathered>,
+) -> Judgement {
+    let phase_name = phase_of(check);
+    if phases.get(phase_name).is_none() {
+        return Judgement::inconclusive(phases.why_missing(phase_name));
+    }
+    let Some(Gathered::Alerts { fired, firing }) = gathered else {
+        return not_gathered();
+    };
+    let mut parts = Vec::new();
+    if let Some(pattern) = &a.pattern {
+        parts.push(match fired {
+            Some(t) => alerts::judge(&pattern.value, phase_name, t.result.as_ref()),
+            None => not_gathered(),
+        });
+    }
+    if let Some(firing) = firing {
+        let read_until_s = firing.at.as_millisecond() as f64 / 1000.0 - observed.unix_s(0.0);
+        if let Some(expect) = phases.fire_expectation(check, a, observed, read_until_s) {
+            let watch = observed.alertmanager.get(&check.name.value);
+            parts.push(alerts::judge_fire(&expect, firing.result.as_ref(), watch));
+        }
+    }
+    let mut parts = parts.into_iter();
+    let first = parts.next().unwrap_or_else(not_gathered);
+    parts.fold(first, |mut all, next| {
+        all.verdict = crate::checks::combine([all.verdict, next.verdict]);
+        all.detail = format!("{}; {}", all.detail, next.detail);
+        all.alerts.extend(next.alerts);
+        (all.measured, all.measured_text) = (next.measured, next.measured_text);
+        (all.threshold, all.threshold_text) = (next.threshold, next.threshold_text);
+        all
+    })
 }
 
 /// Judges one check. Each expression is parsed here, once per check and run.
@@ -267,17 +309,7 @@ fn judge_one(
                 right.as_ref().map(|s| s as &dyn http::HttpStats),
             )
         }
-        CheckKind::Alerts(a) => {
-            if phases.get(phase_name).is_none() {
-                return Judgement::inconclusive(phases.why_missing(phase_name));
-            }
-            match gathered {
-                Some(Gathered::Alerts(taken)) => {
-                    alerts::judge(&a.pattern, phase_name, taken.result.as_ref())
-                }
-                _ => not_gathered(),
-            }
-        }
+        CheckKind::Alerts(a) => judge_alerts(check, a, observed, phases, gathered),
         CheckKind::Logs(l) => {
             let Some(window) = phases.get(phase_name) else {
                 return Judgement::inconclusive(phases.why_missing(phase_name));
@@ -751,6 +783,7 @@ mod tests {
             detail: String::new(),
             near_threshold: false,
             dry_run,
+            alerts: Vec::new(),
             location: None,
         }
     }
@@ -814,6 +847,7 @@ mod tests {
         Observed {
             t0: tokio::time::Instant::now(),
             started: now,
+            zero_wall: now,
             ended: now,
             seed: 0,
             ending: Ending::Completed,
@@ -837,6 +871,8 @@ mod tests {
             run_id: String::new(),
             undo_failed: 0,
             streams: BTreeMap::new(),
+            silence: None,
+            alertmanager: BTreeMap::new(),
             pods: Vec::new(),
         }
     }
@@ -889,7 +925,13 @@ mod tests {
             &observed(),
             &end(vec![
                 ("up", Gathered::Sample(taken(Ok(1.0)))),
-                ("quiet", Gathered::Alerts(taken(Ok(fired)))),
+                (
+                    "quiet",
+                    Gathered::Alerts {
+                        fired: Some(taken(Ok(fired))),
+                        firing: None,
+                    },
+                ),
                 ("probe", ran(Some(0), "ok\n")),
             ]),
         );
@@ -919,7 +961,10 @@ mod tests {
 
     #[test]
     fn a_check_whose_reading_failed_or_is_missing_is_inconclusive_with_the_cause() {
-        let unreadable = Gathered::Alerts(taken(Err(SampleError::Query("refused".into()))));
+        let unreadable = Gathered::Alerts {
+            fired: Some(taken(Err(SampleError::Query("refused".into())))),
+            firing: None,
+        };
         let readings = end(vec![("quiet", unreadable)]);
         let judged = judge(&scenario(), &observed(), &readings);
         expect(

@@ -2,6 +2,7 @@
 //! observed ([`judge`]) and turns it into a report ([`report_build`]). See ARCHITECTURE.md for
 //! the data flow; `cmd::run` strings the parts together.
 
+pub mod alert_watch;
 pub mod drill;
 pub mod fleet;
 pub mod gather;

@@ -5,7 +5,8 @@
 use super::drill::Observed;
 use super::phases::{self, PhaseWindow, Unresolved};
 use super::windows::Span;
-use crate::scenario::{Check, Scenario};
+use crate::checks::alerts::FireExpectation;
+use crate::scenario::{AlertsCheck, Check, Scenario};
 
 /// Phases as resolved for this run, with the load measured in each.
 #[derive(Debug)]
@@ -21,6 +22,40 @@ impl JudgedPhases {
             windows,
             unresolved,
         }
+    }
+
+    /// What an `alerts` check's `fire` is judged against, with Prometheus read until
+    /// `read_until_s`; `None` without `fire` or when its phase did not happen.
+    pub fn fire_expectation<'a>(
+        &self,
+        check: &Check,
+        a: &'a AlertsCheck,
+        observed: &Observed,
+        read_until_s: f64,
+    ) -> Option<FireExpectation<'a>> {
+        let within = a.within.filter(|_| !a.fire.is_empty())?;
+        let phase = phase_of(check);
+        let window = self.get(phase)?;
+        let marks = &observed.marks;
+        let after = match &a.after {
+            Some(b) => phases::boundary(&b.value, marks).map(|t| (t, b.value.clone())),
+            None => Ok((window.start_s, format!("the start of phase {phase}"))),
+        };
+        let resolve = a.resolve_within.map(|r| {
+            let from = a
+                .resolve_after
+                .as_ref()
+                .map_or("recovered", |b| b.value.as_str());
+            let at = phases::boundary(from, marks).map(|t| (t, from.to_string()));
+            (at, r.0.as_secs_f64())
+        });
+        Some(FireExpectation {
+            names: a.fire.iter().map(|n| n.value.as_str()).collect(),
+            after,
+            within_s: within.0.as_secs_f64(),
+            resolve,
+            read_until_s,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&PhaseWindow> {

@@ -43,7 +43,7 @@ pub struct Unresolved {
 }
 
 /// The value of one boundary expression, if it happened.
-fn boundary(text: &str, marks: &Marks) -> Result<f64, String> {
+pub fn boundary(text: &str, marks: &Marks) -> Result<f64, String> {
     match text {
         "start" => Ok(0.0),
         "end" => Ok(marks.end_s),

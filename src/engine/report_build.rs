@@ -155,6 +155,7 @@ pub fn build(
         preflight: observed.preflight.clone(),
         warnings,
         load_workers: observed.load_workers.clone(),
+        silence: observed.silence.clone(),
         replay: replay(loaded, observed.seed),
         pods: observed.pods.clone(),
         prometheus: observed

@@ -84,6 +84,46 @@ pub struct Report {
     /// drawn by the HTML report as they are.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tracks: Vec<Track>,
+    /// The Alertmanager silence the drill kept (scenario `silence:`); absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence: Option<SilenceReport>,
+}
+
+/// The drill's Alertmanager silence: what it silenced, what it kept audible, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SilenceReport {
+    pub alertmanager: String,
+    /// Alertmanager's id of the silence.
+    pub id: String,
+    /// The matchers as sent, e.g. `namespace="tracebloc"`, `alertname!~"LabProxyDown"`.
+    pub silenced: Vec<String>,
+    /// The alerts the drill expects to fire, excluded from the silence.
+    pub kept_audible: Vec<String>,
+    /// When the silence expires by itself if it is not removed (UTC, RFC 3339).
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub expires_at: jiff::Timestamp,
+    /// The comment, naming the drill and the run.
+    pub comment: String,
+}
+
+/// One alert an `alerts` check expected to fire: when it fired and resolved, and whether it
+/// reached Alertmanager.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AlertTiming {
+    pub alert: String,
+    /// Seconds from the check's `after` to the first firing sample (time to detect).
+    #[serde(default)]
+    pub detect_s: Option<f64>,
+    /// Seconds from `recovered` until it stopped firing (time to resolve); 0 when it had
+    /// already stopped.
+    #[serde(default)]
+    pub resolve_s: Option<f64>,
+    /// Whether Alertmanager held it during the drill; absent without `alertmanager`.
+    #[serde(default)]
+    pub reached_alertmanager: Option<bool>,
+    /// The receivers Alertmanager routed it to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receivers: Vec<String>,
 }
 
 /// The target's pods (or local processes) at one second.
@@ -436,6 +476,9 @@ pub struct CheckResult {
     /// Where the check is written in the scenario file (CI annotations point there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<SourceLocation>,
+    /// An `alerts` check's expected alerts: time to detect, time to resolve, Alertmanager.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertTiming>,
 }
 
 /// Result of one pre-flight check.

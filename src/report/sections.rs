@@ -40,6 +40,22 @@ pub(crate) fn overview(report: &Report) -> Vec<(&'static str, String)> {
             ),
         ));
     }
+    if let Some(silence) = &report.silence {
+        let audible = if silence.kept_audible.is_empty() {
+            String::new()
+        } else {
+            format!("; kept audible: {}", silence.kept_audible.join(", "))
+        };
+        lines.push((
+            "Silence",
+            format!(
+                "{} at {} until {}{audible}",
+                silence.silenced.join(", "),
+                silence.alertmanager,
+                silence.expires_at
+            ),
+        ));
+    }
     lines.push(("drillbook", report.drillbook_version.clone()));
     lines
 }

@@ -248,7 +248,7 @@ pub fn check_what(kind: &CheckKind) -> String {
         ),
         CheckKind::Command(c) => format!("`{}` exits {}", argv_words(&c.argv), c.exit_code),
         CheckKind::Compare(e) => e.value.to_string(),
-        CheckKind::Alerts(a) => format!("no alert matching `{}` fires", a.pattern.value),
+        CheckKind::Alerts(a) => alerts_what(a),
         CheckKind::Regression(r) => super::regression::describe(r),
         CheckKind::ExpectedFailure(e) => format!(
             "{} only for callers started before `{}`{}",
@@ -278,4 +278,33 @@ pub fn argv_words(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// An `alerts` check in words: what must not fire, what must fire (and resolve) and when.
+fn alerts_what(a: &crate::scenario::AlertsCheck) -> String {
+    let mut parts = Vec::new();
+    if let Some(pattern) = &a.pattern {
+        parts.push(format!("no alert matching `{}` fires", pattern.value));
+    }
+    if !a.fire.is_empty() {
+        let names: Vec<&str> = a.fire.iter().map(|n| n.value.as_str()).collect();
+        let after = a
+            .after
+            .as_ref()
+            .map_or("the phase start", |s| s.value.as_str());
+        let within = a.within.map(|w| w.to_string()).unwrap_or_default();
+        let mut words = format!("{} fire(s) within {within} of {after}", names.join(", "));
+        if let Some(resolve) = a.resolve_within {
+            let from = a
+                .resolve_after
+                .as_ref()
+                .map_or("recovered", |s| s.value.as_str());
+            words.push_str(&format!(" and resolve(s) within {resolve} of {from}"));
+        }
+        if a.alertmanager.is_some() {
+            words.push_str(", reaching Alertmanager");
+        }
+        parts.push(words);
+    }
+    parts.join("; ")
 }

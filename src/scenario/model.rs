@@ -19,7 +19,7 @@ use super::parsed::{
 };
 use super::spanned::Sp;
 use super::tagged::tagged_kinds;
-use crate::units::{HumanDuration, LabelSelector, Rate};
+use crate::units::{AlertMatcher, HumanDuration, LabelSelector, Rate};
 
 /// The only `apiVersion` this build understands.
 pub const API_VERSION: &str = "drillbook/v1";
@@ -75,6 +75,10 @@ pub struct Scenario {
     /// workers, for a drill that really means them (see `drillbook validate`'s message).
     #[serde(default)]
     pub allow_large: bool,
+    /// An Alertmanager silence kept for the length of the drill, so that the faults it injects
+    /// do not page whoever is on call (the alerts `alerts` checks expect to fire stay audible).
+    #[serde(default)]
+    pub silence: Option<Sp<SilenceSpec>>,
     /// Parameters: `${var.NAME}` anywhere in the file (URLs, selectors, queries, images, helm
     /// values) is replaced by `--var NAME=value` or the declared default before parsing.
     #[serde(default)]
@@ -457,6 +461,72 @@ pub enum TargetKind {
 }
 
 impl Scenario {
+    /// How long the drill is planned to run: the load's length or the last timed step,
+    /// whichever is later (waits, timeouts and undos come on top: a silence's margin covers
+    /// them).
+    pub fn planned_length(&self) -> HumanDuration {
+        let load = self.load.as_ref().map_or(std::time::Duration::ZERO, |l| {
+            let stages = l.stages.iter().map(|s| s.value.duration.0).sum();
+            let start = l.cluster.as_ref().map(|c| c.value.start_within.0);
+            l.duration.as_ref().map_or(stages, |d| d.value.0) + start.unwrap_or_default()
+        });
+        let steps = self.steps.iter().filter_map(|s| s.value.at.as_ref());
+        HumanDuration(
+            steps
+                .map(|at| at.value.0)
+                .fold(load, std::time::Duration::max),
+        )
+    }
+
+    /// How long the silence lasts from the drill's start: the planned length plus its margin.
+    pub fn silence_length(&self) -> Option<HumanDuration> {
+        let silence = self.silence.as_ref()?;
+        Some(HumanDuration(
+            self.planned_length().0 + silence.value.margin.0,
+        ))
+    }
+
+    /// The silence's matchers as sent: the scenario's, plus `alertname!~"…"` naming every
+    /// alert the drill expects to fire, so that the silence can never hide one of them.
+    pub fn silence_matchers(&self) -> Vec<AlertMatcher> {
+        let Some(silence) = &self.silence else {
+            return Vec::new();
+        };
+        let mut matchers: Vec<AlertMatcher> = silence
+            .value
+            .matchers
+            .iter()
+            .map(|m| m.value.clone())
+            .collect();
+        let expected = self.expected_alerts();
+        if !expected.is_empty() {
+            let names: Vec<String> = expected.iter().map(|n| regex::escape(n)).collect();
+            matchers.push(AlertMatcher {
+                name: "alertname".into(),
+                value: names.join("|"),
+                is_regex: true,
+                is_equal: false,
+            });
+        }
+        matchers
+    }
+
+    /// The names of the alerts `alerts` checks expect to fire, which a silence must not hide.
+    pub fn expected_alerts(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .checks
+            .iter()
+            .filter_map(|c| match &c.value.kind {
+                CheckKind::Alerts(a) => Some(a.fire.iter().map(|n| n.value.as_str())),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// The timeline, the rollback procedure and `finally`: every step the drill may run, for
     /// what derives permissions and watches from them.
     pub fn every_step(&self) -> impl Iterator<Item = &Sp<Step>> {
@@ -988,17 +1058,68 @@ tagged_kinds! {
     }
 }
 
-/// "No canary alerts firing": Prometheus' `ALERTS{alertstate="firing"}` over the phase.
+/// Alerts over a phase, from Prometheus' `ALERTS` series: none matching `pattern` fired ("no
+/// canary alerts firing"), and/or each alert of `fire` fired within `within` of `after` (and
+/// resolved within `resolve_within` of `recovered`).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsCheck {
     /// Prometheus base URL (the server that evaluates the alerting rules).
     pub url: String,
     /// Regular expression an alert name must match in full to count, e.g. `ZaiProxyCanary.*`.
-    pub pattern: Sp<Parsed<WholeName>>,
+    #[serde(default)]
+    pub pattern: Option<Sp<Parsed<WholeName>>>,
+    /// Alerts that must fire (alert names, e.g. `LabProxyDown`).
+    #[serde(default)]
+    pub fire: Vec<Sp<String>>,
+    /// How soon after `after` each alert of `fire` must fire. Required with `fire`.
+    #[serde(default)]
+    pub within: Option<HumanDuration>,
+    /// When the clock of `within` starts: a phase boundary (`first_fault`, a step name,
+    /// `step.end`, `start`). Default: the start of the check's phase.
+    #[serde(default)]
+    pub after: Option<Sp<String>>,
+    /// How soon after `resolve_after` each alert of `fire` must have stopped firing. Default:
+    /// not checked.
+    #[serde(default)]
+    pub resolve_within: Option<HumanDuration>,
+    /// When the clock of `resolve_within` starts: a boundary, e.g. `rolled-back.end` (an
+    /// `on_abort` step). Default: `recovered` (the target ready again after the first fault).
+    #[serde(default)]
+    pub resolve_after: Option<Sp<String>>,
+    /// Alertmanager base URL (API v2): whether each alert of `fire` reached it and which
+    /// receivers it routes to. Firing in Prometheus but never reaching Alertmanager fails.
+    #[serde(default)]
+    pub alertmanager: Option<String>,
     /// Extra request headers (e.g. `Authorization`); values are redacted in every output.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+}
+
+/// An Alertmanager silence for the drill: created before the first fault (its removal
+/// registered first), removed when the drill unwinds, and expiring by itself `margin` after
+/// the drill's planned length if drillbook cannot remove it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceSpec {
+    /// Alertmanager base URL (API v2).
+    pub alertmanager: String,
+    /// What to silence, e.g. `namespace="tracebloc"`. drillbook adds `alertname!~"…"` with
+    /// the alerts `alerts` checks expect to fire, so the silence never hides them.
+    pub matchers: Vec<Sp<AlertMatcher>>,
+    /// Words for the silence's comment; the drill's name and run id are always added.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// How long past the drill's planned length the silence lasts. Default 10m.
+    #[serde(default = "default_silence_margin")]
+    pub margin: HumanDuration,
+    /// Whether an Alertmanager that refuses the silence refuses the drill. Default true.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+fn default_silence_margin() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(600))
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

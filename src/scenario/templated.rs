@@ -22,6 +22,8 @@ pub enum Site {
     TokenUrl,
     PrometheusCheckUrl,
     AlertsCheckUrl,
+    /// An Alertmanager URL: an `alerts` check's or the silence's.
+    AlertmanagerUrl,
     PrometheusGuardUrl,
     PreflightUrl,
 }
@@ -104,7 +106,12 @@ fn visit(s: &mut Scenario, f: &mut dyn FnMut(Site, &mut String, Pos)) {
         let at = check.pos;
         match &mut check.value.kind {
             CheckKind::Prometheus(p) => f(Site::PrometheusCheckUrl, &mut p.url, at),
-            CheckKind::Alerts(a) => f(Site::AlertsCheckUrl, &mut a.url, at),
+            CheckKind::Alerts(a) => {
+                f(Site::AlertsCheckUrl, &mut a.url, at);
+                if let Some(url) = &mut a.alertmanager {
+                    f(Site::AlertmanagerUrl, url, at);
+                }
+            }
             _ => {}
         }
     }
@@ -112,6 +119,10 @@ fn visit(s: &mut Scenario, f: &mut dyn FnMut(Site, &mut String, Pos)) {
         if let Some(p) = &mut guard.value.prometheus {
             f(Site::PrometheusGuardUrl, &mut p.url, guard.pos);
         }
+    }
+    if let Some(silence) = &mut s.silence {
+        let at = silence.pos;
+        f(Site::AlertmanagerUrl, &mut silence.value.alertmanager, at);
     }
     for item in &mut s.preflight {
         if let PreflightCheck::HttpOk(h) = &mut item.value {

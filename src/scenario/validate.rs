@@ -64,6 +64,7 @@ pub fn validate(scenario: &Scenario, scenario_path: &Path, source: &str) -> Vec<
     v.checks();
     v.guards();
     v.preflight();
+    v.silence();
     v.out
         .extend(super::http_fault_checks::diagnostics(scenario, v.is_local));
     v.out
@@ -705,6 +706,67 @@ impl Validator<'_> {
         }
     }
 
+    fn alerts_check(&mut self, a: &AlertsCheck, at: Pos) {
+        if let Some(pattern) = &a.pattern
+            && let Err(e) = pattern.get()
+        {
+            self.error(pattern.pos, format!("invalid regular expression: {e}"));
+        }
+        if a.pattern.is_none() && a.fire.is_empty() {
+            self.error(at, "an alerts check needs `pattern` (alerts that must not fire) or `fire` (alerts that must)");
+        }
+        if !a.fire.is_empty() && a.within.is_none() {
+            self.error(
+                at,
+                "`fire` needs `within`: how soon after `after` the alerts must fire",
+            );
+        }
+        if a.fire.is_empty()
+            && (a.within.is_some() || a.resolve_within.is_some() || a.alertmanager.is_some())
+        {
+            self.error(at, "`within`, `resolve_within` and `alertmanager` apply to the alerts of `fire`, which is empty");
+        }
+        for name in &a.fire {
+            let valid = name
+                .value
+                .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            if !valid {
+                self.error(
+                    name.pos,
+                    format!(
+                        "`{}` is not an alert name (letters, digits, `_`, `:`)",
+                        name.value
+                    ),
+                );
+            }
+        }
+        for boundary in a.after.iter().chain(&a.resolve_after) {
+            self.boundary(boundary);
+        }
+        if a.resolve_after.is_some() && a.resolve_within.is_none() {
+            self.error(at, "`resolve_after` needs `resolve_within`");
+        }
+    }
+
+    fn silence(&mut self) {
+        let Some(silence) = &self.scenario.silence else {
+            return;
+        };
+        if silence.value.matchers.is_empty() {
+            self.error(silence.pos, "a silence needs at least one matcher, e.g. `namespace=\"tracebloc\"`: without one it would silence everything");
+        }
+        if silence.value.margin.0.is_zero() {
+            self.error(
+                silence.pos,
+                "`margin` must be above 0s: the silence would expire while the drill runs",
+            );
+        }
+    }
+
     fn phase_ref(&mut self, phase: &Sp<String>) {
         if phase.value == WHOLE_RUN || self.phase_names.contains(&phase.value) {
             return;
@@ -865,11 +927,7 @@ impl Validator<'_> {
                         }
                     }
                 },
-                CheckKind::Alerts(a) => {
-                    if let Err(e) = a.pattern.get() {
-                        self.error(a.pattern.pos, format!("invalid regular expression: {e}"));
-                    }
-                }
+                CheckKind::Alerts(a) => self.alerts_check(a, c.kind_at),
                 CheckKind::Logs(l) => {
                     if let Err(e) = l.pattern.get() {
                         self.error(l.pattern.pos, format!("invalid regular expression: {e}"));

@@ -25,3 +25,16 @@ pub async fn status(url: &str) -> Result<u16, HttpError> {
         .map_err(|e| HttpError::NoAnswer(e.to_string()))?;
     Ok(response.status().as_u16())
 }
+
+/// Whether `url` names this machine's loopback (`localhost`, 127.0.0.0/8, `[::1]`).
+pub fn is_loopback(url: &prometheus_http_query::reqwest::Url) -> bool {
+    match url.host_str() {
+        Some(host) if host.eq_ignore_ascii_case("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}

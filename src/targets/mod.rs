@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::report::model::PreflightResult;
 use crate::scenario::{Action, Scenario, TargetKind};
+use crate::support::alertmanager::{AlertmanagerError, SilenceUndo};
 use crate::support::command::CommandError;
 use crate::units::LabelSelector;
 use fleet::{FleetEvent, FleetSpec};
@@ -37,6 +38,8 @@ pub enum TargetError {
     Local(#[from] local::LocalError),
     #[error(transparent)]
     Command(#[from] CommandError),
+    #[error(transparent)]
+    Alertmanager(#[from] AlertmanagerError),
     /// A command ran to its end but did not exit 0.
     #[error("`{argv}` ended with {}: {stderr_tail}", crate::support::command::status_words(.status))]
     Exited {
@@ -104,8 +107,8 @@ pub trait UndoAction: Clone + Debug + Serialize + DeserializeOwned + Send + 'sta
 // A drill runs on one task and never sends these futures elsewhere, so no `Send` bound.
 #[allow(async_fn_in_trait)]
 pub trait Target {
-    /// This target's way back from a step.
-    type Undo: UndoAction;
+    /// This target's way back from a step; every target can remove a drill's silence.
+    type Undo: UndoAction + From<SilenceUndo>;
 
     fn kind(&self) -> TargetKind;
 

@@ -1,6 +1,7 @@
 //! What the test modules share. Each file is about one kind of test environment; a test
 //! module names what it needs (`use crate::common::e2e::cluster;`).
 
+pub mod alertmanager;
 pub mod base;
 pub mod boxed;
 pub mod browser;

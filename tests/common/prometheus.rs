@@ -119,6 +119,16 @@ impl Prometheus {
 
     /// Like [`Prometheus::start`], evaluating the given rule file (YAML) every second.
     pub fn start_with_rules(targets: &[String], rules: Option<&str>) -> Option<Self> {
+        Self::start_alerting(targets, rules, None)
+    }
+
+    /// Like [`Prometheus::start_with_rules`], sending its alerts to the Alertmanager at
+    /// `alertmanager` (`127.0.0.1:PORT`).
+    pub fn start_alerting(
+        targets: &[String],
+        rules: Option<&str>,
+        alertmanager: Option<&str>,
+    ) -> Option<Self> {
         let binary = prometheus_binary()?;
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
@@ -130,8 +140,13 @@ impl Prometheus {
             }
             None => String::new(),
         };
+        let alerting = alertmanager.map_or_else(String::new, |am| {
+            format!(
+                "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am}']\n"
+            )
+        });
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: drill\n    static_configs:\n      - targets: [{}]\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{alerting}{rule_files}scrape_configs:\n  - job_name: drill\n    static_configs:\n      - targets: [{}]\n",
             targets
                 .iter()
                 .map(|t| format!("'{t}'"))

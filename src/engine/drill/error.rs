@@ -25,6 +25,12 @@ pub enum Refusal {
     LocalStart(LocalError),
     #[error("pre-flight `{name}` failed: {detail}")]
     Preflight { name: String, detail: String },
+    #[error(
+        "the silence was not created: {0} (with `silence.required: false` the drill runs without it)"
+    )]
+    Silence(crate::support::alertmanager::AlertmanagerError),
+    #[error("the silence's removal could not be recorded: {0}")]
+    SilenceNotRecorded(RegisterError),
 }
 
 /// Why a drill did not run to a verdict.

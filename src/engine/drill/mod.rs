@@ -12,6 +12,7 @@ mod background;
 mod error;
 mod observed;
 mod running;
+mod silence;
 mod start;
 mod step;
 mod timeline;

@@ -39,6 +39,9 @@ pub struct StepRecord {
 pub struct Observed {
     pub t0: Instant,
     pub started: jiff::Timestamp,
+    /// Time zero on the wall clock (`started` plus the start delay, which cluster load makes
+    /// as long as its workers' `start_within`).
+    pub zero_wall: jiff::Timestamp,
     pub ended: jiff::Timestamp,
     pub seed: u64,
     pub ending: Ending,
@@ -63,6 +66,10 @@ pub struct Observed {
     pub undo_failed: usize,
     /// The windows of each named load stream (`load.streams`), for `compare` checks.
     pub streams: BTreeMap<String, WindowStore>,
+    /// The drill's Alertmanager silence, when one was created.
+    pub silence: Option<crate::report::model::SilenceReport>,
+    /// What Alertmanager held during the drill, per `alerts` check with `alertmanager`.
+    pub alertmanager: BTreeMap<String, crate::checks::alerts::AlertWatch>,
     /// The target's pods (processes) counted every second.
     pub pods: Vec<PodSample>,
 }
@@ -75,7 +82,7 @@ impl Observed {
     /// Wall-clock time (Unix seconds) of `offset_s` seconds after time zero, for queries to
     /// systems that keep their own history (Prometheus).
     pub fn unix_s(&self, offset_s: f64) -> f64 {
-        self.started.as_millisecond() as f64 / 1000.0 + START_DELAY.as_secs_f64() + offset_s
+        self.zero_wall.as_millisecond() as f64 / 1000.0 + offset_s
     }
 }
 

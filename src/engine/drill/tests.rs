@@ -27,6 +27,12 @@ impl UndoAction for FakeUndo {
     }
 }
 
+impl From<crate::support::alertmanager::SilenceUndo> for FakeUndo {
+    fn from(silence: crate::support::alertmanager::SilenceUndo) -> Self {
+        Self(silence.describe())
+    }
+}
+
 /// Records every call; steps are `command`s named by their first argv word.
 #[derive(Debug, Default)]
 struct Fake {

@@ -137,7 +137,20 @@ impl<'a, T: Target> Drill<'a, T> {
         run_id: &str,
     ) -> Result<Observed, DrillError> {
         let pod_guards = crate::engine::pod_guards::prepare(&self.loaded.scenario.abort_when)?;
-        let mut background = self.start_background(run_id).await?;
+        let silence = self.silence(run_id).await?;
+        let mut background = match self.start_background(run_id).await {
+            Ok(background) => background,
+            Err(e) => {
+                // Nothing ran yet but the silence may exist: take it away again.
+                self.undo
+                    .unwind(super::UNDO_TIMEOUT, |u| self.target.undo(u))
+                    .await;
+                return Err(e);
+            }
+        };
+        let watch_done = CancellationToken::new();
+        let alertmanager =
+            crate::engine::alert_watch::spawn(&self.loaded.scenario, self.t0, watch_done.clone());
         let mut rng = StdRng::seed_from_u64(self.seed);
         let guards_done = CancellationToken::new();
         let timeline = async {
@@ -193,10 +206,20 @@ impl<'a, T: Target> Drill<'a, T> {
         };
         let (undo, finally) = self.unwind(&mut rng, &mut events).await;
         let prometheus = background.prometheus.await.unwrap_or_default();
-        let marks = marks_for(self.t0, load.end, &steps, &observations);
+        watch_done.cancel();
+        let alertmanager = alertmanager.await.unwrap_or_default();
+        let mut marks = marks_for(self.t0, load.end, &steps, &observations);
+        // The rollback procedure's and `finally`'s steps are boundaries too (`rolled-back.end`).
+        for s in rolled_back.iter().chain(&finally) {
+            let end = s.end.map(|e| offset(self.t0, e));
+            marks
+                .steps
+                .insert(s.name.clone(), (offset(self.t0, s.start), end));
+        }
         Ok(Observed {
             t0: self.t0,
             started: self.started,
+            zero_wall: self.zero_wall,
             ended: jiff::Timestamp::now(),
             seed: self.seed,
             ending,
@@ -217,6 +240,8 @@ impl<'a, T: Target> Drill<'a, T> {
             run_id: run_id.to_string(),
             undo_failed: self.undo.failed().len(),
             streams: load.streams,
+            silence,
+            alertmanager,
             pods,
         })
     }

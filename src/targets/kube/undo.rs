@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::KubeTarget;
 use super::resources::{PatchBody, ResourceId};
 use crate::scenario::WorkloadKind;
+use crate::support::alertmanager::SilenceUndo;
 use crate::targets::{TargetError, UndoAction, assignments};
 
 /// How long an undo's helm/kubectl run may take.
@@ -69,6 +70,15 @@ pub enum KubeUndo {
         proxy: String,
         origin: String,
     },
+    /// Expire the drill's Alertmanager silence (`silence:`).
+    #[serde(rename = "expire_silence")]
+    ExpireSilence(SilenceUndo),
+}
+
+impl From<SilenceUndo> for KubeUndo {
+    fn from(silence: SilenceUndo) -> Self {
+        Self::ExpireSilence(silence)
+    }
 }
 
 impl UndoAction for KubeUndo {
@@ -125,6 +135,7 @@ impl UndoAction for KubeUndo {
                         .collect()
                 )
             ),
+            KubeUndo::ExpireSilence(silence) => silence.describe(),
         }
     }
 }
@@ -173,6 +184,7 @@ impl KubeUndo {
             } => Ok(t
                 .restore_service(&service, &selector, &proxy, &origin)
                 .await?),
+            KubeUndo::ExpireSilence(silence) => silence.apply().await.map(drop).map_err(Into::into),
         }
     }
 }

@@ -13,6 +13,7 @@ use super::{InstanceStatus, LocalError, LocalTarget, ProcessConfig, ProcessEvent
 use crate::report::model::PreflightResult;
 use crate::scenario::describe::describe_action;
 use crate::scenario::{Action, ProcessKind, Scenario, TargetKind};
+use crate::support::alertmanager::SilenceUndo;
 use crate::support::command;
 use crate::targets::observe::{JobRecord, JobState, Labels, Obs, ObsKind, Observations, PodHealth};
 use crate::targets::{Applied, Target, TargetError, UndoAction, assignments};
@@ -65,6 +66,15 @@ pub enum LocalUndo {
     StopGroup { group: String },
     /// Run a command (argv, no shell).
     Command { argv: Vec<String> },
+    /// Expire the drill's Alertmanager silence (`silence:`).
+    #[serde(rename = "expire_silence")]
+    ExpireSilence(SilenceUndo),
+}
+
+impl From<SilenceUndo> for LocalUndo {
+    fn from(silence: SilenceUndo) -> Self {
+        Self::ExpireSilence(silence)
+    }
 }
 
 impl UndoAction for LocalUndo {
@@ -78,6 +88,7 @@ impl UndoAction for LocalUndo {
             }
             LocalUndo::StopGroup { group } => format!("stop `{group}`"),
             LocalUndo::Command { argv } => format!("run `{}`", argv.join(" ")),
+            LocalUndo::ExpireSilence(silence) => silence.describe(),
         }
     }
 }
@@ -301,6 +312,7 @@ async fn apply_undo(target: &LocalTarget, undo: LocalUndo) -> Result<(), TargetE
                 })
             }
         }
+        LocalUndo::ExpireSilence(silence) => silence.apply().await.map(drop).map_err(Into::into),
     }
 }
 
