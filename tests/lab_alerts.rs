@@ -119,7 +119,8 @@ steps:
         let run = std::fs::read_dir(self.dir.path().join("reports"))
             .expect("a report directory")
             .filter_map(Result::ok)
-            .next()
+            // Beside the run folders lies the history index.
+            .find(|entry| entry.path().is_dir())
             .expect("a run's report")
             .path();
         drillbook::report::load(&run.join("report.json")).expect("report")
