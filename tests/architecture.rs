@@ -20,7 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("report", &["load", "exit", "support"]),
     ("scenario", &["units"]),
     ("drill_log", &["report"]),
-    ("checks", &["scenario", "report", "units"]),
+    ("checks", &["scenario", "report", "support", "units"]),
     (
         "history",
         &["checks", "load", "report", "scenario", "support", "units"],

@@ -495,11 +495,7 @@ fn history_page_shows_the_trend_and_links_every_run(lab: &Lab, ids: &[&str]) {
         return;
     };
     let loaded = browser::load(&chromium, &page, Theme::Light);
-    let console: Vec<&str> = loaded
-        .log
-        .lines()
-        .filter(|l| l.contains("CONSOLE"))
-        .collect();
+    let console = loaded.console();
     assert!(console.is_empty(), "console output: {console:#?}");
     assert!(loaded.dom.contains("data-enhanced=\"1\""), "the script ran");
 }

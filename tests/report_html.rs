@@ -479,11 +479,7 @@ fn browser_shows_a_lab_drill_and_ci_gets_its_summary() {
         report.duration_s()
     );
     let loaded = browser::load(&chromium, &page, Theme::Light);
-    let console: Vec<&str> = loaded
-        .log
-        .lines()
-        .filter(|l| l.contains("CONSOLE"))
-        .collect();
+    let console = loaded.console();
     assert!(console.is_empty(), "console output: {console:#?}");
     let dom = &loaded.dom;
     let html_tag = &dom[dom.find("<html").unwrap()..];

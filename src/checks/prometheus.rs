@@ -45,7 +45,7 @@ fn client(url: &str, timeout: Duration) -> Result<Client, SampleError> {
     // Prometheus is often reachable only through the corporate proxy. A loopback Prometheus
     // never is: no proxy can reach this machine's loopback.
     let mut builder = reqwest::Client::builder().timeout(timeout);
-    if is_loopback(url) {
+    if reqwest::Url::parse(url).is_ok_and(|u| crate::support::http::is_loopback(&u)) {
         builder = builder.no_proxy();
     }
     let http = builder.build().map_err(|e| {
@@ -59,22 +59,6 @@ fn client(url: &str, timeout: Duration) -> Result<Client, SampleError> {
     })?;
     Client::from(http, url)
         .map_err(|e| SampleError::Query(format!("bad Prometheus URL `{url}`: {e}")))
-}
-
-/// Whether `url` names this machine's loopback (`localhost`, 127.0.0.0/8, `[::1]`).
-fn is_loopback(url: &str) -> bool {
-    let Ok(parsed) = reqwest::Url::parse(url) else {
-        return false;
-    };
-    match parsed.host_str() {
-        Some(host) if host.eq_ignore_ascii_case("localhost") => true,
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    }
 }
 
 /// Runs `query` (at `at`, Unix seconds, or now) and returns its data.
@@ -418,25 +402,6 @@ pub fn judge_with(
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn loopback_prometheus_urls_skip_the_proxy_and_others_do_not() {
-        for url in [
-            "http://127.0.0.1:9090",
-            "http://127.5.0.1",
-            "http://localhost:9090",
-            "http://[::1]:9090/",
-        ] {
-            assert!(is_loopback(url), "{url}");
-        }
-        for url in [
-            "http://10.250.0.2:9090",
-            "https://prometheus.example",
-            "not a url",
-        ] {
-            assert!(!is_loopback(url), "{url}");
-        }
-    }
-
     use super::*;
     use crate::scenario::Sp;
 

@@ -38,3 +38,30 @@ pub fn is_loopback(url: &prometheus_http_query::reqwest::Url) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls_skip_the_proxy_and_others_do_not() {
+        let loopback = |url: &str| {
+            prometheus_http_query::reqwest::Url::parse(url).is_ok_and(|u| is_loopback(&u))
+        };
+        for url in [
+            "http://127.0.0.1:9090",
+            "http://127.5.0.1",
+            "http://localhost:9090",
+            "http://[::1]:9090/",
+        ] {
+            assert!(loopback(url), "{url}");
+        }
+        for url in [
+            "http://10.250.0.2:9090",
+            "https://prometheus.example",
+            "not a url",
+        ] {
+            assert!(!loopback(url), "{url}");
+        }
+    }
+}

@@ -43,6 +43,13 @@ pub struct Loaded {
     pub log: String,
 }
 
+impl Loaded {
+    /// The lines the page wrote to the console (headless Chromium does not say their level).
+    pub fn console(&self) -> Vec<&str> {
+        self.log.lines().filter(|l| l.contains("CONSOLE")).collect()
+    }
+}
+
 fn headless(browser: &Path, profile: &Path, theme: Theme) -> Command {
     let mut command = Command::new(browser);
     command.args([
