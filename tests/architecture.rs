@@ -48,6 +48,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "drill_log",
             "history",
             "units",
+            "fault",
         ],
     ),
     ("plan", &["targets", "scenario", "report"]),

@@ -356,6 +356,11 @@ fn jobs_manager_blackholed_the_stateless_proxy_serves_without_401() {
     ));
     assert_eq!(report["verdict"], "pass", "{explain}");
     assert_eq!(statuses["401"].as_u64().unwrap_or(0), 0);
+    let counted = assert_fault_counted(&report, "jobs-manager-unreachable");
+    measured(&format!(
+        "jobs-manager-unreachable: the fault proxies counted {counted}"
+    ));
+    assert!(counted.contains("blackholed"), "{counted}");
 }
 
 #[test]
@@ -499,6 +504,27 @@ fn verdict_line(explain: &str) -> &str {
         .unwrap_or_default()
 }
 
+/// The check an `http_fault` step adds, `<step>-took-effect`: it must pass (the proxies'
+/// counts say the fault changed requests), and the report carries the counts per second.
+/// Returns the counts in words.
+fn assert_fault_counted(report: &Value, step: &str) -> String {
+    let name = format!("{step}-took-effect");
+    let check = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name.as_str()))
+        .unwrap_or_else(|| panic!("no check {name}: {}", report["checks"]));
+    assert_eq!(check["verdict"], "pass", "{check}");
+    let faulted = format!("{step}: faulted");
+    let tracked: f64 = report["tracks"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == faulted.as_str()))
+        .and_then(|t| t["points"].as_array())
+        .map(|points| points.iter().filter_map(|p| p[1].as_f64()).sum())
+        .unwrap_or_else(|| panic!("no track {faulted}: {}", report["tracks"]));
+    assert_eq!(Some(tracked), check["measured"].as_f64(), "{check}");
+    check["detail"].as_str().unwrap_or_default().to_string()
+}
+
 /// The drill aborted (exit 4) and `on_abort`'s `rollout_undo` ran.
 fn assert_aborted_and_rolled_back(code: i32, report: &Value, explain: &str) {
     assert_eq!(code, 4, "{explain}");
@@ -530,6 +556,10 @@ fn injected_503s_trip_the_canary_trigger_and_the_rollback_runs() {
             .unwrap_or(&Value::Null)
     ));
     assert_aborted_and_rolled_back(code, &report, &explain);
+    let counted = assert_fault_counted(&report, "errors");
+    measured(&format!(
+        "canary-injected-errors: the fault proxies counted {counted}"
+    ));
     assert!(requests >= 200, "{injected}");
     assert!((0.02..0.09).contains(&share), "503 share {share}");
 }
@@ -556,6 +586,8 @@ fn a_slow_proxy_trips_the_p95_gate_and_the_rollback_runs() {
         verdict_line(&explain)
     ));
     assert_aborted_and_rolled_back(code, &report, &explain);
+    let counted = assert_fault_counted(&report, "slow");
+    measured(&format!("slow-proxy: the fault proxies counted {counted}"));
     // Tolerance: ±20 % of the injected median (the proxy's own time and the sampling).
     assert!((240.0..360.0).contains(&added), "added p50 {added} ms");
 }

@@ -11,28 +11,33 @@ use crate::common;
 use common::base::{block_until, free_port};
 use common::cli::drillbook;
 
-/// An upstream answering every request `200 ok` (keep-alive), for the test's lifetime.
-fn upstream() -> u16 {
+/// An upstream on loopback that hands each connection to `answer` on a thread of its own,
+/// for the test's lifetime.
+fn upstream_with(answer: fn(TcpStream)) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let mut buffer = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buffer) {
-                    if n == 0
-                        || stream
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                            .is_err()
-                    {
-                        break;
-                    }
-                }
-            });
+            std::thread::spawn(move || answer(stream));
         }
     });
     port
+}
+
+/// An upstream answering every request `200 ok` (keep-alive).
+fn upstream() -> u16 {
+    upstream_with(|mut stream| {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buffer) {
+            if n == 0
+                || stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .is_err()
+            {
+                break;
+            }
+        }
+    })
 }
 
 struct Proxy {
@@ -55,9 +60,14 @@ fn now_ms() -> i64 {
 
 /// The proxy with `faults` (JSON fields of the spec), failing open `open_in` from now.
 fn proxy(faults: &str, open_in: Duration) -> Proxy {
-    let (port, upstream) = (free_port(), upstream());
+    proxy_to(upstream(), "http", faults, open_in)
+}
+
+/// The proxy in front of `upstream`, reading it as `protocol`.
+fn proxy_to(upstream: u16, protocol: &str, faults: &str, open_in: Duration) -> Proxy {
+    let port = free_port();
     let spec = format!(
-        "{{\"protocol\":\"http\",{faults},\"fail_open_at_ms\":{}}}",
+        "{{\"protocol\":\"{protocol}\",{faults},\"fail_open_at_ms\":{}}}",
         now_ms() + open_in.as_millis() as i64
     );
     let child = drillbook()
@@ -141,4 +151,76 @@ fn a_blackhole_holds_until_the_fail_open_deadline_then_everything_passes() {
     std::thread::sleep(Duration::from_secs(3));
     // Past the deadline: forwarded untouched, whatever the spec says.
     assert_eq!(get(p.port, Duration::from_secs(2)), Ok(200));
+}
+
+/// Bytes of the bulk upstream's answer.
+const BULK: usize = 256 * 1024;
+
+/// An upstream answering every request with `BULK` bytes, then closing.
+fn bulk_upstream() -> u16 {
+    upstream_with(|mut stream| {
+        let mut buffer = [0u8; 4096];
+        if stream.read(&mut buffer).unwrap_or(0) > 0 {
+            let head =
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {BULK}\r\nconnection: close\r\n\r\n");
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&vec![b'x'; BULK]);
+        }
+    })
+}
+
+/// Downloads the bulk answer through `port` on `callers` connections at once: the bytes each
+/// got and the time until the last finished.
+fn download(port: u16, callers: usize) -> (Vec<usize>, Duration) {
+    let started = Instant::now();
+    let threads: Vec<_> = (0..callers)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(15)))
+                    .expect("timeout");
+                stream
+                    .write_all(b"GET /bulk HTTP/1.1\r\nhost: x\r\n\r\n")
+                    .expect("send");
+                let mut body = Vec::new();
+                let _ = stream.read_to_end(&mut body);
+                body.len()
+            })
+        })
+        .collect();
+    let got = threads.into_iter().map(|t| t.join().unwrap_or(0)).collect();
+    (got, started.elapsed())
+}
+
+#[test]
+fn a_bandwidth_cap_is_shared_by_every_connection_like_a_links() {
+    // 128 KiB/s for the whole proxy: two callers of 256 KiB each need about 4 s together.
+    for protocol in ["http", "tcp"] {
+        let upstream = bulk_upstream();
+        let proxy = proxy_to(
+            upstream,
+            protocol,
+            "\"bandwidth\":131072",
+            Duration::from_secs(60),
+        );
+        let (got, took) = download(proxy.port, 2);
+        assert!(
+            got.iter().all(|n| *n > BULK),
+            "{protocol}: whole answers {got:?}"
+        );
+        // 512 KiB at 128 KiB/s is 4 s; the first tenth of a second may pass unbooked.
+        assert!(
+            took >= Duration::from_millis(3_600),
+            "{protocol}: two capped downloads took {took:?}"
+        );
+        // Past the fail-open deadline, or with no cap, the same download is not held.
+        let open = proxy_to(upstream, protocol, "\"bandwidth\":131072", Duration::ZERO);
+        let (got, took) = download(open.port, 2);
+        assert!(got.iter().all(|n| *n > BULK), "{protocol}: {got:?}");
+        assert!(
+            took < Duration::from_secs(2),
+            "{protocol}: failed open, took {took:?}"
+        );
+    }
 }

@@ -2,114 +2,12 @@
 //! Each run is checked for its verdict, its reports, its drill-log row, and for leaving no
 //! process behind (every child inherits a per-test marker that is looked for in /proc).
 
-use crate::common::cli::{self, Ran};
-use std::path::PathBuf;
-use std::process::{Child, Output, Stdio};
+use crate::common::cli::Ran;
+use crate::common::lab_drill::{Drill, check};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use drillbook::report::model::{CheckVerdict, EventKind, Report, Verdict};
-
-/// Shared test support (tests/common); `pub` so that helpers this file does not use are
-/// not dead code.
-use crate::common;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-struct Drill {
-    dir: tempfile::TempDir,
-    marker: String,
-}
-
-impl Drill {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::copy(
-            root().join("docs/RUNBOOK.md"),
-            dir.path().join("RUNBOOK.md"),
-        )
-        .expect("copy runbook");
-        let marker = format!("drillbook-test-{}", rand::random::<u64>());
-        Self { dir, marker }
-    }
-
-    fn command(&self, scenario: &str) -> cli::Drillbook {
-        self.command_at(&root().join("scenarios/lab").join(scenario))
-    }
-
-    /// `drillbook run` of a scenario file anywhere (a variant written by the test).
-    fn command_at(&self, scenario: &std::path::Path) -> cli::Drillbook {
-        let mut command = cli::drillbook();
-        command
-            .arg("run")
-            .arg(scenario)
-            .arg("--report-dir")
-            .arg(self.dir.path().join("reports"))
-            .arg("--drill-log")
-            .arg(self.dir.path().join("RUNBOOK.md"))
-            .args(["--operator", "lab-drills-test"])
-            .env("DRILLBOOK_TEST_MARKER", &self.marker)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        command
-    }
-
-    fn run(&self, scenario: &str) -> (Output, Report) {
-        let output = self.command(scenario).output();
-        (output, self.report())
-    }
-
-    fn report_dir(&self) -> PathBuf {
-        let reports = self.dir.path().join("reports");
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&reports)
-            .expect("reports dir")
-            .map(|e| e.expect("entry").path())
-            // Beside the run folders: the history index (`history.ndjson`).
-            .filter(|p| p.is_dir())
-            .collect();
-        assert_eq!(dirs.len(), 1, "one report directory per run: {dirs:?}");
-        dirs.remove(0)
-    }
-
-    fn report(&self) -> Report {
-        drillbook::report::load(&self.report_dir().join("report.json")).expect("report.json parses")
-    }
-
-    fn runbook(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("RUNBOOK.md")).expect("runbook")
-    }
-
-    /// Processes still alive that inherited this test's marker (zombies excluded).
-    fn survivors(&self) -> Vec<String> {
-        common::trial::marked_processes(&self.marker)
-    }
-
-    fn assert_no_survivors(&self) {
-        // Children get a moment to be reaped after drillbook exits.
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            let survivors = self.survivors();
-            if survivors.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "processes left behind: {survivors:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn check<'a>(report: &'a Report, name: &str) -> &'a drillbook::report::model::CheckResult {
-    report
-        .checks
-        .iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no check {name}"))
-}
 
 fn stderr(output: &Output) -> String {
     output.stderr_str()
@@ -385,20 +283,8 @@ fn sigint_while_the_target_starts_still_reports_and_logs_interrupted() {
     drill.assert_no_survivors();
 }
 
-/// Runs `proxy-restart.yaml` with `replace` applied (each must match), written next to the
-/// drill's runbook; the drill log still goes to `--drill-log`.
 fn run_variant(drill: &Drill, name: &str, replace: &[(&str, &str)]) -> Output {
-    let mut source = std::fs::read_to_string(root().join("scenarios/lab/proxy-restart.yaml"))
-        .expect("read proxy-restart.yaml");
-    for (from, to) in replace {
-        assert!(source.contains(from), "`{from}` is in proxy-restart.yaml");
-        source = source.replace(from, to);
-    }
-    // The runbook path is relative to the original's folder; `--drill-log` names the copy.
-    let source = source.replace("runbook: ../../docs/RUNBOOK.md\n", "");
-    let path = drill.dir.path().join(name);
-    std::fs::write(&path, source).expect("write the variant");
-    drill.command_at(&path).output()
+    drill.run_variant("proxy-restart.yaml", name, replace)
 }
 
 /// The drill stopped before its first fault: exit 4, the report says why, the kill never ran.

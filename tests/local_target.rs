@@ -122,6 +122,7 @@ target:
     let vars = drillbook::scenario::vars::Vars {
         drillbook: "/bin/drillbook".into(),
         ports: BTreeMap::from([("proxy".into(), 4242)]),
+        private: BTreeMap::new(),
     };
     // The run expands the scenario once, with the ports it chose, before the target starts.
     let unexpanded = drillbook::scenario::templated::expand(&scenario, &Default::default());

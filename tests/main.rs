@@ -29,6 +29,7 @@ mod kube_schedule;
 mod kube_target;
 mod lab_alerts;
 mod lab_drills;
+mod lab_faults;
 mod lab_prometheus;
 mod lab_proxy;
 mod lab_trainer;

@@ -210,3 +210,53 @@ fn a_var_cannot_change_the_structure_of_the_scenario() {
         "the value is one argv element: {stdout}"
     );
 }
+
+#[test]
+fn only_the_listener_behind_a_fault_reads_its_private_port() -> Result<(), scenario::vars::VarError>
+{
+    use drillbook::scenario::templated;
+    use drillbook::scenario::vars::Vars;
+    let yaml = r#"
+apiVersion: drillbook/v1
+name: t
+target:
+  local:
+    processes:
+      - name: api
+        command: ["srv", "--listen", "127.0.0.1:${port.api}"]
+        env: {PEER: "${port.api}"}
+        ready: http://127.0.0.1:${port.api}/healthz
+      - name: caller
+        command: ["cli", "--api", "127.0.0.1:${port.api}"]
+load:
+  url: http://127.0.0.1:${port.api}/
+  rate: 1/s
+  duration: 1s
+steps:
+  - http_fault: {port: api, reset: {share: 5%}}
+"#;
+    let scenario = scenario::parse_str(yaml).unwrap_or_else(|e| panic!("{e:?}"));
+    let private: Vec<(String, String)> = templated::local_interpositions(&scenario)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|i| (i.listener, i.port))
+        .collect();
+    assert_eq!(private, [("api".to_string(), "api".to_string())]);
+    let texts = templated::texts(&scenario);
+    let vars = Vars::allocate(texts.iter().map(|t| t.text.as_str()), &private)?;
+    let (public, own) = (vars.ports["api"], vars.private["api"]["api"]);
+    assert_ne!(public, own);
+    let expanded = templated::expand(&scenario, &vars)?;
+    let processes = expanded.local_processes();
+    let api = &processes[0].value;
+    assert_eq!(api.command[2], format!("127.0.0.1:{own}"));
+    assert_eq!(api.env["PEER"], own.to_string());
+    assert_eq!(
+        api.ready.as_deref(),
+        Some(format!("http://127.0.0.1:{own}/healthz").as_str())
+    );
+    assert_eq!(processes[1].value.command[2], format!("127.0.0.1:{public}"));
+    let load = expanded.load.as_ref().map(|l| l.url.value.clone());
+    assert_eq!(load, Some(format!("http://127.0.0.1:{public}/")));
+    Ok(())
+}

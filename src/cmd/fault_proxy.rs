@@ -49,7 +49,7 @@ pub async fn run(args: FaultProxyArgs) -> anyhow::Result<Outcome> {
     let spec: FaultSpec = serde_json::from_str(&args.spec).context("--spec is not a fault spec")?;
     let bound = proxy::bind(&args.routes).await?;
     tracing::info!(routes = ?args.routes, spec = %args.spec, "fault proxy listening");
-    let faults = Faults::new(Some(spec));
+    let faults = Faults::new(spec.protocol, Some(spec));
     let counters = Arc::new(Counters::default());
     let stop = CancellationToken::new();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -25,7 +25,8 @@ pub struct Judged {
 /// aborted), then the checks (any failure fails; missing data is inconclusive, never pass).
 pub fn judge(scenario: &Scenario, observed: &Observed, end: &EndObservations) -> Judged {
     let phases = JudgedPhases::resolve(scenario, observed);
-    let checks = judge_all(scenario, observed, &phases, end);
+    let mut checks = judge_all(scenario, observed, &phases, end);
+    checks.extend(super::fault_effect::checks(scenario, observed));
     let (verdict, mut verdict_reason) = decide(&observed.ending, &checks);
     if !observed.rolled_back.is_empty() {
         verdict_reason.push_str(&rollback_summary(&observed.rolled_back));

@@ -4,6 +4,7 @@
 
 pub mod alert_watch;
 pub mod drill;
+pub mod fault_effect;
 pub mod fleet;
 pub mod gather;
 pub mod journal;

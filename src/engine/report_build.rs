@@ -166,7 +166,7 @@ pub fn build(
                 samples: samples.iter().map(reading).collect(),
             })
             .collect(),
-        tracks: Vec::new(),
+        tracks: super::fault_effect::tracks(observed),
     }
 }
 

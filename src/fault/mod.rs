@@ -135,6 +135,9 @@ pub struct FaultSpec {
     pub reset: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blackhole: Option<BlackholeMode>,
+    /// Bytes per second this proxy sends back to callers, all connections together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<u64>,
     #[serde(default, rename = "match")]
     pub matcher: Matcher,
     /// The fault ends here (Unix milliseconds); the proxy forwards untouched after it.
@@ -164,6 +167,11 @@ impl FaultSpec {
     /// Whether faults apply at `now_ms`.
     pub fn active(&self, now_ms: i64) -> bool {
         now_ms < self.ends_at_ms()
+    }
+
+    /// The bandwidth cap in force at `now_ms` (bytes per second), if any.
+    pub fn cap_at(&self, now_ms: i64) -> Option<u64> {
+        self.bandwidth.filter(|_| self.active(now_ms))
     }
 
     /// The decision for one request (`matched`: whether the [`Matcher`] holds; always true
@@ -212,6 +220,7 @@ mod tests {
             abort: None,
             reset: None,
             blackhole: None,
+            bandwidth: None,
             matcher: Matcher::default(),
             until_ms: None,
             fail_open_at_ms: 10_000,

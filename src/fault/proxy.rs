@@ -49,27 +49,91 @@ pub enum ProxyError {
     },
 }
 
-/// The fault currently applied (none: forward untouched), shared by every connection.
-#[derive(Debug, Clone, Default)]
-pub struct Faults(Arc<RwLock<Option<Arc<FaultSpec>>>>);
+/// The fault currently applied (none: forward untouched), shared by every connection, and
+/// how the proxy reads its connections. The protocol is fixed when the proxy starts, so a
+/// connection opened before a fault is applied is read the same way as one opened after it,
+/// and an HTTP fault reaches requests on kept-alive connections too.
+#[derive(Debug, Clone)]
+pub struct Faults {
+    protocol: Protocol,
+    spec: Arc<RwLock<Option<Arc<FaultSpec>>>>,
+    throttle: Arc<Throttle>,
+}
+
+/// A bandwidth cap shared by every connection, like a link's: each chunk sent to a caller
+/// books its transmission time on one clock and is sent when its slot ends.
+#[derive(Debug)]
+struct Throttle {
+    next_free: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Throttle {
+    fn new() -> Self {
+        Self {
+            next_free: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// How long to hold `bytes` so that, with everything booked before, no more than `rate`
+    /// bytes per second leave.
+    fn book(&self, bytes: usize, rate: u64) -> Duration {
+        let now = tokio::time::Instant::now();
+        let mut next_free = self
+            .next_free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let end =
+            (*next_free).max(now) + Duration::from_secs_f64(bytes as f64 / rate.max(1) as f64);
+        *next_free = end;
+        end - now
+    }
+}
+
+/// The largest chunk sent at once under a cap of `rate`: a tenth of a second's worth (at
+/// least 1 KiB), so a capped stream flows evenly instead of in bursts.
+fn capped_chunk(rate: u64) -> usize {
+    usize::try_from(rate / 10)
+        .unwrap_or(usize::MAX)
+        .clamp(1024, 16 * 1024)
+}
 
 impl Faults {
-    pub fn new(spec: Option<FaultSpec>) -> Self {
-        Self(Arc::new(RwLock::new(spec.map(Arc::new))))
+    pub fn new(protocol: Protocol, spec: Option<FaultSpec>) -> Self {
+        Self {
+            protocol,
+            spec: Arc::new(RwLock::new(spec.map(Arc::new))),
+            throttle: Arc::new(Throttle::new()),
+        }
+    }
+
+    /// The bandwidth cap in force now, if any.
+    fn cap(&self) -> Option<u64> {
+        self.current().and_then(|s| s.cap_at(now_ms()))
+    }
+
+    /// Holds `bytes` as long as the cap in force requires; whether it held them.
+    async fn hold_for_cap(&self, bytes: usize) -> bool {
+        match self.cap() {
+            Some(rate) => {
+                tokio::time::sleep(self.throttle.book(bytes, rate)).await;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Applies `spec` from now on (`None`: forward untouched); connections held by a blackhole
     /// are released within a second.
     pub fn set(&self, spec: Option<FaultSpec>) {
         let mut current = self
-            .0
+            .spec
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *current = spec.map(Arc::new);
     }
 
     fn current(&self) -> Option<Arc<FaultSpec>> {
-        self.0
+        self.spec
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
@@ -89,18 +153,54 @@ pub struct Counters {
     pub aborted: AtomicU64,
     pub reset: AtomicU64,
     pub blackholed: AtomicU64,
+    /// Responses (HTTP) or connections (TCP) slowed by the bandwidth cap.
+    pub throttled: AtomicU64,
     pub upstream_errors: AtomicU64,
 }
 
 /// A copy of [`Counters`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Counts {
     pub seen: u64,
     pub delayed: u64,
     pub aborted: u64,
     pub reset: u64,
     pub blackholed: u64,
+    #[serde(default)]
+    pub throttled: u64,
     pub upstream_errors: u64,
+}
+
+impl Counts {
+    /// Requests (or connections) the fault changed: delayed, aborted, reset or blackholed.
+    pub fn faulted(&self) -> u64 {
+        self.delayed + self.aborted + self.reset + self.blackholed + self.throttled
+    }
+
+    /// What was counted since `earlier` (both totals since the proxy started).
+    pub fn since(&self, earlier: &Counts) -> Counts {
+        Counts {
+            seen: self.seen.saturating_sub(earlier.seen),
+            delayed: self.delayed.saturating_sub(earlier.delayed),
+            aborted: self.aborted.saturating_sub(earlier.aborted),
+            reset: self.reset.saturating_sub(earlier.reset),
+            blackholed: self.blackholed.saturating_sub(earlier.blackholed),
+            throttled: self.throttled.saturating_sub(earlier.throttled),
+            upstream_errors: self.upstream_errors.saturating_sub(earlier.upstream_errors),
+        }
+    }
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Counts) {
+        self.seen += other.seen;
+        self.delayed += other.delayed;
+        self.aborted += other.aborted;
+        self.reset += other.reset;
+        self.blackholed += other.blackholed;
+        self.throttled += other.throttled;
+        self.upstream_errors += other.upstream_errors;
+    }
 }
 
 impl Counters {
@@ -112,6 +212,7 @@ impl Counters {
             aborted: get(&self.aborted),
             reset: get(&self.reset),
             blackholed: get(&self.blackholed),
+            throttled: get(&self.throttled),
             upstream_errors: get(&self.upstream_errors),
         }
     }
@@ -198,8 +299,7 @@ async fn handle(
     rng: StdRng,
 ) {
     let _ = client.set_nodelay(true);
-    let protocol = faults.current().map_or(Protocol::Tcp, |s| s.protocol);
-    match protocol {
+    match faults.protocol {
         Protocol::Http => http_connection(client, upstream, faults, counters, rng).await,
         Protocol::Tcp => tcp_connection(client, upstream, faults, counters, rng).await,
     }
@@ -277,7 +377,25 @@ async fn tcp_connection(
         let _ = server_write.shutdown().await;
     };
     let downstream_direction = async {
-        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        let mut buffer = vec![0u8; 16 * 1024];
+        let mut throttled = false;
+        loop {
+            let limit = faults
+                .cap()
+                .map_or(buffer.len(), capped_chunk)
+                .min(buffer.len());
+            let n = match server_read.read(&mut buffer[..limit]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if faults.hold_for_cap(n).await && !throttled {
+                throttled = true;
+                counters.throttled.fetch_add(1, Ordering::Relaxed);
+            }
+            if client_write.write_all(&buffer[..n]).await.is_err() {
+                break;
+            }
+        }
         let _ = client_write.shutdown().await;
     };
     tokio::join!(upstream_direction, downstream_direction);
@@ -356,6 +474,44 @@ fn plain(status: u16, text: &'static str) -> hyper::Response<Body> {
     *response.status_mut() =
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE);
     response
+}
+
+/// A response body sent no faster than the bandwidth cap: data frames are cut into pieces
+/// of at most 16 KiB, each held for its slot.
+fn capped(body: Incoming, faults: Faults) -> Body {
+    use futures::StreamExt;
+    let pieces = http_body_util::BodyStream::new(body).flat_map(|frame| {
+        let pieces: Vec<Result<hyper::body::Frame<Bytes>, hyper::Error>> = match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(mut data) => {
+                    let mut pieces = Vec::new();
+                    while !data.is_empty() {
+                        let size = data.len().min(16 * 1024);
+                        pieces.push(Ok(hyper::body::Frame::data(data.split_to(size))));
+                    }
+                    pieces
+                }
+                Err(trailers) => vec![Ok(trailers)],
+            },
+            Err(e) => vec![Err(e)],
+        };
+        futures::stream::iter(pieces)
+    });
+    let paced = pieces.then(move |piece| {
+        let faults = faults.clone();
+        async move {
+            let len = piece
+                .as_ref()
+                .ok()
+                .and_then(|f| f.data_ref().map(Bytes::len))
+                .unwrap_or(0);
+            if len > 0 {
+                faults.hold_for_cap(len).await;
+            }
+            piece
+        }
+    });
+    BodyExt::boxed(http_body_util::StreamBody::new(paced))
 }
 
 /// One upstream HTTP/1 connection per downstream connection, opened on first use and again
@@ -453,6 +609,10 @@ async fn http_connection(
                 Decision::Forward { delay: None } => {}
             }
             match upstream.send(request).await {
+                Ok(response) if faults.cap().is_some() => {
+                    counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    Ok(response.map(|body| capped(body, faults.clone())))
+                }
                 Ok(response) => Ok(response.map(BodyExt::boxed)),
                 Err(()) => {
                     counters.upstream_errors.fetch_add(1, Ordering::Relaxed);

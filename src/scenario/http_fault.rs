@@ -19,9 +19,14 @@ pub struct HttpFault {
     /// The Service in the drill's namespace whose traffic is faulted (kubernetes).
     #[serde(default)]
     pub service: Option<Sp<String>>,
-    /// The `${port.NAME}` whose callers are faulted (local).
+    /// The `${port.NAME}` whose callers are faulted (local): drillbook listens on it and
+    /// forwards to the process that serves it, which gets a port of its own instead.
     #[serde(default)]
     pub port: Option<Sp<String>>,
+    /// The local process that listens on `port`. Default: the one process whose `ready:` URL
+    /// names `${port.NAME}`.
+    #[serde(default)]
+    pub process: Option<Sp<String>>,
     /// `http` (default): faults per request, `match` applies, `abort` possible. `tcp` for TLS or
     /// any other protocol: only latency, reset and blackhole, per connection.
     #[serde(default)]
@@ -42,6 +47,10 @@ pub struct HttpFault {
     /// The partition: `hang` (accept, never answer) or `refuse` (reset at once).
     #[serde(default)]
     pub blackhole: Option<Sp<BlackholeSpec>>,
+    /// Cap the bytes sent back to callers, shared by all their connections like a link's:
+    /// `64KiB/s`, `1MiB/s`, `500KB/s` (on kubernetes, split evenly between the replicas).
+    #[serde(default)]
+    pub bandwidth: Option<Sp<ByteRate>>,
     /// Which requests the fault applies to (http only); every condition must hold.
     #[serde(default, rename = "match")]
     pub matcher: Option<Sp<FaultMatch>>,
@@ -130,6 +139,68 @@ pub struct FaultMatch {
     pub headers: BTreeMap<String, String>,
 }
 
+/// Bytes per second, written with a unit: `100B/s`, `500KB/s`, `64KiB/s`, `1MiB/s`, `2MB/s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteRate(pub u64);
+
+impl ByteRate {
+    pub fn parse(text: &str) -> Option<Self> {
+        let per = text.trim().strip_suffix("/s")?.trim();
+        let split = per.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (number, unit) = per.split_at(split);
+        let factor: f64 = match unit.trim() {
+            "B" => 1.0,
+            "KB" => 1e3,
+            "KiB" => 1024.0,
+            "MB" => 1e6,
+            "MiB" => 1024.0 * 1024.0,
+            "GB" => 1e9,
+            "GiB" => 1024.0 * 1024.0 * 1024.0,
+            _ => return None,
+        };
+        let bytes = number.parse::<f64>().ok()? * factor;
+        (bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64).then_some(Self(bytes as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteRate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a byte rate: write a number and a unit per second, like `64KiB/s` \
+                 (B, KB, KiB, MB, MiB, GB, GiB)"
+            ))
+        })
+    }
+}
+
+impl JsonSchema for ByteRate {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ByteRate".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*(B|KB|KiB|MB|MiB|GB|GiB)/s\\s*$",
+            "description": "Bytes per second with a unit, e.g. `64KiB/s`."
+        })
+    }
+}
+
+impl fmt::Display for ByteRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0 as f64;
+        if b >= 1024.0 * 1024.0 {
+            write!(f, "{}MiB/s", (b / (1024.0 * 1024.0) * 10.0).round() / 10.0)
+        } else if b >= 1024.0 {
+            write!(f, "{}KiB/s", (b / 1024.0 * 10.0).round() / 10.0)
+        } else {
+            write!(f, "{}B/s", self.0)
+        }
+    }
+}
+
 /// A share of requests as a percentage, `5%` (0–100 %). Kept as the fraction, 0.0–1.0.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Share(pub f64);
@@ -194,6 +265,9 @@ impl HttpFault {
         if let Some(r) = &self.reset {
             parts.push(format!("reset {}", r.value.share));
         }
+        if let Some(rate) = &self.bandwidth {
+            parts.push(format!("bandwidth capped at {}", rate.value));
+        }
         if let Some(b) = &self.blackhole {
             parts.push(match b.value.mode {
                 BlackholeMode::Hang => "blackhole (accept, never answer)".into(),
@@ -218,6 +292,14 @@ impl HttpFault {
         words
     }
 
+    /// The Service (kubernetes) or port name (local) the fault applies to.
+    pub fn place(&self) -> Option<&str> {
+        self.service
+            .as_ref()
+            .or(self.port.as_ref())
+            .map(|p| p.value.as_str())
+    }
+
     /// What the fault applies to, in words.
     pub fn at_in_words(&self) -> String {
         match (&self.service, &self.port) {
@@ -225,5 +307,22 @@ impl HttpFault {
             (None, Some(p)) => format!("port `{}`", p.value),
             (None, None) => "nothing".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ByteRate;
+
+    #[test]
+    fn byte_rates_are_read_with_their_unit() {
+        assert_eq!(ByteRate::parse("64KiB/s"), Some(ByteRate(65_536)));
+        assert_eq!(ByteRate::parse(" 1.5 MB/s "), Some(ByteRate(1_500_000)));
+        assert_eq!(ByteRate::parse("100B/s"), Some(ByteRate(100)));
+        assert_eq!(ByteRate::parse("64KiB"), None);
+        assert_eq!(ByteRate::parse("64kb/s"), None);
+        assert_eq!(ByteRate::parse("0B/s"), None);
+        assert_eq!(ByteRate(65_536).to_string(), "64KiB/s");
+        assert_eq!(ByteRate(1_572_864).to_string(), "1.5MiB/s");
     }
 }

@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::diagnostic::Diagnostic;
-use super::http_fault::{FaultProtocol, LatencySpec};
+use super::http_fault::{FaultProtocol, HttpFault, LatencySpec};
 use super::model::{Action, Scenario};
 use super::spanned::Pos;
+use super::templated;
 use crate::units::HumanDuration;
 
+/// Bandwidth caps below this (bytes per second) are refused.
+pub const MIN_BANDWIDTH: u64 = 1024;
 /// Latencies above this need `allow_large` (a longer delay is a blackhole: use one).
 pub const MAX_LATENCY: Duration = Duration::from_secs(10);
 
@@ -55,13 +58,38 @@ pub fn diagnostics(scenario: &Scenario, is_local: bool) -> Vec<Diagnostic> {
                 }
             }
         }
+        if is_local {
+            local_errors(scenario, f, &mut error);
+        } else if f.port.is_some() || f.process.is_some() {
+            error(
+                at,
+                "`port:` and `process:` are for a local target: on kubernetes, name the `service:`"
+                    .into(),
+            );
+        }
         if !is_local && f.image.is_none() {
             error(at, "`http_fault` on a kubernetes target needs `image:` (the drillbook image the fault proxy pods run)".into());
         }
-        if f.latency.is_none() && f.abort.is_none() && f.reset.is_none() && f.blackhole.is_none() {
+        if f.latency.is_none()
+            && f.abort.is_none()
+            && f.reset.is_none()
+            && f.blackhole.is_none()
+            && f.bandwidth.is_none()
+        {
             error(
                 at,
-                "`http_fault` has no fault: give `latency`, `abort`, `reset` or `blackhole`".into(),
+                "`http_fault` has no fault: give `latency`, `abort`, `reset`, `blackhole` or `bandwidth`".into(),
+            );
+        }
+        if let Some(rate) = &f.bandwidth
+            && rate.value.0 < MIN_BANDWIDTH
+        {
+            error(
+                rate.pos,
+                format!(
+                    "a bandwidth below 1KiB/s ({}) is a blackhole in disguise: use `blackhole`",
+                    rate.value
+                ),
             );
         }
         if f.protocol == FaultProtocol::Tcp {
@@ -99,6 +127,40 @@ pub fn diagnostics(scenario: &Scenario, is_local: bool) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// A local fault's port must be one a process is given, and its listener must be known.
+fn local_errors(scenario: &Scenario, f: &HttpFault, error: &mut impl FnMut(Pos, String)) {
+    let Some(port) = &f.port else { return };
+    if f.service.is_some() {
+        error(
+            port.pos,
+            "`service:` is for a kubernetes target: on a local target, name the `port:`".into(),
+        );
+    }
+    if f.replicas != 1 {
+        error(
+            port.pos,
+            "`replicas` counts fault proxy pods (kubernetes): a local port has one proxy, drillbook itself".into(),
+        );
+    }
+    let reference = format!("${{port.{}}}", port.value);
+    let given = templated::texts(scenario)
+        .iter()
+        .any(|t| t.site.gives_port() && t.text.contains(&reference));
+    if !given {
+        error(
+            port.pos,
+            format!(
+                "no process is given `{reference}` in its command or env, so nothing listens on it to fault"
+            ),
+        );
+        return;
+    }
+    if let Err(e) = templated::listener(f, scenario.local_processes()) {
+        let pos = f.process.as_ref().map_or(port.pos, |p| p.pos);
+        error(pos, e.to_string());
+    }
 }
 
 fn latency_errors(l: &LatencySpec, allow_large: bool, mut error: impl FnMut(String)) {

@@ -588,13 +588,13 @@ impl Action {
             | Action::SetImage(_)
             | Action::RolloutUndo(_)
             | Action::Patch(_)
-            | Action::WaitFor(_)
-            | Action::HttpFault(_) => Some(TargetKind::Kubernetes),
+            | Action::WaitFor(_) => Some(TargetKind::Kubernetes),
             Action::KillProcess(_) | Action::StartProcess(_) => Some(TargetKind::Local),
             Action::RolloutRestart(_)
             | Action::PatchEnv(_)
             | Action::Command(_)
             | Action::WaitReady(_)
+            | Action::HttpFault(_)
             | Action::Wait(_) => None,
         }
     }

@@ -3,8 +3,10 @@
 //! starts, and expands every field once, as soon as they are chosen. A field missing here is
 //! neither checked nor expanded, so it is the only place that says what may be templated.
 
-use super::model::{CheckKind, PreflightCheck, Scenario, TargetSpec};
+use super::http_fault::{FaultProtocol, HttpFault};
+use super::model::{Action, CheckKind, PreflightCheck, ProcessSpec, Scenario, TargetSpec};
 use super::spanned::Pos;
+use super::spanned::Sp;
 use super::vars::{VarError, Vars};
 
 /// What a templated text is: who gives a port (a process's command and env) or who uses one.
@@ -47,7 +49,7 @@ pub struct Templated {
 pub fn texts(s: &Scenario) -> Vec<Templated> {
     let mut out = Vec::new();
     // The list is written once, over mutable fields (for `expand`); reading walks a copy.
-    visit(&mut s.clone(), &mut |site, text, pos| {
+    visit(&mut s.clone(), &mut |site, _, text, pos| {
         out.push(Templated {
             site,
             text: text.clone(),
@@ -59,12 +61,14 @@ pub fn texts(s: &Scenario) -> Vec<Templated> {
 
 /// `s` with `${drillbook}` and every `${port.NAME}` replaced, once, right after the run chose
 /// its ports: what the target, the load, the guards and the checks read afterwards is final.
+/// A process that listens behind a local `http_fault` reads its private port in its own
+/// command, env and readiness URL; everyone else reads the public one.
 pub fn expand(s: &Scenario, vars: &Vars) -> Result<Scenario, VarError> {
     let mut expanded = s.clone();
     let mut first_error = None;
-    visit(&mut expanded, &mut |_, text, _| {
+    visit(&mut expanded, &mut |_, process, text, _| {
         if first_error.is_none() {
-            match vars.expand(text) {
+            match vars.expand_for(process, text) {
                 Ok(done) => *text = done,
                 Err(e) => first_error = Some(e),
             }
@@ -73,22 +77,119 @@ pub fn expand(s: &Scenario, vars: &Vars) -> Result<Scenario, VarError> {
     first_error.map_or(Ok(expanded), Err)
 }
 
-/// The one list: calls `f` on every templated field of `s`.
-fn visit(s: &mut Scenario, f: &mut dyn FnMut(Site, &mut String, Pos)) {
+/// Why the process listening on a faulted local port is not known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenerError {
+    #[error("no process `{0}` to put a fault in front of")]
+    UnknownProcess(String),
+    #[error(
+        "no process's `ready:` URL names `${{port.{0}}}`: say which process listens on it with \
+         `process:`"
+    )]
+    NoListener(String),
+    #[error(
+        "{} all name `${{port.{port}}}` in `ready:`: say which one listens on it with `process:`",
+        .candidates.join(", ")
+    )]
+    Ambiguous {
+        port: String,
+        candidates: Vec<String>,
+    },
+}
+
+/// A local `http_fault`'s place: drillbook listens on `port` (what every caller is given)
+/// and forwards to `listener`, which alone is handed a private port in its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalInterposition {
+    pub port: String,
+    pub listener: String,
+    pub protocol: FaultProtocol,
+}
+
+/// The local process that listens on `fault`'s `port`: `process:`, or the one process whose
+/// readiness URL names the port (a readiness probe is sent to the listener itself).
+pub fn listener(
+    fault: &HttpFault,
+    processes: &[Sp<ProcessSpec>],
+) -> Result<Option<String>, ListenerError> {
+    let Some(port) = &fault.port else {
+        return Ok(None);
+    };
+    if let Some(named) = &fault.process {
+        return processes
+            .iter()
+            .any(|p| p.value.name.value == named.value)
+            .then(|| Some(named.value.clone()))
+            .ok_or_else(|| ListenerError::UnknownProcess(named.value.clone()));
+    }
+    let reference = format!("${{port.{}}}", port.value);
+    let candidates: Vec<String> = processes
+        .iter()
+        .filter(|p| {
+            p.value
+                .ready
+                .as_ref()
+                .is_some_and(|r| r.contains(&reference))
+        })
+        .map(|p| p.value.name.value.clone())
+        .collect();
+    match candidates.as_slice() {
+        [] => Err(ListenerError::NoListener(port.value.clone())),
+        [one] => Ok(Some(one.clone())),
+        _ => Err(ListenerError::Ambiguous {
+            port: port.value.clone(),
+            candidates,
+        }),
+    }
+}
+
+/// Every local `http_fault`'s place, in step order (empty on a Kubernetes target). The run
+/// chooses a private port for each listener from this list (before expanding), and the local
+/// target listens on the public one.
+pub fn local_interpositions(s: &Scenario) -> Result<Vec<LocalInterposition>, ListenerError> {
+    let processes = s.local_processes();
+    if processes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for step in &s.steps {
+        let Action::HttpFault(fault) = &step.value.action else {
+            continue;
+        };
+        if let (Some(port), Some(listener)) = (&fault.port, listener(fault, processes)?) {
+            out.push(LocalInterposition {
+                port: port.value.clone(),
+                listener,
+                protocol: fault.protocol,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Called with a field's site, the local process it belongs to, its text and its position.
+type Visitor<'a> = dyn FnMut(Site, Option<&str>, &mut String, Pos) + 'a;
+
+/// The one list: calls `f` on every templated field of `s`, with the local process whose
+/// field it is (`None` for the load, the checks and the rest).
+fn visit(s: &mut Scenario, f: &mut Visitor<'_>) {
     if let TargetSpec::Local(local) = &mut s.target {
         for p in &mut local.processes {
             let at = p.name.pos;
+            let name = p.value.name.value.clone();
+            let owner = Some(name.as_str());
             for arg in &mut p.value.command {
-                f(Site::ProcessCommand, arg, at);
+                f(Site::ProcessCommand, owner, arg, at);
             }
             for value in p.value.env.values_mut() {
-                f(Site::ProcessEnv, value, at);
+                f(Site::ProcessEnv, owner, value, at);
             }
             if let Some(ready) = &mut p.value.ready {
-                f(Site::ProcessReady, ready, at);
+                f(Site::ProcessReady, owner, ready, at);
             }
         }
     }
+    let mut f = |site, text: &mut String, pos| f(site, None, text, pos);
     if let Some(load) = &mut s.load {
         let at = load.url.pos;
         f(Site::LoadUrl, &mut load.url.value, at);

@@ -1375,7 +1375,7 @@ mod templated_tests {
     fn every_listed_field_is_expanded_once_with_the_ports_chosen() -> Result<(), VarError> {
         let s = scenario(LAB);
         let listed = texts(&s);
-        let vars = Vars::allocate(listed.iter().map(|t| t.text.as_str()))?;
+        let vars = Vars::allocate(listed.iter().map(|t| t.text.as_str()), &[])?;
         let expanded = expand(&s, &vars)?;
         let port = vars.ports["api"].to_string();
         let left: Vec<Templated> = texts(&expanded)
@@ -1394,7 +1394,7 @@ mod templated_tests {
     #[test]
     fn a_text_that_does_not_expand_is_an_error_not_the_raw_text() {
         let s = scenario(&LAB.replace("${port.api}/x", "${port.nobody}/x"));
-        let vars = Vars::allocate(["${port.api}"]).expect("a port");
+        let vars = Vars::allocate(["${port.api}"], &[]).expect("a port");
         let e = expand(&s, &vars).expect_err("port.nobody has no port");
         assert!(e.to_string().contains("port.nobody"), "{e}");
     }

@@ -126,12 +126,28 @@ pub fn names(text: &str) -> Result<Vec<String>, VarError> {
 #[derive(Debug, Clone, Default)]
 pub struct Vars {
     pub drillbook: PathBuf,
+    /// The port every caller is given for `${port.NAME}`.
     pub ports: BTreeMap<String, u16>,
+    /// Process name → `${port.NAME}` → the private port that process listens on instead
+    /// (a local `http_fault` listens on the public one and forwards there).
+    pub private: BTreeMap<String, BTreeMap<String, u16>>,
+}
+
+/// A free loopback port, held open until the caller drops the listener.
+fn free_port(name: &str) -> Result<(u16, TcpListener), VarError> {
+    let no_port = |e: std::io::Error| VarError::NoPort(name.to_string(), e.to_string());
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(no_port)?;
+    let port = listener.local_addr().map_err(no_port)?.port();
+    Ok((port, listener))
 }
 
 impl Vars {
-    /// Vars with this executable and a fresh port for every `${port.NAME}` used in `texts`.
-    pub fn allocate<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<Self, VarError> {
+    /// Vars with this executable, a fresh port for every `${port.NAME}` used in `texts`, and
+    /// a private one for each `(process, port name)` in `private`.
+    pub fn allocate<'a>(
+        texts: impl IntoIterator<Item = &'a str>,
+        private: &[(String, String)],
+    ) -> Result<Self, VarError> {
         let drillbook = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("drillbook"));
         let mut ports = BTreeMap::new();
         // Hold every listener until all ports are chosen so no two names get the same port.
@@ -142,22 +158,36 @@ impl Vars {
                     if ports.contains_key(port_name) {
                         continue;
                     }
-                    let listener = TcpListener::bind("127.0.0.1:0")
-                        .map_err(|e| VarError::NoPort(port_name.to_string(), e.to_string()))?;
-                    let port = listener
-                        .local_addr()
-                        .map_err(|e| VarError::NoPort(port_name.to_string(), e.to_string()))?
-                        .port();
+                    let (port, listener) = free_port(port_name)?;
                     ports.insert(port_name.to_string(), port);
                     held.push(listener);
                 }
             }
         }
-        Ok(Self { drillbook, ports })
+        let mut private_ports: BTreeMap<String, BTreeMap<String, u16>> = BTreeMap::new();
+        for (process, port_name) in private {
+            let (port, listener) = free_port(port_name)?;
+            private_ports
+                .entry(process.clone())
+                .or_default()
+                .insert(port_name.clone(), port);
+            held.push(listener);
+        }
+        Ok(Self {
+            drillbook,
+            ports,
+            private: private_ports,
+        })
     }
 
     /// `text` with every variable replaced.
     pub fn expand(&self, text: &str) -> Result<String, VarError> {
+        self.expand_for(None, text)
+    }
+
+    /// `text` of `process` (`None`: of no process) with every variable replaced.
+    pub fn expand_for(&self, process: Option<&str>, text: &str) -> Result<String, VarError> {
+        let own = process.and_then(|p| self.private.get(p));
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(start) = rest.find("${") {
@@ -169,7 +199,10 @@ impl Vars {
             let name = &after[..end];
             if name == "drillbook" {
                 out.push_str(&self.drillbook.to_string_lossy());
-            } else if let Some(port) = name.strip_prefix("port.").and_then(|p| self.ports.get(p)) {
+            } else if let Some(port) = name
+                .strip_prefix("port.")
+                .and_then(|p| own.and_then(|o| o.get(p)).or_else(|| self.ports.get(p)))
+            {
                 out.push_str(&port.to_string());
             } else {
                 return Err(VarError::Unknown {
@@ -194,7 +227,7 @@ mod tests {
             "--listen=127.0.0.1:${port.proxy}",
             "${port.jobs}",
         ];
-        let vars = Vars::allocate(texts)?;
+        let vars = Vars::allocate(texts, &[])?;
         assert_eq!(vars.ports.len(), 2);
         let a = vars.expand(texts[0])?;
         let b = vars.expand(texts[1])?;

@@ -1,9 +1,10 @@
 //! A scenario's `http_fault` as the fault proxy's [`FaultSpec`]: shared by the targets that
-//! interpose one (the Kubernetes target's proxy pods).
+//! interpose one (the Kubernetes target's proxy pods, the local target's in-process proxy).
 
 use std::time::Duration;
 
 use crate::fault::{Abort, BlackholeMode, FaultSpec, Latency, Matcher, Protocol};
+use crate::scenario::Scenario;
 use crate::scenario::http_fault::{self, FaultProtocol, HttpFault};
 
 fn ms(d: crate::units::HumanDuration) -> f64 {
@@ -12,6 +13,42 @@ fn ms(d: crate::units::HumanDuration) -> f64 {
 
 fn unix_ms(t: jiff::Timestamp) -> i64 {
     t.as_millisecond()
+}
+
+/// The proxy's protocol for a scenario's `protocol:`.
+pub fn protocol(protocol: FaultProtocol) -> Protocol {
+    match protocol {
+        FaultProtocol::Http => Protocol::Http,
+        FaultProtocol::Tcp => Protocol::Tcp,
+    }
+}
+
+/// When a drill on `scenario` started now should be over: its load's end plus the cluster
+/// load's start-up (steps after the load are bounded by their own timeouts).
+pub fn planned_end(scenario: &Scenario) -> jiff::Timestamp {
+    let load = scenario.load.as_ref().map_or(Duration::ZERO, |l| {
+        let start = l
+            .cluster
+            .as_ref()
+            .map_or(Duration::ZERO, |c| c.value.start_within.0);
+        l.duration.as_ref().map_or(Duration::ZERO, |d| d.value.0) + start
+    });
+    let now = jiff::Timestamp::now();
+    jiff::SignedDuration::try_from(load)
+        .ok()
+        .and_then(|d| now.checked_add(d).ok())
+        .unwrap_or(now)
+}
+
+/// The spec of `fault` applied now, on a drill planned to end at `planned_end`, and the
+/// moment it fails open.
+pub fn applied_now(
+    fault: &HttpFault,
+    planned_end: jiff::Timestamp,
+) -> (FaultSpec, jiff::Timestamp) {
+    let now = jiff::Timestamp::now();
+    let fail_open = fail_open_at(fault, now, planned_end);
+    (fault_spec(fault, now, fail_open), fail_open)
 }
 
 /// The proxy's spec for `fault` applied at `now`: faults end after its `for` (if any), and
@@ -42,10 +79,7 @@ pub fn fault_spec(
         .and_then(|d| jiff::SignedDuration::try_from(d.value.0).ok())
         .and_then(|d| now.checked_add(d).ok());
     FaultSpec {
-        protocol: match fault.protocol {
-            FaultProtocol::Http => Protocol::Http,
-            FaultProtocol::Tcp => Protocol::Tcp,
-        },
+        protocol: protocol(fault.protocol),
         latency,
         abort: fault.abort.as_ref().map(|a| Abort {
             status: a.value.status,
@@ -56,6 +90,11 @@ pub fn fault_spec(
             http_fault::BlackholeMode::Hang => BlackholeMode::Hang,
             http_fault::BlackholeMode::Refuse => BlackholeMode::Refuse,
         }),
+        // Each replica gets its share: callers are spread over the proxies.
+        bandwidth: fault
+            .bandwidth
+            .as_ref()
+            .map(|rate| (rate.value.0 / u64::from(fault.replicas.max(1))).max(1)),
         matcher: fault
             .matcher
             .as_ref()

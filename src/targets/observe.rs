@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::time::Instant;
 
+use crate::fault::proxy::Counts;
 use crate::units::LabelSelector;
 
 pub type Labels = BTreeMap<String, String>;
@@ -96,6 +97,26 @@ pub struct PodVersion {
     pub labels: Labels,
 }
 
+/// What the fault proxies of one `http_fault` did, counted by the proxies themselves.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultCounts {
+    /// Each second's counts (summed over the proxies), stamped when they were read.
+    pub per_second: Vec<(Instant, Counts)>,
+    /// Why some proxies' counts could not be read.
+    pub errors: Vec<String>,
+}
+
+impl FaultCounts {
+    /// Everything counted.
+    pub fn total(&self) -> Counts {
+        let mut total = Counts::default();
+        for (_, counts) in &self.per_second {
+            total += *counts;
+        }
+        total
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Observations {
     pub events: Vec<Obs>,
@@ -107,6 +128,9 @@ pub struct Observations {
     /// By `version` check name: the matching pods at the end of the drill, or why they could
     /// not be listed.
     pub versions: BTreeMap<String, Result<Vec<PodVersion>, String>>,
+    /// By the Service or port an `http_fault` applies to (`HttpFault::place`: one fault per
+    /// place, validation sees to it).
+    pub faults: BTreeMap<String, FaultCounts>,
 }
 
 impl Observations {

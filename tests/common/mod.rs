@@ -8,6 +8,7 @@ pub mod browser;
 pub mod cli;
 pub mod e2e;
 pub mod lab;
+pub mod lab_drill;
 pub mod load;
 pub mod prometheus;
 pub mod pushgateway;

@@ -41,6 +41,8 @@ pub enum DrillError {
     #[error(transparent)]
     Vars(#[from] VarError),
     #[error(transparent)]
+    Listener(#[from] crate::scenario::templated::ListenerError),
+    #[error(transparent)]
     Process(LocalError),
     #[error(transparent)]
     Load(#[from] LoadConfigError),

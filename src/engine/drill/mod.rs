@@ -74,15 +74,25 @@ pub async fn run(
 ) -> Result<Observed, DrillError> {
     match &loaded.scenario.target {
         TargetSpec::Kubernetes(spec) => {
-            run_on(loaded, seed, options, async |expanded: &LoadedScenario| {
-                start_kube(expanded, spec, options).await
-            })
+            run_on(
+                loaded,
+                seed,
+                options,
+                async |expanded: &LoadedScenario, _: &Vars| {
+                    start_kube(expanded, spec, options).await
+                },
+            )
             .await
         }
         TargetSpec::Local(_) => {
-            run_on(loaded, seed, options, async |expanded: &LoadedScenario| {
-                start_local(expanded, &options.progress).await
-            })
+            run_on(
+                loaded,
+                seed,
+                options,
+                async |expanded: &LoadedScenario, vars: &Vars| {
+                    start_local(expanded, vars, &options.progress).await
+                },
+            )
             .await
         }
     }
@@ -93,7 +103,7 @@ pub async fn run_on<T: Target>(
     loaded: &LoadedScenario,
     seed: u64,
     options: &RunOptions,
-    start: impl AsyncFnOnce(&LoadedScenario) -> Result<(T, UndoStack<T::Undo>), DrillError>,
+    start: impl AsyncFnOnce(&LoadedScenario, &Vars) -> Result<(T, UndoStack<T::Undo>), DrillError>,
 ) -> Result<Observed, DrillError> {
     // Signals are handled from the very start: a Ctrl-C while the target starts still ends in
     // an unwind, a report and a drill-log row, never in a silent kill.
@@ -128,21 +138,26 @@ async fn run_until<T: Target>(
     seed: u64,
     run_id: &str,
     progress: &ProgressSink,
-    start: impl AsyncFnOnce(&LoadedScenario) -> Result<(T, UndoStack<T::Undo>), DrillError>,
+    start: impl AsyncFnOnce(&LoadedScenario, &Vars) -> Result<(T, UndoStack<T::Undo>), DrillError>,
     interrupt: CancellationToken,
     undo_slot: &Mutex<UndoStack<T::Undo>>,
 ) -> Result<Observed, DrillError> {
     // Every port is chosen here, once, from the one list of templated fields (the list
     // validation checked), before the target starts; every one of those fields is expanded
     // right away, so the target, the load, the guards and the checks read final values.
+    // A process behind a local `http_fault` gets a private port of its own.
     let texts = templated::texts(&loaded.scenario);
-    let vars = Vars::allocate(texts.iter().map(|t| t.text.as_str()))?;
+    let private: Vec<(String, String)> = templated::local_interpositions(&loaded.scenario)?
+        .into_iter()
+        .map(|i| (i.listener, i.port))
+        .collect();
+    let vars = Vars::allocate(texts.iter().map(|t| t.text.as_str()), &private)?;
     let expanded = LoadedScenario {
         scenario: templated::expand(&loaded.scenario, &vars)?,
         ..loaded.clone()
     };
     let loaded = &expanded;
-    let (target, undo) = start(loaded).await?;
+    let (target, undo) = start(loaded, &vars).await?;
     if let Ok(mut slot) = undo_slot.lock() {
         *slot = undo.clone();
     }

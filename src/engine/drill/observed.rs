@@ -133,6 +133,12 @@ pub(super) fn marks_for(
             .ready_after(first.start, |labels| {
                 disrupted.iter().any(|d| same_workload(d, labels))
             }),
+        // A fault at a Service or port is over when its `for` is (it applies from the step's
+        // end, once the proxies are in place); without `for` it lasts the whole drill.
+        Action::HttpFault(f) => f
+            .duration
+            .as_ref()
+            .and_then(|d| first.end.map(|e| e + d.value.0)),
         // Rolling changes return once the workload is rolled and ready.
         _ => first.end,
     };

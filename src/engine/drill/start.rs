@@ -6,10 +6,11 @@ use crate::engine::journal::{self, Journal, JournalDoc, JournalTarget};
 use crate::engine::progress::ProgressSink;
 use crate::engine::undo::UndoStack;
 use crate::report::model::{PreflightResult, PreflightStatus};
-use crate::scenario::{KubernetesTarget, LoadedScenario};
+use crate::scenario::vars::{VarError, Vars};
+use crate::scenario::{Action, KubernetesTarget, LoadedScenario, Scenario};
 use crate::targets::Target;
 use crate::targets::kube::{KubeRun, KubeTarget, KubeUndo};
-use crate::targets::local::{LocalRun, LocalUndo, ProcessConfig};
+use crate::targets::local::{FrontPlan, LocalRun, LocalUndo, ProcessConfig};
 
 /// Connects to the scenario's cluster; the undo stack is journaled, after making sure no
 /// earlier run left undos behind for the same target.
@@ -34,6 +35,7 @@ pub(super) async fn start_kube(
 /// die with drillbook).
 pub(super) async fn start_local(
     loaded: &LoadedScenario,
+    vars: &Vars,
     progress: &ProgressSink,
 ) -> Result<(LocalRun, UndoStack<LocalUndo>), DrillError> {
     let configs = loaded
@@ -43,14 +45,57 @@ pub(super) async fn start_local(
         .map(|p| ProcessConfig::from_spec(&p.value))
         .collect::<Result<Vec<_>, _>>()
         .map_err(DrillError::Process)?;
+    let fronts = fronts(&loaded.scenario, vars)?;
+    for front in &fronts {
+        progress.note(format!(
+            "fault proxy on port `{}`: {} (forwarding untouched until its step)",
+            front.port,
+            front.words()
+        ));
+    }
     progress.note(format!(
         "starting {} local process group(s)…",
         configs.len()
     ));
-    let run = LocalRun::start(configs)
+    let planned_end = crate::targets::fault_spec::planned_end(&loaded.scenario);
+    let run = LocalRun::start(configs, fronts, planned_end)
         .await
         .map_err(Refusal::LocalStart)?;
     Ok((run, UndoStack::default()))
+}
+
+/// Where each local `http_fault` listens (the port callers were given) and forwards (the
+/// listener's private port, chosen by the run before expansion).
+fn fronts(scenario: &Scenario, vars: &Vars) -> Result<Vec<FrontPlan>, DrillError> {
+    let mut plans = Vec::new();
+    for (listener, ports) in &vars.private {
+        for (port, &private) in ports {
+            let Some(&public) = vars.ports.get(port) else {
+                return Err(VarError::Unknown {
+                    name: format!("port.{port}"),
+                }
+                .into());
+            };
+            let protocol = scenario
+                .steps
+                .iter()
+                .find_map(|s| match &s.value.action {
+                    Action::HttpFault(f) if f.port.as_ref().is_some_and(|p| &p.value == port) => {
+                        Some(f.protocol)
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default();
+            plans.push(FrontPlan {
+                protocol: crate::targets::fault_spec::protocol(protocol),
+                port: port.clone(),
+                listener: listener.clone(),
+                public,
+                private,
+            });
+        }
+    }
+    Ok(plans)
 }
 
 fn journaled_stack(

@@ -181,7 +181,7 @@ async fn drill(
         1,
         "test",
         &ProgressSink::default(),
-        async |_: &LoadedScenario| Ok((fake, undo)),
+        async |_: &LoadedScenario, _: &Vars| Ok((fake, undo)),
         interrupt,
         &slot,
     )

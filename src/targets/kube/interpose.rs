@@ -27,6 +27,11 @@ use super::retry::{retrying, status_code};
 use super::undo::KubeUndo;
 use super::{KubeError, KubeTarget};
 use crate::fault::FaultSpec;
+use crate::fault::proxy::Counts;
+use crate::units::{LabelSelector, Requirement};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::LogParams;
 
 /// Label on the fault proxy pods (and the switched selector): the Service they stand in for.
 pub const FAULT_LABEL: &str = "drillbook.dev/fault-for";
@@ -591,9 +596,84 @@ impl KubeTarget {
     }
 }
 
+/// One line a fault proxy prints per second (`cmd/fault_proxy.rs`): its totals at `t_ms`.
+#[derive(Debug, serde::Deserialize)]
+struct CountLine {
+    t_ms: i64,
+    counts: Counts,
+}
+
+/// What one proxy's log says it did in each second: the difference of consecutive totals,
+/// stamped with the line's wall-clock time (Unix ms). Other lines (its tracing) are skipped.
+pub fn count_deltas(log: &str) -> Vec<(i64, Counts)> {
+    let mut last = Counts::default();
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<CountLine>(line.trim()).ok())
+        .map(|line| {
+            let delta = line.counts.since(&last);
+            last = line.counts;
+            (line.t_ms, delta)
+        })
+        .collect()
+}
+
+impl KubeTarget {
+    /// What the fault proxies in front of `service` counted, read from their logs while they
+    /// still run (before the undo deletes them): per second, with the reads that failed.
+    pub async fn fault_proxy_counts(
+        &self,
+        service: &str,
+    ) -> (Vec<(Timestamp, Counts)>, Vec<String>) {
+        let selector = LabelSelector {
+            requirements: switched_selector(service)
+                .into_iter()
+                .map(|(k, v)| Requirement::Equals(k, v))
+                .collect(),
+        };
+        let pods = match self.pods_of(&selector).await {
+            Ok(pods) => pods,
+            Err(e) => return (Vec::new(), vec![e.to_string()]),
+        };
+        let api = self.api::<Pod>();
+        let params = LogParams::default();
+        let (mut counts, mut errors) = (Vec::new(), Vec::new());
+        for pod in pods {
+            let name = pod.metadata.name.unwrap_or_default();
+            match retrying("read logs", || api.logs(&name, &params)).await {
+                Ok(log) => counts.extend(
+                    count_deltas(&log)
+                        .into_iter()
+                        .filter_map(|(t_ms, c)| Some((Timestamp::from_millisecond(t_ms).ok()?, c))),
+                ),
+                Err(e) => errors.push(format!("logs of fault proxy {name}: {e}")),
+            }
+        }
+        counts.sort_by_key(|(at, _)| *at);
+        (counts, errors)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proxys_log_becomes_what_it_did_in_each_second() {
+        let log = "2026-12-07T10:00:00Z INFO fault proxy listening\n\
+                   {\"t_ms\":1000,\"counts\":{\"seen\":10,\"delayed\":0,\"aborted\":1,\"reset\":0,\"blackholed\":0,\"upstream_errors\":0}}\n\
+                   {\"t_ms\":2000,\"counts\":{\"seen\":25,\"delayed\":0,\"aborted\":2,\"reset\":0,\"blackholed\":0,\"upstream_errors\":0}}\n\
+                   {\"t_ms\":3000,\"final\":{}}\n";
+        let deltas = count_deltas(log);
+        assert_eq!(deltas.len(), 2);
+        assert_eq!(
+            (deltas[0].0, deltas[0].1.seen, deltas[0].1.aborted),
+            (1000, 10, 1)
+        );
+        assert_eq!(
+            (deltas[1].0, deltas[1].1.seen, deltas[1].1.aborted),
+            (2000, 15, 1)
+        );
+    }
 
     fn svc(value: serde_json::Value) -> Service {
         serde_json::from_value(value).unwrap()
@@ -655,6 +735,7 @@ mod tests {
             abort: None,
             reset: None,
             blackhole: Some(crate::fault::BlackholeMode::Hang),
+            bandwidth: None,
             matcher: crate::fault::Matcher {
                 path_prefix: Some("--upstream=evil".into()),
                 ..Default::default()

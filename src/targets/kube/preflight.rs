@@ -88,6 +88,10 @@ const fn need(group: &'static str, resource: &'static str, verb: &'static str) -
 }
 
 const WATCH_PODS: [Need; 2] = [need("", "pods", "list"), need("", "pods", "watch")];
+const READ_POD_LOGS: Need = Need {
+    subresource: Some("log"),
+    ..need("", "pods", "get")
+};
 const READ_DEPLOYMENTS: [Need; 2] = [
     need("apps", "deployments", "get"),
     need("apps", "deployments", "watch"),
@@ -133,10 +137,7 @@ impl Needs {
                 CheckKind::Jobs(j) => needs.job_selectors.push(j.selector.value.clone()),
                 CheckKind::Logs(l) => {
                     needs.permissions.extend(WATCH_PODS);
-                    needs.permissions.insert(Need {
-                        subresource: Some("log"),
-                        ..need("", "pods", "get")
-                    });
+                    needs.permissions.insert(READ_POD_LOGS);
                     needs.selector(&l.selector, 1);
                 }
                 CheckKind::Configmap(_) => {
@@ -183,10 +184,7 @@ impl Needs {
                 need("batch", "jobs", "delete"),
                 need("", "pods", "list"),
                 need("", "pods", "deletecollection"),
-                Need {
-                    subresource: Some("log"),
-                    ..need("", "pods", "get")
-                },
+                READ_POD_LOGS,
             ]);
         }
         needs.permissions.insert(need("batch", "jobs", "list"));
@@ -248,8 +246,11 @@ impl Needs {
             Action::Patch(_) | Action::WaitFor(_) => {}
             // Interposition (`interpose.rs`): the Service read and its selector switched and
             // restored; a temporary Service and the fault proxy Deployment created, awaited and
-            // deleted; the Service's Endpoints read to see each switch take effect.
+            // deleted; the Service's Endpoints read to see each switch take effect; the
+            // proxies' logs read for their counts.
             Action::HttpFault(_) => perms.extend([
+                need("", "pods", "list"),
+                READ_POD_LOGS,
                 need("", "services", "get"),
                 need("", "services", "create"),
                 need("", "services", "patch"),

@@ -33,7 +33,7 @@ pub fn matching_lines(log: &str, re: &Regex) -> Vec<Timestamp> {
 }
 
 impl KubeTarget {
-    async fn pods_of(&self, selector: &LabelSelector) -> Result<Vec<Pod>, KubeError> {
+    pub(super) async fn pods_of(&self, selector: &LabelSelector) -> Result<Vec<Pod>, KubeError> {
         let api = self.api::<Pod>();
         let params = ListParams::default().labels(&selector.to_string());
         let list = retrying("list pods", || api.list(&params))

@@ -19,7 +19,7 @@ use crate::scenario::describe::describe_action;
 use crate::scenario::{Action, Check, CheckKind, HelmUndo, Scenario, TargetKind};
 use crate::targets::fleet::{FleetEvent, FleetSpec};
 use crate::targets::observe::{
-    JobRecord, JobState, LogMatches, Obs, ObsKind, Observations, PodHealth,
+    FaultCounts, JobRecord, JobState, LogMatches, Obs, ObsKind, Observations, PodHealth,
 };
 use crate::targets::{Applied, Target, TargetError, fault_spec};
 use crate::units::LabelSelector;
@@ -38,6 +38,8 @@ pub struct KubeRun {
     checks: Vec<Check>,
     /// When the drill should be over (its load's end), from which fault proxies fail open.
     planned_end: Timestamp,
+    /// The Services `http_fault` steps interpose on: their proxies' counts are read at the end.
+    faulted_services: Vec<String>,
 }
 
 /// The selectors worth watching: what the steps touch and what the checks look at.
@@ -81,23 +83,6 @@ fn watched_selectors(scenario: &Scenario) -> (Vec<LabelSelector>, Vec<LabelSelec
     (pods, jobs)
 }
 
-/// When a drill on `scenario` started now should be over: its load's end plus the cluster
-/// load's start-up (steps after the load are bounded by their own timeouts).
-fn planned_end(scenario: &Scenario) -> Timestamp {
-    let load = scenario.load.as_ref().map_or(Duration::ZERO, |l| {
-        let start = l
-            .cluster
-            .as_ref()
-            .map_or(Duration::ZERO, |c| c.value.start_within.0);
-        l.duration.as_ref().map_or(Duration::ZERO, |d| d.value.0) + start
-    });
-    let now = Timestamp::now();
-    jiff::SignedDuration::try_from(load)
-        .ok()
-        .and_then(|d| now.checked_add(d).ok())
-        .unwrap_or(now)
-}
-
 impl KubeRun {
     pub fn start(target: KubeTarget, scenario: &Scenario) -> Self {
         let (pods, jobs) = watched_selectors(scenario);
@@ -115,7 +100,15 @@ impl KubeRun {
             observer,
             reference: (Instant::now(), Timestamp::now()),
             checks: scenario.checks.iter().map(|c| c.value.clone()).collect(),
-            planned_end: planned_end(scenario),
+            planned_end: fault_spec::planned_end(scenario),
+            faulted_services: scenario
+                .steps
+                .iter()
+                .filter_map(|s| match &s.value.action {
+                    Action::HttpFault(f) => f.service.as_ref().map(|s| s.value.clone()),
+                    _ => None,
+                })
+                .collect(),
         }
     }
 
@@ -130,9 +123,7 @@ impl KubeRun {
                 "`http_fault` needs `service:` and `image:` on a kubernetes target",
             ));
         };
-        let now = Timestamp::now();
-        let fail_open = fault_spec::fail_open_at(fault, now, self.planned_end);
-        let spec = fault_spec::fault_spec(fault, now, fail_open);
+        let (spec, fail_open) = fault_spec::applied_now(fault, self.planned_end);
         let proxies = self
             .target
             .interpose(&service.value, &image.value, fault.replicas, &spec)
@@ -455,6 +446,16 @@ impl Target for KubeRun {
                 }
                 _ => {}
             }
+        }
+        for service in &self.faulted_services {
+            let (per_second, errors) = self.target.fault_proxy_counts(service).await;
+            let per_second = per_second
+                .into_iter()
+                .map(|(at, counts)| (self.instant_of(at), counts))
+                .collect();
+            observations
+                .faults
+                .insert(service.clone(), FaultCounts { per_second, errors });
         }
         observations
     }

@@ -18,6 +18,7 @@
 
 mod child;
 mod config;
+mod interpose;
 mod preflight;
 mod probe;
 mod steps;
@@ -32,6 +33,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
 pub use config::{ProcessConfig, RolloutStrategy};
+pub use interpose::FrontPlan;
 pub use steps::{LocalRun, LocalUndo};
 
 use supervisor::{Group, InstanceKey, Shared, State, instance_name};
@@ -159,6 +161,9 @@ pub enum LocalError {
     /// The target is shutting down; nothing new starts.
     #[error("the local target is shutting down")]
     ShuttingDown,
+    /// A faulted port's proxy could not listen.
+    #[error("the fault proxy of an `http_fault` did not start")]
+    FaultProxy(#[source] crate::fault::proxy::ProxyError),
 }
 
 fn format_tail(lines: &[String]) -> String {

@@ -9,12 +9,15 @@ use rand::rngs::StdRng;
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::time::Instant;
 
+use super::interpose::{FrontPlan, Fronts};
 use super::{InstanceStatus, LocalError, LocalTarget, ProcessConfig, ProcessEvent};
 use crate::report::model::PreflightResult;
 use crate::scenario::describe::describe_action;
+use crate::scenario::http_fault::HttpFault;
 use crate::scenario::{Action, ProcessKind, Scenario, TargetKind};
 use crate::support::alertmanager::SilenceUndo;
 use crate::support::command;
+use crate::targets::fault_spec;
 use crate::targets::observe::{JobRecord, JobState, Labels, Obs, ObsKind, Observations, PodHealth};
 use crate::targets::{Applied, Target, TargetError, UndoAction, assignments};
 use crate::units::LabelSelector;
@@ -69,6 +72,9 @@ pub enum LocalUndo {
     /// Expire the drill's Alertmanager silence (`silence:`).
     #[serde(rename = "expire_silence")]
     ExpireSilence(SilenceUndo),
+    /// Forward a faulted port untouched again (`http_fault`).
+    #[serde(rename = "local_clear_fault")]
+    ClearFault { port: String },
 }
 
 impl From<SilenceUndo> for LocalUndo {
@@ -89,29 +95,67 @@ impl UndoAction for LocalUndo {
             LocalUndo::StopGroup { group } => format!("stop `{group}`"),
             LocalUndo::Command { argv } => format!("run `{}`", argv.join(" ")),
             LocalUndo::ExpireSilence(silence) => silence.describe(),
+            LocalUndo::ClearFault { port } => format!("clear the fault on port `{port}`"),
         }
     }
 }
 
-/// A started local target: the supervisor and the log of its process events.
+/// A started local target: the supervisor, the log of its process events, and the fault
+/// proxies in front of faulted ports.
 #[derive(Debug)]
 pub struct LocalRun {
     target: LocalTarget,
     log: ProcessLog,
     collector: tokio::task::JoinHandle<()>,
+    fronts: Fronts,
+    /// When the drill should be over: faults fail open a margin after it.
+    planned_end: jiff::Timestamp,
 }
 
 impl LocalRun {
-    /// Starts the process groups and begins recording their events.
-    pub async fn start(configs: Vec<ProcessConfig>) -> Result<Self, LocalError> {
+    /// Listens on the faulted ports, starts the process groups and begins recording their
+    /// events.
+    pub async fn start(
+        configs: Vec<ProcessConfig>,
+        fronts: Vec<FrontPlan>,
+        planned_end: jiff::Timestamp,
+    ) -> Result<Self, LocalError> {
+        let fronts = Fronts::start(fronts)
+            .await
+            .map_err(LocalError::FaultProxy)?;
         let (events_tx, events_rx) = unbounded_channel();
         let log = ProcessLog::default();
         let collector = log.collect(events_rx);
-        let target = LocalTarget::start(configs, events_tx).await?;
+        let target = match LocalTarget::start(configs, events_tx).await {
+            Ok(target) => target,
+            Err(e) => {
+                fronts.stop().await;
+                return Err(e);
+            }
+        };
         Ok(Self {
             target,
             log,
             collector,
+            fronts,
+            planned_end,
+        })
+    }
+
+    /// An `http_fault`: the fault set on the port's proxy.
+    fn http_fault(&self, fault: &HttpFault, action: &Action) -> Result<Applied, TargetError> {
+        let port = fault.port.as_ref().map(|p| p.value.as_str());
+        let Some(plan) = port.and_then(|p| self.fronts.plan(p)) else {
+            return Err(TargetError::Incomplete(
+                "`http_fault` on a local target needs `port:` naming a port a process listens on",
+            ));
+        };
+        let (spec, fail_open) = fault_spec::applied_now(fault, self.planned_end);
+        self.fronts.set(&plan.port, Some(spec));
+        Ok(Applied {
+            description: format!("{} (fails open at {fail_open})", describe_action(action)),
+            targets: vec![plan.words()],
+            disrupted: Vec::new(),
         })
     }
 }
@@ -128,11 +172,20 @@ impl Target for LocalRun {
     }
 
     async fn apply(&self, action: &Action, rng: &mut StdRng) -> Result<Applied, TargetError> {
-        apply(&self.target, action, rng).await
+        match action {
+            Action::HttpFault(fault) => self.http_fault(fault, action),
+            _ => apply(&self.target, action, rng).await,
+        }
     }
 
     async fn undo(&self, undo: LocalUndo) -> Result<(), TargetError> {
-        apply_undo(&self.target, undo).await
+        match undo {
+            LocalUndo::ClearFault { port } => {
+                self.fronts.set(&port, None);
+                Ok(())
+            }
+            other => apply_undo(&self.target, other).await,
+        }
     }
 
     async fn identities(&self, workload: &str) -> BTreeSet<String> {
@@ -143,7 +196,10 @@ impl Target for LocalRun {
     }
 
     async fn observations(&self) -> Observations {
-        observations(&self.target, &self.log)
+        Observations {
+            faults: self.fronts.counts().collect(),
+            ..observations(&self.target, &self.log)
+        }
     }
 
     /// Service processes stand for pods: the ones not being stopped, their readiness and
@@ -182,6 +238,7 @@ impl Target for LocalRun {
                 pids.join(", ")
             );
         }
+        self.fronts.stop().await;
         // The sender side is gone with the target; the collector ends by itself.
         drop(self.collector);
     }
@@ -206,6 +263,9 @@ fn undo_for(target: &LocalTarget, action: &Action) -> Option<LocalUndo> {
             group: p.name.value.clone(),
         }),
         Action::Command(c) => c.undo.clone().map(|argv| LocalUndo::Command { argv }),
+        Action::HttpFault(f) => f.port.as_ref().map(|p| LocalUndo::ClearFault {
+            port: p.value.clone(),
+        }),
         _ => None,
     }
 }
@@ -313,6 +373,8 @@ async fn apply_undo(target: &LocalTarget, undo: LocalUndo) -> Result<(), TargetE
             }
         }
         LocalUndo::ExpireSilence(silence) => silence.apply().await.map(drop).map_err(Into::into),
+        // The run's fronts clear it (`LocalRun::undo`); a bare target has none to clear.
+        LocalUndo::ClearFault { .. } => Ok(()),
     }
 }
 
