@@ -32,6 +32,8 @@ DRILLS=(
   "scenarios/box/canary-bake.yaml            tracebloc        4 --var image=box.local/drillbook:candidate-fails-5pct"
   # http_fault (issue #23): faults injected by fault proxies interposed at a Service.
   "scenarios/box/jobs-manager-unreachable.yaml tracebloc      0"
+  # The legacy release under the same blackhole: measured for comparison (passes as well).
+  "scenarios/box/jobs-manager-unreachable-legacy.yaml tracebloc-legacy 0"
   "scenarios/box/canary-injected-errors.yaml tracebloc        4"
   "scenarios/box/slow-proxy.yaml             tracebloc        4"
 )
