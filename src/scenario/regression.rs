@@ -5,6 +5,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::parsed::{Grammar, Parsed};
 use super::spanned::Sp;
 use crate::units::HumanDuration;
 
@@ -49,11 +50,43 @@ pub struct RegressionLimit {
     pub phase: Option<Sp<String>>,
     /// Allowed increase as a share of the baseline: `+50%`.
     #[serde(default)]
-    pub relative: Option<Sp<String>>,
+    pub relative: Option<Sp<Parsed<RelativeIncrease>>>,
     /// Allowed increase in the metric's unit: `+10s`, `+250ms` for times, `+1pp` (percentage
     /// points) for rates.
     #[serde(default)]
-    pub absolute: Option<Sp<String>>,
+    pub absolute: Option<Sp<Parsed<AbsoluteIncrease>>>,
+}
+
+/// `relative:` — `+50%` is 0.5.
+#[derive(Debug)]
+pub enum RelativeIncrease {}
+
+impl Grammar for RelativeIncrease {
+    type Output = f64;
+    type Error = LimitError;
+    fn parse(text: &str) -> Result<f64, LimitError> {
+        parse_percent(text)
+    }
+}
+
+/// `absolute:` — a time (`+10s`) or percentage points (`+1pp`); which one a metric takes is
+/// checked against the metric, the text is not read again.
+#[derive(Debug)]
+pub enum AbsoluteIncrease {}
+
+/// An absolute increase as written: seconds, or a fraction for percentage points.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Increase {
+    Seconds(f64),
+    Points(f64),
+}
+
+impl Grammar for AbsoluteIncrease {
+    type Output = Increase;
+    type Error = LimitError;
+    fn parse(text: &str) -> Result<Increase, LimitError> {
+        parse_absolute(text)
+    }
 }
 
 /// A per-run metric a regression limit may name.
@@ -158,12 +191,26 @@ impl RegressionLimit {
         let relative = self
             .relative
             .as_ref()
-            .map(|r| parse_percent(&r.value))
+            .map(|r| r.value.get().copied().map_err(Clone::clone))
             .transpose()?;
         let absolute = self
             .absolute
             .as_ref()
-            .map(|a| parse_absolute(self.metric, &a.value))
+            .map(|a| {
+                let text = a.value.text();
+                match (a.value.get().map_err(Clone::clone)?, self.metric.is_rate()) {
+                    (Increase::Points(p), true) => Ok(*p),
+                    (Increase::Seconds(s), false) => Ok(*s),
+                    (_, true) => Err(LimitError(format!(
+                        "`{text}` is not an increase of `{}`: write percentage points, e.g. `+1pp`",
+                        self.metric
+                    ))),
+                    (_, false) => Err(LimitError(format!(
+                        "`{text}` is not an increase of `{}`: write a time, e.g. `+10s`",
+                        self.metric
+                    ))),
+                }
+            })
             .transpose()?;
         Ok(Allowance { relative, absolute })
     }
@@ -177,11 +224,9 @@ pub fn describe(check: &RegressionCheck) -> String {
         .iter()
         .map(|l| {
             let l = &l.value;
-            let allowance: Vec<&str> = [&l.relative, &l.absolute]
-                .into_iter()
-                .flatten()
-                .map(|a| a.value.trim())
-                .collect();
+            let relative = l.relative.as_ref().map(|r| r.value.text().trim());
+            let absolute = l.absolute.as_ref().map(|a| a.value.text().trim());
+            let allowance: Vec<&str> = relative.into_iter().chain(absolute).collect();
             let place = match &l.phase {
                 Some(phase) if l.metric.has_phase() => format!(" in {}", phase.value),
                 _ => String::new(),
@@ -217,35 +262,25 @@ fn parse_percent(text: &str) -> Result<f64, LimitError> {
     Ok(percent / 100.0)
 }
 
-/// `+10s` → 10.0 for times, `+1pp` → 0.01 for rates.
-fn parse_absolute(metric: RegressionMetric, text: &str) -> Result<f64, LimitError> {
+/// `+10s` → 10 seconds, `+1pp` → 0.01 points.
+fn parse_absolute(text: &str) -> Result<Increase, LimitError> {
     let value = unsigned(text);
-    if metric.is_rate() {
-        let bad = || {
-            LimitError(format!(
-                "`{text}` is not an increase of `{metric}`: write percentage points, e.g. `+1pp`"
-            ))
+    if let Some(points) = value.strip_suffix("pp") {
+        return match points.trim().parse::<f64>() {
+            Ok(p) if p.is_finite() && p >= 0.0 => Ok(Increase::Points(p / 100.0)),
+            _ => Err(LimitError(format!(
+                "`{text}` is not an increase in percentage points: write e.g. `+1pp`"
+            ))),
         };
-        let points: f64 = value
-            .strip_suffix("pp")
-            .ok_or_else(bad)?
-            .trim()
-            .parse()
-            .map_err(|_| bad())?;
-        if !points.is_finite() || points < 0.0 {
-            return Err(bad());
-        }
-        Ok(points / 100.0)
-    } else {
-        value
-            .parse::<HumanDuration>()
-            .map(|d| d.0.as_secs_f64())
-            .map_err(|e| {
-                LimitError(format!(
-                    "`{text}` is not an increase of `{metric}`: {e} (e.g. `+10s`)"
-                ))
-            })
     }
+    value
+        .parse::<HumanDuration>()
+        .map(|d| Increase::Seconds(d.0.as_secs_f64()))
+        .map_err(|e| {
+            LimitError(format!(
+                "`{text}` is not an increase: {e} (a time such as `+10s`, or points such as `+1pp`)"
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -257,12 +292,11 @@ mod tests {
         relative: Option<&str>,
         absolute: Option<&str>,
     ) -> RegressionLimit {
-        let sp = |s: &str| Sp::new(s.to_string(), super::super::spanned::Pos::default());
         RegressionLimit {
             metric,
             phase: None,
-            relative: relative.map(sp),
-            absolute: absolute.map(sp),
+            relative: relative.map(|s| Sp::new(s.into(), super::super::spanned::Pos::default())),
+            absolute: absolute.map(|s| Sp::new(s.into(), super::super::spanned::Pos::default())),
         }
     }
 
