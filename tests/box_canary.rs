@@ -121,14 +121,7 @@ impl Namespace {
             .arg("--report-dir")
             .arg(&reports)
             .output();
-        let report = std::fs::read_dir(&reports).ok().and_then(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path().join("report.json"))
-                .find(|p| p.exists())
-                .and_then(|p| std::fs::read_to_string(p).ok())
-                .and_then(|t| serde_json::from_str(&t).ok())
-        });
+        let report = common::boxed::first_report(&reports);
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: output.stdout_str(),

@@ -185,14 +185,7 @@ fn both_workers_running(kubeconfig: &Path) -> bool {
 }
 
 fn report_of(dir: &Path) -> Value {
-    let reports = dir.join("reports");
-    let path = std::fs::read_dir(&reports)
-        .expect("reports dir")
-        .filter_map(Result::ok)
-        .map(|e| e.path().join("report.json"))
-        .find(|p| p.exists())
-        .expect("a report.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read report")).expect("json")
+    boxed::first_report(&dir.join("reports")).expect("a report.json")
 }
 
 fn stderr_of(dir: &Path) -> String {

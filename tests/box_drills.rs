@@ -20,7 +20,7 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
 
 use crate::common;
 
-use common::boxed::{kubeconfig as box_kubeconfig, kubectl, path_with_tools};
+use common::boxed::{self, kubeconfig as box_kubeconfig, kubectl, path_with_tools};
 
 /// Waits until both deployments of `namespace` are fully rolled out and only their current
 /// pods exist, so a drill's baseline is not an earlier drill's undo still rolling.
@@ -154,14 +154,7 @@ fn run_scenario(kubeconfig: &Path, path: &str, extra: &[&str]) -> Run {
         .args(["--operator", "box-tests"])
         .args(extra)
         .output();
-    let report = std::fs::read_dir(&reports).ok().and_then(|entries| {
-        entries
-            .filter_map(Result::ok)
-            .map(|entry| entry.path().join("report.json"))
-            .find(|path| path.exists())
-            .and_then(|path| std::fs::read_to_string(path).ok())
-            .and_then(|text| serde_json::from_str(&text).ok())
-    });
+    let report = boxed::first_report(&reports);
     Run {
         code: output.status.code().unwrap_or(-1),
         stdout: output.stdout_str(),

@@ -165,16 +165,6 @@ fn jobs_manager_pod_ip(kubeconfig: &Path) -> String {
     .to_string()
 }
 
-fn report_in(reports: &Path) -> Option<Value> {
-    std::fs::read_dir(reports)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path().join("report.json"))
-        .find(|p| p.exists())
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| serde_json::from_str(&t).ok())
-}
-
 fn start(kubeconfig: &Path, dir: &Path, scenario: &Path) -> Child {
     assert!(
         !interposed(kubeconfig),
@@ -323,7 +313,7 @@ fn jobs_manager_blackholed_the_stateless_proxy_serves_without_401() {
     let left = leftovers(&kubeconfig);
     let after = token_answers(JOBS_MANAGER, Duration::from_secs(5));
     clean_up(&kubeconfig);
-    let report = report_in(&dir.path().join("reports"));
+    let report = boxed::first_report(&dir.path().join("reports"));
     let explain = output_of(dir.path());
     assert!(
         !through_service,
@@ -466,7 +456,7 @@ fn run_seed(kubeconfig: &Path, name: &str) -> (i32, Value, String) {
     let mut drill = start(kubeconfig, dir.path(), &scenario);
     let code = wait_exit(&mut drill, Duration::from_secs(300));
     let explain = output_of(dir.path());
-    let report = report_in(&dir.path().join("reports"))
+    let report = boxed::first_report(&dir.path().join("reports"))
         .unwrap_or_else(|| panic!("no report.json\n{explain}"));
     assert!(
         !interposed(kubeconfig) && leftovers(kubeconfig).is_empty(),

@@ -340,16 +340,6 @@ fn failing_variant(dir: &Path) -> (PathBuf, u32) {
     (path, line)
 }
 
-fn millis(ms: f64) -> String {
-    if ms >= 100.0 {
-        format!("{ms:.0} ms")
-    } else if ms >= 10.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{ms:.2} ms")
-    }
-}
-
 /// The value of attribute `key` on the first element of `dom` that carries `marker`.
 fn attribute_after(dom: &str, marker: &str, key: &str) -> String {
     let at = dom
@@ -571,7 +561,7 @@ fn browser_shows_a_lab_drill_and_ci_gets_its_summary() {
     let tip = attribute_after(latency_chart, &format!("data-column=\"{i}\""), "data-tip");
     assert!(tip.starts_with(&format!("t+{:.1}s", slowest.t_s)), "{tip}");
     assert!(
-        tip.contains(&format!("p99: {}", millis(slowest.p99_ms.unwrap()))),
+        tip.contains(&format!("p99: {}", report::millis(slowest.p99_ms.unwrap()))),
         "{tip}"
     );
     // And the failing check's detail in its row.
@@ -589,7 +579,7 @@ fn browser_shows_a_lab_drill_and_ci_gets_its_summary() {
     let plain_tag = &plain[plain.find("<html").unwrap()..];
     assert!(!plain_tag[..plain_tag.find('>').unwrap()].contains("data-enhanced"));
     assert_eq!(series_points(&plain, "chart-latency"), latency);
-    assert!(plain.contains(&format!("p99: {}", millis(slowest.p99_ms.unwrap()))));
+    assert!(plain.contains(&format!("p99: {}", report::millis(slowest.p99_ms.unwrap()))));
     assert_eq!(
         plain.matches("<rect class=\"hit\"").count(),
         plain.matches("<title>t+").count()

@@ -16,6 +16,8 @@ mod write;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
+/// How every report writes a latency (the browser test compares the page with it).
+pub use sections::millis;
 pub use svg::SvgError;
 pub use write::{path_safe, run_dir_name, write_all, write_file};
 

@@ -334,7 +334,7 @@ pub(crate) fn duration(seconds: f64) -> String {
 }
 
 /// Milliseconds with precision that fits their size.
-pub(crate) fn millis(ms: f64) -> String {
+pub fn millis(ms: f64) -> String {
     if ms >= 100.0 {
         format!("{ms:.0} ms")
     } else if ms >= 10.0 {

@@ -90,3 +90,15 @@ pub fn wait_exit(child: &mut std::process::Child, within: std::time::Duration) -
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// The `report.json` of the first run folder under `reports` (a test's own folder holds one
+/// run), parsed; `None` when the run wrote none.
+pub fn first_report(reports: &Path) -> Option<serde_json::Value> {
+    std::fs::read_dir(reports)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("report.json"))
+        .find(|p| p.exists())
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+}

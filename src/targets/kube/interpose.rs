@@ -637,7 +637,12 @@ impl KubeTarget {
         let api = self.api::<Pod>();
         let params = LogParams::default();
         let (mut counts, mut errors) = (Vec::new(), Vec::new());
-        for pod in pods {
+        // This drill's proxies are not being deleted yet (its undo has not run); pods that are
+        // belong to an earlier drill on the same Service and counted its requests, not these.
+        for pod in pods
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+        {
             let name = pod.metadata.name.unwrap_or_default();
             match retrying("read logs", || api.logs(&name, &params)).await {
                 Ok(log) => counts.extend(
