@@ -165,6 +165,13 @@ fn jobs_manager_pod_ip(kubeconfig: &Path) -> String {
     .to_string()
 }
 
+/// A scratch copy of the box runbook in `dir`, for the drill's row.
+fn runbook_copy(dir: &Path) -> PathBuf {
+    let copy = dir.join("RUNBOOK.box.md");
+    std::fs::copy(Path::new(REPO).join("docs/RUNBOOK.box.md"), &copy).expect("copy the runbook");
+    copy
+}
+
 fn start(kubeconfig: &Path, dir: &Path, scenario: &Path) -> Child {
     assert!(
         !interposed(kubeconfig),
@@ -177,6 +184,9 @@ fn start(kubeconfig: &Path, dir: &Path, scenario: &Path) -> Child {
         .arg(scenario)
         .arg("--report-dir")
         .arg(dir.join("reports"))
+        // The drill-log row goes to the test's own copy, never to the tracked runbook.
+        .arg("--drill-log")
+        .arg(runbook_copy(dir))
         .stdout(std::fs::File::create(dir.join("stdout")).expect("stdout file"))
         .stderr(std::fs::File::create(dir.join("stderr")).expect("stderr file"))
         .spawn()
