@@ -367,10 +367,10 @@ checks:
 #[test]
 fn a_report_folder_that_cannot_be_written_is_not_a_pass() {
     let drill = Drill::new();
-    let scenario = drill.dir.path().join("quick-pass.yaml");
+    let scenario = drill.path().join("quick-pass.yaml");
     std::fs::write(&scenario, QUICK_PASS).expect("write the scenario");
     // A regular file where the report folder should be: every report path is under a file.
-    std::fs::write(drill.dir.path().join("reports"), "not a folder").expect("write a file");
+    std::fs::write(drill.path().join("reports"), "not a folder").expect("write a file");
     let output = drill.command_at(&scenario).output();
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(6), "{err}");
@@ -398,7 +398,7 @@ fn a_report_folder_that_cannot_be_written_is_not_a_pass() {
 fn a_drill_log_that_cannot_be_appended_is_an_error_with_its_cause() {
     let drill = Drill::new();
     // `--drill-log RUNBOOK.md` names a directory: the append must fail, loudly.
-    let runbook = drill.dir.path().join("RUNBOOK.md");
+    let runbook = drill.path().join("RUNBOOK.md");
     std::fs::remove_file(&runbook).expect("remove runbook");
     std::fs::create_dir(&runbook).expect("runbook as a directory");
     let (output, report) = drill.run("proxy-restart.yaml");

@@ -144,6 +144,10 @@ pub fn tracks(observed: &Observed) -> Vec<Track> {
             add(&mut seen, second, c.seen);
             add(&mut faulted, second, c.faulted());
         }
+        // Readings past the load's end were appended; the points go in time order.
+        for points in [&mut seen, &mut faulted] {
+            points.sort_by(|a, b| a[0].total_cmp(&b[0]));
+        }
         tracks.push(Track {
             name: format!("{}: requests through the fault proxy", step.name),
             points: seen,
@@ -162,7 +166,6 @@ fn add(points: &mut Vec<[f64; 2]>, second: f64, n: u64) {
         Some(point) => point[1] += n as f64,
         None => points.push([second, n as f64]),
     }
-    points.sort_by(|a, b| a[0].total_cmp(&b[0]));
 }
 
 #[cfg(test)]
@@ -187,10 +190,10 @@ mod tests {
     }
 
     #[test]
-    fn readings_of_several_proxies_in_one_second_are_summed_in_order() {
+    fn readings_of_several_proxies_in_one_second_are_summed() {
         let mut points = Vec::new();
-        add(&mut points, 3.0, 2);
         add(&mut points, 1.0, 5);
+        add(&mut points, 3.0, 2);
         add(&mut points, 3.0, 4);
         assert_eq!(points, vec![[1.0, 5.0], [3.0, 6.0]]);
     }

@@ -1,33 +1,27 @@
-//! A lab drill run through the real binary in a scratch folder: its reports, its drill log,
-//! and the processes it must not leave behind (each child inherits a per-test marker).
+//! A lab drill run through the real binary in its own [`RunDir`] (runbook copy, reports,
+//! marker), with the binary's output piped back for the test to read.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use drillbook::report::model::Report;
 
 use super::cli;
-
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use super::trial::{RunDir, derive_scenario, root};
 
 pub struct Drill {
-    pub dir: tempfile::TempDir,
-    pub marker: String,
+    run: RunDir,
 }
 
 impl Drill {
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::copy(
-            root().join("docs/RUNBOOK.md"),
-            dir.path().join("RUNBOOK.md"),
-        )
-        .expect("copy runbook");
-        let marker = format!("drillbook-test-{}", rand::random::<u64>());
-        Self { dir, marker }
+        Self { run: RunDir::new() }
+    }
+
+    /// The drill's scratch folder.
+    pub fn path(&self) -> &Path {
+        self.run.path()
     }
 
     pub fn command(&self, scenario: &str) -> cli::Drillbook {
@@ -35,17 +29,17 @@ impl Drill {
     }
 
     /// `drillbook run` of a scenario file anywhere (a variant written by the test).
-    pub fn command_at(&self, scenario: &std::path::Path) -> cli::Drillbook {
+    pub fn command_at(&self, scenario: &Path) -> cli::Drillbook {
         let mut command = cli::drillbook();
         command
             .arg("run")
             .arg(scenario)
             .arg("--report-dir")
-            .arg(self.dir.path().join("reports"))
+            .arg(self.run.reports_path())
             .arg("--drill-log")
-            .arg(self.dir.path().join("RUNBOOK.md"))
+            .arg(self.run.runbook_path())
             .args(["--operator", "lab-drills-test"])
-            .env("DRILLBOOK_TEST_MARKER", &self.marker)
+            .env("DRILLBOOK_TEST_MARKER", &self.run.marker)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -57,44 +51,31 @@ impl Drill {
         (output, self.report())
     }
 
-    pub fn report_dir(&self) -> PathBuf {
-        let reports = self.dir.path().join("reports");
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&reports)
-            .expect("reports dir")
-            .map(|e| e.expect("entry").path())
-            // Beside the run folders: the history index (`history.ndjson`).
-            .filter(|p| p.is_dir())
-            .collect();
-        assert_eq!(dirs.len(), 1, "one report directory per run: {dirs:?}");
-        dirs.remove(0)
+    pub fn report_dir(&self) -> std::path::PathBuf {
+        self.run.report_dir().unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn report(&self) -> Report {
-        drillbook::report::load(&self.report_dir().join("report.json")).expect("report.json parses")
+        self.run.report().unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn runbook(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("RUNBOOK.md")).expect("runbook")
+        self.run.runbook()
     }
 
     /// Processes still alive that inherited this test's marker (zombies excluded).
     pub fn survivors(&self) -> Vec<String> {
-        super::trial::marked_processes(&self.marker)
+        self.run.survivors()
     }
 
-    /// Runs `scenarios/lab/BASE` with `replace` applied (each must match), written next to
-    /// the drill's runbook as `name`; the drill log still goes to `--drill-log`.
+    /// Runs `scenarios/lab/BASE` with `replace` applied (each must occur once), written in
+    /// the drill's folder as `name`; the drill log still goes to `--drill-log`.
     pub fn run_variant(&self, base: &str, name: &str, replace: &[(&str, &str)]) -> Output {
-        let mut source = std::fs::read_to_string(root().join("scenarios/lab").join(base))
-            .unwrap_or_else(|e| panic!("read {base}: {e}"));
-        for (from, to) in replace {
-            assert!(source.contains(from), "`{from}` is in {base}");
-            source = source.replace(from, to);
-        }
         // The runbook path is relative to the original's folder; `--drill-log` names the copy.
-        let source = source.replace("runbook: ../../docs/RUNBOOK.md\n", "");
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, source).expect("write the variant");
+        let mut edits = vec![("runbook: ../../docs/RUNBOOK.md\n", "")];
+        edits.extend_from_slice(replace);
+        let shipped = format!("scenarios/lab/{base}");
+        let path = derive_scenario(&shipped, &edits, self.path(), name);
         self.command_at(&path).output()
     }
 

@@ -61,7 +61,7 @@ struct Front {
 }
 
 /// Every faulted port's proxy, started with the target.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Fronts {
     fronts: Vec<Front>,
     stop: CancellationToken,
@@ -75,26 +75,22 @@ impl Fronts {
     /// Listens on every public port (before any process starts, so no caller finds it
     /// closed) and forwards untouched until a fault is set.
     pub async fn start(plans: Vec<FrontPlan>) -> Result<Self, ProxyError> {
-        let fronts = Self::default();
-        let mut started = Vec::with_capacity(plans.len());
+        let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+        let mut fronts = Vec::with_capacity(plans.len());
         for (index, plan) in plans.into_iter().enumerate() {
             let bound = proxy::bind(&[plan.route()]).await?;
             let faults = Faults::new(plan.protocol, None);
             let counters = Arc::new(Counters::default());
             let readings = Arc::new(Mutex::new(Vec::new()));
-            fronts.tasks.spawn(proxy::serve(
+            tasks.spawn(proxy::serve(
                 bound,
                 faults.clone(),
                 counters.clone(),
-                fronts.stop.clone(),
+                stop.clone(),
                 index as u64,
             ));
-            fronts.tasks.spawn(sample(
-                counters.clone(),
-                readings.clone(),
-                fronts.stop.clone(),
-            ));
-            started.push(Front {
+            tasks.spawn(sample(counters.clone(), readings.clone(), stop.clone()));
+            fronts.push(Front {
                 plan,
                 faults,
                 counters,
@@ -102,8 +98,9 @@ impl Fronts {
             });
         }
         Ok(Self {
-            fronts: started,
-            ..fronts
+            fronts,
+            stop,
+            tasks,
         })
     }
 
@@ -126,22 +123,15 @@ impl Fronts {
     /// what came after the last reading is a reading of its own.
     pub fn counts(&self) -> impl Iterator<Item = (String, FaultCounts)> + '_ {
         self.fronts.iter().map(|f| {
-            let mut per_second = f.readings.lock().map(|r| r.clone()).unwrap_or_default();
-            let mut read = Counts::default();
-            for (_, counts) in &per_second {
-                read += *counts;
-            }
-            let tail = f.counters.snapshot().since(&read);
+            let mut counts = FaultCounts {
+                per_second: f.readings.lock().map(|r| r.clone()).unwrap_or_default(),
+                errors: Vec::new(),
+            };
+            let tail = f.counters.snapshot().since(&counts.total());
             if tail != Counts::default() {
-                per_second.push((Instant::now(), tail));
+                counts.per_second.push((Instant::now(), tail));
             }
-            (
-                f.plan.port.clone(),
-                FaultCounts {
-                    per_second,
-                    errors: Vec::new(),
-                },
-            )
+            (f.plan.port.clone(), counts)
         })
     }
 
